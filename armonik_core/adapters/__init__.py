@@ -1,0 +1,1 @@
+"""Storage backends behind small async interfaces: state/ (tables), queue/ (ready tasks), objects/ (data)."""

@@ -1,0 +1,1 @@
+"""Object storage: the bytes of results and payloads, addressed by opaque id."""

@@ -1,0 +1,49 @@
+"""The object storage interface every backend (filesystem, S3/MinIO, Redis) implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
+
+
+class ObjectNotFound(KeyError):
+    """The object asked for is not in the storage."""
+
+
+class ObjectStorage(ABC):
+    """Stores immutable blobs by key. Writes are streamed so that no object is ever held whole in memory;
+    a write is visible only once complete (readers never see a partial object)."""
+
+    @abstractmethod
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the concatenated chunks under `key` (replacing any previous object); return the size."""
+
+    async def put_bytes(self, key: str, data: bytes) -> int:
+        async def one() -> AsyncIterator[bytes]:
+            yield data
+
+        return await self.put(key, one())
+
+    async def put_many(self, objects: Mapping[str, bytes]) -> None:
+        """Store several small objects; backends batch this where they can."""
+        for key, data in objects.items():
+            await self.put_bytes(key, data)
+
+    @abstractmethod
+    def get(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
+        """Stream an object in chunks of at most `chunk_size` bytes. Raises ObjectNotFound."""
+
+    async def get_bytes(self, key: str) -> bytes:
+        parts = [chunk async for chunk in self.get(key, 1 << 20)]
+        return b"".join(parts)
+
+    @abstractmethod
+    async def size(self, key: str) -> int | None:
+        """Size of the object, or None when there is none."""
+
+    @abstractmethod
+    async def delete(self, keys: Collection[str]) -> None:
+        """Remove objects; keys that are absent are ignored."""
+
+    async def close(self) -> None:
+        """Release connections."""

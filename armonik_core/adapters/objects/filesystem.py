@@ -1,0 +1,216 @@
+"""Object storage on a local (or shared, e.g. NFS) directory: one file per object.
+
+Key mapping: keys are opaque strings that may hold any character (`/`, `..`, spaces, unicode, NUL) and be of
+any length, while file names are limited (255 bytes, no `/`, case-insensitive on some file systems). A key is
+therefore stored as `<root>/<h[:2]>/<prefix>~<h>` where `h` is the SHA-256 of the key (hex, so collision-free
+in practice, case-insensitive-safe and of fixed length) and `prefix` is the first characters of the key with
+everything outside `[A-Za-z0-9_-]` replaced by `_`, only there to make the directory readable by a human.
+The first two hex digits shard the objects over 256 directories so that none grows huge. The mapping is one
+way; the storage never needs to list keys.
+
+Atomicity and durability: a write streams into a temporary file (`.tmp-*`, never a valid object name) in the
+object's directory, fsyncs it, then `os.replace`s it onto the object's name and fsyncs the directory. Readers
+therefore see the old object or the new one, never a partial one, and a write that returned survives a crash.
+A writer killed mid-way leaves a `.tmp-*` file behind, which no reader ever opens.
+
+All file I/O runs in worker threads (`asyncio.to_thread`); reads and writes move about `_IO_BLOCK` bytes per
+thread hop (or one chunk, if the caller asks for larger chunks), so memory stays bounded whatever the object
+size, and streams of small chunks do not pay a thread hop each.
+
+Temporary files of writers that were killed are not swept here, since another process may be writing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from .base import ObjectNotFound, ObjectStorage
+
+_IO_BLOCK = 1 << 20  # bytes moved per thread hop: large enough to amortise the hop, small enough for memory
+_PREFIX_LENGTH = 40
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_TEMP_PREFIX = ".tmp-"
+_OBJECT_MODE = 0o644
+
+
+def object_file_name(key: str) -> tuple[str, str]:
+    """(shard directory, file name) of a key; see the module docstring for why it looks like this."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    prefix = _UNSAFE.sub("_", key[:_PREFIX_LENGTH])
+    return digest[:2], f"{prefix}~{digest}"
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename or a file creation in `directory` durable (a no-op where directories can't be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _LockedFile:
+    """A file touched only from worker threads, under a lock. An awaiting coroutine that is cancelled does not
+    stop its thread, so the cleanup (close, unlink) must wait for a read or write still running on the file."""
+
+    def __init__(self, file: BinaryIO, path: str) -> None:
+        self._file = file
+        self._path = path
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._file.write(data)
+
+    def read(self, size: int) -> bytes:
+        with self._lock:
+            return self._file.read(size)
+
+    def commit(self, target: Path) -> None:
+        """fsync, close and atomically move the file onto `target` (the caller fsyncs the directory)."""
+        with self._lock:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._path, target)
+
+    def discard(self) -> None:
+        """Close and remove a temporary file that will not become an object."""
+        with self._lock:
+            self._file.close()
+            try:
+                os.unlink(self._path)
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class FilesystemObjectStorage(ObjectStorage):
+    """ObjectStorage in a directory, one file per key (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self._root = Path(root)
+        self._root.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, key: str) -> Path:
+        """Where the object of `key` lives (exposed for operators and tests)."""
+        shard, name = object_file_name(key)
+        return self._root / shard / name
+
+    def _open_temporary(self, target: Path) -> _LockedFile:
+        target.parent.mkdir(exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
+        try:
+            os.fchmod(fd, _OBJECT_MODE)  # mkstemp creates 0600; objects are read by other users' processes
+            return _LockedFile(os.fdopen(fd, "wb"), name)
+        except BaseException:
+            os.close(fd)
+            os.unlink(name)
+            raise
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        target = self.path_of(key)
+        file = await asyncio.to_thread(self._open_temporary, target)
+        size = 0
+        pending: list[bytes] = []
+        pending_size = 0
+        try:
+            # Small chunks are gathered into blocks of about _IO_BLOCK so that a stream of tiny chunks does
+            # not cost a thread hop each.
+            async for chunk in chunks:
+                pending.append(chunk)
+                pending_size += len(chunk)
+                size += len(chunk)
+                if pending_size >= _IO_BLOCK:
+                    block = b"".join(pending)
+                    pending, pending_size = [], 0
+                    await asyncio.to_thread(file.write, block)
+            if pending:
+                await asyncio.to_thread(file.write, b"".join(pending))
+            await asyncio.to_thread(self._commit, file, target)
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(file.discard))
+            raise
+        return size
+
+    @staticmethod
+    def _commit(file: _LockedFile, target: Path) -> None:
+        file.commit(target)
+        _fsync_directory(target.parent)
+
+    def _write_many(self, objects: Mapping[str, bytes]) -> None:
+        """Write every object to a temporary file, then rename them all, then fsync each directory once: one
+        thread hop for the batch and one directory fsync per shard instead of one per object."""
+        staged: list[tuple[_LockedFile, Path]] = []
+        committed = 0
+        try:
+            for key, data in objects.items():
+                target = self.path_of(key)
+                staged.append((self._open_temporary(target), target))
+                staged[-1][0].write(data)
+            for file, target in staged:
+                file.commit(target)
+                committed += 1
+            for directory in {target.parent for _, target in staged}:
+                _fsync_directory(directory)
+        finally:
+            for file, _ in staged[committed:]:
+                file.discard()
+
+    async def put_many(self, objects: Mapping[str, bytes]) -> None:
+        if objects:
+            await asyncio.to_thread(self._write_many, dict(objects))
+
+    async def get(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+        path = self.path_of(key)
+        try:
+            file = _LockedFile(await asyncio.to_thread(open, path, "rb"), str(path))
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        # Read several chunks per thread hop when chunks are small, never more than about _IO_BLOCK.
+        block_size = chunk_size * max(1, _IO_BLOCK // chunk_size)
+        try:
+            while True:
+                block = await asyncio.to_thread(file.read, block_size)
+                if not block:
+                    return
+                for start in range(0, len(block), chunk_size):
+                    yield block[start : start + chunk_size]
+        finally:
+            await asyncio.shield(asyncio.to_thread(file.close))
+
+    async def size(self, key: str) -> int | None:
+        try:
+            stat = await asyncio.to_thread(os.stat, self.path_of(key))
+        except FileNotFoundError:
+            return None
+        return stat.st_size
+
+    def _unlink_all(self, keys: Collection[str]) -> None:
+        for key in keys:
+            try:
+                os.unlink(self.path_of(key))
+            except FileNotFoundError:
+                pass
+
+    async def delete(self, keys: Collection[str]) -> None:
+        """Remove the files. Directories are not fsynced: a deletion lost in a machine crash only leaves an
+        unreferenced object behind, which is harmless."""
+        if keys:
+            await asyncio.to_thread(self._unlink_all, list(keys))

@@ -1,0 +1,166 @@
+"""The state store interface: every unit of work the control plane and the polling agents perform.
+
+Each method is one atomic transaction that applies a rule of `armonik_core.domain`, so that every backend
+(SQLite here, MongoDB next) enforces the same semantics. Methods that make tasks ready return the queue
+messages to publish; those messages are also kept in a durable outbox until `clear_outbox`, so a crash
+between commit and publish loses nothing (`pending_outbox` replays them at start-up).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from armonik_core.adapters.queue.base import QueueMessage
+from armonik_core.domain.changes import Change
+from armonik_core.domain.filters import Filter, ListQuery
+from armonik_core.domain.records import Partition, Result, Session, Task
+from armonik_core.domain.sessions import SessionAction
+from armonik_core.domain.statuses import TaskStatus
+
+ChangeListener = Callable[[list[Change]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultCompletion:
+    """Data of a result now stored in object storage under `opaque_id`."""
+
+    result_id: str
+    size: int
+    opaque_id: bytes
+
+
+@dataclass(slots=True)
+class SessionActionOutcome:
+    session: Session
+    #: Tasks to publish again (resume).
+    to_enqueue: list[QueueMessage] = field(default_factory=list)
+    #: Objects whose data must be removed from object storage (purge, delete).
+    objects_to_delete: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    name: str
+    version: str
+    namespace: str
+    service: str
+
+
+class StateStore(ABC):
+    # -- change feed -------------------------------------------------------------------------------------
+    @abstractmethod
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Call `listener` (on the event loop) with the changes of every committed transaction."""
+
+    @abstractmethod
+    def remove_listener(self, listener: ChangeListener) -> None: ...
+
+    # -- partitions --------------------------------------------------------------------------------------
+    @abstractmethod
+    async def upsert_partitions(self, partitions: Sequence[Partition]) -> None: ...
+
+    @abstractmethod
+    async def get_partition(self, partition_id: str) -> Partition:
+        """Raises NotFound."""
+
+    @abstractmethod
+    async def list_partitions(self, query: ListQuery) -> tuple[int, list[Partition]]: ...
+
+    # -- sessions ----------------------------------------------------------------------------------------
+    @abstractmethod
+    async def create_session(self, session: Session) -> None:
+        """Raises NotFound when a partition does not exist."""
+
+    @abstractmethod
+    async def get_session(self, session_id: str) -> Session:
+        """Raises NotFound."""
+
+    @abstractmethod
+    async def list_sessions(self, query: ListQuery) -> tuple[int, list[Session]]: ...
+
+    @abstractmethod
+    async def apply_session_action(self, session_id: str, action: SessionAction) -> SessionActionOutcome:
+        """Raises NotFound, FailedPrecondition."""
+
+    @abstractmethod
+    async def stop_submission(self, session_id: str, client: bool, worker: bool) -> Session: ...
+
+    # -- results -----------------------------------------------------------------------------------------
+    @abstractmethod
+    async def create_results(
+        self, session_id: str, results: Sequence[Result], by_worker: bool = False
+    ) -> None:
+        """Raises NotFound (session), FailedPrecondition (session closed to submission)."""
+
+    @abstractmethod
+    async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
+        """The results that exist, in no particular order."""
+
+    async def get_result(self, result_id: str) -> Result:
+        from armonik_core.domain.errors import NotFound
+
+        found = await self.get_results([result_id])
+        if not found:
+            raise NotFound(f"Result not found: {result_id}")
+        return found[0]
+
+    @abstractmethod
+    async def list_results(self, query: ListQuery) -> tuple[int, list[Result]]: ...
+
+    @abstractmethod
+    async def complete_results(
+        self, session_id: str, completions: Sequence[ResultCompletion]
+    ) -> list[QueueMessage]:
+        """Mark results COMPLETED and, in the same transaction, make ready every task waiting only on them.
+
+        Raises NotFound, FailedPrecondition (result not CREATED)."""
+
+    @abstractmethod
+    async def delete_results_data(self, session_id: str, result_ids: Sequence[str]) -> list[bytes]:
+        """Mark results DELETED (unless `manual_deletion`); return the opaque ids whose objects to remove."""
+
+    # -- tasks -------------------------------------------------------------------------------------------
+    @abstractmethod
+    async def submit_tasks(
+        self, session_id: str, tasks: Sequence[Task], parent_task_id: str | None = None
+    ) -> list[QueueMessage]:
+        """Insert new tasks, take ownership of their outputs and queue the ready ones.
+
+        `parent_task_id` is set when a worker submits subtasks. Raises NotFound, FailedPrecondition,
+        InvalidArgument."""
+
+    @abstractmethod
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[Task]: ...
+
+    async def get_task(self, task_id: str) -> Task:
+        from armonik_core.domain.errors import NotFound
+
+        found = await self.get_tasks([task_id])
+        if not found:
+            raise NotFound(f"Task not found: {task_id}")
+        return found[0]
+
+    @abstractmethod
+    async def list_tasks(self, query: ListQuery) -> tuple[int, list[Task]]: ...
+
+    @abstractmethod
+    async def count_tasks_by_status(self, flt: Filter) -> dict[TaskStatus, int]: ...
+
+    @abstractmethod
+    async def cancel_tasks(self, task_ids: Sequence[str]) -> list[Task]:
+        """Cancel tasks (CANCELLED, or CANCELLING while an agent holds them); returns them as updated."""
+
+    @abstractmethod
+    async def list_applications(self, query: ListQuery) -> tuple[int, list[Application]]: ...
+
+    # -- outbox ------------------------------------------------------------------------------------------
+    @abstractmethod
+    async def pending_outbox(self, limit: int = 10_000) -> list[QueueMessage]: ...
+
+    @abstractmethod
+    async def clear_outbox(self, task_ids: Sequence[str]) -> None: ...
+
+    async def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,651 @@
+"""The embedded state store: SQLite in WAL mode, one database file, batched and group-committed writes.
+
+Each public method is one unit of work run by the engine's writer thread (see `sqlite_engine`), applying a
+rule of `armonik_core.domain` to the rows it loads. Lookups by many ids are chunked so that no statement
+exceeds SQLite's parameter limit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from armonik_core.adapters.queue.base import QueueMessage
+from armonik_core.adapters.state import sqlite_schema as schema
+from armonik_core.adapters.state.base import (
+    Application,
+    ChangeListener,
+    ResultCompletion,
+    SessionActionOutcome,
+    StateStore,
+)
+from armonik_core.adapters.state.sql_filters import compile_filter, compile_order
+from armonik_core.adapters.state.sqlite_engine import SqliteEngine
+from armonik_core.domain import graph
+from armonik_core.domain.changes import Change
+from armonik_core.domain.errors import FailedPrecondition, InvalidArgument, NotFound, describe_missing
+from armonik_core.domain.filters import Filter, ListQuery
+from armonik_core.domain.records import Partition, Result, Session, Task
+from armonik_core.domain.sessions import (
+    PAUSE_TASKS,
+    RESUME_TASKS,
+    SessionAction,
+    apply_session_action,
+    check_submission_allowed,
+    stop_submission,
+)
+from armonik_core.domain.statuses import (
+    FINAL_TASK_STATUSES,
+    EventType,
+    ResultStatus,
+    SessionStatus,
+    TaskStatus,
+)
+from armonik_core.domain.tasks import cancellation_status
+
+R = TypeVar("R")
+CHUNK = 900
+Clock = Callable[[], float]
+
+
+def _chunks(ids: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _select_in(conn: sqlite3.Connection, sql: str, ids: Sequence[str], *extra: Any) -> list[sqlite3.Row]:
+    """Run `sql` (with one `{marks}` placeholder for the id list) over `ids`, chunk by chunk."""
+    rows: list[sqlite3.Row] = []
+    for chunk in _chunks(list(dict.fromkeys(ids))):
+        marks = ",".join("?" * len(chunk))
+        rows.extend(conn.execute(sql.format(marks=marks), (*chunk, *extra)).fetchall())
+    return rows
+
+
+def _columns(names: Iterable[str]) -> str:
+    return ", ".join(names)
+
+
+def _insert_sql(table: str, columns: Sequence[str], verb: str = "INSERT") -> str:
+    return f"{verb} INTO {table} ({_columns(columns)}) VALUES ({','.join('?' * len(columns))})"
+
+
+_INSERT_TASK = _insert_sql("tasks", schema.TASK_COLUMNS)
+_INSERT_RESULT = _insert_sql("results", schema.RESULT_COLUMNS)
+_INSERT_SESSION = _insert_sql("sessions", schema.SESSION_COLUMNS)
+_UPSERT_PARTITION = _insert_sql("partitions", schema.PARTITION_COLUMNS, "INSERT OR REPLACE")
+
+
+class _SqlGraphView:
+    """The cascade's view of the graph, read inside the current transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def dependents(self, result_ids: Iterable[str]) -> dict[str, TaskStatus]:
+        rows = _select_in(
+            self._conn,
+            "SELECT t.task_id, t.status FROM task_waits w JOIN tasks t ON t.task_id = w.task_id "
+            "WHERE w.result_id IN ({marks})",
+            list(result_ids),
+        )
+        return {row["task_id"]: TaskStatus(row["status"]) for row in rows}
+
+    def owned_results(self, task_ids: Iterable[str]) -> dict[str, ResultStatus]:
+        rows = _select_in(
+            self._conn,
+            "SELECT result_id, status FROM results WHERE owner_task_id IN ({marks})",
+            list(task_ids),
+        )
+        return {row["result_id"]: ResultStatus(row["status"]) for row in rows}
+
+
+class SqliteStateStore(StateStore):
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", clock: Clock = time.time) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._listeners: list[ChangeListener] = []
+        self._engine = SqliteEngine(self._path, self._dispatch, synchronous=synchronous)
+        self._engine.run_setup(schema.DDL)
+
+    # -- change feed -------------------------------------------------------------------------------------
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _dispatch(self, changes: list[Change]) -> None:
+        for listener in list(self._listeners):
+            listener(changes)
+
+    async def close(self) -> None:
+        self._engine.close()
+
+    # -- generic listing ---------------------------------------------------------------------------------
+    async def _list(
+        self, table: str, columns: Sequence[str], query: ListQuery, convert: Callable[[sqlite3.Row], R]
+    ) -> tuple[int, list[R]]:
+        column_for = schema.column_resolver(table)
+        where, params = compile_filter(query.filter, column_for)
+        order = compile_order(query.sort, column_for) or "rowid"
+        if query.page < 0 or query.page_size < 0:
+            raise InvalidArgument("page and page_size must not be negative")
+        limit = query.page_size or 100
+
+        def run(conn: sqlite3.Connection) -> tuple[int, list[R]]:
+            total = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {_columns(columns)} FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                (*params, limit, query.page * limit),
+            ).fetchall()
+            return total, [convert(row) for row in rows]
+
+        return await self._engine.read(run)
+
+    # -- partitions --------------------------------------------------------------------------------------
+    async def upsert_partitions(self, partitions: Sequence[Partition]) -> None:
+        rows = [schema.partition_to_row(p) for p in partitions]
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> None:
+            conn.executemany(_UPSERT_PARTITION, rows)
+
+        await self._engine.write(unit)
+
+    async def get_partition(self, partition_id: str) -> Partition:
+        def run(conn: sqlite3.Connection) -> Partition:
+            row = conn.execute(
+                f"SELECT {_columns(schema.PARTITION_COLUMNS)} FROM partitions WHERE partition_id = ?",
+                (partition_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"Partition not found: {partition_id}")
+            return schema.partition_from_row(row)
+
+        return await self._engine.read(run)
+
+    async def list_partitions(self, query: ListQuery) -> tuple[int, list[Partition]]:
+        return await self._list("partitions", schema.PARTITION_COLUMNS, query, schema.partition_from_row)
+
+    # -- sessions ----------------------------------------------------------------------------------------
+    async def create_session(self, session: Session) -> None:
+        row = schema.session_to_row(session)
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> None:
+            wanted = set(session.partition_ids) | {session.options.partition_id}
+            found = {
+                r["partition_id"]
+                for r in _select_in(
+                    conn, "SELECT partition_id FROM partitions WHERE partition_id IN ({marks})", list(wanted)
+                )
+            }
+            if wanted - found:
+                raise NotFound(describe_missing("Partition", wanted - found))
+            conn.execute(_INSERT_SESSION, row)
+
+        await self._engine.write(unit)
+
+    async def get_session(self, session_id: str) -> Session:
+        return await self._engine.read(lambda conn: _load_session(conn, session_id))
+
+    async def list_sessions(self, query: ListQuery) -> tuple[int, list[Session]]:
+        return await self._list("sessions", schema.SESSION_COLUMNS, query, schema.session_from_row)
+
+    async def stop_submission(self, session_id: str, client: bool, worker: bool) -> Session:
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> Session:
+            session = stop_submission(_load_session(conn, session_id), client, worker)
+            conn.execute(
+                "UPDATE sessions SET client_submission = ?, worker_submission = ? WHERE session_id = ?",
+                (int(session.client_submission), int(session.worker_submission), session_id),
+            )
+            return session
+
+        return await self._engine.write(unit)
+
+    async def apply_session_action(self, session_id: str, action: SessionAction) -> SessionActionOutcome:
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> SessionActionOutcome:
+            session = apply_session_action(_load_session(conn, session_id), action, now)
+            outcome = SessionActionOutcome(session)
+            if action is SessionAction.PAUSE:
+                _move_session_tasks(conn, changes, session_id, PAUSE_TASKS)
+                conn.execute("DELETE FROM outbox WHERE session_id = ?", (session_id,))
+            elif action is SessionAction.RESUME:
+                moved = _move_session_tasks(conn, changes, session_id, RESUME_TASKS, submitted_at=now)
+                outcome.to_enqueue = _enqueue(conn, moved)
+            elif action is SessionAction.CANCEL:
+                _cancel_session_tasks(conn, changes, session_id, now)
+            elif action in (SessionAction.PURGE, SessionAction.DELETE):
+                outcome.objects_to_delete = _drop_session_data(conn, changes, session_id)
+                if action is SessionAction.DELETE:
+                    for table in ("task_waits", "outbox"):
+                        conn.execute(
+                            f"DELETE FROM {table} WHERE task_id IN (SELECT task_id FROM tasks WHERE session_id = ?)",
+                            (session_id,),
+                        )
+                    conn.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
+                    conn.execute("DELETE FROM results WHERE session_id = ?", (session_id,))
+            _save_session_state(conn, session)
+            return outcome
+
+        return await self._engine.write(unit)
+
+    # -- results -----------------------------------------------------------------------------------------
+    async def create_results(
+        self, session_id: str, results: Sequence[Result], by_worker: bool = False
+    ) -> None:
+        rows = [schema.result_to_row(r) for r in results]
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> None:
+            check_submission_allowed(_load_session(conn, session_id), by_worker)
+            try:
+                conn.executemany(_INSERT_RESULT, rows)
+            except sqlite3.IntegrityError as exc:
+                raise FailedPrecondition(f"A result id is already taken: {exc}") from exc
+            changes.extend(
+                Change(EventType.NEW_RESULT, session_id, r.result_id, int(r.status), record=r)
+                for r in results
+            )
+
+        await self._engine.write(unit)
+
+    async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
+        sql = f"SELECT {_columns(schema.RESULT_COLUMNS)} FROM results WHERE result_id IN ({{marks}})"
+        return await self._engine.read(
+            lambda conn: [schema.result_from_row(r) for r in _select_in(conn, sql, result_ids)]
+        )
+
+    async def list_results(self, query: ListQuery) -> tuple[int, list[Result]]:
+        return await self._list("results", schema.RESULT_COLUMNS, query, schema.result_from_row)
+
+    async def complete_results(
+        self, session_id: str, completions: Sequence[ResultCompletion]
+    ) -> list[QueueMessage]:
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[QueueMessage]:
+            ids = [c.result_id for c in completions]
+            current = _load_results(conn, ids, session_id)
+            for result in current.values():
+                if result.status != ResultStatus.CREATED:
+                    raise FailedPrecondition(
+                        f"Result {result.result_id} is {result.status.name}: only a CREATED result can "
+                        "receive data"
+                    )
+            conn.executemany(
+                "UPDATE results SET status = ?, size = ?, opaque_id = ?, completed_at = ? WHERE result_id = ?",
+                [(int(ResultStatus.COMPLETED), c.size, c.opaque_id, now, c.result_id) for c in completions],
+            )
+            changes.extend(
+                Change(EventType.RESULT_STATUS_UPDATE, session_id, rid, int(ResultStatus.COMPLETED))
+                for rid in ids
+            )
+            return _resolve_dependents(conn, changes, ids, now)
+
+        return await self._engine.write(unit)
+
+    async def delete_results_data(self, session_id: str, result_ids: Sequence[str]) -> list[bytes]:
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[bytes]:
+            results = _load_results(conn, result_ids, session_id)
+            doomed = [
+                r for r in results.values() if not r.manual_deletion and r.status != ResultStatus.DELETED
+            ]
+            conn.executemany(
+                "UPDATE results SET status = ?, opaque_id = x'' WHERE result_id = ?",
+                [(int(ResultStatus.DELETED), r.result_id) for r in doomed],
+            )
+            changes.extend(
+                Change(EventType.RESULT_STATUS_UPDATE, session_id, r.result_id, int(ResultStatus.DELETED))
+                for r in doomed
+            )
+            return [r.opaque_id for r in doomed if r.opaque_id]
+
+        return await self._engine.write(unit)
+
+    # -- tasks -------------------------------------------------------------------------------------------
+    async def submit_tasks(
+        self, session_id: str, tasks: Sequence[Task], parent_task_id: str | None = None
+    ) -> list[QueueMessage]:
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[QueueMessage]:
+            session = _load_session(conn, session_id)
+            check_submission_allowed(session, by_worker=parent_task_id is not None)
+            for task in tasks:
+                if task.options.partition_id not in session.partition_ids:
+                    raise FailedPrecondition(
+                        f"Task {task.task_id} targets partition '{task.options.partition_id}', which is not "
+                        f"one of session {session_id}'s partitions ({', '.join(session.partition_ids)})"
+                    )
+            named = [rid for t in tasks for rid in (*graph.task_inputs(t), *t.expected_output_ids)]
+            results = {
+                r["result_id"]: schema.result_from_row(r)
+                for r in _select_in(
+                    conn,
+                    f"SELECT {_columns(schema.RESULT_COLUMNS)} FROM results WHERE result_id IN ({{marks}})",
+                    named,
+                )
+            }
+            plan = graph.plan_submission(tasks, results, session_id, parent_task_id)
+            ready = set(plan.ready)
+            paused = session.status == SessionStatus.PAUSED
+            for task in tasks:
+                if task.task_id in ready:
+                    task.status = TaskStatus.PAUSED if paused else TaskStatus.SUBMITTED
+                    task.submitted_at = now
+                else:
+                    task.status = TaskStatus.PENDING
+            try:
+                conn.executemany(_INSERT_TASK, [schema.task_to_row(t) for t in tasks])
+            except sqlite3.IntegrityError as exc:
+                raise FailedPrecondition(f"A task id is already taken: {exc}") from exc
+            conn.executemany(
+                "INSERT OR IGNORE INTO task_waits (result_id, task_id) VALUES (?, ?)",
+                [(rid, tid) for tid, needed in plan.waiting.items() for rid in needed],
+            )
+            conn.executemany(
+                "UPDATE results SET owner_task_id = ? WHERE result_id = ?",
+                [(new, rid) for rid, (_, new) in plan.owner_changes.items()],
+            )
+            for task in tasks:
+                changes.append(
+                    Change(EventType.NEW_TASK, session_id, task.task_id, int(task.status), record=task)
+                )
+            for rid, (previous, new) in plan.owner_changes.items():
+                changes.append(
+                    Change(
+                        EventType.RESULT_OWNER_UPDATE,
+                        session_id,
+                        rid,
+                        previous_owner=previous,
+                        current_owner=new,
+                    )
+                )
+            queued = [t for t in tasks if t.status == TaskStatus.SUBMITTED]
+            return _enqueue(conn, queued)
+
+        return await self._engine.write(unit)
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
+        sql = f"SELECT {_columns(schema.TASK_COLUMNS)} FROM tasks WHERE task_id IN ({{marks}})"
+        return await self._engine.read(
+            lambda conn: [schema.task_from_row(r) for r in _select_in(conn, sql, task_ids)]
+        )
+
+    async def list_tasks(self, query: ListQuery) -> tuple[int, list[Task]]:
+        return await self._list("tasks", schema.TASK_COLUMNS, query, schema.task_from_row)
+
+    async def count_tasks_by_status(self, flt: Filter) -> dict[TaskStatus, int]:
+        where, params = compile_filter(flt, schema.column_resolver("tasks"))
+
+        def run(conn: sqlite3.Connection) -> dict[TaskStatus, int]:
+            rows = conn.execute(f"SELECT status, COUNT(*) FROM tasks WHERE {where} GROUP BY status", params)
+            return {TaskStatus(status): count for status, count in rows}
+
+        return await self._engine.read(run)
+
+    async def cancel_tasks(self, task_ids: Sequence[str]) -> list[Task]:
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[Task]:
+            tasks = _load_tasks(conn, task_ids)
+            missing = set(task_ids) - set(tasks)
+            if missing:
+                raise NotFound(describe_missing("Task", missing))
+            _cancel(conn, changes, list(tasks.values()), now)
+            return list(tasks.values())
+
+        return await self._engine.write(unit)
+
+    async def list_applications(self, query: ListQuery) -> tuple[int, list[Application]]:
+        column_for = schema.column_resolver("applications")
+        where, params = compile_filter(query.filter, column_for)
+        order = compile_order(query.sort, column_for) or "1, 2, 3, 4"
+        limit = query.page_size or 100
+        grouped = (
+            "SELECT opt_application_name, opt_application_version, opt_application_namespace, "
+            f"opt_application_service FROM tasks WHERE {where} GROUP BY 1, 2, 3, 4"
+        )
+
+        def run(conn: sqlite3.Connection) -> tuple[int, list[Application]]:
+            total = conn.execute(f"SELECT COUNT(*) FROM ({grouped})", params).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT * FROM ({grouped}) ORDER BY {order} LIMIT ? OFFSET ?",
+                (*params, limit, query.page * limit),
+            ).fetchall()
+            return total, [Application(*tuple(row)) for row in rows]
+
+        return await self._engine.read(run)
+
+    # -- outbox ------------------------------------------------------------------------------------------
+    async def pending_outbox(self, limit: int = 10_000) -> list[QueueMessage]:
+        def run(conn: sqlite3.Connection) -> list[QueueMessage]:
+            rows = conn.execute(
+                "SELECT task_id, session_id, partition_id, priority FROM outbox LIMIT ?", (limit,)
+            ).fetchall()
+            return [
+                QueueMessage(r["task_id"], r["session_id"], r["partition_id"], r["priority"]) for r in rows
+            ]
+
+        return await self._engine.read(run)
+
+    async def clear_outbox(self, task_ids: Sequence[str]) -> None:
+        ids = list(task_ids)
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> None:
+            conn.executemany("DELETE FROM outbox WHERE task_id = ?", [(tid,) for tid in ids])
+
+        await self._engine.write(unit)
+
+
+# -- units of work shared by several operations ------------------------------------------------------------
+def _load_session(conn: sqlite3.Connection, session_id: str) -> Session:
+    row = conn.execute(
+        f"SELECT {_columns(schema.SESSION_COLUMNS)} FROM sessions WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"Session not found: {session_id}")
+    return schema.session_from_row(row)
+
+
+def _save_session_state(conn: sqlite3.Connection, s: Session) -> None:
+    conn.execute(
+        "UPDATE sessions SET status = ?, client_submission = ?, worker_submission = ?, cancelled_at = ?, "
+        "closed_at = ?, purged_at = ?, deleted_at = ? WHERE session_id = ?",
+        (
+            int(s.status),
+            int(s.client_submission),
+            int(s.worker_submission),
+            s.cancelled_at,
+            s.closed_at,
+            s.purged_at,
+            s.deleted_at,
+            s.session_id,
+        ),
+    )
+
+
+def _load_results(conn: sqlite3.Connection, result_ids: Sequence[str], session_id: str) -> dict[str, Result]:
+    rows = _select_in(
+        conn,
+        f"SELECT {_columns(schema.RESULT_COLUMNS)} FROM results WHERE result_id IN ({{marks}})",
+        result_ids,
+    )
+    found = {r.result_id: r for r in map(schema.result_from_row, rows) if r.session_id == session_id}
+    missing = set(result_ids) - set(found)
+    if missing:
+        raise NotFound(describe_missing("Result", missing) + f" in session {session_id}")
+    return found
+
+
+def _load_tasks(conn: sqlite3.Connection, task_ids: Sequence[str]) -> dict[str, Task]:
+    rows = _select_in(
+        conn, f"SELECT {_columns(schema.TASK_COLUMNS)} FROM tasks WHERE task_id IN ({{marks}})", task_ids
+    )
+    return {t.task_id: t for t in map(schema.task_from_row, rows)}
+
+
+def _enqueue(conn: sqlite3.Connection, tasks: Iterable[Task]) -> list[QueueMessage]:
+    """Record ready tasks in the outbox; the caller publishes the returned messages after commit."""
+    messages = [
+        QueueMessage(t.task_id, t.session_id, t.options.partition_id, t.options.priority) for t in tasks
+    ]
+    conn.executemany(
+        "INSERT OR REPLACE INTO outbox (task_id, session_id, partition_id, priority) VALUES (?, ?, ?, ?)",
+        [(m.task_id, m.session_id, m.partition_id, m.priority) for m in messages],
+    )
+    return messages
+
+
+def _set_task_status(
+    conn: sqlite3.Connection,
+    changes: list[Change],
+    tasks: Iterable[Task],
+    status: TaskStatus,
+    **timestamps: float,
+) -> None:
+    assignments = ", ".join(["status = ?", *(f"{name} = ?" for name in timestamps)])
+    rows = []
+    for task in tasks:
+        task.status = status
+        for name, value in timestamps.items():
+            setattr(task, name, value)
+        rows.append((int(status), *timestamps.values(), task.task_id))
+        changes.append(Change(EventType.TASK_STATUS_UPDATE, task.session_id, task.task_id, int(status)))
+    conn.executemany(f"UPDATE tasks SET {assignments} WHERE task_id = ?", rows)
+
+
+def _resolve_dependents(
+    conn: sqlite3.Connection, changes: list[Change], completed: Sequence[str], now: float
+) -> list[QueueMessage]:
+    """Drop the completed inputs from every waiting task and queue the tasks that now have them all."""
+    rows = _select_in(
+        conn,
+        "SELECT task_id, result_id FROM task_waits WHERE task_id IN "
+        "(SELECT task_id FROM task_waits WHERE result_id IN ({marks}))",
+        completed,
+    )
+    remaining: dict[str, set[str]] = {}
+    for row in rows:
+        remaining.setdefault(row["task_id"], set()).add(row["result_id"])
+    conn.executemany("DELETE FROM task_waits WHERE result_id = ?", [(rid,) for rid in completed])
+    ready_ids = graph.ready_after_completion(remaining, completed)
+    if not ready_ids:
+        return []
+    ready = [t for t in _load_tasks(conn, ready_ids).values() if t.status == TaskStatus.PENDING]
+    paused_sessions = _paused_sessions(conn, {t.session_id for t in ready})
+    paused = [t for t in ready if t.session_id in paused_sessions]
+    runnable = [t for t in ready if t.session_id not in paused_sessions]
+    _set_task_status(conn, changes, paused, TaskStatus.PAUSED, submitted_at=now)
+    _set_task_status(conn, changes, runnable, TaskStatus.SUBMITTED, submitted_at=now)
+    return _enqueue(conn, runnable)
+
+
+def _paused_sessions(conn: sqlite3.Connection, session_ids: set[str]) -> set[str]:
+    rows = _select_in(
+        conn, "SELECT session_id, status FROM sessions WHERE session_id IN ({marks})", list(session_ids)
+    )
+    return {r["session_id"] for r in rows if r["status"] == int(SessionStatus.PAUSED)}
+
+
+def _move_session_tasks(
+    conn: sqlite3.Connection,
+    changes: list[Change],
+    session_id: str,
+    moves: dict[TaskStatus, TaskStatus],
+    **timestamps: float,
+) -> list[Task]:
+    moved: list[Task] = []
+    for source, target in moves.items():
+        rows = conn.execute(
+            f"SELECT {_columns(schema.TASK_COLUMNS)} FROM tasks WHERE session_id = ? AND status = ?",
+            (session_id, int(source)),
+        ).fetchall()
+        tasks = [schema.task_from_row(r) for r in rows]
+        _set_task_status(conn, changes, tasks, target, **timestamps)
+        moved.extend(tasks)
+    return moved
+
+
+def _cancel(conn: sqlite3.Connection, changes: list[Change], tasks: list[Task], now: float) -> None:
+    """Cancel tasks, abort the outputs they will no longer produce and cancel what waited on those."""
+    by_target: dict[TaskStatus, list[Task]] = {}
+    for task in tasks:
+        target = cancellation_status(task.status)
+        if target is not None:
+            by_target.setdefault(target, []).append(task)
+    cancelled = by_target.get(TaskStatus.CANCELLED, [])
+    _set_task_status(conn, changes, cancelled, TaskStatus.CANCELLED, ended_at=now)
+    _set_task_status(conn, changes, by_target.get(TaskStatus.CANCELLING, []), TaskStatus.CANCELLING)
+    _abort_downstream(conn, changes, [t.task_id for t in cancelled], TaskStatus.CANCELLED, now)
+
+
+def _abort_downstream(
+    conn: sqlite3.Connection, changes: list[Change], task_ids: list[str], status: TaskStatus, now: float
+) -> None:
+    """Apply the domain's abort cascade from tasks that will never produce their outputs."""
+    if not task_ids:
+        return
+    plan = graph.plan_abort_cascade(task_ids, _SqlGraphView(conn))
+    doomed = list(_load_tasks(conn, sorted(plan.tasks)).values())
+    _set_task_status(conn, changes, doomed, status, ended_at=now)
+    stopped = [*task_ids, *plan.tasks]
+    conn.executemany("DELETE FROM task_waits WHERE task_id = ?", [(tid,) for tid in stopped])
+    conn.executemany("DELETE FROM outbox WHERE task_id = ?", [(tid,) for tid in stopped])
+    _abort_results(conn, changes, sorted(plan.results))
+
+
+def _abort_results(conn: sqlite3.Connection, changes: list[Change], result_ids: list[str]) -> None:
+    if not result_ids:
+        return
+    rows = _select_in(
+        conn, "SELECT result_id, session_id FROM results WHERE result_id IN ({marks})", result_ids
+    )
+    conn.executemany(
+        "UPDATE results SET status = ? WHERE result_id = ?",
+        [(int(ResultStatus.ABORTED), r["result_id"]) for r in rows],
+    )
+    changes.extend(
+        Change(EventType.RESULT_STATUS_UPDATE, r["session_id"], r["result_id"], int(ResultStatus.ABORTED))
+        for r in rows
+    )
+
+
+def _cancel_session_tasks(
+    conn: sqlite3.Connection, changes: list[Change], session_id: str, now: float
+) -> None:
+    finals = ",".join(str(int(s)) for s in (*FINAL_TASK_STATUSES, TaskStatus.CANCELLING))
+    rows = conn.execute(
+        f"SELECT {_columns(schema.TASK_COLUMNS)} FROM tasks WHERE session_id = ? AND status NOT IN ({finals})",
+        (session_id,),
+    ).fetchall()
+    _cancel(conn, changes, [schema.task_from_row(r) for r in rows], now)
+    leftovers = conn.execute(
+        "SELECT result_id FROM results WHERE session_id = ? AND status = ?",
+        (session_id, int(ResultStatus.CREATED)),
+    ).fetchall()
+    _abort_results(conn, changes, [r["result_id"] for r in leftovers])
+    conn.execute("DELETE FROM outbox WHERE session_id = ?", (session_id,))
+
+
+def _drop_session_data(conn: sqlite3.Connection, changes: list[Change], session_id: str) -> list[bytes]:
+    """Mark the session's stored results DELETED; return the objects to remove from object storage."""
+    rows = conn.execute(
+        "SELECT result_id, opaque_id FROM results WHERE session_id = ? AND status = ? AND manual_deletion = 0",
+        (session_id, int(ResultStatus.COMPLETED)),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE results SET status = ?, opaque_id = x'' WHERE result_id = ?",
+        [(int(ResultStatus.DELETED), r["result_id"]) for r in rows],
+    )
+    changes.extend(
+        Change(EventType.RESULT_STATUS_UPDATE, session_id, r["result_id"], int(ResultStatus.DELETED))
+        for r in rows
+    )
+    return [bytes(r["opaque_id"]) for r in rows if r["opaque_id"]]

@@ -1,0 +1,176 @@
+"""Threads and connections behind the SQLite state store.
+
+SQLite allows one writer at a time. Rather than let concurrent requests contend for the lock (and pay one
+fsync each), every write goes through one writer thread that drains whatever units of work are waiting and
+commits them together: one transaction, one fsync, many requests (group commit). Each unit runs inside its
+own savepoint, so a unit that raises is rolled back alone and its caller gets the error. Reads run on a
+small pool of reader threads with their own connections, which WAL mode lets proceed during writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from armonik_core.domain.changes import Change
+
+T = TypeVar("T")
+
+#: A unit of work: runs on the writer thread inside a savepoint; appends its changes to the list.
+WriteUnit = Callable[[sqlite3.Connection, list[Change]], T]
+
+MAX_GROUP = 256
+
+
+def connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    unit: WriteUnit[T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+
+class SqliteEngine:
+    """Owns the writer thread and the reader pool of one database file."""
+
+    def __init__(
+        self,
+        path: Path,
+        on_commit: Callable[[list[Change]], None],
+        synchronous: str = "FULL",
+        readers: int = 2,
+    ) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._on_commit = on_commit
+        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._writer_conn = connect(path, synchronous)
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._reader_local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
+        self._closed = False
+        self._writer.start()
+
+    # -- writes ------------------------------------------------------------------------------------------
+    def run_setup(self, script: str) -> None:
+        """Run DDL synchronously before the engine serves anything."""
+        self._writer_conn.executescript(script)
+
+    async def write(self, unit: WriteUnit[T]) -> T:
+        if self._closed:
+            raise RuntimeError("the state store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(unit, loop, future))
+        return await future
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_GROUP:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._jobs.put(None)
+                    break
+                batch.append(job)
+            self._commit_group(batch)
+
+    def _commit_group(self, batch: list[_Job[Any]]) -> None:
+        conn = self._writer_conn
+        outcomes: list[tuple[_Job[Any], bool, Any]] = []
+        changes: list[Change] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                unit_changes: list[Change] = []
+                conn.execute("SAVEPOINT unit")
+                try:
+                    value = job.unit(conn, unit_changes)
+                except BaseException as exc:  # the unit's error goes to its caller
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    outcomes.append((job, False, exc))
+                    continue
+                conn.execute("RELEASE unit")
+                changes.extend(unit_changes)
+                outcomes.append((job, True, value))
+            conn.execute("COMMIT")
+        except BaseException as exc:  # the commit itself failed: every unit fails with it
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(job, False, exc) for job in batch]
+            changes = []
+        for job, ok, value in outcomes:
+            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+        if changes:
+            batch[0].loop.call_soon_threadsafe(self._on_commit, changes)
+
+    # -- reads -------------------------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = connect(self._path, self._synchronous)
+            self._reader_local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise RuntimeError("the state store is closed")
+
+        def run() -> T:
+            conn = self._reader()
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        self._writer.join()
+        self._readers.shutdown(wait=True)
+        self._writer_conn.close()
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

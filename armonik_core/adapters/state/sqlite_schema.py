@@ -1,0 +1,423 @@
+"""SQLite tables of the state store, and the mapping between rows and domain records.
+
+Lists (ids, partitions) are JSON text arrays and the free-form options map is a JSON object, so that the
+filters can reach into them with `json_each` / `json_extract`. Task options are flattened into `opt_*`
+columns because the List RPCs filter and sort on them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from armonik_core.adapters.state.sql_filters import json_member
+from armonik_core.domain.errors import InvalidArgument
+from armonik_core.domain.filters import FieldRef
+from armonik_core.domain.options import TaskOptions
+from armonik_core.domain.records import Partition, Result, Session, Task
+from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
+
+SCHEMA_VERSION = 1
+
+OPTION_COLUMNS = (
+    "opt_max_duration",
+    "opt_max_retries",
+    "opt_priority",
+    "opt_partition_id",
+    "opt_application_name",
+    "opt_application_version",
+    "opt_application_namespace",
+    "opt_application_service",
+    "opt_engine_type",
+    "opt_options",
+)
+
+_OPTION_DDL = """
+    opt_max_duration REAL NOT NULL DEFAULT 0,
+    opt_max_retries INTEGER NOT NULL DEFAULT 0,
+    opt_priority INTEGER NOT NULL DEFAULT 0,
+    opt_partition_id TEXT NOT NULL DEFAULT '',
+    opt_application_name TEXT NOT NULL DEFAULT '',
+    opt_application_version TEXT NOT NULL DEFAULT '',
+    opt_application_namespace TEXT NOT NULL DEFAULT '',
+    opt_application_service TEXT NOT NULL DEFAULT '',
+    opt_engine_type TEXT NOT NULL DEFAULT '',
+    opt_options TEXT NOT NULL DEFAULT '{}'
+"""
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS partitions (
+    partition_id TEXT PRIMARY KEY,
+    parent_partition_ids TEXT NOT NULL DEFAULT '[]',
+    pod_reserved INTEGER NOT NULL DEFAULT 0,
+    pod_max INTEGER NOT NULL DEFAULT 0,
+    preemption_percentage INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL DEFAULT 0,
+    pod_configuration TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    status INTEGER NOT NULL,
+    partition_ids TEXT NOT NULL,
+    client_submission INTEGER NOT NULL,
+    worker_submission INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    cancelled_at REAL, closed_at REAL, purged_at REAL, deleted_at REAL,
+    {_OPTION_DDL}
+);
+CREATE INDEX IF NOT EXISTS sessions_status ON sessions(status);
+CREATE INDEX IF NOT EXISTS sessions_created ON sessions(created_at);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    payload_id TEXT NOT NULL,
+    initial_task_id TEXT NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '',
+    owner_pod_id TEXT NOT NULL DEFAULT '',
+    pod_hostname TEXT NOT NULL DEFAULT '',
+    status_message TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    expected_output_ids TEXT NOT NULL,
+    data_dependencies TEXT NOT NULL,
+    parent_task_ids TEXT NOT NULL,
+    retry_of_ids TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    submitted_at REAL, received_at REAL, acquired_at REAL, fetched_at REAL,
+    started_at REAL, processed_at REAL, ended_at REAL, pod_ttl REAL,
+    {_OPTION_DDL}
+);
+CREATE INDEX IF NOT EXISTS tasks_session_status ON tasks(session_id, status);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
+CREATE TABLE IF NOT EXISTS results (
+    result_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    owner_task_id TEXT NOT NULL DEFAULT '',
+    status INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    completed_at REAL,
+    size INTEGER NOT NULL DEFAULT 0,
+    created_by TEXT NOT NULL DEFAULT '',
+    opaque_id BLOB NOT NULL DEFAULT x'',
+    manual_deletion INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS results_session_status ON results(session_id, status);
+CREATE INDEX IF NOT EXISTS results_owner ON results(owner_task_id);
+-- inputs a waiting task still lacks; a row disappears when its result completes
+CREATE TABLE IF NOT EXISTS task_waits (
+    result_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    PRIMARY KEY (result_id, task_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS task_waits_task ON task_waits(task_id);
+-- ready tasks committed but not yet confirmed published to the queue
+CREATE TABLE IF NOT EXISTS outbox (
+    task_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    partition_id TEXT NOT NULL,
+    priority INTEGER NOT NULL
+);
+"""
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; one shared encoder, since `json.dumps` with arguments builds a new one per call."""
+    if not value:
+        return "{}" if isinstance(value, dict) else "[]"
+    return _ENCODER.encode(value)
+
+
+def options_to_row(options: TaskOptions) -> tuple[Any, ...]:
+    return (
+        options.max_duration,
+        options.max_retries,
+        options.priority,
+        options.partition_id,
+        options.application_name,
+        options.application_version,
+        options.application_namespace,
+        options.application_service,
+        options.engine_type,
+        dumps(options.options),
+    )
+
+
+def options_from_row(row: sqlite3.Row) -> TaskOptions:
+    return TaskOptions(
+        max_duration=row["opt_max_duration"],
+        max_retries=row["opt_max_retries"],
+        priority=row["opt_priority"],
+        partition_id=row["opt_partition_id"],
+        application_name=row["opt_application_name"],
+        application_version=row["opt_application_version"],
+        application_namespace=row["opt_application_namespace"],
+        application_service=row["opt_application_service"],
+        engine_type=row["opt_engine_type"],
+        options=json.loads(row["opt_options"]),
+    )
+
+
+# -- sessions ---------------------------------------------------------------------------------------------
+SESSION_COLUMNS = (
+    "session_id",
+    "status",
+    "partition_ids",
+    "client_submission",
+    "worker_submission",
+    "created_at",
+    "cancelled_at",
+    "closed_at",
+    "purged_at",
+    "deleted_at",
+    *OPTION_COLUMNS,
+)
+
+
+def session_to_row(s: Session) -> tuple[Any, ...]:
+    return (
+        s.session_id,
+        int(s.status),
+        dumps(s.partition_ids),
+        int(s.client_submission),
+        int(s.worker_submission),
+        s.created_at,
+        s.cancelled_at,
+        s.closed_at,
+        s.purged_at,
+        s.deleted_at,
+        *options_to_row(s.options),
+    )
+
+
+def session_from_row(row: sqlite3.Row) -> Session:
+    return Session(
+        session_id=row["session_id"],
+        status=SessionStatus(row["status"]),
+        partition_ids=json.loads(row["partition_ids"]),
+        options=options_from_row(row),
+        created_at=row["created_at"],
+        client_submission=bool(row["client_submission"]),
+        worker_submission=bool(row["worker_submission"]),
+        cancelled_at=row["cancelled_at"],
+        closed_at=row["closed_at"],
+        purged_at=row["purged_at"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+# -- tasks ------------------------------------------------------------------------------------------------
+TASK_COLUMNS = (
+    "task_id",
+    "session_id",
+    "status",
+    "payload_id",
+    "initial_task_id",
+    "created_by",
+    "owner_pod_id",
+    "pod_hostname",
+    "status_message",
+    "error",
+    "expected_output_ids",
+    "data_dependencies",
+    "parent_task_ids",
+    "retry_of_ids",
+    "created_at",
+    "submitted_at",
+    "received_at",
+    "acquired_at",
+    "fetched_at",
+    "started_at",
+    "processed_at",
+    "ended_at",
+    "pod_ttl",
+    *OPTION_COLUMNS,
+)
+
+
+def task_to_row(t: Task) -> tuple[Any, ...]:
+    return (
+        t.task_id,
+        t.session_id,
+        int(t.status),
+        t.payload_id,
+        t.initial_task_id or t.task_id,
+        t.created_by,
+        t.owner_pod_id,
+        t.pod_hostname,
+        t.status_message,
+        t.error,
+        dumps(t.expected_output_ids),
+        dumps(t.data_dependencies),
+        dumps(t.parent_task_ids),
+        dumps(t.retry_of_ids),
+        t.created_at,
+        t.submitted_at,
+        t.received_at,
+        t.acquired_at,
+        t.fetched_at,
+        t.started_at,
+        t.processed_at,
+        t.ended_at,
+        t.pod_ttl,
+        *options_to_row(t.options),
+    )
+
+
+def task_from_row(row: sqlite3.Row) -> Task:
+    return Task(
+        task_id=row["task_id"],
+        session_id=row["session_id"],
+        status=TaskStatus(row["status"]),
+        options=options_from_row(row),
+        payload_id=row["payload_id"],
+        created_at=row["created_at"],
+        expected_output_ids=json.loads(row["expected_output_ids"]),
+        data_dependencies=json.loads(row["data_dependencies"]),
+        parent_task_ids=json.loads(row["parent_task_ids"]),
+        retry_of_ids=json.loads(row["retry_of_ids"]),
+        initial_task_id=row["initial_task_id"],
+        created_by=row["created_by"],
+        owner_pod_id=row["owner_pod_id"],
+        pod_hostname=row["pod_hostname"],
+        status_message=row["status_message"],
+        error=row["error"],
+        submitted_at=row["submitted_at"],
+        received_at=row["received_at"],
+        acquired_at=row["acquired_at"],
+        fetched_at=row["fetched_at"],
+        started_at=row["started_at"],
+        processed_at=row["processed_at"],
+        ended_at=row["ended_at"],
+        pod_ttl=row["pod_ttl"],
+    )
+
+
+# -- results ----------------------------------------------------------------------------------------------
+RESULT_COLUMNS = (
+    "result_id",
+    "session_id",
+    "name",
+    "owner_task_id",
+    "status",
+    "created_at",
+    "completed_at",
+    "size",
+    "created_by",
+    "opaque_id",
+    "manual_deletion",
+)
+
+
+def result_to_row(r: Result) -> tuple[Any, ...]:
+    return (
+        r.result_id,
+        r.session_id,
+        r.name,
+        r.owner_task_id,
+        int(r.status),
+        r.created_at,
+        r.completed_at,
+        r.size,
+        r.created_by,
+        r.opaque_id,
+        int(r.manual_deletion),
+    )
+
+
+def result_from_row(row: sqlite3.Row) -> Result:
+    return Result(
+        result_id=row["result_id"],
+        session_id=row["session_id"],
+        name=row["name"],
+        status=ResultStatus(row["status"]),
+        created_at=row["created_at"],
+        owner_task_id=row["owner_task_id"],
+        created_by=row["created_by"],
+        completed_at=row["completed_at"],
+        size=row["size"],
+        opaque_id=bytes(row["opaque_id"]),
+        manual_deletion=bool(row["manual_deletion"]),
+    )
+
+
+# -- partitions -------------------------------------------------------------------------------------------
+PARTITION_COLUMNS = (
+    "partition_id",
+    "parent_partition_ids",
+    "pod_reserved",
+    "pod_max",
+    "preemption_percentage",
+    "priority",
+    "pod_configuration",
+)
+
+
+def partition_to_row(p: Partition) -> tuple[Any, ...]:
+    return (
+        p.partition_id,
+        dumps(p.parent_partition_ids),
+        p.pod_reserved,
+        p.pod_max,
+        p.preemption_percentage,
+        p.priority,
+        dumps(p.pod_configuration),
+    )
+
+
+def partition_from_row(row: sqlite3.Row) -> Partition:
+    return Partition(
+        partition_id=row["partition_id"],
+        parent_partition_ids=json.loads(row["parent_partition_ids"]),
+        pod_reserved=row["pod_reserved"],
+        pod_max=row["pod_max"],
+        preemption_percentage=row["preemption_percentage"],
+        priority=row["priority"],
+        pod_configuration=json.loads(row["pod_configuration"]),
+    )
+
+
+# -- filter columns ---------------------------------------------------------------------------------------
+_DERIVED = {
+    "tasks": {
+        "creation_to_end_duration": "max(0.0, ended_at - created_at)",
+        "processing_to_end_duration": "max(0.0, ended_at - started_at)",
+        "received_to_end_duration": "max(0.0, ended_at - received_at)",
+    },
+    "sessions": {"duration": "max(0.0, COALESCE(closed_at, cancelled_at) - created_at)"},
+    "results": {"opaque_id": "CAST(opaque_id AS TEXT)"},
+    "applications": {},
+}
+
+_COLUMNS = {
+    "tasks": set(TASK_COLUMNS),
+    "sessions": set(SESSION_COLUMNS),
+    "results": set(RESULT_COLUMNS),
+    "partitions": set(PARTITION_COLUMNS),
+    "applications": set(OPTION_COLUMNS),
+}
+
+
+def column_resolver(table: str):  # type: ignore[no-untyped-def]
+    """The function that turns a filter's field into an SQL expression on `table`."""
+    derived = _DERIVED.get(table, {})
+    columns = _COLUMNS[table]
+
+    def column_for(ref: FieldRef) -> str:
+        if ref.key is not None:
+            if ref.path != "options.options":
+                raise InvalidArgument(f"Field {ref} cannot be filtered on")
+            return json_member("opt_options", ref.key)
+        if ref.path in derived:
+            return derived[ref.path]
+        name = "opt_" + ref.path.removeprefix("options.") if ref.path.startswith("options.") else ref.path
+        if name not in columns:
+            raise InvalidArgument(f"Field {ref} cannot be filtered or sorted on here")
+        return name
+
+    return column_for

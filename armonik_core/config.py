@@ -1,0 +1,116 @@
+"""Settings read from ArmoniK-style `Section__Key` environment variables.
+
+The same variables drive a local process and a Kubernetes pod (where ConfigMaps set them), as upstream
+ArmoniK's .NET configuration does. Keys are matched case-insensitively; unknown values are reported with
+the variable's name so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from armonik_core.domain.records import Partition
+
+DEFAULT_PARTITIONS = ("default", "pymonik")
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+class Environment:
+    """Case-insensitive view of `Section__Key` variables."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        source = os.environ if environ is None else environ
+        self._values = {key.lower(): value for key, value in source.items()}
+
+    def get(self, key: str, default: str) -> str:
+        return self._values.get(key.lower(), default)
+
+    def get_int(self, key: str, default: int) -> int:
+        raw = self.get(key, str(default))
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigurationError(f"{key}={raw!r}: expected an integer") from None
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        raw = self.get(key, str(default)).strip().lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(f"{key}={raw!r}: expected true or false")
+
+    def indexed(self, prefix: str) -> list[str]:
+        """Values of `prefix__0`, `prefix__1`, ... in index order (the .NET array convention)."""
+        head = prefix.lower() + "__"
+        found: list[tuple[int, str]] = []
+        for key, value in self._values.items():
+            if key.startswith(head) and key[len(head) :].isdigit():
+                found.append((int(key[len(head) :]), value))
+        return [value for _, value in sorted(found)]
+
+
+def parse_partition(raw: str, variable: str) -> Partition:
+    """A partition in upstream's init JSON: `{"PartitionId": ..., "PodMax": ..., ...}`."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{variable}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not data.get("PartitionId"):
+        raise ConfigurationError(f"{variable}: expected an object with a non-empty PartitionId")
+    return Partition(
+        partition_id=str(data["PartitionId"]),
+        parent_partition_ids=list(data.get("ParentPartitionIds", [])),
+        pod_reserved=int(data.get("PodReserved", 1)),
+        pod_max=int(data.get("PodMax", 100)),
+        preemption_percentage=int(data.get("PreemptionPercentage", 0)),
+        priority=int(data.get("Priority", 1)),
+        pod_configuration={str(k): str(v) for k, v in (data.get("PodConfiguration") or {}).items()},
+    )
+
+
+@dataclass(slots=True)
+class ControlPlaneSettings:
+    host: str = "127.0.0.1"
+    port: int = 5001
+    data_directory: Path = Path("generated/data")
+    default_partition: str = "default"
+    partitions: list[Partition] = field(default_factory=list)
+    chunk_size: int = 1 << 20
+    log_level: str = "INFO"
+    #: FULL survives power loss; NORMAL survives a crash of the process (the usual need) and is faster.
+    sqlite_synchronous: str = "NORMAL"
+
+    @staticmethod
+    def from_env(environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
+        env = Environment(environ)
+        variables = env.indexed("InitServices__Partitioning__Partitions")
+        partitions = [
+            parse_partition(raw, f"InitServices__Partitioning__Partitions__{i}")
+            for i, raw in enumerate(variables)
+        ]
+        if not partitions:
+            partitions = [Partition(partition_id=name) for name in DEFAULT_PARTITIONS]
+        chunk = env.get_int("Submitter__PreferredMessageSize", 1 << 20)
+        if chunk <= 0:
+            raise ConfigurationError("Submitter__PreferredMessageSize must be positive")
+        synchronous = env.get("Embedded__SqliteSynchronous", "NORMAL").upper()
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigurationError("Embedded__SqliteSynchronous must be one of OFF, NORMAL, FULL, EXTRA")
+        return ControlPlaneSettings(
+            host=env.get("ControlPlane__Host", "127.0.0.1"),
+            port=env.get_int("ControlPlane__Port", 5001),
+            data_directory=Path(env.get("Embedded__DataDirectory", "generated/data")),
+            default_partition=env.get("Submitter__DefaultPartition", "default"),
+            partitions=partitions,
+            chunk_size=chunk,
+            log_level=env.get("Serilog__MinimumLevel", "Information").upper().replace("INFORMATION", "INFO"),
+            sqlite_synchronous=synchronous,
+        )

@@ -1,0 +1,1 @@
+"""The control plane: the official ArmoniK gRPC services, one module per service."""

@@ -1,0 +1,42 @@
+"""Moving ready tasks from the state store's outbox to the partition queues.
+
+The store records ready tasks in its outbox within the transaction that made them ready; publishing to
+the queue happens after commit, then the outbox rows are cleared. A crash in between leaves the rows,
+which `recover` publishes again at start-up: a task can be published twice (consumers acquire tasks with
+a conditional update, so a duplicate is skipped) but never zero times.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from armonik_core.adapters.queue.base import QueueMessage, TaskQueue
+from armonik_core.adapters.state.base import StateStore
+
+log = logging.getLogger("armonik.dispatch")
+
+
+class TaskDispatcher:
+    def __init__(self, state: StateStore, queue: TaskQueue) -> None:
+        self._state = state
+        self._queue = queue
+
+    async def publish(self, messages: Sequence[QueueMessage]) -> None:
+        if not messages:
+            return
+        await self._queue.publish(messages)
+        await self._state.clear_outbox([m.task_id for m in messages])
+
+    async def recover(self) -> int:
+        """Publish whatever a previous run committed but did not confirm published."""
+        total = 0
+        while True:
+            pending = await self._state.pending_outbox()
+            if not pending:
+                break
+            await self.publish(pending)
+            total += len(pending)
+        if total:
+            log.info("re-published %d ready tasks left in the outbox", total)
+        return total

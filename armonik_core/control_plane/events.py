@@ -1,0 +1,193 @@
+"""Events service: the current state of a session's tasks and results, then every change, forever.
+
+The subscription to the store's change feed starts before the replay, so a change committed during the
+replay is never missed (it may be seen twice: once replayed, once live, which clients tolerate since an
+event carries a full status). The stream ends only when the client cancels it: the official SDK takes a
+normal end of stream as "everything arrived".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from types import SimpleNamespace
+from typing import Any, TypeAlias
+
+import grpc
+from armonik.protogen.client.events_service_pb2_grpc import EventsServicer
+from armonik.protogen.common import events_common_pb2 as pb
+
+from armonik_core.control_plane import filters
+from armonik_core.control_plane.context import Backends
+from armonik_core.control_plane.errors import streaming
+from armonik_core.domain.changes import Change
+from armonik_core.domain.filters import Condition, FieldKind, FieldRef, Filter, ListQuery, Op, matches
+from armonik_core.domain.records import Result, Task
+from armonik_core.domain.statuses import EventType
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+Response: TypeAlias = pb.EventSubscriptionResponse
+PAGE = 1000
+
+_TASK_EVENTS = {EventType.NEW_TASK, EventType.TASK_STATUS_UPDATE}
+#: Fields a change carries without loading the record: a filter on them is evaluated at once.
+_CHANGE_FIELDS = {"session_id", "status", "task_id", "result_id"}
+
+
+def new_task_event(task: Task) -> Response:
+    return Response(
+        session_id=task.session_id,
+        new_task=Response.NewTask(
+            task_id=task.task_id,
+            payload_id=task.payload_id,
+            origin_task_id=task.created_by,
+            status=int(task.status),  # type: ignore[arg-type]
+            expected_output_keys=task.expected_output_ids,
+            data_dependencies=task.data_dependencies,
+            retry_of_ids=task.retry_of_ids,
+            parent_task_ids=task.parent_task_ids,
+        ),
+    )
+
+
+def new_result_event(result: Result) -> Response:
+    return Response(
+        session_id=result.session_id,
+        new_result=Response.NewResult(
+            result_id=result.result_id,
+            owner_id=result.owner_task_id,
+            status=int(result.status),  # type: ignore[arg-type]
+        ),
+    )
+
+
+def change_event(change: Change) -> Response:
+    if change.kind is EventType.NEW_TASK and isinstance(change.record, Task):
+        return new_task_event(change.record)
+    if change.kind is EventType.NEW_RESULT and isinstance(change.record, Result):
+        return new_result_event(change.record)
+    if change.kind is EventType.TASK_STATUS_UPDATE:
+        return Response(
+            session_id=change.session_id,
+            task_status_update=Response.TaskStatusUpdate(task_id=change.entity_id, status=change.status),  # type: ignore[arg-type]
+        )
+    if change.kind is EventType.RESULT_STATUS_UPDATE:
+        return Response(
+            session_id=change.session_id,
+            result_status_update=Response.ResultStatusUpdate(
+                result_id=change.entity_id, status=change.status
+            ),  # type: ignore[arg-type]
+        )
+    return Response(
+        session_id=change.session_id,
+        result_owner_update=Response.ResultOwnerUpdate(
+            result_id=change.entity_id,
+            previous_owner_id=change.previous_owner,
+            current_owner_id=change.current_owner,
+        ),
+    )
+
+
+def _fields_of(flt: Filter) -> set[str]:
+    return {c.field.path for conj in flt.any_of for c in conj}
+
+
+def _scoped(session_id: str, flt: Filter) -> Filter:
+    """The filter restricted to one session (added to every conjunction of the DNF)."""
+    in_session = Condition(FieldRef("session_id"), FieldKind.STRING, Op.EQ, session_id)
+    if flt.is_empty:
+        return Filter.of([in_session])
+    return Filter(tuple((in_session, *conj) for conj in flt.any_of))
+
+
+class _Subscription:
+    def __init__(self, request: pb.EventSubscriptionRequest) -> None:
+        self.session_id = request.session_id
+        wanted = {EventType(int(e)) for e in request.returned_events if int(e) != 0}
+        self.wanted = wanted or set(EventType) - {EventType.UNSPECIFIED}
+        self.task_filter = filters.task_filter(request.tasks_filters)
+        self.result_filter = filters.result_filter(request.results_filters)
+        self.inbox: asyncio.Queue[list[Change]] = asyncio.Queue()
+
+    def relevant(self, changes: Iterable[Change]) -> list[Change]:
+        return [c for c in changes if c.session_id == self.session_id and c.kind in self.wanted]
+
+
+class EventsService(EventsServicer):
+    def __init__(self, backends: Backends) -> None:
+        self._b = backends
+
+    @streaming
+    async def GetEvents(self, request: pb.EventSubscriptionRequest, context: Ctx) -> AsyncIterator[Response]:
+        await self._b.state.get_session(request.session_id)
+        sub = _Subscription(request)
+        listener = sub.inbox.put_nowait
+        self._b.state.add_listener(listener)
+        try:
+            async for event in self._replay(sub):
+                yield event
+            while True:
+                changes = sub.relevant(await sub.inbox.get())
+                for event in await self._filtered(sub, changes):
+                    yield event
+        finally:
+            self._b.state.remove_listener(listener)
+
+    async def _replay(self, sub: _Subscription) -> AsyncIterator[Response]:
+        if EventType.NEW_TASK in sub.wanted:
+            async for task in self._pages(self._b.state.list_tasks, _scoped(sub.session_id, sub.task_filter)):
+                yield new_task_event(task)
+        if EventType.NEW_RESULT in sub.wanted:
+            async for result in self._pages(
+                self._b.state.list_results, _scoped(sub.session_id, sub.result_filter)
+            ):
+                yield new_result_event(result)
+
+    @staticmethod
+    async def _pages(list_fn: Any, flt: Filter) -> AsyncIterator[Any]:
+        page = 0
+        while True:
+            total, items = await list_fn(ListQuery(filter=flt, page=page, page_size=PAGE))
+            for item in items:
+                yield item
+            page += 1
+            if page * PAGE >= total or not items:
+                return
+
+    async def _filtered(self, sub: _Subscription, changes: list[Change]) -> list[Response]:
+        """Changes passing the subscription's filters, loading full records only when a filter needs them."""
+        records = await self._records_for(sub, changes)
+        events = []
+        for change in changes:
+            is_task = change.kind in _TASK_EVENTS
+            flt = sub.task_filter if is_task else sub.result_filter
+            record = records.get(change.entity_id) or _view_of(change, is_task)
+            if record is not None and matches(record, flt):
+                events.append(change_event(change))
+        return events
+
+    async def _records_for(self, sub: _Subscription, changes: list[Change]) -> dict[str, Any]:
+        records: dict[str, Any] = {}
+        task_ids = [c.entity_id for c in changes if c.kind is EventType.TASK_STATUS_UPDATE]
+        result_ids = [
+            c.entity_id
+            for c in changes
+            if c.kind in (EventType.RESULT_STATUS_UPDATE, EventType.RESULT_OWNER_UPDATE)
+        ]
+        if task_ids and not _fields_of(sub.task_filter) <= _CHANGE_FIELDS:
+            records.update({t.task_id: t for t in await self._b.state.get_tasks(task_ids)})
+        if result_ids and not _fields_of(sub.result_filter) <= _CHANGE_FIELDS:
+            records.update({r.result_id: r for r in await self._b.state.get_results(result_ids)})
+        for change in changes:
+            if change.record is not None:
+                records[change.entity_id] = change.record
+        return records
+
+
+def _view_of(change: Change, is_task: bool) -> SimpleNamespace:
+    """The fields a change carries, shaped like the record a filter expects."""
+    key = "task_id" if is_task else "result_id"
+    view = SimpleNamespace(session_id=change.session_id, status=change.status, **{key: change.entity_id})
+    if change.kind is EventType.RESULT_OWNER_UPDATE:
+        view.owner_task_id = change.current_owner
+    return view

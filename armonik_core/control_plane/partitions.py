@@ -1,0 +1,44 @@
+"""Partitions service: the pools of workers tasks run in."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import grpc
+from armonik.protogen.client.partitions_service_pb2_grpc import PartitionsServicer
+from armonik.protogen.common import partitions_common_pb2 as pb
+
+from armonik_core.control_plane import filters
+from armonik_core.control_plane.context import Backends, list_query
+from armonik_core.control_plane.convert import partition_to_proto
+from armonik_core.control_plane.errors import unary
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+
+class PartitionsService(PartitionsServicer):
+    def __init__(self, backends: Backends) -> None:
+        self._b = backends
+
+    @unary
+    async def GetPartition(self, request: pb.GetPartitionRequest, context: Ctx) -> pb.GetPartitionResponse:
+        return pb.GetPartitionResponse(
+            partition=partition_to_proto(await self._b.state.get_partition(request.id))
+        )
+
+    @unary
+    async def ListPartitions(
+        self, request: pb.ListPartitionsRequest, context: Ctx
+    ) -> pb.ListPartitionsResponse:
+        query = list_query(
+            request,
+            filters.partition_filter(request.filters),
+            filters.partition_sort(request.sort.field, request.sort.direction),
+        )
+        total, partitions = await self._b.state.list_partitions(query)
+        return pb.ListPartitionsResponse(
+            partitions=[partition_to_proto(p) for p in partitions],
+            page=query.page,
+            page_size=query.page_size,
+            total=total,
+        )

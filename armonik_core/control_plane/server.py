@@ -1,0 +1,99 @@
+"""Assembling the control plane: backends from settings, every service on one grpc.aio server."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+from armonik.protogen.client import (
+    applications_service_pb2_grpc,
+    auth_service_pb2_grpc,
+    events_service_pb2_grpc,
+    health_checks_service_pb2_grpc,
+    partitions_service_pb2_grpc,
+    results_service_pb2_grpc,
+    sessions_service_pb2_grpc,
+    tasks_service_pb2_grpc,
+    versions_service_pb2_grpc,
+)
+
+from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
+from armonik_core.adapters.queue.embedded import EmbeddedQueue
+from armonik_core.adapters.state.sqlite import SqliteStateStore
+from armonik_core.config import ControlPlaneSettings
+from armonik_core.control_plane.applications import ApplicationsService
+from armonik_core.control_plane.context import Backends
+from armonik_core.control_plane.dispatch import TaskDispatcher
+from armonik_core.control_plane.events import EventsService
+from armonik_core.control_plane.info import AuthenticationService, HealthChecksService, VersionsService
+from armonik_core.control_plane.partitions import PartitionsService
+from armonik_core.control_plane.results import ResultsService
+from armonik_core.control_plane.sessions import SessionsService
+from armonik_core.control_plane.tasks import TasksService
+
+log = logging.getLogger("armonik.control_plane")
+
+MAX_MESSAGE = 64 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.so_reuseport", 0),
+]
+
+
+async def open_embedded_backends(settings: ControlPlaneSettings) -> Backends:
+    """SQLite state, embedded queue and filesystem objects under the data directory."""
+    root = settings.data_directory
+    root.mkdir(parents=True, exist_ok=True)
+    state = SqliteStateStore(root / "state.db", synchronous=settings.sqlite_synchronous)
+    queue = EmbeddedQueue(root / "queue.db")
+    objects = FilesystemObjectStorage(root / "objects")
+    backends = Backends(state, objects, queue, TaskDispatcher(state, queue), settings)
+    await state.upsert_partitions(settings.partitions)
+    await backends.dispatcher.recover()
+    return backends
+
+
+async def close_backends(backends: Backends) -> None:
+    await backends.state.close()
+    await backends.queue.close()
+    await backends.objects.close()
+
+
+@dataclass(slots=True)
+class ControlPlane:
+    server: grpc.aio.Server
+    backends: Backends
+    port: int
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.server.stop(grace)
+        await close_backends(self.backends)
+
+
+def add_services(server: grpc.aio.Server, backends: Backends) -> None:
+    sessions_service_pb2_grpc.add_SessionsServicer_to_server(SessionsService(backends), server)
+    tasks_service_pb2_grpc.add_TasksServicer_to_server(TasksService(backends), server)
+    results_service_pb2_grpc.add_ResultsServicer_to_server(ResultsService(backends), server)
+    events_service_pb2_grpc.add_EventsServicer_to_server(EventsService(backends), server)
+    partitions_service_pb2_grpc.add_PartitionsServicer_to_server(PartitionsService(backends), server)
+    applications_service_pb2_grpc.add_ApplicationsServicer_to_server(ApplicationsService(backends), server)
+    versions_service_pb2_grpc.add_VersionsServicer_to_server(VersionsService(), server)
+    health_checks_service_pb2_grpc.add_HealthChecksServiceServicer_to_server(
+        HealthChecksService(backends), server
+    )
+    auth_service_pb2_grpc.add_AuthenticationServicer_to_server(AuthenticationService(), server)
+
+
+async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
+    backends = await open_embedded_backends(settings)
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    add_services(server, backends)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        await close_backends(backends)
+        raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+    await server.start()
+    log.info("control plane listening", extra={"address": f"{settings.host}:{port}"})
+    return ControlPlane(server, backends, port)

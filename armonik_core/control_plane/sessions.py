@@ -1,0 +1,108 @@
+"""Sessions service: creation, listing and the session life cycle."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TypeAlias
+
+import grpc
+from armonik.protogen.client.sessions_service_pb2_grpc import SessionsServicer
+from armonik.protogen.common import sessions_common_pb2 as pb
+
+from armonik_core.control_plane import filters
+from armonik_core.control_plane.context import Backends, list_query
+from armonik_core.control_plane.convert import options_from_proto, session_to_proto
+from armonik_core.control_plane.errors import unary
+from armonik_core.domain.errors import InvalidArgument
+from armonik_core.domain.records import Session
+from armonik_core.domain.sessions import SessionAction
+from armonik_core.domain.statuses import SessionStatus
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+
+class SessionsService(SessionsServicer):
+    def __init__(self, backends: Backends) -> None:
+        self._b = backends
+
+    @unary
+    async def CreateSession(self, request: pb.CreateSessionRequest, context: Ctx) -> pb.CreateSessionReply:
+        partitions = list(dict.fromkeys(request.partition_ids)) or [self._b.settings.default_partition]
+        options = options_from_proto(request.default_task_option)
+        if not options.partition_id:
+            # Upstream falls back to the global default partition, which breaks a session created for
+            # other partitions only; the session's own first partition is what the user meant.
+            options.partition_id = partitions[0]
+        if options.partition_id not in partitions:
+            raise InvalidArgument(
+                f"Default task option partition '{options.partition_id}' is not one of the session's "
+                f"partitions ({', '.join(partitions)})"
+            )
+        session = Session(
+            session_id=str(uuid.uuid4()),
+            status=SessionStatus.RUNNING,
+            partition_ids=partitions,
+            options=options,
+            created_at=time.time(),
+        )
+        await self._b.state.create_session(session)
+        return pb.CreateSessionReply(session_id=session.session_id)
+
+    @unary
+    async def GetSession(self, request: pb.GetSessionRequest, context: Ctx) -> pb.GetSessionResponse:
+        session = await self._b.state.get_session(request.session_id)
+        return pb.GetSessionResponse(session=session_to_proto(session))
+
+    @unary
+    async def ListSessions(self, request: pb.ListSessionsRequest, context: Ctx) -> pb.ListSessionsResponse:
+        query = list_query(
+            request,
+            filters.session_filter(request.filters),
+            filters.session_sort(request.sort.field, request.sort.direction),
+        )
+        total, sessions = await self._b.state.list_sessions(query)
+        return pb.ListSessionsResponse(
+            sessions=[session_to_proto(s, request.with_task_options) for s in sessions],
+            page=query.page,
+            page_size=query.page_size,
+            total=total,
+        )
+
+    async def _act(self, session_id: str, action: SessionAction) -> pb.SessionRaw:
+        outcome = await self._b.state.apply_session_action(session_id, action)
+        await self._b.dispatcher.publish(outcome.to_enqueue)
+        if outcome.objects_to_delete:
+            await self._b.objects.delete([o.decode() for o in outcome.objects_to_delete])
+        return session_to_proto(outcome.session)
+
+    @unary
+    async def CancelSession(self, request: pb.CancelSessionRequest, context: Ctx) -> pb.CancelSessionResponse:
+        return pb.CancelSessionResponse(session=await self._act(request.session_id, SessionAction.CANCEL))
+
+    @unary
+    async def PauseSession(self, request: pb.PauseSessionRequest, context: Ctx) -> pb.PauseSessionResponse:
+        return pb.PauseSessionResponse(session=await self._act(request.session_id, SessionAction.PAUSE))
+
+    @unary
+    async def ResumeSession(self, request: pb.ResumeSessionRequest, context: Ctx) -> pb.ResumeSessionResponse:
+        return pb.ResumeSessionResponse(session=await self._act(request.session_id, SessionAction.RESUME))
+
+    @unary
+    async def CloseSession(self, request: pb.CloseSessionRequest, context: Ctx) -> pb.CloseSessionResponse:
+        return pb.CloseSessionResponse(session=await self._act(request.session_id, SessionAction.CLOSE))
+
+    @unary
+    async def PurgeSession(self, request: pb.PurgeSessionRequest, context: Ctx) -> pb.PurgeSessionResponse:
+        return pb.PurgeSessionResponse(session=await self._act(request.session_id, SessionAction.PURGE))
+
+    @unary
+    async def DeleteSession(self, request: pb.DeleteSessionRequest, context: Ctx) -> pb.DeleteSessionResponse:
+        return pb.DeleteSessionResponse(session=await self._act(request.session_id, SessionAction.DELETE))
+
+    @unary
+    async def StopSubmission(
+        self, request: pb.StopSubmissionRequest, context: Ctx
+    ) -> pb.StopSubmissionResponse:
+        session = await self._b.state.stop_submission(request.session_id, request.client, request.worker)
+        return pb.StopSubmissionResponse(session=session_to_proto(session))

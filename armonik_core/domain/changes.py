@@ -1,0 +1,24 @@
+"""Changes committed by the state store, as the Events service streams them.
+
+Every write transaction yields the list of changes it made, published only after commit, so a subscriber
+never sees a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from armonik_core.domain.records import Result, Task
+from armonik_core.domain.statuses import EventType
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: EventType
+    session_id: str
+    entity_id: str
+    status: int = 0
+    #: The whole record for NEW_TASK / NEW_RESULT.
+    record: Task | Result | None = None
+    previous_owner: str = ""
+    current_owner: str = ""

@@ -1,0 +1,55 @@
+"""Task life cycle rules: retries, cancellation, what a status means for the queue."""
+
+from __future__ import annotations
+
+from armonik_core.domain.errors import FailedPrecondition
+from armonik_core.domain.records import Task
+from armonik_core.domain.statuses import FINAL_TASK_STATUSES, TaskStatus
+
+RETRY_SEPARATOR = "###"
+
+
+def retry_task_id(task: Task) -> str:
+    """Id of the next attempt: `<initial id>###<n>`, n counting the attempts already retried."""
+    initial = task.initial_task_id or task.task_id
+    return f"{initial}{RETRY_SEPARATOR}{len(task.retry_of_ids) + 1}"
+
+
+def can_retry(task: Task) -> bool:
+    """A failed attempt is retried while fewer than `max_retries` attempts have been retried."""
+    return len(task.retry_of_ids) < task.options.max_retries
+
+
+def make_retry(task: Task, now: float) -> Task:
+    """The new attempt of `task`: same inputs, outputs and options; waiting to be queued."""
+    return Task(
+        task_id=retry_task_id(task),
+        session_id=task.session_id,
+        status=TaskStatus.SUBMITTED,
+        options=task.options.copy(),
+        payload_id=task.payload_id,
+        created_at=now,
+        submitted_at=now,
+        expected_output_ids=list(task.expected_output_ids),
+        data_dependencies=list(task.data_dependencies),
+        parent_task_ids=list(task.parent_task_ids),
+        retry_of_ids=[*task.retry_of_ids, task.task_id],
+        initial_task_id=task.initial_task_id or task.task_id,
+        created_by=task.created_by,
+    )
+
+
+def cancellation_status(status: TaskStatus) -> TaskStatus | None:
+    """Where a cancelled task goes: CANCELLING while an agent holds it (the agent finishes the job), else
+    CANCELLED at once; None when the task is already final and cancelling it changes nothing."""
+    if status in FINAL_TASK_STATUSES or status in (TaskStatus.CANCELLED, TaskStatus.CANCELLING):
+        return None
+    if status in (TaskStatus.DISPATCHED, TaskStatus.PROCESSING, TaskStatus.PROCESSED):
+        return TaskStatus.CANCELLING
+    return TaskStatus.CANCELLED
+
+
+def check_acquirable(task: Task) -> None:
+    """An agent may only take a task that is queued (or left dispatched/processing by an agent that died)."""
+    if task.status not in (TaskStatus.SUBMITTED, TaskStatus.DISPATCHED, TaskStatus.PROCESSING):
+        raise FailedPrecondition(f"Task {task.task_id} is {task.status.name}: it cannot be acquired")

@@ -1,0 +1,3 @@
+from armonik_deploy.cli import app
+
+app()

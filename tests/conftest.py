@@ -1,0 +1,97 @@
+"""Fixtures shared by every suite: a real control plane process on a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ControlPlaneProcess:
+    """A control plane started as its own process, as a user runs it, on its own data directory."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = {
+            **os.environ,
+            "ControlPlane__Host": "127.0.0.1",
+            "ControlPlane__Port": str(self.port),
+            "Embedded__DataDirectory": str(self.data_dir),
+            **self.env,
+        }
+        self.log_path = self.data_dir.parent / f"control-plane-{self.port}.log"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "armonik_core.control_plane"], env=env, stdout=log, stderr=log, cwd=ROOT
+        )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"control plane exited: {self.logs()}")
+            with grpc.insecure_channel(self.endpoint) as channel:
+                try:
+                    grpc.channel_ready_future(channel).result(timeout=0.5)
+                    return
+                except grpc.FutureTimeoutError:
+                    continue
+        raise TimeoutError(f"control plane not ready after {timeout}s: {self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or clean up, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            return self.process.wait(15)
+        return self.process.returncode if self.process else 0
+
+
+@pytest.fixture
+def control_plane(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
+    plane = ControlPlaneProcess(tmp_path / "data")
+    plane.start()
+    yield plane
+    plane.kill()
+
+
+@pytest.fixture
+def channel(control_plane: ControlPlaneProcess) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(control_plane.endpoint) as ch:
+        yield ch
