@@ -5,6 +5,7 @@ VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat $(ROOT)/pyproject.toml | md5sum | cut -c1-12)
 PYTEST_ARGS ?=
+LINT_PATHS := $(wildcard armonik_core armonik_deploy tests benchmarks)
 
 .PHONY: venv deploy destroy status test lint typecheck bench clean
 
@@ -32,8 +33,8 @@ test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(PY) -m ruff check armonik_core armonik_deploy tests benchmarks
-	$(PY) -m ruff format --check armonik_core armonik_deploy tests benchmarks
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
 
 typecheck: venv
 	$(PY) -m mypy armonik_core armonik_deploy
