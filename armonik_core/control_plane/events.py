@@ -107,7 +107,8 @@ class _Subscription:
         self.wanted = wanted or set(EventType) - {EventType.UNSPECIFIED}
         self.task_filter = filters.task_filter(request.tasks_filters)
         self.result_filter = filters.result_filter(request.results_filters)
-        self.inbox: asyncio.Queue[list[Change]] = asyncio.Queue()
+        #: Batches of changes; None when the server shuts down.
+        self.inbox: asyncio.Queue[list[Change] | None] = asyncio.Queue()
 
     def relevant(self, changes: Iterable[Change]) -> list[Change]:
         return [c for c in changes if c.session_id == self.session_id and c.kind in self.wanted]
@@ -116,6 +117,13 @@ class _Subscription:
 class EventsService(EventsServicer):
     def __init__(self, backends: Backends) -> None:
         self._b = backends
+        self._subscriptions: set[_Subscription] = set()
+
+    def shutdown(self) -> None:
+        """End every open stream with UNAVAILABLE, so clients reconnect instead of waiting out the grace
+        period; an error and not a normal end, which the SDK would take for "everything arrived"."""
+        for sub in self._subscriptions:
+            sub.inbox.put_nowait(None)
 
     @streaming
     async def GetEvents(self, request: pb.EventSubscriptionRequest, context: Ctx) -> AsyncIterator[Response]:
@@ -123,14 +131,20 @@ class EventsService(EventsServicer):
         sub = _Subscription(request)
         listener = sub.inbox.put_nowait
         self._b.state.add_listener(listener)
+        self._subscriptions.add(sub)
         try:
             async for event in self._replay(sub):
                 yield event
             while True:
-                changes = sub.relevant(await sub.inbox.get())
+                batch = await sub.inbox.get()
+                if batch is None:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "The control plane is shutting down")
+                    return
+                changes = sub.relevant(batch)
                 for event in await self._filtered(sub, changes):
                     yield event
         finally:
+            self._subscriptions.discard(sub)
             self._b.state.remove_listener(listener)
 
     async def _replay(self, sub: _Subscription) -> AsyncIterator[Response]:

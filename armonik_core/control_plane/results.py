@@ -7,7 +7,6 @@ unreferenced object, never a COMPLETED result without data.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
@@ -25,13 +24,14 @@ from armonik_core.control_plane.errors import streaming, unary
 from armonik_core.domain.errors import FailedPrecondition, InvalidArgument, NotFound, describe_missing
 from armonik_core.domain.records import Result
 from armonik_core.domain.statuses import ResultStatus
+from armonik_core.ids import new_id, new_ids
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 def new_object_key() -> str:
     """Each upload gets its own object, so re-uploading never overwrites data a reader may be streaming."""
-    return uuid.uuid4().hex
+    return new_id().replace("-", "")
 
 
 class ResultsService(ResultsServicer):
@@ -49,16 +49,17 @@ class ResultsService(ResultsServicer):
         self, request: pb.CreateResultsMetaDataRequest, context: Ctx
     ) -> pb.CreateResultsMetaDataResponse:
         now = time.time()
+        ids = new_ids(len(request.results))
         results = [
             Result(
-                result_id=str(uuid.uuid4()),
+                result_id=result_id,
                 session_id=request.session_id,
                 name=item.name,
                 status=ResultStatus.CREATED,
                 created_at=now,
                 manual_deletion=item.manual_deletion,
             )
-            for item in request.results
+            for result_id, item in zip(ids, request.results, strict=True)
         ]
         await self._b.state.create_results(request.session_id, results)
         return pb.CreateResultsMetaDataResponse(results=[result_to_proto(r) for r in results])
@@ -75,7 +76,7 @@ class ResultsService(ResultsServicer):
             objects[key] = item.data
             results.append(
                 Result(
-                    result_id=str(uuid.uuid4()),
+                    result_id=new_id(),
                     session_id=request.session_id,
                     name=item.name,
                     status=ResultStatus.COMPLETED,

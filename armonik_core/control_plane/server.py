@@ -66,17 +66,21 @@ class ControlPlane:
     server: grpc.aio.Server
     backends: Backends
     port: int
+    events: EventsService
 
     async def stop(self, grace: float = 5.0) -> None:
+        self.events.shutdown()
         await self.server.stop(grace)
         await close_backends(self.backends)
 
 
-def add_services(server: grpc.aio.Server, backends: Backends) -> None:
+def add_services(server: grpc.aio.Server, backends: Backends) -> EventsService:
+    """Register every service; returns the Events service, which needs telling when the server stops."""
+    events = EventsService(backends)
     sessions_service_pb2_grpc.add_SessionsServicer_to_server(SessionsService(backends), server)
     tasks_service_pb2_grpc.add_TasksServicer_to_server(TasksService(backends), server)
     results_service_pb2_grpc.add_ResultsServicer_to_server(ResultsService(backends), server)
-    events_service_pb2_grpc.add_EventsServicer_to_server(EventsService(backends), server)
+    events_service_pb2_grpc.add_EventsServicer_to_server(events, server)
     partitions_service_pb2_grpc.add_PartitionsServicer_to_server(PartitionsService(backends), server)
     applications_service_pb2_grpc.add_ApplicationsServicer_to_server(ApplicationsService(backends), server)
     versions_service_pb2_grpc.add_VersionsServicer_to_server(VersionsService(), server)
@@ -84,16 +88,17 @@ def add_services(server: grpc.aio.Server, backends: Backends) -> None:
         HealthChecksService(backends), server
     )
     auth_service_pb2_grpc.add_AuthenticationServicer_to_server(AuthenticationService(), server)
+    return events
 
 
 async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
     backends = await open_embedded_backends(settings)
     server = grpc.aio.server(options=GRPC_OPTIONS)
-    add_services(server, backends)
+    events = add_services(server, backends)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         await close_backends(backends)
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
     await server.start()
     log.info("control plane listening", extra={"address": f"{settings.host}:{port}"})
-    return ControlPlane(server, backends, port)
+    return ControlPlane(server, backends, port, events)

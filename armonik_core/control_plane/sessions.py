@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import TypeAlias
 
 import grpc
@@ -18,6 +17,7 @@ from armonik_core.domain.errors import InvalidArgument
 from armonik_core.domain.records import Session
 from armonik_core.domain.sessions import SessionAction
 from armonik_core.domain.statuses import SessionStatus
+from armonik_core.ids import new_id
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -40,7 +40,7 @@ class SessionsService(SessionsServicer):
                 f"partitions ({', '.join(partitions)})"
             )
         session = Session(
-            session_id=str(uuid.uuid4()),
+            session_id=new_id(),
             status=SessionStatus.RUNNING,
             partition_ids=partitions,
             options=options,

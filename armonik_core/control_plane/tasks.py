@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import TypeAlias
 
 import grpc
@@ -24,6 +23,7 @@ from armonik_core.domain.errors import InvalidArgument, NotFound, describe_missi
 from armonik_core.domain.options import merge_options
 from armonik_core.domain.records import Task
 from armonik_core.domain.statuses import TaskStatus
+from armonik_core.ids import new_ids
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 
@@ -43,13 +43,13 @@ class TasksService(TasksServicer):
         base.partition_id = base.partition_id or session.partition_ids[0]
         now = time.time()
         tasks = []
-        for creation in request.task_creations:
+        ids = new_ids(len(request.task_creations))
+        for task_id, creation in zip(ids, request.task_creations, strict=True):
             if not creation.payload_id:
                 raise InvalidArgument("Every task needs a payload_id (create the payload as a result first)")
             options = base
             if creation.HasField("task_options"):
                 options = merge_options(options_from_proto(creation.task_options), base)
-            task_id = str(uuid.uuid4())
             tasks.append(
                 Task(
                     task_id=task_id,

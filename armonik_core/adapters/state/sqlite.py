@@ -293,6 +293,12 @@ class SqliteStateStore(StateStore):
     async def delete_results_data(self, session_id: str, result_ids: Sequence[str]) -> list[bytes]:
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[bytes]:
             results = _load_results(conn, result_ids, session_id)
+            waiting = sorted(r.result_id for r in results.values() if r.status == ResultStatus.CREATED)
+            if waiting:
+                # Deleting what does not exist yet would leave the tasks waiting on it pending forever.
+                raise FailedPrecondition(
+                    f"Results have no data to delete yet: {', '.join(waiting[:5])}; cancel their owner task instead"
+                )
             doomed = [
                 r for r in results.values() if not r.manual_deletion and r.status != ResultStatus.DELETED
             ]
