@@ -13,7 +13,7 @@ from armonik_core.control_plane import filters
 from armonik_core.control_plane.context import Backends, list_query
 from armonik_core.control_plane.convert import options_from_proto, session_to_proto
 from armonik_core.control_plane.errors import unary
-from armonik_core.domain.errors import InvalidArgument
+from armonik_core.domain.errors import InvalidArgument, NotFound
 from armonik_core.domain.records import Session
 from armonik_core.domain.sessions import SessionAction
 from armonik_core.domain.statuses import SessionStatus
@@ -46,7 +46,12 @@ class SessionsService(SessionsServicer):
             options=options,
             created_at=time.time(),
         )
-        await self._b.state.create_session(session)
+        try:
+            await self._b.state.create_session(session)
+        except NotFound as exc:
+            # The partitions are arguments of this request, not the entity it addresses: upstream (and
+            # armonik-cli's exit codes) expect INVALID_ARGUMENT here.
+            raise InvalidArgument(str(exc)) from exc
         return pb.CreateSessionReply(session_id=session.session_id)
 
     @unary

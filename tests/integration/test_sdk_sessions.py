@@ -179,10 +179,16 @@ def test_create_and_get_sessions(sessions: ArmoniKSessions) -> None:
     assert both.partition_ids == ["default", "pymonik"] and both.options.partition_id == "pymonik"
     assert len({sid, pymonik.session_id, only.session_id, both.session_id}) == 4
 
-    error = rpc_error(grpc.StatusCode.NOT_FOUND, sessions.create_session, options(), ["no-such-partition"])
+    # A partition named in a request is an argument: upstream answers INVALID_ARGUMENT, and so do we.
+    error = rpc_error(
+        grpc.StatusCode.INVALID_ARGUMENT, sessions.create_session, options(), ["no-such-partition"]
+    )
     assert "no-such-partition" in error.details()
     error = rpc_error(
-        grpc.StatusCode.NOT_FOUND, sessions.create_session, options(partition_id="ghost-part"), ["ghost-part"]
+        grpc.StatusCode.INVALID_ARGUMENT,
+        sessions.create_session,
+        options(partition_id="ghost-part"),
+        ["ghost-part"],
     )
     assert "ghost-part" in error.details()
     error = rpc_error(grpc.StatusCode.NOT_FOUND, sessions.get_session, "no-such-session")
