@@ -12,8 +12,10 @@ from armonik_core.domain.records import Result, Task
 from armonik_core.domain.statuses import EventType
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
+    """Not frozen: a submission builds two per task, and frozen dataclasses are several times slower to build."""
+
     kind: EventType
     session_id: str
     entity_id: str

@@ -330,14 +330,7 @@ class SqliteStateStore(StateStore):
                         f"one of session {session_id}'s partitions ({', '.join(session.partition_ids)})"
                     )
             named = [rid for t in tasks for rid in (*graph.task_inputs(t), *t.expected_output_ids)]
-            results = {
-                r["result_id"]: schema.result_from_row(r)
-                for r in _select_in(
-                    conn,
-                    f"SELECT {_columns(schema.RESULT_COLUMNS)} FROM results WHERE result_id IN ({{marks}})",
-                    named,
-                )
-            }
+            results = _load_graph_results(conn, named)
             plan = graph.plan_submission(tasks, results, session_id, parent_task_id)
             ready = set(plan.ready)
             paused = session.status == SessionStatus.PAUSED
@@ -488,6 +481,17 @@ def _load_results(conn: sqlite3.Connection, result_ids: Sequence[str], session_i
     if missing:
         raise NotFound(describe_missing("Result", missing) + f" in session {session_id}")
     return found
+
+
+def _load_graph_results(conn: sqlite3.Connection, result_ids: Sequence[str]) -> dict[str, Result]:
+    """Just what the graph rules read of each result (session, status, owner): a submission names two
+    results per task, and building full records for them is a measurable share of its cost."""
+    rows = _select_in(
+        conn,
+        "SELECT result_id, session_id, status, owner_task_id FROM results WHERE result_id IN ({marks})",
+        result_ids,
+    )
+    return {rid: Result(rid, sid, "", ResultStatus(status), 0.0, owner) for rid, sid, status, owner in rows}
 
 
 def _load_tasks(conn: sqlite3.Connection, task_ids: Sequence[str]) -> dict[str, Task]:
