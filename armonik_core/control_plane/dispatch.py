@@ -8,6 +8,7 @@ a conditional update, so a duplicate is skipped) but never zero times.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -21,12 +22,28 @@ class TaskDispatcher:
     def __init__(self, state: StateStore, queue: TaskQueue) -> None:
         self._state = state
         self._queue = queue
+        self._published: dict[str, asyncio.Event] = {}
 
     async def publish(self, messages: Sequence[QueueMessage]) -> None:
         if not messages:
             return
         await self._queue.publish(messages)
         await self._state.clear_outbox([m.task_id for m in messages])
+        for partition in {m.partition_id for m in messages}:
+            self._signal(partition).set()
+
+    def _signal(self, partition_id: str) -> asyncio.Event:
+        return self._published.setdefault(partition_id, asyncio.Event())
+
+    async def wait_for_publication(self, partition_id: str, timeout: float) -> None:
+        """Return when tasks are published on the partition (or after `timeout`): agents waiting for work
+        wake at once instead of polling the queue."""
+        signal = self._signal(partition_id)
+        signal.clear()
+        try:
+            await asyncio.wait_for(signal.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     async def recover(self) -> int:
         """Publish whatever a previous run committed but did not confirm published."""

@@ -31,6 +31,7 @@ from armonik_core.control_plane.partitions import PartitionsService
 from armonik_core.control_plane.results import ResultsService
 from armonik_core.control_plane.sessions import SessionsService
 from armonik_core.control_plane.tasks import TasksService
+from armonik_core.gateway.server import ComputeGateway, add_gateway
 
 log = logging.getLogger("armonik.control_plane")
 
@@ -88,6 +89,7 @@ def add_services(server: grpc.aio.Server, backends: Backends) -> EventsService:
         HealthChecksService(backends), server
     )
     auth_service_pb2_grpc.add_AuthenticationServicer_to_server(AuthenticationService(), server)
+    add_gateway(server, ComputeGateway(backends))
     return events
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 from armonik_core.domain.errors import FailedPrecondition
 from armonik_core.domain.records import Task
 from armonik_core.domain.statuses import FINAL_TASK_STATUSES, TaskStatus
@@ -53,3 +55,38 @@ def check_acquirable(task: Task) -> None:
     """An agent may only take a task that is queued (or left dispatched/processing by an agent that died)."""
     if task.status not in (TaskStatus.SUBMITTED, TaskStatus.DISPATCHED, TaskStatus.PROCESSING):
         raise FailedPrecondition(f"Task {task.task_id} is {task.status.name}: it cannot be acquired")
+
+
+class Acquisition(str, Enum):
+    """What an agent that received a task's message may do with it."""
+
+    #: Queued (or dispatched to an agent that lost its lease before starting): run it.
+    TAKE = "take"
+    #: It was running on an agent whose lease expired: that attempt crashed; retry it, do not run it here.
+    RECOVER_CRASH = "recover_crash"
+    #: Cancelled while queued or dispatched: finish the cancellation, run nothing.
+    CANCEL = "cancel"
+    #: Anything else (finished, paused, waiting): the message is stale; drop it.
+    SKIP = "skip"
+
+
+def decide_acquisition(task: Task, agent_id: str) -> Acquisition:
+    """Decide from the task's status alone; a redelivered message proves its previous holder lost the lease."""
+    if task.status == TaskStatus.SUBMITTED:
+        return Acquisition.TAKE
+    if task.status == TaskStatus.DISPATCHED:
+        return Acquisition.TAKE
+    if task.status in (TaskStatus.PROCESSING, TaskStatus.PROCESSED):
+        return Acquisition.TAKE if task.owner_pod_id == agent_id else Acquisition.RECOVER_CRASH
+    if task.status == TaskStatus.CANCELLING:
+        return Acquisition.CANCEL
+    return Acquisition.SKIP
+
+
+def missing_outputs(task: Task, owners: dict[str, str], produced: set[str]) -> list[str]:
+    """Expected outputs a successful task neither produced nor handed over to a subtask.
+
+    `owners` maps each expected output to its owner after the task's subtasks were applied."""
+    return sorted(
+        rid for rid in task.expected_output_ids if rid not in produced and owners.get(rid) == task.task_id
+    )

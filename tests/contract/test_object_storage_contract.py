@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import tracemalloc
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -237,3 +239,26 @@ async def test_a_second_client_sees_writes_of_the_first(
     assert await other.get_bytes(f"{ns}/shared") == b"from the first client"
     await other.delete([f"{ns}/shared"])
     assert await storage.size(f"{ns}/shared") is None
+
+
+async def test_files_in_and_out(storage: ObjectStorage, ns: str, tmp_path: Path) -> None:
+    """How a polling agent stages inputs and stores outputs: through files in the task's data folder."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    produced = tmp_path / "output"
+    produced.write_bytes(data)
+    assert await storage.import_file(f"{ns}/out", produced) == len(data)
+    assert not produced.exists(), "the output file is consumed"
+    assert await storage.get_bytes(f"{ns}/out") == data
+
+    staged = tmp_path / "input"
+    assert await storage.export_to_file(f"{ns}/out", staged) == len(data)
+    assert staged.read_bytes() == data
+    staged.write_bytes(b"a worker scribbling over its input")
+    assert await storage.get_bytes(f"{ns}/out") == data, "an exported file is a copy"
+
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert await storage.import_file(f"{ns}/empty", empty) == 0
+    assert await storage.size(f"{ns}/empty") == 0
+    with pytest.raises(ObjectNotFound):
+        await storage.export_to_file(f"{ns}/missing", tmp_path / "nothing")

@@ -50,3 +50,36 @@ def test_cancellation_targets() -> None:
     assert cancellation_status(TaskStatus.DISPATCHED) == TaskStatus.CANCELLING
     for final in (TaskStatus.COMPLETED, TaskStatus.ERROR, TaskStatus.CANCELLED, TaskStatus.RETRIED):
         assert cancellation_status(final) is None
+
+
+def test_acquisition_decisions() -> None:
+    from armonik_core.domain.tasks import Acquisition, decide_acquisition
+
+    def at(status: TaskStatus, owner: str = "") -> Task:
+        t = task()
+        t.status, t.owner_pod_id = status, owner
+        return t
+
+    assert decide_acquisition(at(TaskStatus.SUBMITTED), "a") is Acquisition.TAKE
+    assert decide_acquisition(at(TaskStatus.DISPATCHED, "dead"), "a") is Acquisition.TAKE
+    assert decide_acquisition(at(TaskStatus.PROCESSING, "dead"), "a") is Acquisition.RECOVER_CRASH
+    assert decide_acquisition(at(TaskStatus.PROCESSING, "a"), "a") is Acquisition.TAKE
+    assert decide_acquisition(at(TaskStatus.CANCELLING, "dead"), "a") is Acquisition.CANCEL
+    for status in (
+        TaskStatus.COMPLETED,
+        TaskStatus.PAUSED,
+        TaskStatus.PENDING,
+        TaskStatus.CANCELLED,
+        TaskStatus.RETRIED,
+    ):
+        assert decide_acquisition(at(status), "a") is Acquisition.SKIP
+
+
+def test_missing_outputs_are_those_neither_produced_nor_delegated() -> None:
+    from armonik_core.domain.tasks import missing_outputs
+
+    t = task()
+    t.expected_output_ids = ["made", "handed", "forgotten"]
+    owners = {"made": "t", "handed": "child", "forgotten": "t"}
+    assert missing_outputs(t, owners, {"made"}) == ["forgotten"]
+    assert missing_outputs(t, {**owners, "forgotten": "child2"}, {"made"}) == []

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
+from pathlib import Path
+
+_FILE_BLOCK = 1 << 20
 
 
 class ObjectNotFound(KeyError):
@@ -36,6 +40,31 @@ class ObjectStorage(ABC):
     async def get_bytes(self, key: str) -> bytes:
         parts = [chunk async for chunk in self.get(key, 1 << 20)]
         return b"".join(parts)
+
+    async def export_to_file(self, key: str, path: Path) -> int:
+        """Write an object into a file (a task's input in its data folder); returns the size.
+
+        Streams by default; a backend on local files copies in the kernel instead."""
+        size = 0
+        with open(path, "wb") as file:
+            async for chunk in self.get(key, _FILE_BLOCK):
+                await asyncio.to_thread(file.write, chunk)
+                size += len(chunk)
+        return size
+
+    async def import_file(self, key: str, path: Path) -> int:
+        """Store a file as an object (a task's output); the file is consumed (moved or deleted).
+
+        Streams by default; a backend on the same file system moves the file instead of copying it."""
+
+        async def blocks() -> AsyncIterator[bytes]:
+            with open(path, "rb") as file:
+                while block := await asyncio.to_thread(file.read, _FILE_BLOCK):
+                    yield block
+
+        size = await self.put(key, blocks())
+        path.unlink(missing_ok=True)
+        return size
 
     @abstractmethod
     async def size(self, key: str) -> int | None:

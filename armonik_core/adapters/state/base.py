@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.domain.changes import Change
 from armonik_core.domain.filters import Filter, ListQuery
+from armonik_core.domain.outcomes import TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.sessions import SessionAction
 from armonik_core.domain.statuses import TaskStatus
@@ -38,6 +39,16 @@ class SessionActionOutcome:
     to_enqueue: list[QueueMessage] = field(default_factory=list)
     #: Objects whose data must be removed from object storage (purge, delete).
     objects_to_delete: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TaskAcquisition:
+    """`task` and its `session` when the agent may run it; otherwise None, the message being spent."""
+
+    task: Task | None = None
+    session: Session | None = None
+    #: Tasks to publish (a retry of a crashed attempt).
+    to_enqueue: list[QueueMessage] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +165,27 @@ class StateStore(ABC):
 
     @abstractmethod
     async def list_applications(self, query: ListQuery) -> tuple[int, list[Application]]: ...
+
+    # -- compute plane ---------------------------------------------------------------------------------
+    @abstractmethod
+    async def acquire_task(self, task_id: str, agent_id: str, hostname: str) -> TaskAcquisition:
+        """Give a task whose message an agent received to that agent (DISPATCHED), when it may run.
+
+        A task left running by an agent whose lease expired is retried instead (its attempt crashed)."""
+
+    @abstractmethod
+    async def start_task(self, task_id: str, agent_id: str) -> bool:
+        """The agent staged the inputs and calls the worker: PROCESSING. False if the task is no longer its."""
+
+    @abstractmethod
+    async def finish_task(self, task_id: str, agent_id: str, outcome: TaskOutcome) -> list[QueueMessage]:
+        """Apply what came of a run in one transaction: results, subtasks, ownership, status, retry, cascade.
+
+        An outcome from an agent that no longer owns the task is ignored (returns nothing)."""
+
+    @abstractmethod
+    async def cancelled_tasks(self, task_ids: Sequence[str]) -> set[str]:
+        """Those of the tasks that were cancelled meanwhile (CANCELLING or CANCELLED)."""
 
     # -- outbox ------------------------------------------------------------------------------------------
     @abstractmethod

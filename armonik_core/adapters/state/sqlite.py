@@ -21,6 +21,7 @@ from armonik_core.adapters.state.base import (
     ResultCompletion,
     SessionActionOutcome,
     StateStore,
+    TaskAcquisition,
 )
 from armonik_core.adapters.state.sql_filters import compile_filter, compile_order
 from armonik_core.adapters.state.sqlite_engine import SqliteEngine
@@ -28,6 +29,7 @@ from armonik_core.domain import graph
 from armonik_core.domain.changes import Change
 from armonik_core.domain.errors import FailedPrecondition, InvalidArgument, NotFound, describe_missing
 from armonik_core.domain.filters import Filter, ListQuery
+from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.sessions import (
     PAUSE_TASKS,
@@ -44,7 +46,14 @@ from armonik_core.domain.statuses import (
     SessionStatus,
     TaskStatus,
 )
-from armonik_core.domain.tasks import cancellation_status
+from armonik_core.domain.tasks import (
+    Acquisition,
+    can_retry,
+    cancellation_status,
+    decide_acquisition,
+    make_retry,
+    missing_outputs,
+)
 
 R = TypeVar("R")
 CHUNK = 900
@@ -323,51 +332,7 @@ class SqliteStateStore(StateStore):
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[QueueMessage]:
             session = _load_session(conn, session_id)
             check_submission_allowed(session, by_worker=parent_task_id is not None)
-            for task in tasks:
-                if task.options.partition_id not in session.partition_ids:
-                    raise FailedPrecondition(
-                        f"Task {task.task_id} targets partition '{task.options.partition_id}', which is not "
-                        f"one of session {session_id}'s partitions ({', '.join(session.partition_ids)})"
-                    )
-            named = [rid for t in tasks for rid in (*graph.task_inputs(t), *t.expected_output_ids)]
-            results = _load_graph_results(conn, named)
-            plan = graph.plan_submission(tasks, results, session_id, parent_task_id)
-            ready = set(plan.ready)
-            paused = session.status == SessionStatus.PAUSED
-            for task in tasks:
-                if task.task_id in ready:
-                    task.status = TaskStatus.PAUSED if paused else TaskStatus.SUBMITTED
-                    task.submitted_at = now
-                else:
-                    task.status = TaskStatus.PENDING
-            try:
-                conn.executemany(_INSERT_TASK, [schema.task_to_row(t) for t in tasks])
-            except sqlite3.IntegrityError as exc:
-                raise FailedPrecondition(f"A task id is already taken: {exc}") from exc
-            conn.executemany(
-                "INSERT OR IGNORE INTO task_waits (result_id, task_id) VALUES (?, ?)",
-                [(rid, tid) for tid, needed in plan.waiting.items() for rid in needed],
-            )
-            conn.executemany(
-                "UPDATE results SET owner_task_id = ? WHERE result_id = ?",
-                [(new, rid) for rid, (_, new) in plan.owner_changes.items()],
-            )
-            for task in tasks:
-                changes.append(
-                    Change(EventType.NEW_TASK, session_id, task.task_id, int(task.status), record=task)
-                )
-            for rid, (previous, new) in plan.owner_changes.items():
-                changes.append(
-                    Change(
-                        EventType.RESULT_OWNER_UPDATE,
-                        session_id,
-                        rid,
-                        previous_owner=previous,
-                        current_owner=new,
-                    )
-                )
-            queued = [t for t in tasks if t.status == TaskStatus.SUBMITTED]
-            return _enqueue(conn, queued)
+            return _insert_tasks(conn, changes, session, tasks, parent_task_id, now)
 
         return await self._engine.write(unit)
 
@@ -419,6 +384,82 @@ class SqliteStateStore(StateStore):
                 (*params, limit, query.page * limit),
             ).fetchall()
             return total, [Application(*tuple(row)) for row in rows]
+
+        return await self._engine.read(run)
+
+    # -- compute plane ---------------------------------------------------------------------------------
+    async def acquire_task(self, task_id: str, agent_id: str, hostname: str) -> TaskAcquisition:
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> TaskAcquisition:
+            task = _load_tasks(conn, [task_id]).get(task_id)
+            if task is None:
+                return TaskAcquisition()
+            decision = decide_acquisition(task, agent_id)
+            if decision is Acquisition.CANCEL:
+                _cancel_running(conn, changes, task, now)
+                return TaskAcquisition()
+            if decision is Acquisition.RECOVER_CRASH:
+                message = f"Agent {task.owner_pod_id} stopped answering while running the task"
+                return TaskAcquisition(to_enqueue=_retry_or_fail(conn, changes, task, message, now))
+            if decision is Acquisition.SKIP:
+                return TaskAcquisition()
+            session = _load_session(conn, task.session_id)
+            if session.status == SessionStatus.PAUSED:
+                _set_task_status(conn, changes, [task], TaskStatus.PAUSED)
+                return TaskAcquisition()
+            task.owner_pod_id, task.pod_hostname = agent_id, hostname
+            task.received_at = task.received_at or now
+            conn.execute(
+                "UPDATE tasks SET owner_pod_id = ?, pod_hostname = ?, received_at = ? WHERE task_id = ?",
+                (agent_id, hostname, task.received_at, task_id),
+            )
+            _set_task_status(conn, changes, [task], TaskStatus.DISPATCHED, acquired_at=now)
+            return TaskAcquisition(task=task, session=session)
+
+        return await self._engine.write(unit)
+
+    async def start_task(self, task_id: str, agent_id: str) -> bool:
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> bool:
+            task = _load_tasks(conn, [task_id]).get(task_id)
+            if task is None or task.owner_pod_id != agent_id or task.status != TaskStatus.DISPATCHED:
+                return False
+            _set_task_status(conn, changes, [task], TaskStatus.PROCESSING, fetched_at=now, started_at=now)
+            return True
+
+        return await self._engine.write(unit)
+
+    async def finish_task(self, task_id: str, agent_id: str, outcome: TaskOutcome) -> list[QueueMessage]:
+        now = self._clock()
+
+        def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[QueueMessage]:
+            task = _load_tasks(conn, [task_id]).get(task_id)
+            running = (TaskStatus.DISPATCHED, TaskStatus.PROCESSING, TaskStatus.CANCELLING)
+            if task is None or task.owner_pod_id != agent_id or task.status not in running:
+                return []
+            if task.status == TaskStatus.CANCELLING or outcome.kind is OutcomeKind.CANCELLED:
+                _cancel_running(conn, changes, task, now)
+                return []
+            if outcome.kind is OutcomeKind.RELEASED:
+                return _release(conn, changes, task)
+            if outcome.kind is OutcomeKind.CRASH:
+                return _retry_or_fail(conn, changes, task, outcome.message, now)
+            if outcome.kind in (OutcomeKind.ERROR, OutcomeKind.TIMEOUT):
+                status = TaskStatus.ERROR if outcome.kind is OutcomeKind.ERROR else TaskStatus.TIMEOUT
+                _fail(conn, changes, task, status, outcome.message, now)
+                return []
+            return _apply_success(conn, changes, task, outcome, now)
+
+        return await self._engine.write(unit)
+
+    async def cancelled_tasks(self, task_ids: Sequence[str]) -> set[str]:
+        cancelled = (int(TaskStatus.CANCELLING), int(TaskStatus.CANCELLED))
+
+        def run(conn: sqlite3.Connection) -> set[str]:
+            rows = _select_in(conn, "SELECT task_id, status FROM tasks WHERE task_id IN ({marks})", task_ids)
+            return {r["task_id"] for r in rows if r["status"] in cancelled}
 
         return await self._engine.read(run)
 
@@ -481,6 +522,175 @@ def _load_results(conn: sqlite3.Connection, result_ids: Sequence[str], session_i
     if missing:
         raise NotFound(describe_missing("Result", missing) + f" in session {session_id}")
     return found
+
+
+def _insert_tasks(
+    conn: sqlite3.Connection,
+    changes: list[Change],
+    session: Session,
+    tasks: Sequence[Task],
+    parent_task_id: str | None,
+    now: float,
+) -> list[QueueMessage]:
+    """Validate and insert new tasks (client submission or a worker's subtasks) and queue the ready ones."""
+    session_id = session.session_id
+    for task in tasks:
+        if task.options.partition_id not in session.partition_ids:
+            raise FailedPrecondition(
+                f"Task {task.task_id} targets partition '{task.options.partition_id}', which is not "
+                f"one of session {session_id}'s partitions ({', '.join(session.partition_ids)})"
+            )
+    named = [rid for t in tasks for rid in (*graph.task_inputs(t), *t.expected_output_ids)]
+    results = _load_graph_results(conn, named)
+    plan = graph.plan_submission(tasks, results, session_id, parent_task_id)
+    ready = set(plan.ready)
+    paused = session.status == SessionStatus.PAUSED
+    for task in tasks:
+        if task.task_id in ready:
+            task.status = TaskStatus.PAUSED if paused else TaskStatus.SUBMITTED
+            task.submitted_at = now
+        else:
+            task.status = TaskStatus.PENDING
+    try:
+        conn.executemany(_INSERT_TASK, [schema.task_to_row(t) for t in tasks])
+    except sqlite3.IntegrityError as exc:
+        raise FailedPrecondition(f"A task id is already taken: {exc}") from exc
+    conn.executemany(
+        "INSERT OR IGNORE INTO task_waits (result_id, task_id) VALUES (?, ?)",
+        [(rid, tid) for tid, needed in plan.waiting.items() for rid in needed],
+    )
+    conn.executemany(
+        "UPDATE results SET owner_task_id = ? WHERE result_id = ?",
+        [(new, rid) for rid, (_, new) in plan.owner_changes.items()],
+    )
+    for task in tasks:
+        changes.append(Change(EventType.NEW_TASK, session_id, task.task_id, int(task.status), record=task))
+    for rid, (previous, new) in plan.owner_changes.items():
+        changes.append(
+            Change(EventType.RESULT_OWNER_UPDATE, session_id, rid, previous_owner=previous, current_owner=new)
+        )
+    return _enqueue(conn, [t for t in tasks if t.status == TaskStatus.SUBMITTED])
+
+
+def _apply_success(
+    conn: sqlite3.Connection, changes: list[Change], task: Task, outcome: TaskOutcome, now: float
+) -> list[QueueMessage]:
+    """A successful run: its new results, its data, its subtasks, then the task itself COMPLETED."""
+    session = _load_session(conn, task.session_id)
+    created = outcome.created_results
+    if created:
+        conn.executemany(_INSERT_RESULT, [schema.result_to_row(r) for r in created])
+        changes.extend(
+            Change(EventType.NEW_RESULT, r.session_id, r.result_id, int(r.status), record=r) for r in created
+        )
+    produced = [c.result_id for c in outcome.completions]
+    allowed = set(task.expected_output_ids) | {r.result_id for r in created}
+    foreign = sorted(set(produced) - allowed)
+    if foreign:
+        raise FailedPrecondition(
+            f"Task {task.task_id} sent data for results it neither owns nor created: {', '.join(foreign[:5])}"
+        )
+    conn.executemany(
+        "UPDATE results SET status = ?, size = ?, opaque_id = ?, completed_at = ? WHERE result_id = ? AND status = ?",
+        [
+            (int(ResultStatus.COMPLETED), c.size, c.opaque_id, now, c.result_id, int(ResultStatus.CREATED))
+            for c in outcome.completions
+        ],
+    )
+    changes.extend(
+        Change(EventType.RESULT_STATUS_UPDATE, task.session_id, rid, int(ResultStatus.COMPLETED))
+        for rid in produced
+    )
+    messages: list[QueueMessage] = []
+    if outcome.subtasks:
+        messages += _insert_tasks(conn, changes, session, outcome.subtasks, task.task_id, now)
+    messages += _resolve_dependents(conn, changes, produced, now)
+    owners = {
+        r["result_id"]: r["owner_task_id"]
+        for r in _select_in(
+            conn,
+            "SELECT result_id, owner_task_id FROM results WHERE result_id IN ({marks})",
+            task.expected_output_ids,
+        )
+    }
+    missing = missing_outputs(task, owners, set(produced))
+    if missing:
+        message = f"The task ended without producing or delegating its outputs: {', '.join(missing)}"
+        _fail(conn, changes, task, TaskStatus.ERROR, message, now)
+        return messages
+    conn.execute("UPDATE tasks SET error = '' WHERE task_id = ?", (task.task_id,))
+    _set_task_status(conn, changes, [task], TaskStatus.COMPLETED, processed_at=now, ended_at=now)
+    return messages
+
+
+def _fail(
+    conn: sqlite3.Connection, changes: list[Change], task: Task, status: TaskStatus, message: str, now: float
+) -> None:
+    """The task fails for good: its outputs are aborted and what waited on them fails too."""
+    task.error = message
+    conn.execute(
+        "UPDATE tasks SET error = ?, status_message = ? WHERE task_id = ?", (message, message, task.task_id)
+    )
+    _set_task_status(conn, changes, [task], status, ended_at=now)
+    _abort_downstream(conn, changes, [task.task_id], TaskStatus.ERROR, now)
+
+
+def _retry_or_fail(
+    conn: sqlite3.Connection, changes: list[Change], task: Task, message: str, now: float
+) -> list[QueueMessage]:
+    """A crashed attempt: a new attempt takes over its outputs while retries remain, else it fails."""
+    if not can_retry(task):
+        retries = task.options.max_retries
+        _fail(conn, changes, task, TaskStatus.ERROR, f"{message} (no retry left of {retries})", now)
+        return []
+    retry = make_retry(task, now)
+    conn.execute(
+        "UPDATE tasks SET error = ?, status_message = ? WHERE task_id = ?", (message, message, task.task_id)
+    )
+    _set_task_status(conn, changes, [task], TaskStatus.RETRIED, ended_at=now)
+    paused = _load_session(conn, task.session_id).status == SessionStatus.PAUSED
+    if paused:
+        retry.status = TaskStatus.PAUSED
+    conn.execute(_INSERT_TASK, schema.task_to_row(retry))
+    changes.append(
+        Change(EventType.NEW_TASK, task.session_id, retry.task_id, int(retry.status), record=retry)
+    )
+    owned = _select_in(
+        conn,
+        "SELECT result_id, owner_task_id FROM results WHERE result_id IN ({marks})",
+        retry.expected_output_ids,
+    )
+    handed = [r["result_id"] for r in owned if r["owner_task_id"] == task.task_id]
+    conn.executemany(
+        "UPDATE results SET owner_task_id = ? WHERE result_id = ?", [(retry.task_id, rid) for rid in handed]
+    )
+    changes.extend(
+        Change(
+            EventType.RESULT_OWNER_UPDATE,
+            task.session_id,
+            rid,
+            previous_owner=task.task_id,
+            current_owner=retry.task_id,
+        )
+        for rid in handed
+    )
+    return [] if paused else _enqueue(conn, [retry])
+
+
+def _release(conn: sqlite3.Connection, changes: list[Change], task: Task) -> list[QueueMessage]:
+    """The agent gives the task back unrun: queued again for any agent, no attempt counted."""
+    conn.execute("UPDATE tasks SET owner_pod_id = '', pod_hostname = '' WHERE task_id = ?", (task.task_id,))
+    if _load_session(conn, task.session_id).status == SessionStatus.PAUSED:
+        _set_task_status(conn, changes, [task], TaskStatus.PAUSED)
+        return []
+    _set_task_status(conn, changes, [task], TaskStatus.SUBMITTED)
+    return _enqueue(conn, [task])
+
+
+def _cancel_running(conn: sqlite3.Connection, changes: list[Change], task: Task, now: float) -> None:
+    """A cancelled task's agent is done with it: CANCELLED, and what waited on its outputs is cancelled."""
+    _set_task_status(conn, changes, [task], TaskStatus.CANCELLED, ended_at=now)
+    _abort_downstream(conn, changes, [task.task_id], TaskStatus.CANCELLED, now)
 
 
 def _load_graph_results(conn: sqlite3.Connection, result_ids: Sequence[str]) -> dict[str, Result]:

@@ -1,0 +1,44 @@
+"""What came of running a task, as the polling agent reports it to the state store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from armonik_core.domain.records import Result, Task
+
+
+class OutcomeKind(str, Enum):
+    #: The worker returned `Output.ok`: apply everything it produced.
+    SUCCESS = "success"
+    #: The worker returned `Output.error`: the task fails for good (no retry), its outputs are aborted.
+    ERROR = "error"
+    #: The task ran past `max_duration`: fails for good as TIMEOUT.
+    TIMEOUT = "timeout"
+    #: The worker crashed or the call failed (gRPC error, lost connection): retried while retries remain.
+    CRASH = "crash"
+    #: The task was cancelled while running: it ends CANCELLED.
+    CANCELLED = "cancelled"
+    #: The agent gives the task back untouched (shutting down, worker not ready): queued again, no retry.
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class DataCompletion:
+    """A result whose data the agent stored under `opaque_id`."""
+
+    result_id: str
+    size: int
+    opaque_id: bytes
+
+
+@dataclass(slots=True)
+class TaskOutcome:
+    kind: OutcomeKind
+    message: str = ""
+    #: Results the worker created (CreateResultsMetaData / CreateResults), with `created_by` set.
+    created_results: list[Result] = field(default_factory=list)
+    #: Data the worker produced (NotifyResultData, CreateResults), already in object storage.
+    completions: list[DataCompletion] = field(default_factory=list)
+    #: Subtasks the worker submitted, with their options merged and ids assigned.
+    subtasks: list[Task] = field(default_factory=list)

@@ -1,0 +1,109 @@
+"""The compute gateway's server side, registered on the control plane's gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from armonik_core.adapters.queue.base import Lease
+from armonik_core.control_plane.context import Backends
+from armonik_core.control_plane.errors import status_for
+from armonik_core.gateway import codec
+
+log = logging.getLogger("armonik.gateway")
+
+SERVICE = "armonik_py.ComputeGateway"
+#: How long a message stays leased to an agent without a heartbeat before another agent may take it.
+LEASE_SECONDS = 15.0
+#: While waiting for work, look at the queue this often anyway (expired leases come back without a publish).
+RECHECK_SECONDS = 1.0
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+
+class ComputeGateway:
+    def __init__(self, backends: Backends, lease_seconds: float = LEASE_SECONDS) -> None:
+        self._b = backends
+        self._lease_seconds = lease_seconds
+
+    async def acquire(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        partition, agent, hostname = request["partition_id"], request["agent_id"], request["hostname"]
+        deadline = time.monotonic() + float(request.get("wait_seconds", 0))
+        while True:
+            leases = await self._b.queue.pull(partition, 1, self._lease_seconds, agent)
+            for lease in leases:
+                acquired = await self._take(lease, agent, hostname)
+                if acquired is not None:
+                    return acquired
+            if leases:
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await self._b.dispatcher.wait_for_publication(partition, min(remaining, RECHECK_SECONDS))
+
+    async def _take(self, lease: Lease, agent: str, hostname: str) -> dict[str, Any] | None:
+        outcome = await self._b.state.acquire_task(lease.message.task_id, agent, hostname)
+        await self._b.dispatcher.publish(outcome.to_enqueue)
+        if outcome.task is None or outcome.session is None:
+            await self._b.queue.ack([lease])
+            return None
+        return {
+            "task": codec.task_to_json(outcome.task),
+            "session_options": codec.options_to_json(outcome.session.options),
+            "session_partitions": outcome.session.partition_ids,
+            "lease": codec.lease_to_json(lease),
+        }
+
+    async def start(self, request: dict[str, Any]) -> bool:
+        return await self._b.state.start_task(request["task_id"], request["agent_id"])
+
+    async def heartbeat(self, request: dict[str, Any]) -> list[str]:
+        leases = [codec.lease_from_json(text) for text in request["leases"]]
+        await self._b.queue.renew(leases, self._lease_seconds)
+        return sorted(await self._b.state.cancelled_tasks([lease.message.task_id for lease in leases]))
+
+    async def finish(self, request: dict[str, Any]) -> None:
+        lease = codec.lease_from_json(request["lease"])
+        outcome = codec.outcome_from_json(request["outcome"])
+        messages = await self._b.state.finish_task(lease.message.task_id, request["agent_id"], outcome)
+        await self._b.dispatcher.publish(messages)
+        await self._b.queue.ack([lease])
+
+    async def get_results(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        return [codec.result_to_json(r) for r in await self._b.state.get_results(request["result_ids"])]
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "Acquire": self.acquire,
+            "Start": self.start,
+            "Heartbeat": self.heartbeat,
+            "Finish": self.finish,
+            "GetResults": self.get_results,
+        }
+
+
+def _rpc(name: str, handler: Handler) -> grpc.RpcMethodHandler:
+    async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            return codec.dumps(await handler(codec.loads(request)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            code, message = status_for(exc)
+            if code is grpc.StatusCode.INTERNAL:
+                log.exception("compute gateway %s failed", name)
+            await context.abort(code, message)
+            raise AssertionError("unreachable") from exc
+
+    return grpc.unary_unary_rpc_method_handler(call)
+
+
+def add_gateway(server: grpc.aio.Server, gateway: ComputeGateway) -> None:
+    handlers = {name: _rpc(name, fn) for name, fn in gateway.handlers().items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
