@@ -39,6 +39,13 @@ class Environment:
         except ValueError:
             raise ConfigurationError(f"{key}={raw!r}: expected an integer") from None
 
+    def get_float(self, key: str, default: float) -> float:
+        raw = self.get(key, str(default))
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{key}={raw!r}: expected a number") from None
+
     def get_bool(self, key: str, default: bool) -> bool:
         raw = self.get(key, str(default)).strip().lower()
         if raw in ("1", "true", "yes", "on"):
@@ -87,6 +94,8 @@ class ControlPlaneSettings:
     log_level: str = "INFO"
     #: FULL survives power loss; NORMAL survives a crash of the process (the usual need) and is faster.
     sqlite_synchronous: str = "NORMAL"
+    #: How long an agent keeps a task without a heartbeat before the task is presumed lost with it.
+    lease_seconds: float = 15.0
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -104,6 +113,9 @@ class ControlPlaneSettings:
         synchronous = env.get("Embedded__SqliteSynchronous", "NORMAL").upper()
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigurationError("Embedded__SqliteSynchronous must be one of OFF, NORMAL, FULL, EXTRA")
+        lease = env.get_float("ComputeGateway__LeaseSeconds", 15.0)
+        if lease <= 0:
+            raise ConfigurationError("ComputeGateway__LeaseSeconds must be positive")
         return ControlPlaneSettings(
             host=env.get("ControlPlane__Host", "127.0.0.1"),
             port=env.get_int("ControlPlane__Port", 5001),
@@ -113,4 +125,5 @@ class ControlPlaneSettings:
             chunk_size=chunk,
             log_level=env.get("Serilog__MinimumLevel", "Information").upper().replace("INFORMATION", "INFO"),
             sqlite_synchronous=synchronous,
+            lease_seconds=lease,
         )

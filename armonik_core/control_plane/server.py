@@ -89,7 +89,7 @@ def add_services(server: grpc.aio.Server, backends: Backends) -> EventsService:
         HealthChecksService(backends), server
     )
     auth_service_pb2_grpc.add_AuthenticationServicer_to_server(AuthenticationService(), server)
-    add_gateway(server, ComputeGateway(backends))
+    add_gateway(server, ComputeGateway(backends, backends.settings.lease_seconds))
     return events
 
 
