@@ -5,7 +5,7 @@ VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat $(ROOT)/pyproject.toml | md5sum | cut -c1-12)
 PYTEST_ARGS ?=
-LINT_PATHS := $(wildcard armonik_core armonik_deploy tests benchmarks)
+LINT_PATHS := $(wildcard armonik_core armonik_deploy armonik_samples tests benchmarks)
 
 .PHONY: venv deploy destroy status test lint typecheck bench clean
 
@@ -17,16 +17,26 @@ $(STAMP): $(ROOT)/pyproject.toml
 
 venv: $(STAMP)
 
-## Start the local deployment (control plane on embedded storage) in the background.
+# Local deployment: `make deploy PARAMETERS_FILE=my.tfvars` (HCL) or `.tfvars.json`; data, logs and outputs
+# go to GENERATED_DIR.
+QUICK_DEPLOY := $(ROOT)/infrastructure/quick-deploy/localhost
+PARAMETERS_FILE ?= $(QUICK_DEPLOY)/parameters.tfvars
+VERSIONS_FILE ?= $(QUICK_DEPLOY)/versions.tfvars.json
+GENERATED_DIR ?= $(ROOT)/generated
+
+## Start the local deployment (control plane, polling agents and workers, metrics exporter) under a
+## supervisor, or apply edited parameters to the running one; prints `export AKCONFIG=...`.
 deploy: venv
-	$(PY) -m armonik_deploy deploy
+	$(PY) -m armonik_deploy deploy --parameters "$(PARAMETERS_FILE)" --versions "$(VERSIONS_FILE)" \
+		--generated "$(GENERATED_DIR)"
 
-## Stop every process the local deployment started.
+## Stop every process the local deployment started (data is kept).
 destroy: venv
-	$(PY) -m armonik_deploy destroy
+	$(PY) -m armonik_deploy destroy --generated "$(GENERATED_DIR)"
 
+## Processes of the local deployment: pid, restarts, uptime.
 status: venv
-	$(PY) -m armonik_deploy status
+	$(PY) -m armonik_deploy status --generated "$(GENERATED_DIR)"
 
 ## Run the whole test suite.
 test: venv
@@ -37,7 +47,7 @@ lint: venv
 	$(PY) -m ruff format --check $(LINT_PATHS)
 
 typecheck: venv
-	$(PY) -m mypy armonik_core armonik_deploy
+	$(PY) -m mypy armonik_core armonik_deploy armonik_samples
 
 bench: venv
 	$(PY) benchmarks/submission.py

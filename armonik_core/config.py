@@ -18,6 +18,18 @@ from armonik_core.domain.records import Partition
 DEFAULT_PARTITIONS = ("default", "pymonik")
 
 
+_SERILOG_LEVELS = {
+    "verbose": "DEBUG",
+    "debug": "DEBUG",
+    "information": "INFO",
+    "info": "INFO",
+    "warning": "WARNING",
+    "error": "ERROR",
+    "fatal": "CRITICAL",
+    "critical": "CRITICAL",
+}
+
+
 class ConfigurationError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
@@ -45,6 +57,17 @@ class Environment:
             return float(raw)
         except ValueError:
             raise ConfigurationError(f"{key}={raw!r}: expected a number") from None
+
+    def log_level(self) -> str:
+        """`Serilog__MinimumLevel` (upstream's names: Verbose, Debug, Information, Warning, Error, Fatal, or
+        Python's) as a Python logging level name."""
+        raw = self.get("Serilog__MinimumLevel", "Information")
+        level = _SERILOG_LEVELS.get(raw.strip().lower())
+        if level is None:
+            raise ConfigurationError(
+                f"Serilog__MinimumLevel={raw!r}: expected one of Verbose, Debug, Information, Warning, Error, Fatal"
+            )
+        return level
 
     def get_bool(self, key: str, default: bool) -> bool:
         raw = self.get(key, str(default)).strip().lower()
@@ -96,6 +119,9 @@ class ControlPlaneSettings:
     sqlite_synchronous: str = "NORMAL"
     #: How long an agent keeps a task without a heartbeat before the task is presumed lost with it.
     lease_seconds: float = 15.0
+    #: `memory`: the queue is an index over the SUBMITTED tasks, rebuilt at start-up (no I/O per task);
+    #: `embedded`: a SQLite file queue other processes may open too.
+    queue_storage: str = "memory"
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -116,6 +142,11 @@ class ControlPlaneSettings:
         lease = env.get_float("ComputeGateway__LeaseSeconds", 15.0)
         if lease <= 0:
             raise ConfigurationError("ComputeGateway__LeaseSeconds must be positive")
+        queue_storage = env.get("Components__QueueStorage", "memory").strip().lower()
+        if queue_storage not in ("memory", "embedded"):
+            raise ConfigurationError(
+                f"Components__QueueStorage={queue_storage!r}: expected memory or embedded"
+            )
         return ControlPlaneSettings(
             host=env.get("ControlPlane__Host", "127.0.0.1"),
             port=env.get_int("ControlPlane__Port", 5001),
@@ -123,7 +154,8 @@ class ControlPlaneSettings:
             default_partition=env.get("Submitter__DefaultPartition", "default"),
             partitions=partitions,
             chunk_size=chunk,
-            log_level=env.get("Serilog__MinimumLevel", "Information").upper().replace("INFORMATION", "INFO"),
+            log_level=env.log_level(),
             sqlite_synchronous=synchronous,
             lease_seconds=lease,
+            queue_storage=queue_storage,
         )

@@ -1,49 +1,207 @@
-"""`armonik-deploy`: deploy, inspect and destroy an ArmoniK deployment."""
+"""`armonik-deploy`: plan, deploy, inspect and destroy a local ArmoniK deployment.
+
+    armonik-deploy deploy  [--parameters FILE] [--versions FILE] [--generated DIR]
+    armonik-deploy plan    [--parameters FILE] [--generated DIR] [--json]
+    armonik-deploy status  [--generated DIR]
+    armonik-deploy destroy [--generated DIR]
+
+`deploy` again after editing the parameters applies the change (new partitions, other replica counts) without
+restarting what did not change: the control plane keeps running, and so do its clients' sessions.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
-from armonik_deploy.local import LocalLayout, deploy_control_plane, destroy, running
+from armonik_deploy import local
 from armonik_deploy.outputs import write_outputs
+from armonik_deploy.parameters import Parameters, ParametersError, load_parameters, load_versions
+from armonik_deploy.plan import Plan, PlanError, build_plan
+from armonik_deploy.procs import file_lock
+from armonik_deploy.supervisor import Layout
 
-app = typer.Typer(help="Deploy ArmoniK on this machine.", no_args_is_help=True)
-console = Console()
+app = typer.Typer(help="Deploy ArmoniK on this machine.", no_args_is_help=True, add_completion=False)
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
 
-GENERATED = typer.Option(Path("generated"), "--generated", help="Folder for state, logs and outputs.")
+QUICK_DEPLOY = Path(__file__).resolve().parent.parent / "infrastructure" / "quick-deploy" / "localhost"
+
+GENERATED = typer.Option(Path("generated"), "--generated", help="Folder for state, data, logs and outputs.")
+PARAMETERS = typer.Option(
+    None,
+    "--parameters",
+    "-p",
+    help="parameters.tfvars (HCL) or parameters.tfvars.json; default: the quick-deploy localhost one.",
+)
+VERSIONS = typer.Option(
+    None, "--versions", help="versions.tfvars.json to validate; default: the quick-deploy localhost one."
+)
+
+
+def fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=True)
+    return typer.Exit(1)
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")
+
+
+def _parameters_file(parameters: Path | None) -> Path:
+    if parameters is not None:
+        return parameters
+    default = QUICK_DEPLOY / "parameters.tfvars"
+    if not default.exists():
+        raise fail("no --parameters given and no default parameters file at " + str(default))
+    return default
+
+
+def _load(parameters: Path | None, versions: Path | None, generated: Path) -> tuple[Parameters, Plan]:
+    file = _parameters_file(parameters)
+    try:
+        params = load_parameters(file)
+        versions_file = versions or (QUICK_DEPLOY / "versions.tfvars.json")
+        if versions is not None or versions_file.exists():
+            load_versions(versions_file)
+        plan = build_plan(params, file, generated)
+    except (ParametersError, PlanError) as exc:
+        raise fail(_escape(str(exc))) from None
+    for warning in plan.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {_escape(warning)}", soft_wrap=True)
+    return params, plan
 
 
 @app.command()
 def deploy(
+    parameters: Path | None = PARAMETERS,
+    versions: Path | None = VERSIONS,
     generated: Path = GENERATED,
-    host: str = typer.Option("127.0.0.1", help="Address the control plane listens on."),
-    port: int = typer.Option(5001, help="Port of the control plane."),
+    timeout: float | None = typer.Option(None, help="Seconds to wait for the control plane to be healthy."),
 ) -> None:
-    """Start the local deployment (control plane on embedded storage) and write its outputs."""
-    layout = LocalLayout(generated.resolve())
-    with console.status("Starting the control plane..."):
-        endpoint = deploy_control_plane(layout, host, port)
-    output, cli = write_outputs(layout.generated, f"http://{endpoint}")
-    console.print(f"[green]ArmoniK is up[/green]: control plane at [bold]{endpoint}[/bold]")
-    console.print(f"Outputs: {output}")
-    console.print(f"export AKCONFIG={cli}")
+    """Start the local deployment, or apply edited parameters to the running one, and write its outputs."""
+    layout = Layout(generated.resolve())
+    params, plan = _load(parameters, versions, layout.generated)
+    with file_lock(layout.cli_lock):
+        try:
+            with console.status("Applying the plan..."):
+                pid, started = local.apply_plan(layout, plan, (params.local.host, params.control_plane.port))
+            with console.status(f"Waiting for the control plane at {plan.endpoint}..."):
+                local.wait_healthy(
+                    plan.endpoint,
+                    timeout if timeout is not None else plan.health_timeout,
+                    layout.log_of("control-plane"),
+                )
+        except (local.DeployError, TimeoutError) as exc:
+            raise fail(_escape(str(exc))) from None
+    output, cli = write_outputs(layout.generated, f"http://{plan.endpoint}")
+    pairs = ", ".join(f"{name} x{count}" for name, count in plan.pairs().items())
+    verb = "started" if started else "updated"
+    console.print(
+        f"[green]ArmoniK is up[/green] ({verb}, supervisor pid {pid}): "
+        f"control plane at [bold]{plan.endpoint}[/bold]",
+        soft_wrap=True,
+    )
+    console.print(f"Partitions (polling agent + worker pairs): {pairs}", soft_wrap=True)
+    console.print(f"Logs: {layout.logs}    Outputs: {output}", soft_wrap=True)
+    print(f"export AKCONFIG={cli}")
 
 
 @app.command("destroy")
 def destroy_command(generated: Path = GENERATED) -> None:
     """Stop every process of the local deployment (data is kept under the generated folder)."""
-    stopped = destroy(LocalLayout(generated.resolve()))
-    console.print(f"Stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    layout = Layout(generated.resolve())
+    with file_lock(layout.cli_lock):
+        stopped = local.destroy(layout)
+    console.print(f"Stopped: {', '.join(stopped) if stopped else 'nothing was running'}", soft_wrap=True)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (
+        f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    )
 
 
 @app.command()
 def status(generated: Path = GENERATED) -> None:
     """Show the processes of the local deployment."""
-    table = Table("process", "pid")
-    for name, pid in running(LocalLayout(generated.resolve())).items():
-        table.add_row(name, str(pid))
+    layout = Layout(generated.resolve())
+    pid, rows = local.status(layout)
+    if pid is None and not rows:
+        console.print("Nothing is running (no supervisor for " + str(layout.generated) + ").")
+        raise typer.Exit(0)
+    table = Table("process", "pid", "status", "restarts", "uptime", "last exit", title=None)
+    for row in rows:
+        style = "green" if row.status == "running" else "yellow"
+        table.add_row(
+            row.name,
+            str(row.pid or "-"),
+            f"[{style}]{row.status}[/{style}]",
+            str(row.restarts),
+            _duration(row.uptime),
+            "-" if row.last_exit is None else str(row.last_exit),
+        )
+    console.print(f"Supervisor: {'pid ' + str(pid) if pid else '[red]not running[/red]'}")
     console.print(table)
+
+
+@app.command()
+def plan(
+    parameters: Path | None = PARAMETERS,
+    versions: Path | None = VERSIONS,
+    generated: Path = GENERATED,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the whole plan (commands and environments) as JSON."
+    ),
+) -> None:
+    """Show what `deploy` would run for these parameters, without starting anything."""
+    _, the_plan = _load(parameters, versions, generated.resolve())
+    if as_json:
+        print(json.dumps(json.loads(the_plan.to_json()), indent=2))
+        return
+    generated_dir = Path(the_plan.generated)
+    python = next((s.args[0] for s in the_plan.processes if s.role == "control-plane"), "")
+    table = Table("partition", "command", "sockets / port")
+    table.columns.insert(0, Column("process", no_wrap=True))
+    for spec in the_plan.processes:
+        where = ""
+        if spec.role in ("polling-agent", "worker"):
+            folder = Path(spec.env["ComputePlane__AgentChannel__Address"]).parent
+            where = (
+                str(folder.relative_to(generated_dir))
+                if folder.is_relative_to(generated_dir)
+                else str(folder)
+            )
+        elif spec.role == "control-plane":
+            where = f"{spec.env['ControlPlane__Host']}:{spec.env['ControlPlane__Port']}"
+        elif spec.role == "metrics-exporter":
+            where = f"port {spec.env['MetricsExporter__Port']}"
+        command = " ".join("{python}" if arg == python else arg for arg in spec.args)
+        table.add_row(spec.name, spec.partition or "-", _escape(command), where)
+    console.print(table)
+    partitions = Table("partition", "pairs", "PodReserved", "PodMax", "Priority", "Preemption %", "parents")
+    for p in the_plan.partitions:
+        partitions.add_row(
+            p["PartitionId"],
+            str(the_plan.pairs()[p["PartitionId"]]),
+            str(p["PodReserved"]),
+            str(p["PodMax"]),
+            str(p["Priority"]),
+            str(p["PreemptionPercentage"]),
+            ", ".join(p["ParentPartitionIds"]) or "-",
+        )
+    console.print(partitions)
+    console.print(f"{{python}}: {python}", soft_wrap=True)
+    console.print(f"Generated: {the_plan.generated}    Data: {the_plan.data_directory}", soft_wrap=True)
+    console.print(
+        f"Endpoint: {the_plan.endpoint}    Logs: {generated_dir / 'logs'}/<process>.log", soft_wrap=True
+    )

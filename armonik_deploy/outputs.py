@@ -5,27 +5,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+OUTPUT_FILE = "armonik-output.json"
+CLI_CONFIG_FILE = "armonik-cli.yaml"
 
-def write_outputs(generated: Path, control_plane_url: str) -> tuple[Path, Path]:
-    """Write the upstream-shaped output file and an `armonik-cli` configuration pointing at the endpoint."""
+
+def write_outputs(
+    generated: Path,
+    control_plane_url: str,
+    *,
+    admin_app_url: str | None = None,
+    grafana_url: str | None = None,
+    seq_web_url: str | None = None,
+    chaos_mesh_url: str | None = None,
+) -> tuple[Path, Path]:
+    """Upstream's `armonik-output.json` (null where a component is absent) and an `armonik-cli` AKCONFIG."""
     generated.mkdir(parents=True, exist_ok=True)
-    output = generated / "armonik-output.json"
-    output.write_text(
-        json.dumps(
-            {
-                "armonik": {
-                    "control_plane_url": control_plane_url,
-                    "admin_app_url": None,
-                    "grafana_url": None,
-                    "seq_web_url": None,
-                    "chaos_mesh_url": None,
-                }
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    cli = generated / "armonik-cli.yaml"
-    endpoint = control_plane_url.removeprefix("http://")
-    cli.write_text(f"endpoint: {endpoint}\n")
-    return output, cli
+    output = generated / OUTPUT_FILE
+    armonik = {
+        "control_plane_url": control_plane_url,
+        "admin_app_url": admin_app_url,
+        "grafana_url": grafana_url,
+        "seq_web_url": seq_web_url,
+        "chaos_mesh_url": chaos_mesh_url,
+    }
+    output.write_text(json.dumps({"armonik": armonik}, indent=2) + "\n")
+    cli = generated / CLI_CONFIG_FILE
+    endpoint = control_plane_url.removeprefix("http://").rstrip("/")
+    cli.write_text(f"# ArmoniK Connection Configuration\n---\nendpoint: {endpoint}\n")
+    return output.resolve(), cli.resolve()

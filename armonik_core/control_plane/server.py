@@ -19,7 +19,9 @@ from armonik.protogen.client import (
 )
 
 from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
+from armonik_core.adapters.queue.base import TaskQueue
 from armonik_core.adapters.queue.embedded import EmbeddedQueue
+from armonik_core.adapters.queue.memory import MemoryQueue
 from armonik_core.adapters.state.sqlite import SqliteStateStore
 from armonik_core.config import ControlPlaneSettings
 from armonik_core.control_plane.applications import ApplicationsService
@@ -43,13 +45,37 @@ GRPC_OPTIONS = [
 ]
 
 
+async def rebuilt_memory_queue(state: SqliteStateStore, lease_seconds: float) -> MemoryQueue:
+    """The in-memory queue as the state says it was: queued tasks waiting, running tasks leased to their agent
+    for a fresh lease period (an agent still alive renews it; one that died lets it expire)."""
+    queue = MemoryQueue()
+    ready, held = await state.tasks_in_flight()
+    await queue.publish(ready)
+    for message, agent in held:
+        queue.hold(message, agent, lease_seconds)
+    if ready or held:
+        log.info("queue rebuilt from the state", extra={"queued": len(ready), "running": len(held)})
+    return queue
+
+
 async def open_embedded_backends(settings: ControlPlaneSettings) -> Backends:
     """SQLite state, embedded queue and filesystem objects under the data directory."""
     root = settings.data_directory
     root.mkdir(parents=True, exist_ok=True)
-    state = SqliteStateStore(root / "state.db", synchronous=settings.sqlite_synchronous)
-    queue = EmbeddedQueue(root / "queue.db")
-    objects = FilesystemObjectStorage(root / "objects")
+    # One durability level for every embedded store (Embedded__SqliteSynchronous): NORMAL, the default, loses
+    # nothing when a process crashes and fsyncs only at checkpoints; FULL also survives a power loss, at the
+    # price of an fsync per commit and per object (milliseconds each, on every task's path).
+    durable = settings.sqlite_synchronous in ("FULL", "EXTRA")
+    in_memory_queue = settings.queue_storage == "memory"
+    state = SqliteStateStore(
+        root / "state.db", synchronous=settings.sqlite_synchronous, outbox=not in_memory_queue
+    )
+    queue: TaskQueue
+    if in_memory_queue:
+        queue = await rebuilt_memory_queue(state, settings.lease_seconds)
+    else:
+        queue = EmbeddedQueue(root / "queue.db", synchronous="FULL" if durable else "NORMAL")
+    objects = FilesystemObjectStorage(root / "objects", fsync=durable)
     backends = Backends(state, objects, queue, TaskDispatcher(state, queue), settings)
     await state.upsert_partitions(settings.partitions)
     await backends.dispatcher.recover()

@@ -58,6 +58,7 @@ class ComputeGateway:
             "session_options": codec.options_to_json(outcome.session.options),
             "session_partitions": outcome.session.partition_ids,
             "lease": codec.lease_to_json(lease),
+            "inputs": [codec.result_to_json(r) for r in outcome.inputs],
         }
 
     async def start(self, request: dict[str, Any]) -> bool:

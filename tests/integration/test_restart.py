@@ -35,6 +35,13 @@ from armonik.protogen.client.events_service_pb2_grpc import EventsStub
 from armonik.protogen.common.events_common_pb2 import EventSubscriptionRequest
 
 from armonik_core.adapters.queue.embedded import EmbeddedQueue
+from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
+from armonik_core.polling_agent.gateway_backend import GatewayBackend
+
+try:
+    from tests.conftest import ControlPlaneProcess
+except ImportError:  # run from inside tests/
+    from conftest import ControlPlaneProcess  # type: ignore[no-redef]
 
 MiB = 1024 * 1024
 
@@ -86,11 +93,27 @@ class Clients:
         }
 
 
-def queued(data_dir: Path, partition: str) -> tuple[int, list[str]]:
-    """Depth of a partition's queue and the task ids it holds, read from the queue file as an agent would.
+@pytest.fixture(params=["memory", "embedded"])
+def control_plane(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Both queues: the in-memory one rebuilt from the state, and the SQLite file queue."""
+    plane = ControlPlaneProcess(tmp_path / "data", env={"Components__QueueStorage": request.param})
+    plane.start()
+    yield plane
+    plane.kill()
 
-    The messages are leased then released, so the queue is left as found."""
 
+def queued(control_plane: Any, partition: str) -> tuple[int, list[str]]:
+    """Depth of a partition's queue and the task ids it holds, in order, read as an agent would.
+
+    The file queue is read directly (lease then release). The in-memory queue is read through the compute
+    gateway: each task is acquired then handed back untouched (RELEASED), which re-queues it in the same
+    order, so the queue is left as found."""
+    if control_plane.env["Components__QueueStorage"] == "embedded":
+        return _queued_in_file(control_plane.data_dir, partition)
+    return asyncio.run(_queued_through_gateway(control_plane.endpoint, partition))
+
+
+def _queued_in_file(data_dir: Path, partition: str) -> tuple[int, list[str]]:
     async def read() -> tuple[int, list[str]]:
         queue = EmbeddedQueue(data_dir / "queue.db")
         try:
@@ -103,6 +126,19 @@ def queued(data_dir: Path, partition: str) -> tuple[int, list[str]]:
             await queue.close()
 
     return asyncio.run(read())
+
+
+async def _queued_through_gateway(endpoint: str, partition: str) -> tuple[int, list[str]]:
+    backend = GatewayBackend(endpoint, "restart-test")
+    try:
+        taken = []
+        while (acquired := await backend.acquire(partition, "restart-test", "test-host", 0.0)) is not None:
+            taken.append(acquired)
+        for acquired in taken:
+            await backend.finish(acquired, TaskOutcome(OutcomeKind.RELEASED, "only looking"))
+        return len(taken), [a.task.task_id for a in taken]
+    finally:
+        await backend.close()
 
 
 def test_state_and_queue_survive_sigkill(control_plane: Any) -> None:
@@ -154,9 +190,9 @@ def test_state_and_queue_survive_sigkill(control_plane: Any) -> None:
             [*waiting, chained], TaskStatus.PENDING
         )
 
-    default_before = queued(control_plane.data_dir, "default")
+    default_before = queued(control_plane, "default")
     assert default_before[0] == len(ready) and sorted(default_before[1]) == sorted(ready)
-    pymonik_before = queued(control_plane.data_dir, "pymonik")
+    pymonik_before = queued(control_plane, "pymonik")
 
     control_plane.kill()
     assert control_plane.process is not None and control_plane.process.returncode == -9
@@ -191,14 +227,14 @@ def test_state_and_queue_survive_sigkill(control_plane: Any) -> None:
         assert api.tasks.get_task(ready[3]).options.priority == 7
 
         # The queue holds exactly the ready tasks, each once: nothing lost, nothing published again.
-        depth, ids = queued(control_plane.data_dir, "default")
+        depth, ids = queued(control_plane, "default")
         assert depth == len(ready) and sorted(ids) == sorted(ready)
         assert ids[0] == ready[3], "the priority-7 task comes first"
-        assert queued(control_plane.data_dir, "default") == default_before
+        assert queued(control_plane, "default") == default_before
         # On "pymonik" every ready task is there once, and the messages are those from before the crash.
         # (Messages of tasks cancelled or paused after being queued may stay in the queue: consumers skip
         # them when they find the task no longer SUBMITTED.)
-        depth, ids = queued(control_plane.data_dir, "pymonik")
+        depth, ids = queued(control_plane, "pymonik")
         assert (depth, sorted(ids)) == (pymonik_before[0], sorted(pymonik_before[1]))
         assert all(ids.count(task_id) == 1 for task_id in pymonik_ready)
         assert set(ids) <= {*pymonik_ready, doomed, held}
@@ -207,12 +243,12 @@ def test_state_and_queue_survive_sigkill(control_plane: Any) -> None:
         api.results.upload_result_data(x, main, b"x after the restart")
         assert [api.tasks.get_task(t).status for t in waiting] == [TaskStatus.SUBMITTED] * 2
         assert api.tasks.get_task(chained).status == TaskStatus.PENDING
-        depth, ids = queued(control_plane.data_dir, "default")
+        depth, ids = queued(control_plane, "default")
         assert depth == len(ready) + 2 and sorted(ids) == sorted(ready + waiting)
         # And the paused session, resumed, has its task queued again.
         api.sessions.resume_session(paused)
         assert api.tasks.get_task(held).status == TaskStatus.SUBMITTED
-        depth, ids = queued(control_plane.data_dir, "pymonik")
+        depth, ids = queued(control_plane, "pymonik")
         assert held in ids and depth == len(ids)
 
         # New work is accepted and ordered after the old one.

@@ -49,6 +49,8 @@ class TaskAcquisition:
     session: Session | None = None
     #: Tasks to publish (a retry of a crashed attempt).
     to_enqueue: list[QueueMessage] = field(default_factory=list)
+    #: The task's payload and data dependencies, read in the same transaction.
+    inputs: list[Result] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,11 @@ class StateStore(ABC):
         """Apply what came of a run in one transaction: results, subtasks, ownership, status, retry, cascade.
 
         An outcome from an agent that no longer owns the task is ignored (returns nothing)."""
+
+    @abstractmethod
+    async def tasks_in_flight(self) -> tuple[list[QueueMessage], list[tuple[QueueMessage, str]]]:
+        """Tasks queued (SUBMITTED), and tasks held by an agent (DISPATCHED, PROCESSING) with that agent:
+        what a queue kept in memory is rebuilt from."""
 
     @abstractmethod
     async def cancelled_tasks(self, task_ids: Sequence[str]) -> set[str]:

@@ -113,12 +113,16 @@ class _SqlGraphView:
 
 
 class SqliteStateStore(StateStore):
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", clock: Clock = time.time) -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", clock: Clock = time.time, outbox: bool = True
+    ) -> None:
+        """`outbox=False` when the queue is rebuilt from the state itself (`MemoryQueue`): the SUBMITTED
+        rows are then the durable record of what is queued, and an outbox would only duplicate them."""
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._listeners: list[ChangeListener] = []
-        self._engine = SqliteEngine(self._path, self._dispatch, synchronous=synchronous)
+        self._engine = SqliteEngine(self._path, self._dispatch, synchronous=synchronous, outbox=outbox)
         self._engine.run_setup(schema.DDL)
 
     # -- change feed -------------------------------------------------------------------------------------
@@ -415,7 +419,14 @@ class SqliteStateStore(StateStore):
                 (agent_id, hostname, task.received_at, task_id),
             )
             _set_task_status(conn, changes, [task], TaskStatus.DISPATCHED, acquired_at=now)
-            return TaskAcquisition(task=task, session=session)
+            # Whatever of the inputs exists: a missing one is the agent's to report, as the task's error.
+            rows = _select_in(
+                conn,
+                f"SELECT {_columns(schema.RESULT_COLUMNS)} FROM results WHERE result_id IN ({{marks}})",
+                sorted(graph.task_inputs(task)),
+            )
+            inputs = [schema.result_from_row(r) for r in rows]
+            return TaskAcquisition(task=task, session=session, inputs=inputs)
 
         return await self._engine.write(unit)
 
@@ -453,6 +464,26 @@ class SqliteStateStore(StateStore):
             return _apply_success(conn, changes, task, outcome, now)
 
         return await self._engine.write(unit)
+
+    async def tasks_in_flight(self) -> tuple[list[QueueMessage], list[tuple[QueueMessage, str]]]:
+        statuses = (int(TaskStatus.SUBMITTED), int(TaskStatus.DISPATCHED), int(TaskStatus.PROCESSING))
+
+        def run(conn: sqlite3.Connection) -> tuple[list[QueueMessage], list[tuple[QueueMessage, str]]]:
+            rows = conn.execute(
+                "SELECT task_id, session_id, opt_partition_id, opt_priority, status, owner_pod_id FROM tasks "
+                "WHERE status IN (?, ?, ?) ORDER BY submitted_at",
+                statuses,
+            ).fetchall()
+            ready, held = [], []
+            for task_id, session_id, partition, priority, status, owner in rows:
+                message = QueueMessage(task_id, session_id, partition, priority)
+                if status == statuses[0]:
+                    ready.append(message)
+                else:
+                    held.append((message, owner))
+            return ready, held
+
+        return await self._engine.read(run)
 
     async def cancelled_tasks(self, task_ids: Sequence[str]) -> set[str]:
         cancelled = (int(TaskStatus.CANCELLING), int(TaskStatus.CANCELLED))
@@ -679,7 +710,13 @@ def _retry_or_fail(
 
 def _release(conn: sqlite3.Connection, changes: list[Change], task: Task) -> list[QueueMessage]:
     """The agent gives the task back unrun: queued again for any agent, no attempt counted."""
-    conn.execute("UPDATE tasks SET owner_pod_id = '', pod_hostname = '' WHERE task_id = ?", (task.task_id,))
+    # Untouched: as if never received, so the next acquisition records its own times.
+    conn.execute(
+        "UPDATE tasks SET owner_pod_id = '', pod_hostname = '', received_at = NULL, acquired_at = NULL "
+        "WHERE task_id = ?",
+        (task.task_id,),
+    )
+    task.received_at = task.acquired_at = None
     if _load_session(conn, task.session_id).status == SessionStatus.PAUSED:
         _set_task_status(conn, changes, [task], TaskStatus.PAUSED)
         return []
@@ -712,10 +749,14 @@ def _load_tasks(conn: sqlite3.Connection, task_ids: Sequence[str]) -> dict[str, 
 
 
 def _enqueue(conn: sqlite3.Connection, tasks: Iterable[Task]) -> list[QueueMessage]:
-    """Record ready tasks in the outbox; the caller publishes the returned messages after commit."""
+    """Record ready tasks in the outbox; the caller publishes the returned messages after commit.
+
+    Without an outbox (the queue is rebuilt from the SUBMITTED tasks themselves), only the messages."""
     messages = [
         QueueMessage(t.task_id, t.session_id, t.options.partition_id, t.options.priority) for t in tasks
     ]
+    if not getattr(conn, "outbox", True):
+        return messages
     conn.executemany(
         "INSERT OR REPLACE INTO outbox (task_id, session_id, partition_id, priority) VALUES (?, ?, ?, ?)",
         [(m.task_id, m.session_id, m.partition_id, m.priority) for m in messages],

@@ -29,8 +29,17 @@ WriteUnit = Callable[[sqlite3.Connection, list[Change]], T]
 MAX_GROUP = 256
 
 
-def connect(path: Path, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+class StateConnection(sqlite3.Connection):
+    """A connection that knows whether ready tasks go through the outbox (see `SqliteStateStore`)."""
+
+    outbox: bool = True
+
+
+def connect(path: Path, synchronous: str, outbox: bool = True) -> StateConnection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=30.0, factory=StateConnection
+    )
+    conn.outbox = outbox
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -56,12 +65,13 @@ class SqliteEngine:
         on_commit: Callable[[list[Change]], None],
         synchronous: str = "FULL",
         readers: int = 2,
+        outbox: bool = True,
     ) -> None:
         self._path = path
         self._synchronous = synchronous
         self._on_commit = on_commit
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
-        self._writer_conn = connect(path, synchronous)
+        self._writer_conn = connect(path, synchronous, outbox)
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._reader_local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []

@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_session_status ON tasks(session_id, status);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
+CREATE INDEX IF NOT EXISTS tasks_partition_status ON tasks(opt_partition_id, status);
 CREATE TABLE IF NOT EXISTS results (
     result_id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL,

@@ -1,0 +1,70 @@
+"""`armonik-metrics-exporter`: serve the task metrics until SIGTERM or SIGINT, then stop cleanly.
+
+It opens the embedded backends of `Embedded__DataDirectory` the way the control plane does (`state.db`,
+`queue.db`) and only reads them: SQLite in WAL mode lets it read while the control plane writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from armonik_core import logs
+from armonik_core.adapters.queue.base import TaskQueue
+from armonik_core.adapters.queue.embedded import EmbeddedQueue
+from armonik_core.adapters.state.sqlite import SqliteStateStore
+from armonik_core.config import ConfigurationError
+from armonik_core.metrics.collector import MetricsCollector
+from armonik_core.metrics.server import MetricsHttpServer
+from armonik_core.metrics.settings import MetricsExporterSettings
+
+log = logging.getLogger("armonik.metrics")
+
+
+async def serve(settings: MetricsExporterSettings) -> None:
+    root = settings.data_directory
+    root.mkdir(parents=True, exist_ok=True)
+    state = SqliteStateStore(root / "state.db", synchronous="NORMAL")
+    queue: TaskQueue | None = EmbeddedQueue(root / "queue.db") if settings.queue_depth else None
+    collector = MetricsCollector(
+        state, queue, cache_validity=settings.cache_validity, statuses=settings.statuses
+    )
+    server = MetricsHttpServer(collector, settings.host, settings.port)
+    try:
+        port = await server.start()
+        log.info(
+            "metrics exporter listening",
+            extra={"address": f"{settings.host}:{port}", "data_directory": str(root)},
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping metrics exporter")
+    finally:
+        await server.stop()
+        await state.close()
+        if queue is not None:
+            await queue.close()
+    log.info("metrics exporter stopped")
+
+
+def main() -> None:
+    try:
+        settings = MetricsExporterSettings.from_env()
+    except ConfigurationError as exc:
+        print(f"armonik-metrics-exporter: invalid configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logs.configure("metrics-exporter", settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        log.error("cannot serve metrics", extra={"error": str(exc)})
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The polling agent: takes tasks of its partition, runs them on its worker, reports what happened."""

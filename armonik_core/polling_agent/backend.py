@@ -1,0 +1,57 @@
+"""What a polling agent needs from the rest of ArmoniK, behind one interface.
+
+Two implementations: through the control plane's compute gateway (the local target, where the control plane
+is the single writer of the embedded SQLite store), and directly on the state store and queue adapters
+(production backends such as MongoDB and RabbitMQ, where agents writing directly spare the control plane).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from armonik_core.domain.options import TaskOptions
+from armonik_core.domain.outcomes import TaskOutcome
+from armonik_core.domain.records import Result, Task
+
+
+@dataclass(slots=True)
+class AcquiredTask:
+    """A task this agent now owns (DISPATCHED to it), with what it needs to run it."""
+
+    task: Task
+    #: Defaults that subtasks submitted by the worker inherit.
+    session_options: TaskOptions
+    session_partitions: list[str]
+    #: The queue lease behind the task, renewed by heartbeats and released when the task is finished.
+    lease: str
+    #: The payload and data dependencies as stored when the task was acquired, so staging needs no lookup.
+    inputs: list[Result] = field(default_factory=list)
+
+
+class ComputeBackend(ABC):
+    @abstractmethod
+    async def acquire(
+        self, partition_id: str, agent_id: str, hostname: str, wait_seconds: float
+    ) -> AcquiredTask | None:
+        """Take the next task of the partition, waiting up to `wait_seconds` for one; None if none came."""
+
+    @abstractmethod
+    async def start(self, acquired: AcquiredTask) -> None:
+        """The task's inputs are in place and the worker is about to run it (PROCESSING)."""
+
+    @abstractmethod
+    async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:
+        """Keep the tasks' leases alive; returns the ids of those that were cancelled meanwhile."""
+
+    @abstractmethod
+    async def finish(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
+        """Record the outcome atomically (results, subtasks, status, retries, cascade) and drop the lease."""
+
+    @abstractmethod
+    async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
+        """Result metadata, to fetch data a worker asks for (GetResourceData)."""
+
+    async def close(self) -> None:
+        """Release connections."""

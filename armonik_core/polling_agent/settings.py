@@ -1,0 +1,201 @@
+"""Settings of the polling agent, read from the `Section__Key` variables ArmoniK.Core's agent reads.
+
+Durations accept plain seconds (`2`, `0.5`) or the .NET TimeSpan spelling the upstream deployment uses
+(`00:00:15`, `1.02:03:04.5`), so an upstream ConfigMap works unchanged.
+
+Variables (case-insensitive names; defaults in brackets):
+
+- `Pollster__PartitionId` [default]: the partition whose tasks this agent takes.
+- `Pollster__SharedCacheFolder` [/cache/shared]: per-task data folders are `<folder>/<communication token>`.
+- `Pollster__AgentId` [`<hostname>-<pid>`]: the owner recorded on the tasks this agent runs.
+- `Pollster__GraceDelay` [5 s]: on SIGTERM, how long the current task may go on before it is released.
+- `Pollster__HeartbeatSeconds` [2]: period of the lease renewals (which also bring cancellations).
+- `Pollster__PrefetchBelowSeconds` [0.5 s]: take the next task during the current one when tasks are shorter.
+- `Pollster__AcquireWait` [2 s]: how long one acquisition waits for a task (also bounds the time a stop
+  request waits for an idle agent).
+- `Pollster__StagingParallelism` [8]: input files copied into a data folder at the same time.
+- `ComputePlane__WorkerChannel__Address` [/cache/armonik_worker.sock], `…__SocketType`
+  [UnixDomainSocket | Tcp]: where the worker listens; a tcp address is `host:port` (an `http://` prefix, as
+  upstream's deployment writes it, is accepted and dropped).
+- `ComputePlane__AgentChannel__Address` [/cache/armonik_agent.sock], `…__SocketType`: where this agent
+  serves the Agent API to its worker.
+- `InitWorker__WorkerCheckRetries` [10], `InitWorker__WorkerCheckDelay` [0.5 s; upstream uses 2 s],
+  `InitWorker__WorkerCheckTimeout` [5 s]: worker health checks (the n-th retry waits n × delay).
+- `InitWorker__WorkerCheckValidity` [1 s]: the health check before a task starts as soon as the previous
+  task's Process call is over; it counts for the next task if that task comes within this delay, else the
+  agent checks again (0: always check again, right before the task, as upstream does).
+- `ControlPlane__Endpoint` [127.0.0.1:5001]: the control plane's compute gateway.
+- `Embedded__DataDirectory` [generated/data]: object storage lives in `<dir>/objects`.
+- `Submitter__PreferredMessageSize` [1 MiB]: `Configuration.data_chunk_max_size` given to the worker.
+- `Serilog__MinimumLevel` [Information]: log level.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from armonik_core.config import ConfigurationError, Environment
+
+_TIMESPAN = re.compile(r"(?:(\d+)\.)?(\d+):(\d+)(?::(\d+(?:\.\d+)?))?")
+
+
+def parse_duration(key: str, raw: str) -> float:
+    """Seconds from `raw`: a number of seconds or a TimeSpan `[d.]hh:mm[:ss[.fffffff]]`."""
+    text = raw.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        match = _TIMESPAN.fullmatch(text)
+        if match is None:
+            raise ConfigurationError(
+                f"{key}={raw!r}: expected a number of seconds or a duration such as 00:00:05"
+            ) from None
+        days, hours, minutes, secs = match.groups()
+        seconds = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(secs or 0)
+    if seconds < 0 or seconds != seconds:  # negative or NaN
+        raise ConfigurationError(f"{key}={raw!r}: a duration cannot be negative")
+    return seconds
+
+
+class SocketType(str, Enum):
+    UNIX = "unixdomainsocket"
+    TCP = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """One end of the worker <-> agent link: a unix socket path or a tcp `host:port`."""
+
+    address: str
+    socket_type: SocketType = SocketType.UNIX
+
+    @property
+    def socket_path(self) -> Path | None:
+        """The socket file, for a unix domain socket."""
+        return Path(self.address).absolute() if self.socket_type is SocketType.UNIX else None
+
+    @property
+    def target(self) -> str:
+        """The address in gRPC's naming syntax, for a channel as for a server port."""
+        path = self.socket_path
+        if path is not None:
+            return f"unix://{path}"
+        address = self.address
+        for scheme in ("http://", "https://", "dns:///"):
+            if address.lower().startswith(scheme):
+                address = address[len(scheme) :]
+        return address.rstrip("/")
+
+    @staticmethod
+    def from_env(env: Environment, prefix: str, default_address: str) -> ChannelSettings:
+        address = env.get(f"{prefix}__Address", default_address).strip()
+        raw_type = env.get(f"{prefix}__SocketType", "UnixDomainSocket").strip()
+        try:
+            socket_type = SocketType(raw_type.lower())
+        except ValueError:
+            raise ConfigurationError(
+                f"{prefix}__SocketType={raw_type!r}: expected UnixDomainSocket or Tcp"
+            ) from None
+        if not address:
+            raise ConfigurationError(f"{prefix}__Address must not be empty")
+        channel = ChannelSettings(address, socket_type)
+        if socket_type is SocketType.TCP and ":" not in channel.target:
+            raise ConfigurationError(f"{prefix}__Address={address!r}: a tcp address is host:port")
+        return channel
+
+
+def default_agent_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(slots=True)
+class AgentSettings:
+    partition_id: str = "default"
+    shared_cache_folder: Path = Path("/cache/shared")
+    agent_id: str = field(default_factory=default_agent_id)
+    hostname: str = field(default_factory=socket.gethostname)
+    grace_delay: float = 5.0
+    heartbeat_seconds: float = 2.0
+    acquire_wait: float = 2.0
+    #: Take the next task while the current one runs when tasks last less than this (0 disables): short
+    #: tasks then follow each other without a round trip in between; long ones do not hold a second task
+    #: that another agent could be running.
+    prefetch_below: float = 0.5
+    staging_parallelism: int = 8
+    worker_channel: ChannelSettings = ChannelSettings("/cache/armonik_worker.sock")
+    agent_channel: ChannelSettings = ChannelSettings("/cache/armonik_agent.sock")
+    worker_check_retries: int = 10
+    worker_check_delay: float = 0.5
+    worker_check_timeout: float = 5.0
+    worker_check_validity: float = 1.0
+    control_plane_endpoint: str = "127.0.0.1:5001"
+    data_directory: Path = Path("generated/data")
+    data_chunk_max_size: int = 1 << 20
+    log_level: str = "INFO"
+    #: fsync every stored output (Embedded__SqliteSynchronous=FULL): survives a power loss, costs an fsync
+    #: per task; by default outputs survive any process crash, like the rest of the embedded storage.
+    durable_objects: bool = False
+
+    @property
+    def objects_directory(self) -> Path:
+        return self.data_directory / "objects"
+
+    @staticmethod
+    def from_env(environ: Mapping[str, str] | None = None) -> AgentSettings:
+        env = Environment(environ)
+
+        def duration(key: str, default: float) -> float:
+            return parse_duration(key, env.get(key, str(default)))
+
+        def positive(key: str, value: float) -> float:
+            if value <= 0:
+                raise ConfigurationError(f"{key} must be positive")
+            return value
+
+        partition = env.get("Pollster__PartitionId", "default").strip()
+        if not partition:
+            raise ConfigurationError("Pollster__PartitionId must not be empty")
+        agent_id = env.get("Pollster__AgentId", "").strip() or default_agent_id()
+        return AgentSettings(
+            partition_id=partition,
+            shared_cache_folder=Path(env.get("Pollster__SharedCacheFolder", "/cache/shared")).absolute(),
+            agent_id=agent_id,
+            grace_delay=duration("Pollster__GraceDelay", 5.0),
+            heartbeat_seconds=positive(
+                "Pollster__HeartbeatSeconds", duration("Pollster__HeartbeatSeconds", 2.0)
+            ),
+            acquire_wait=duration("Pollster__AcquireWait", 2.0),
+            prefetch_below=duration("Pollster__PrefetchBelowSeconds", 0.5),
+            staging_parallelism=int(
+                positive("Pollster__StagingParallelism", env.get_int("Pollster__StagingParallelism", 8))
+            ),
+            worker_channel=ChannelSettings.from_env(
+                env, "ComputePlane__WorkerChannel", "/cache/armonik_worker.sock"
+            ),
+            agent_channel=ChannelSettings.from_env(
+                env, "ComputePlane__AgentChannel", "/cache/armonik_agent.sock"
+            ),
+            worker_check_retries=int(
+                positive("InitWorker__WorkerCheckRetries", env.get_int("InitWorker__WorkerCheckRetries", 10))
+            ),
+            worker_check_delay=duration("InitWorker__WorkerCheckDelay", 0.5),
+            worker_check_timeout=positive(
+                "InitWorker__WorkerCheckTimeout", duration("InitWorker__WorkerCheckTimeout", 5.0)
+            ),
+            worker_check_validity=duration("InitWorker__WorkerCheckValidity", 1.0),
+            control_plane_endpoint=env.get("ControlPlane__Endpoint", "127.0.0.1:5001").strip(),
+            data_directory=Path(env.get("Embedded__DataDirectory", "generated/data")),
+            data_chunk_max_size=int(
+                positive(
+                    "Submitter__PreferredMessageSize", env.get_int("Submitter__PreferredMessageSize", 1 << 20)
+                )
+            ),
+            log_level=env.log_level(),
+            durable_objects=env.get("Embedded__SqliteSynchronous", "NORMAL").upper() in ("FULL", "EXTRA"),
+        )

@@ -1,0 +1,346 @@
+"""Running one task: stage its inputs as files, call the worker, turn what happened into an outcome.
+
+The sequence follows ArmoniK.Core's `TaskHandler`:
+
+1. A fresh communication token and data folder `<SharedCacheFolder>/<token>`.
+2. The payload and every data dependency are copied from object storage into the folder, one file per
+   result, named by result id (several at a time). At the same time the worker's health is checked (a
+   check started as soon as the previous Process call was over, see `WorkerClient`) and the task is
+   reported started (PROCESSING) to the backend: the three are independent and each costs a round trip,
+   and the whole point of the agent is to keep the time around `Worker.Process` short.
+   Upstream reports the task started after its inputs are fetched; a failed staging here still ends the
+   task with the right outcome, only its `started_at` is a few milliseconds earlier.
+3. The Agent API is bound to the task, and `Worker.Process` is called with the task's `max_duration` as
+   deadline. Deliberate difference from upstream: a `max_duration` of 0 means no deadline here, where
+   Core would set an immediate deadline (and time the task out at once), which is never what was meant.
+4. The reply becomes the outcome:
+   - `Output.ok` -> SUCCESS, carrying the results created, the subtasks submitted, and a completion for
+     every notified file (the file is moved into object storage under a new key: it becomes the object)
+     and for every result created with its data;
+   - `Output.error` -> ERROR with the worker's details (not retried);
+   - DEADLINE_EXCEEDED -> TIMEOUT (not retried);
+   - any other gRPC error (a worker crash, a Python worker whose function raised: INTERNAL) or failure of
+     the agent -> CRASH, `Worker returned error <code>: <details>` (retried while retries remain);
+   - a missing input object -> ERROR (retrying cannot bring it back); another staging failure -> CRASH;
+   - a cancellation notice (heartbeat) -> the Process call is cancelled, CANCELLED;
+   - the agent shutting down past its grace delay, or an unhealthy worker -> RELEASED (queued again).
+   Once the worker has answered, cancellation and release notices are ignored: its work is kept.
+5. The Agent API is unbound the moment the worker's call is over, the outcome goes to
+   `ComputeBackend.finish`, and the folder is deleted while the backend records it. Objects stored for a
+   run that did not succeed are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+import grpc
+from armonik.protogen.common.objects_pb2 import Configuration
+from armonik.protogen.common.worker_common_pb2 import ProcessReply, ProcessRequest
+
+from armonik_core.adapters.objects.base import ObjectNotFound, ObjectStorage
+from armonik_core.control_plane.convert import options_to_proto
+from armonik_core.domain.outcomes import DataCompletion, OutcomeKind, TaskOutcome
+from armonik_core.domain.statuses import ResultStatus
+from armonik_core.ids import new_id
+from armonik_core.polling_agent.agent_service import AgentService, TaskRun, data_file, new_object_keys
+from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
+from armonik_core.polling_agent.settings import AgentSettings
+from armonik_core.polling_agent.worker_client import WorkerClient
+
+log = logging.getLogger("armonik.polling_agent")
+
+T = TypeVar("T")
+
+
+class _Failed(Exception):
+    """Ends the run early with this outcome."""
+
+    def __init__(self, outcome: TaskOutcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _bounded(limit: int, jobs: Iterable[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Run the jobs at most `limit` at a time; the first failure is raised once all have stopped."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(job: Callable[[], Awaitable[T]]) -> T:
+        async with semaphore:
+            return await job()
+
+    outcomes = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
+    for item in outcomes:
+        if isinstance(item, BaseException):
+            raise item
+    return outcomes  # type: ignore[return-value]
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        acquired: AcquiredTask,
+        *,
+        settings: AgentSettings,
+        backend: ComputeBackend,
+        objects: ObjectStorage,
+        service: AgentService,
+        worker: WorkerClient,
+    ) -> None:
+        self.acquired = acquired
+        self._settings = settings
+        self._backend = backend
+        self._objects = objects
+        self._service = service
+        self._worker = worker
+        self._interrupt = asyncio.Event()
+        #: The outcome's report to the backend, once the run is over.
+        self.report: asyncio.Future[None] | None = None
+        self._interrupt_kind = OutcomeKind.CANCELLED
+        self._interrupt_message = ""
+        #: True when the run was given back because the worker did not answer its health check.
+        self.worker_unhealthy = False
+
+    @property
+    def task_id(self) -> str:
+        return self.acquired.task.task_id
+
+    def cancel(self) -> None:
+        """The task was cancelled: stop the worker's call and report CANCELLED."""
+        self._stop(OutcomeKind.CANCELLED, "Task was cancelled while running")
+
+    def release(self, message: str = "The agent is shutting down") -> None:
+        """Give the task back untouched: stop the worker's call and report RELEASED."""
+        self._stop(OutcomeKind.RELEASED, message)
+
+    def _stop(self, kind: OutcomeKind, message: str) -> None:
+        if not self._interrupt.is_set():
+            self._interrupt_kind, self._interrupt_message = kind, message
+            self._interrupt.set()
+
+    async def run(self, wait_for_report: bool = True) -> TaskOutcome:
+        """Run the task to its end and report the outcome to the backend; returns the outcome.
+
+        With `wait_for_report=False` the report is left in flight (`self.report`) so the agent can start the
+        next task at once; the lease covers the report until the backend has it."""
+        token = new_id()
+        run = TaskRun(self.acquired, token, self._settings.shared_cache_folder / token)
+        started = time.monotonic()
+        outcome = TaskOutcome(OutcomeKind.CRASH, "The agent failed before the task ran")
+        try:
+            outcome = await self._execute(run)
+        except asyncio.CancelledError:
+            # Torn down from outside (not the agent's own shutdown, which uses `release`): give the task back.
+            outcome = TaskOutcome(OutcomeKind.RELEASED, "The agent stopped while running the task")
+            raise
+        except Exception as exc:
+            log.exception("agent failure while running task %s", self.task_id)
+            outcome = TaskOutcome(OutcomeKind.CRASH, f"Agent error {_describe(exc)}")
+        finally:
+            if self._service.current is run:
+                self._service.unbind()
+            if outcome.kind is not OutcomeKind.SUCCESS:
+                await self._discard(run)
+            # The report goes out first; the folder (a few files) is removed in place while the backend works:
+            # a thread hop would cost more than the unlinks, and adds up to milliseconds on a busy machine.
+            self.report = asyncio.ensure_future(self._finish(outcome))
+            await asyncio.sleep(0)
+            shutil.rmtree(run.data_folder, ignore_errors=True)
+            if wait_for_report:
+                await self.report
+        log.info(
+            "task %s: %s",
+            self.task_id,
+            outcome.kind.value,
+            extra={
+                "taskId": self.task_id,
+                "sessionId": run.session_id,
+                "outcome": outcome.kind.value,
+                "outcomeMessage": outcome.message,
+                "seconds": round(time.monotonic() - started, 6),
+            },
+        )
+        return outcome
+
+    async def _finish(self, outcome: TaskOutcome) -> None:
+        try:
+            await self._backend.finish(self.acquired, outcome)
+        except Exception:
+            # The lease is not renewed any more: the backend gives the task to another agent in time.
+            log.exception("could not report the outcome of task %s", self.task_id)
+
+    async def _discard(self, run: TaskRun) -> None:
+        keys = [c.opaque_id.decode() for c in run.stored.values()]
+        if keys:
+            try:
+                await self._objects.delete(keys)
+            except Exception:
+                log.warning("could not delete the objects of failed task %s", self.task_id, exc_info=True)
+
+    async def _interruptible(self, work: Awaitable[T]) -> T:
+        """Await `work` unless a cancellation or release notice comes first (then `_Failed`)."""
+        job = asyncio.ensure_future(work)
+        if self._interrupt.is_set():
+            job.cancel()
+        else:
+            waiter = asyncio.ensure_future(self._interrupt.wait())
+            try:
+                await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:
+                job.cancel()
+                raise
+            finally:
+                waiter.cancel()
+            if job.done():
+                return job.result()
+            job.cancel()
+        await asyncio.wait({job})  # let it unwind (the Process call is cancelled); its error does not matter
+        if not job.cancelled():
+            job.exception()  # retrieved, so that asyncio does not report it as never retrieved
+        raise _Failed(TaskOutcome(self._interrupt_kind, self._interrupt_message))
+
+    async def _execute(self, run: TaskRun) -> TaskOutcome:
+        try:
+            reply = await self._interruptible(self._prepare_and_process(run))
+        except _Failed as failed:
+            return failed.outcome
+        finally:
+            if self._service.current is run:
+                self._service.unbind()
+        return await self._collect(run, reply)
+
+    async def _prepare_and_process(self, run: TaskRun) -> ProcessReply:
+        task = run.task
+        run.data_folder.mkdir(parents=True, exist_ok=True)  # one syscall or two: cheaper than a thread hop
+        # Recording the start is off the critical path: the worker need not wait for the backend's answer.
+        # Should the task turn out to be no longer ours, the backend ignores this agent's outcome anyway.
+        starting = asyncio.ensure_future(self._backend.start(self.acquired))
+        starting.add_done_callback(self._log_failed_start)
+        healthy, staged = await asyncio.gather(
+            self._worker.check_before_task(self._settings.worker_check_timeout),
+            self._stage(run),
+            return_exceptions=True,
+        )
+        if healthy is not True:
+            self.worker_unhealthy = True
+            raise _Failed(TaskOutcome(OutcomeKind.RELEASED, "The worker is not ready"))
+        if isinstance(staged, BaseException):
+            raise staged
+        request = ProcessRequest(
+            communication_token=run.token,
+            session_id=task.session_id,
+            task_id=task.task_id,
+            task_options=options_to_proto(task.options),
+            expected_output_keys=task.expected_output_ids,
+            payload_id=task.payload_id,
+            data_dependencies=task.data_dependencies,
+            data_folder=str(run.data_folder),
+            configuration=Configuration(data_chunk_max_size=self._settings.data_chunk_max_size),
+        )
+        timeout = task.options.max_duration or None
+        self._service.bind(run)
+        try:
+            return await self._worker.process(request, timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise _Failed(
+                    TaskOutcome(
+                        OutcomeKind.TIMEOUT,
+                        f"Task ran longer than its max_duration of {task.options.max_duration:g} s "
+                        f"(Worker returned error {_describe(exc)})",
+                    )
+                ) from exc
+            raise _Failed(TaskOutcome(OutcomeKind.CRASH, f"Worker returned error {_describe(exc)}")) from exc
+        except (_Failed, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise _Failed(TaskOutcome(OutcomeKind.CRASH, f"Worker returned error {_describe(exc)}")) from exc
+        finally:
+            if self._service.current is run:
+                self._service.unbind()
+            self._worker.check_early(self._settings.worker_check_timeout)
+
+    def _log_failed_start(self, starting: asyncio.Future[None]) -> None:
+        if not starting.cancelled() and starting.exception() is not None:
+            log.warning("could not record the start of task %s: %s", self.task_id, starting.exception())
+
+    async def _stage(self, run: TaskRun) -> None:
+        """Copy the payload and the data dependencies into the data folder."""
+        wanted = list(dict.fromkeys(rid for rid in (run.task.payload_id, *run.task.data_dependencies) if rid))
+        if not wanted:
+            return
+        results = {r.result_id: r for r in run.acquired.inputs}
+        if not set(wanted) <= set(results):
+            results = {r.result_id: r for r in await self._backend.get_results(wanted)}
+        missing = [rid for rid in wanted if rid not in results]
+        unusable = [rid for rid in wanted if rid in results and results[rid].status != ResultStatus.COMPLETED]
+        if missing or unusable:
+            states = [f"{rid} is missing" for rid in missing] + [
+                f"{rid} is {results[rid].status.name}" for rid in unusable
+            ]
+            raise _Failed(TaskOutcome(OutcomeKind.ERROR, f"Input data unavailable: {', '.join(states)}"))
+
+        def export(result_id: str) -> Callable[[], Awaitable[int]]:
+            key = results[result_id].opaque_id.decode(errors="replace")
+            return lambda: self._objects.export_to_file(key, data_file(run.data_folder, result_id))
+
+        try:
+            await _bounded(self._settings.staging_parallelism, [export(rid) for rid in wanted])
+        except ObjectNotFound as exc:
+            raise _Failed(
+                TaskOutcome(
+                    OutcomeKind.ERROR, f"Input data unavailable: object {exc} is missing from storage"
+                )
+            ) from None
+        except Exception as exc:
+            raise _Failed(
+                TaskOutcome(OutcomeKind.CRASH, f"Agent error: could not stage the inputs: {_describe(exc)}")
+            ) from exc
+
+    async def _collect(self, run: TaskRun, reply: ProcessReply) -> TaskOutcome:
+        """What the worker's reply means, with what it produced when it succeeded."""
+        kind = reply.output.WhichOneof("type")
+        if kind == "error":
+            return TaskOutcome(OutcomeKind.ERROR, reply.output.error.details)
+        if kind != "ok":
+            return TaskOutcome(OutcomeKind.CRASH, "Worker returned an output that is neither ok nor an error")
+        notified = list(run.notified)
+        keys = new_object_keys(len(notified))
+
+        def store(result_id: str, key: str) -> Callable[[], Awaitable[DataCompletion]]:
+            async def job() -> DataCompletion:
+                size = await self._objects.import_file(key, run.data_folder / result_id)
+                return DataCompletion(result_id, size, key.encode())
+
+            return job
+
+        try:
+            completions = await _bounded(
+                self._settings.staging_parallelism,
+                [store(rid, key) for rid, key in zip(notified, keys, strict=True)],
+            )
+        except Exception as exc:
+            try:
+                await self._objects.delete(keys)
+            except Exception:
+                log.warning("could not delete the objects of task %s", self.task_id, exc_info=True)
+            return TaskOutcome(
+                OutcomeKind.CRASH, f"Agent error: could not store the task's results: {_describe(exc)}"
+            )
+        return TaskOutcome(
+            OutcomeKind.SUCCESS,
+            created_results=list(run.created.values()),
+            completions=[*completions, *run.stored.values()],
+            subtasks=list(run.subtasks),
+        )

@@ -1,0 +1,112 @@
+"""The agent's side of the Worker API: health checks and the Process call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+from armonik.protogen.common.objects_pb2 import Empty
+from armonik.protogen.common.worker_common_pb2 import HealthCheckReply, ProcessReply, ProcessRequest
+from armonik.protogen.worker.worker_service_pb2_grpc import WorkerStub
+
+from armonik_core.polling_agent.settings import ChannelSettings
+
+log = logging.getLogger("armonik.polling_agent")
+
+#: The worker is local: reconnect quickly once it is back, instead of gRPC's default backoff (up to 2 min).
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.default_authority", "localhost"),
+]
+
+
+class WorkerClient:
+    """Health checks and the Process call.
+
+    Upstream checks the worker's health before each task. The check is a round trip to the worker, which
+    on a busy machine costs as much as a short task, so it is taken off the critical path: as soon as a
+    Process call is over, the check for the next task starts (`check_early`), while the agent records
+    the outcome and acquires the next task; `check_before_task` then uses its answer if the next task
+    came within `early_check_validity` seconds (an agent that was idle longer checks afresh).
+    """
+
+    def __init__(self, channel: ChannelSettings, early_check_validity: float = 1.0) -> None:
+        self._validity = early_check_validity
+        self._target = channel.target
+        self._channel = grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+        self._stub = WorkerStub(self._channel)
+        self._early: asyncio.Future[bool] | None = None
+        self._early_started = 0.0
+
+    @property
+    def target(self) -> str:
+        return self._target
+
+    async def check(self, timeout: float = 5.0) -> bool:
+        """One health check: SERVING is healthy; so is UNIMPLEMENTED (a worker without health checks)."""
+        try:
+            reply: HealthCheckReply = await self._stub.HealthCheck(Empty(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return True
+            log.debug("worker health check failed: %s %s", exc.code().name, exc.details())
+            return False
+        if reply.status != HealthCheckReply.SERVING:
+            log.debug("worker health check: %s", HealthCheckReply.ServingStatus.Name(reply.status))
+        return bool(reply.status == HealthCheckReply.SERVING)
+
+    def check_early(self, timeout: float = 5.0) -> None:
+        """Start the next task's health check now (unless early checks are disabled)."""
+        if self._early is None and self._validity > 0:
+            self._early = asyncio.ensure_future(self.check(timeout))
+            self._early_started = time.monotonic()
+
+    async def check_before_task(self, timeout: float = 5.0) -> bool:
+        """The health check for a task about to run: the early one if recent enough, else a new one."""
+        early, self._early = self._early, None
+        if early is not None:
+            if time.monotonic() - self._early_started <= self._validity:
+                return await early
+            early.cancel()
+        return await self.check(timeout)
+
+    async def wait_healthy(
+        self, retries: int, delay: float, timeout: float = 5.0, stop: asyncio.Event | None = None
+    ) -> bool:
+        """Check up to `retries` times, the n-th retry `n × delay` after the previous check, as upstream.
+
+        Returns False when every check failed, or at once when `stop` is set meanwhile."""
+        for attempt in range(1, retries + 1):
+            if stop is not None and stop.is_set():
+                return False
+            if await self.check(timeout):
+                return True
+            if attempt == retries:
+                break
+            pause = delay * attempt
+            if stop is None:
+                await asyncio.sleep(pause)
+            else:
+                try:
+                    await asyncio.wait_for(stop.wait(), pause)
+                    return False
+                except asyncio.TimeoutError:
+                    pass
+        return False
+
+    async def process(self, request: ProcessRequest, timeout: float | None) -> ProcessReply:
+        """Worker.Process; raises `grpc.aio.AioRpcError` (DEADLINE_EXCEEDED past `timeout`, ...)."""
+        reply: ProcessReply = await self._stub.Process(request, timeout=timeout)
+        return reply
+
+    async def close(self) -> None:
+        if self._early is not None:
+            self._early.cancel()
+            self._early = None
+        await self._channel.close()

@@ -1,0 +1,40 @@
+"""The init job of the local target: write the partitions into the embedded state database, then exit.
+
+Upstream runs a one-shot `init` Job before the control plane (`InitServices__*` settings); here the supervisor
+runs this module before the other processes and at every redeploy, so that a partition added to the parameters
+reaches a running control plane without restarting it. It reads the same settings as the control plane
+(`Embedded__DataDirectory`, `InitServices__Partitioning__Partitions__<i>`); SQLite's locking lets it write
+while the control plane runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from armonik_core.adapters.state.sqlite import SqliteStateStore
+from armonik_core.config import ConfigurationError, ControlPlaneSettings
+
+
+async def run(settings: ControlPlaneSettings) -> None:
+    settings.data_directory.mkdir(parents=True, exist_ok=True)
+    state = SqliteStateStore(settings.data_directory / "state.db", synchronous=settings.sqlite_synchronous)
+    try:
+        await state.upsert_partitions(settings.partitions)
+    finally:
+        await state.close()
+
+
+def main() -> None:
+    try:
+        settings = ControlPlaneSettings.from_env()
+    except ConfigurationError as exc:
+        print(f"armonik init: invalid configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
+    asyncio.run(run(settings))
+    names = ", ".join(p.partition_id for p in settings.partitions)
+    print(f"armonik init: partitions {names} written to {settings.data_directory}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

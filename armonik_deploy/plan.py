@@ -1,0 +1,379 @@
+"""The plan of a local deployment: every process to run, with its command line and environment.
+
+`build_plan` turns typed parameters into a `Plan` (pure: nothing is started); the supervisor runs a plan and,
+on SIGHUP, applies a new one by starting and stopping only what changed. Settings reach processes as ArmoniK's
+`Section__Key` environment variables, in upstream's order of precedence (later wins):
+
+- control plane:     local.env, logging, configurations.{log,core,control}, control_plane.env, then the
+                     deployment's own keys (listen address, data directory, partitions);
+- polling agent:     local.env, logging, configurations.{log,core,compute,polling}, polling_agent.env,
+                     then the pair's keys (channels, partition, agent id, control plane endpoint, data
+                     directory);
+- worker:            local.env, logging, configurations.{log,compute,worker}, worker.env, then the same
+                     pair's keys;
+- metrics exporter:  local.env, logging, configurations.{log,core,metrics}, extra_conf, metrics_exporter.env,
+                     then its port and the data directory;
+- init job:          local.env, logging, configurations.{log,core,jobs}, then the data directory and
+                     partitions.
+
+The init job (upstream's `init` Job) writes the partitions into the state database; it runs before the other
+processes and again at every redeploy, which is how a new partition reaches a running control plane: the
+control plane's partition variables are "live" (a change does not restart it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from armonik_deploy.parameters import (
+    ComputePartition,
+    Parameters,
+    ParametersError,
+    env_strings,
+    fragment_env,
+)
+
+PLAN_VERSION = 1
+PARTITIONS_PREFIX = "InitServices__Partitioning__Partitions__"
+#: sun_path is 108 bytes on Linux and 104 on macOS, terminating NUL included.
+MAX_SOCKET_PATH = 103
+
+
+class PlanError(ValueError):
+    """The parameters are valid but cannot be deployed here (message says why and what to change)."""
+
+
+@dataclass(slots=True)
+class ProcessSpec:
+    name: str
+    role: str  # control-plane | polling-agent | worker | metrics-exporter
+    args: list[str]
+    env: dict[str, str]
+    cwd: str
+    grace: float
+    partition: str | None = None
+    replica: int | None = None
+    #: Environment keys whose change is applied without restarting the process.
+    live_env: list[str] = field(default_factory=list)
+    #: Folders to create before starting the process.
+    folders: list[str] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        """Changes only when the process must be restarted to apply the new spec."""
+        env = {k: v for k, v in self.env.items() if k not in self.live_env}
+        blob = json.dumps([self.args, env, self.cwd], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """A one-shot process run (to success, with retries) before the services at every apply."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    cwd: str
+    timeout: float = 60.0
+    attempts: int = 5
+
+
+@dataclass(slots=True)
+class Plan:
+    plan_id: str
+    generated: str
+    parameters_file: str
+    #: Where clients reach the control plane (`host:port`).
+    endpoint: str
+    data_directory: str
+    partitions: list[dict[str, Any]]
+    jobs: list[JobSpec]
+    processes: list[ProcessSpec]
+    restart_delay: float
+    max_restart_delay: float
+    health_timeout: float
+    metrics_url: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    version: int = PLAN_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @staticmethod
+    def from_json(text: str) -> Plan:
+        data = json.loads(text)
+        if data.get("version") != PLAN_VERSION:
+            raise ValueError(f"plan version {data.get('version')!r}, expected {PLAN_VERSION}")
+        data["jobs"] = [JobSpec(**j) for j in data["jobs"]]
+        data["processes"] = [ProcessSpec(**p) for p in data["processes"]]
+        return Plan(**data)
+
+    def pairs(self) -> dict[str, int]:
+        """Partition -> number of polling agent + worker pairs."""
+        counts = {p["PartitionId"]: 0 for p in self.partitions}
+        for spec in self.processes:
+            if spec.role == "polling-agent" and spec.partition is not None:
+                counts[spec.partition] = counts.get(spec.partition, 0) + 1
+        return counts
+
+    def process(self, name: str) -> ProcessSpec:
+        for spec in self.processes:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def connect_host(host: str) -> str:
+    """The address clients use for a listen address (a wildcard is reached through the loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(host, host)
+
+
+def partition_json(name: str, partition: ComputePartition) -> dict[str, Any]:
+    """Upstream's `InitServices__Partitioning__Partitions__<i>` object for a partition."""
+    data = partition.partition_data
+    max_pods = data.max_pods if data and data.max_pods is not None else partition.replicas
+    reserved = data.reserved_pods if data and data.reserved_pods is not None else min(1, max_pods)
+    return {
+        "PartitionId": name,
+        "ParentPartitionIds": list(data.parent_partition_ids) if data else [],
+        "PodReserved": reserved,
+        "PodMax": max_pods,
+        "PreemptionPercentage": data.preemption_percentage if data else 50,
+        "Priority": data.priority if data else 1,
+        "PodConfiguration": data.pod_configuration if data else None,
+    }
+
+
+def _expand(args: list[str], values: dict[str, str]) -> list[str]:
+    out = []
+    for arg in args:
+        for key, value in values.items():
+            arg = arg.replace("{" + key + "}", value)
+        out.append(arg)
+    return out
+
+
+def _check_socket(path: Path, generated: Path) -> None:
+    size = len(os.fsencode(str(path)))
+    if size > MAX_SOCKET_PATH:
+        raise PlanError(
+            f"socket path too long for a unix socket ({size} bytes, at most {MAX_SOCKET_PATH}): {path}; "
+            f"use a generated folder with a shorter path than {generated}"
+        )
+
+
+def build_plan(
+    params: Parameters,
+    parameters_file: Path,
+    generated: Path,
+    *,
+    cwd: Path | None = None,
+    plan_id: str | None = None,
+) -> Plan:
+    """Every process of the local deployment for `params`, with absolute paths under `generated`."""
+    file = parameters_file
+    generated = generated.resolve()
+    local = params.local
+    cp = params.control_plane
+    if cp.default_partition not in params.compute_plane:
+        known = ", ".join(params.compute_plane) or "none"
+        raise ParametersError(
+            file,
+            "control_plane.default_partition",
+            f"'{cp.default_partition}' is not a partition of compute_plane (partitions: {known})",
+        )
+    for name, partition in params.compute_plane.items():
+        for i, worker in enumerate(partition.worker):
+            if worker.command is None:
+                raise ParametersError(
+                    file,
+                    f"compute_plane.{name}.worker[{i}].command",
+                    "required by the local target: the worker process to start, "
+                    'e.g. ["{python}", "-m", "my_worker"]',
+                )
+
+    base = parameters_file.resolve().parent
+    workdir = str(
+        (base / local.working_directory).resolve()
+        if local.working_directory
+        else (cwd or Path.cwd()).resolve()
+    )
+    if local.working_directory and not Path(workdir).is_dir():
+        raise ParametersError(file, "local.working_directory", f"not a folder: {workdir}")
+    if local.python and not shutil.which(local.python):
+        raise ParametersError(file, "local.python", f"no such program: {local.python}")
+    data_dir = Path(local.data_directory)
+    data = str(data_dir if data_dir.is_absolute() else generated / data_dir)
+    cache = generated / "cache"
+    shared = cache / "shared"
+    python = local.python or sys.executable
+    host = local.host
+    endpoint = f"{connect_host(host)}:{cp.port}"
+    configs = params.configurations
+    common = {**env_strings(local.env), "Serilog__MinimumLevel": params.logging_level}
+    log_env = fragment_env(configs.log)
+    core_env = fragment_env(configs.core)
+    placeholders = {"python": python, "generated": str(generated)}
+    warnings: list[str] = []
+    if cp.replicas != 1:
+        warnings.append(f"control_plane.replicas = {cp.replicas}: the local target runs one control plane")
+
+    partitions = [partition_json(name, p) for name, p in params.compute_plane.items()]
+    partition_env = {f"{PARTITIONS_PREFIX}{i}": json.dumps(p) for i, p in enumerate(partitions)}
+    processes: list[ProcessSpec] = [
+        ProcessSpec(
+            name="control-plane",
+            role="control-plane",
+            args=_expand(cp.command, placeholders),
+            env={
+                **common,
+                **log_env,
+                **core_env,
+                **fragment_env(configs.control),
+                **env_strings(cp.env),
+                "ControlPlane__Host": host,
+                "ControlPlane__Port": str(cp.port),
+                "Embedded__DataDirectory": data,
+                "Submitter__DefaultPartition": cp.default_partition,
+                **partition_env,
+            },
+            cwd=workdir,
+            grace=local.stop_grace_period,
+            live_env=sorted(partition_env),
+            folders=[data],
+        )
+    ]
+
+    compute_env = fragment_env(configs.compute)
+    for name, partition in params.compute_plane.items():
+        if partition.socket_type != "unixdomainsocket":
+            warnings.append(
+                f"compute_plane.{name}.socket_type = {partition.socket_type}: unix sockets are used locally"
+            )
+        if partition.replicas == 0:
+            warnings.append(
+                f"compute_plane.{name}.replicas = 0: no worker will run the tasks of partition {name}"
+            )
+        for replica in range(partition.replicas):
+            pair = f"{name}-{replica}"
+            folder = cache / pair
+            worker_socket, agent_socket = folder / "armonik_worker.sock", folder / "armonik_agent.sock"
+            _check_socket(worker_socket, generated)
+            pair_env = {
+                "ComputePlane__WorkerChannel__Address": str(worker_socket),
+                "ComputePlane__WorkerChannel__SocketType": "unixdomainsocket",
+                "ComputePlane__AgentChannel__Address": str(agent_socket),
+                "ComputePlane__AgentChannel__SocketType": "unixdomainsocket",
+                "Pollster__SharedCacheFolder": str(shared),
+                "Pollster__PartitionId": name,
+                "Pollster__AgentId": pair,
+                "ControlPlane__Endpoint": endpoint,
+                "Embedded__DataDirectory": data,
+            }
+            values = {**placeholders, "partition": name, "replica": str(replica)}
+            agent = partition.polling_agent
+            processes.append(
+                ProcessSpec(
+                    name=f"{pair}-polling-agent",
+                    role="polling-agent",
+                    args=_expand(agent.command, values),
+                    env={
+                        **common,
+                        **log_env,
+                        **core_env,
+                        **compute_env,
+                        **fragment_env(configs.polling),
+                        **env_strings(agent.env),
+                        **pair_env,
+                    },
+                    cwd=workdir,
+                    grace=partition.termination_grace_period_seconds,
+                    partition=name,
+                    replica=replica,
+                    folders=[str(folder), str(shared)],
+                )
+            )
+            for index, worker in enumerate(partition.worker):
+                assert worker.command is not None
+                suffix = worker.name if len(partition.worker) == 1 else f"{worker.name}-{index}"
+                processes.append(
+                    ProcessSpec(
+                        name=f"{pair}-{suffix}",
+                        role="worker",
+                        args=_expand(worker.command, values),
+                        env={
+                            **common,
+                            **log_env,
+                            **compute_env,
+                            **fragment_env(configs.worker),
+                            **env_strings(worker.env),
+                            **pair_env,
+                        },
+                        cwd=workdir,
+                        grace=partition.termination_grace_period_seconds,
+                        partition=name,
+                        replica=replica,
+                        folders=[str(folder), str(shared)],
+                    )
+                )
+
+    metrics_url = None
+    exporter = params.metrics_exporter
+    if exporter is not None:
+        metrics_url = f"http://{connect_host(host)}:{exporter.port}/metrics"
+        processes.append(
+            ProcessSpec(
+                name="metrics-exporter",
+                role="metrics-exporter",
+                args=_expand(exporter.command, placeholders),
+                env={
+                    **common,
+                    **log_env,
+                    **core_env,
+                    **fragment_env(configs.metrics),
+                    **env_strings(exporter.extra_conf),
+                    **env_strings(exporter.env),
+                    "MetricsExporter__Port": str(exporter.port),
+                    "Embedded__DataDirectory": data,
+                },
+                cwd=workdir,
+                grace=local.stop_grace_period,
+                folders=[data],
+            )
+        )
+
+    init = JobSpec(
+        name="init",
+        args=[sys.executable, "-m", "armonik_deploy.init_job"],
+        env={
+            **common,
+            **log_env,
+            **core_env,
+            **fragment_env(configs.jobs),
+            "Embedded__DataDirectory": data,
+            **partition_env,
+        },
+        cwd=workdir,
+    )
+    return Plan(
+        plan_id=plan_id or uuid.uuid4().hex,
+        generated=str(generated),
+        parameters_file=str(parameters_file.resolve()),
+        endpoint=endpoint,
+        data_directory=data,
+        partitions=partitions,
+        jobs=[init],
+        processes=processes,
+        restart_delay=local.restart_delay,
+        max_restart_delay=max(local.max_restart_delay, local.restart_delay),
+        health_timeout=local.health_timeout,
+        metrics_url=metrics_url,
+        warnings=warnings,
+    )

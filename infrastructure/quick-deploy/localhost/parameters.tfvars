@@ -1,0 +1,142 @@
+# Parameters of the local deployment (`make deploy`), in the structure of upstream ArmoniK's
+# infrastructure/quick-deploy/localhost/parameters.tfvars. Keys that matter only on Kubernetes (images, limits,
+# requests, hpa, ...) are accepted and ignored by the local target. After editing this file, run `make deploy`
+# again: new partitions and other replica counts are applied without restarting the control plane.
+#
+# Another file: `make deploy PARAMETERS_FILE=path/to/file.tfvars` (HCL) or `.tfvars.json` (JSON).
+# In a `command`, "{python}" is the project's Python interpreter and "{generated}" the generated folder.
+
+# Logging level of every process: Debug, Information, Warning, Error
+logging_level = "Information"
+
+# The local target (processes on this machine)
+local = {
+  host           = "127.0.0.1" # address the control plane listens on
+  data_directory = "data"      # embedded storage (state, queue, objects), under the generated folder
+  # python            = "/usr/bin/python3" # interpreter for "{python}" (default: the project's .venv)
+  # working_directory = "."                # cwd of every process (default: where armonik-deploy runs)
+  # env               = { Embedded__SqliteSynchronous = "FULL" } # extra environment of every process
+  # restart_delay     = 1                  # seconds before restarting a process that died (doubles up to...)
+  # max_restart_delay = 30
+  # stop_grace_period = 10                 # SIGTERM -> SIGKILL delay of the control plane and metrics exporter
+}
+
+# Parameters of the control plane
+control_plane = {
+  port              = 5001 # gRPC endpoint: 127.0.0.1:5001
+  default_partition = "default"
+  limits = {
+    cpu    = "1000m"
+    memory = "2048Mi"
+  }
+  requests = {
+    cpu    = "50m"
+    memory = "50Mi"
+  }
+}
+
+# Parameters of the compute plane: one entry per partition.
+# `replicas` is the number of polling agent + worker pairs of the partition: to scale a partition, change it
+# (e.g. `replicas = 4`) and run `make deploy` again.
+compute_plane = {
+  # Default partition: the bundled generic worker
+  default = {
+    replicas                         = 1
+    termination_grace_period_seconds = 30
+    polling_agent = {
+      limits = {
+        cpu    = "2000m"
+        memory = "2048Mi"
+      }
+      requests = {
+        cpu    = "50m"
+        memory = "50Mi"
+      }
+    }
+    worker = [
+      {
+        image   = "dockerhubaneo/armonik-dynamic-dotnet-worker" # Kubernetes only
+        command = ["{python}", "-m", "armonik_samples.worker"]
+        env     = {}
+        limits = {
+          cpu    = "1000m"
+          memory = "1024Mi"
+        }
+        requests = {
+          cpu    = "50m"
+          memory = "50Mi"
+        }
+      }
+    ]
+    hpa = {
+      type              = "prometheus"
+      polling_interval  = 15
+      cooldown_period   = 300
+      min_replica_count = 0
+      max_replica_count = 5
+      behavior = {
+        restore_to_original_replica_count = true
+        stabilization_window_seconds      = 300
+        type                              = "Percent"
+        value                             = 100
+        period_seconds                    = 15
+      }
+      triggers = [
+        {
+          type      = "prometheus"
+          threshold = 2
+        },
+      ]
+    }
+  },
+  # Partition for PymoniK workers
+  pymonik = {
+    replicas                         = 1
+    termination_grace_period_seconds = 30
+    polling_agent = {
+      limits = {
+        cpu    = "2000m"
+        memory = "2048Mi"
+      }
+      requests = {
+        cpu    = "50m"
+        memory = "50Mi"
+      }
+    }
+    worker = [
+      {
+        image   = "dockerhubaneo/harmonic_snake" # Kubernetes only
+        tag     = "python-3.10.12"
+        command = ["{python}", "-c", "from pymonik import run_pymonik_worker; run_pymonik_worker()"]
+        limits = {
+          cpu    = "1000m"
+          memory = "1024Mi"
+        }
+        requests = {
+          cpu    = "50m"
+          memory = "50Mi"
+        }
+      }
+    ]
+  },
+}
+
+# Metrics exporter (Prometheus format) on http://127.0.0.1:9419/metrics; `metrics_exporter = null` disables it
+metrics_exporter = {
+  port = 9419
+}
+
+# Extra environment of each kind of process, as upstream's `configurations`
+configurations = {
+  core    = { env = {} } # control plane, polling agents, metrics exporter, init job
+  control = { env = {} } # control plane
+  polling = { env = {} } # polling agents
+  worker  = { env = {} } # workers
+}
+
+environment_description = {
+  name        = "local-dev"
+  version     = "0.0.0"
+  description = "Local development environment"
+  color       = "blue"
+}
