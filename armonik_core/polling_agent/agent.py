@@ -208,12 +208,14 @@ class PollingAgent:
                     prefetch = self._acquire()
                     prefetch.add_done_callback(self._hold_prefetched)
                 started = asyncio.get_running_loop().time()
-                await self._run(runner)
+                outcome = await self._run(runner)
                 self._last_seconds = asyncio.get_running_loop().time() - started
                 if runner.report is not None and not runner.report.done():
                     reports.add(runner.report)
                     runner.report.add_done_callback(reports.discard)
-                if runner.worker_unhealthy:
+                # A worker whose call was abandoned (cancelled, timed out) may still be busy with it: wait until
+                # it answers again rather than hand it a task it cannot take yet.
+                if runner.worker_unhealthy or outcome.kind in (OutcomeKind.CANCELLED, OutcomeKind.TIMEOUT):
                     healthy = False
         finally:
             if prefetch is not None:

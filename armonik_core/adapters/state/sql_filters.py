@@ -30,17 +30,46 @@ _ORDERING = {Op.LT: "<", Op.LE: "<=", Op.GE: ">=", Op.GT: ">"}
 
 
 def compile_filter(flt: Filter, column_for: ColumnFor) -> tuple[str, list[Any]]:
-    """A WHERE expression (parenthesised, "1" when the filter is empty) and its positional parameters."""
+    """A WHERE expression (parenthesised, "1" when the filter is empty) and its positional parameters.
+
+    SQLite refuses expressions nested more than 1000 deep, and `a OR b OR c ...` nests one level per term:
+    the SDK's `wait_for_result_availability` sends a thousand `result_id ==` alternatives at once. Equality
+    alternatives on one field therefore become a single `IN (...)`, and what remains is OR-ed as a balanced
+    tree, whose depth grows with the logarithm of the number of terms."""
     if flt.is_empty:
         return "1", []
     params: list[Any] = []
-    disjuncts = []
+    disjuncts: list[str] = []
+    alternatives: dict[str, list[Any]] = {}
     for conjunction in flt.any_of:
         conditions = [_condition(condition, column_for(condition.field)) for condition in conjunction]
+        if len(conditions) == 1 and conditions[0][0].endswith(_IS_PARAMETER) and len(conditions[0][1]) == 1:
+            sql, (value,) = conditions[0]
+            alternatives.setdefault(sql[: -len(_IS_PARAMETER)], []).append(value)
+            continue
         for _, condition_params in conditions:
             params.extend(condition_params)
-        disjuncts.append(" AND ".join(sql for sql, _ in conditions) or "1")
-    return "(" + " OR ".join(f"({sql})" for sql in disjuncts) + ")", params
+        disjuncts.append(_balanced(" AND ", [sql for sql, _ in conditions]) if conditions else "1")
+    for expression, values in alternatives.items():
+        if None in values:  # `x IN (NULL)` is never true, where `x IS NULL` may be
+            disjuncts.extend(f"{expression}{_IS_PARAMETER}" for _ in values)
+            params.extend(values)
+            continue
+        # COALESCE: a compiled condition is 1 or 0, never NULL (an unset column IN (...) would be NULL).
+        disjuncts.append(f"COALESCE({expression} IN ({','.join('?' * len(values))}), 0)")
+        params.extend(values)
+    return "(" + _balanced(" OR ", disjuncts) + ")", params
+
+
+_IS_PARAMETER = " IS ?"
+
+
+def _balanced(operator: str, terms: list[str]) -> str:
+    """`t1 op t2 op ...` parenthesised as a balanced binary tree (SQLite nests left-deep otherwise)."""
+    if len(terms) == 1:
+        return f"({terms[0]})"
+    middle = len(terms) // 2
+    return f"({_balanced(operator, terms[:middle])}{operator}{_balanced(operator, terms[middle:])})"
 
 
 def compile_order(sort: Sequence[SortKey], column_for: ColumnFor) -> str:

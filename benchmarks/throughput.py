@@ -1,0 +1,183 @@
+"""End-to-end throughput of the local deployment, next to its two reference points, in one run.
+
+1. ArmoniK: `--tasks` no-op tasks (submitted, processed by the official Python worker SDK, results available)
+   on a local deployment (`armonik-deploy`) with `--pairs` polling agent + worker pairs and embedded storage;
+   then the round trip of a single task (submit, process, result downloaded), `--round-trips` times.
+2. The ceiling of the worker protocol itself: as many `Worker.Process` calls, each answered by a
+   `NotifyResultData`, between agent and worker processes with no storage, queue or control plane.
+3. dask.distributed (LocalCluster, 2 single-thread worker processes) on the same workload, as the baseline.
+
+Figures are printed as a table and as a final JSON line; compare ratios within one run, as the machine's
+load changes between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
+from armonik.common import TaskDefinition, TaskOptions
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _cluster import free_port  # noqa: E402
+from baselines import Rate, dask_baseline, protocol_ceiling, summary  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+console = Console(stderr=True)
+
+
+def deploy(generated: Path, pairs: int) -> tuple[str, Path]:
+    port = free_port()
+    parameters = generated / "parameters.tfvars.json"
+    parameters.write_text(
+        json.dumps(
+            {
+                "local": {"host": "127.0.0.1"},
+                "control_plane": {"port": port},
+                "metrics_exporter": None,
+                "compute_plane": {
+                    "default": {
+                        "replicas": pairs,
+                        "worker": [{"command": ["{python}", str(HERE / "_noop_worker.py")]}],
+                    }
+                },
+            }
+        )
+    )
+    command = [sys.executable, "-m", "armonik_deploy", "deploy", "--parameters", str(parameters)]
+    subprocess.run([*command, "--generated", str(generated)], check=True, cwd=ROOT, capture_output=True)
+    return f"127.0.0.1:{port}", parameters
+
+
+def destroy(generated: Path) -> None:
+    command = [sys.executable, "-m", "armonik_deploy", "destroy", "--generated", str(generated)]
+    subprocess.run(command, check=False, cwd=ROOT, capture_output=True)
+
+
+def armonik_run(endpoint: str, tasks: int, round_trips: int, show: bool) -> tuple[Rate, list[float]]:
+    with grpc.insecure_channel(endpoint) as channel:
+        sessions, results, task_client = (
+            ArmoniKSessions(channel),
+            ArmoniKResults(channel),
+            ArmoniKTasks(channel),
+        )
+        events = ArmoniKEvents(channel)
+        options = TaskOptions(
+            max_duration=timedelta(seconds=60), max_retries=1, priority=1, partition_id="default"
+        )
+        session = sessions.create_session(options, partition_ids=["default"])
+        payload = results.create_results({"payload": b""}, session)["payload"].result_id
+        warmup = results.create_results_metadata([f"warm-{i}" for i in range(20)], session, batch_size=1000)
+        task_client.submit_tasks(
+            session, [TaskDefinition(payload, [r.result_id]) for r in warmup.values()], chunk_size=1000
+        )
+        events.wait_for_result_availability([r.result_id for r in warmup.values()], session)
+
+        outputs = [
+            r.result_id
+            for r in results.create_results_metadata(
+                [f"out-{i}" for i in range(tasks)], session, batch_size=1000
+            ).values()
+        ]
+        started = time.perf_counter()
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not show,
+        ) as progress:
+            bar = progress.add_task("no-op tasks", total=tasks)
+            for start in range(0, tasks, 1000):
+                chunk = outputs[start : start + 1000]
+                task_client.submit_tasks(
+                    session, [TaskDefinition(payload, [rid]) for rid in chunk], chunk_size=1000
+                )
+            for start in range(0, tasks, 1000):
+                chunk = outputs[start : start + 1000]
+                events.wait_for_result_availability(chunk, session, bucket_size=1000)
+                progress.update(bar, advance=len(chunk))
+        rate = Rate(tasks, time.perf_counter() - started)
+
+        latencies = []
+        for i in range(round_trips):
+            t0 = time.perf_counter()
+            out = results.create_results_metadata([f"rt-{i}"], session)[f"rt-{i}"].result_id
+            task_client.submit_tasks(session, [TaskDefinition(payload, [out])])
+            events.wait_for_result_availability([out], session)
+            results.download_result_data(out, session)
+            latencies.append(time.perf_counter() - t0)
+        sessions.close_session(session)
+    return rate, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--pairs", type=int, default=2, help="polling agent + worker pairs")
+    parser.add_argument("--round-trips", type=int, default=200)
+    parser.add_argument("--no-dask", action="store_true", help="skip the dask.distributed baseline")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ak-throughput-") as tmp:
+        generated = Path(tmp)
+        console.print(f"deploying {args.pairs} agent + worker pairs ...")
+        endpoint, _ = deploy(generated, args.pairs)
+        try:
+            armonik, latencies = armonik_run(endpoint, args.tasks, args.round_trips, not args.no_progress)
+        finally:
+            destroy(generated)
+
+    console.print("measuring the worker protocol ceiling ...")
+    ceiling = protocol_ceiling(args.tasks, args.pairs)
+    dask_rate, dask_latencies = (None, []) if args.no_dask else dask_baseline(args.tasks, args.round_trips)
+
+    figures = {
+        "tasks": args.tasks,
+        "pairs": args.pairs,
+        "armonik_tasks_per_second": round(armonik.per_second, 1),
+        "protocol_ceiling_calls_per_second": round(ceiling.per_second, 1),
+        "armonik_percent_of_ceiling": round(100 * armonik.per_second / ceiling.per_second, 1),
+        "armonik_round_trip": {k: round(v, 2) for k, v in summary(latencies).items()},
+    }
+    if dask_rate is not None:
+        figures["dask_tasks_per_second"] = round(dask_rate.per_second, 1)
+        figures["armonik_over_dask"] = round(armonik.per_second / dask_rate.per_second, 2)
+        figures["dask_round_trip"] = {k: round(v, 2) for k, v in summary(dask_latencies).items()}
+
+    table = Table("measure", "value", title="End-to-end throughput (one run, same machine)")
+    table.add_row("ArmoniK no-op tasks/s", f"{armonik.per_second:,.0f}")
+    table.add_row("worker protocol ceiling (calls/s)", f"{ceiling.per_second:,.0f}")
+    table.add_row("ArmoniK / ceiling", f"{figures['armonik_percent_of_ceiling']} %")
+    table.add_row(
+        "ArmoniK round trip p50 / p99", "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**summary(latencies))
+    )
+    if dask_rate is not None:
+        table.add_row("dask.distributed tasks/s", f"{dask_rate.per_second:,.0f}")
+        table.add_row("ArmoniK / dask", f"{figures['armonik_over_dask']}x")
+        table.add_row(
+            "dask round trip p50 / p99", "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**summary(dask_latencies))
+        )
+    Console().print(table)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,701 @@
+"""End to end: a real local deployment (`armonik-deploy deploy`) driven by the official clients.
+
+Control plane, polling agents, workers (the bundled generic worker in partition `default`, the PymoniK worker
+in partition `pymonik`) and the metrics exporter all run as the deployment starts them. The tests use the PyPI
+`armonik` SDK, the samples' clients, PymoniK, armonik-analytics, Prometheus' parser and armonik-cli, as users do.
+
+The tests run in the order of this file, on one deployment. A worker goes on with a task its agent gave up
+(the SDK's worker cannot be interrupted): the cancelled task's worker sleeps on for 30 s, so cancellation comes
+after the tests that need both agents of `default`; the metrics test comes after every test that created tasks,
+and counts them through the sessions recorded in `deployment.sessions`.
+
+Every wait is bounded: results are awaited on a channel of their own, in a thread, and the channel is closed
+when the time is up, so that a bug fails the test with the session's task statuses rather than hanging it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import cloudpickle
+import grpc
+import pytest
+from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
+from armonik.common import Result, ResultStatus, Task, TaskDefinition, TaskOptions, TaskStatus
+from prometheus_client.parser import text_string_to_metric_families
+from pymonik import Pymonik, task
+
+from armonik_samples import linear_subtasking
+
+if TYPE_CHECKING:
+    from conftest import Deployment
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+T = TypeVar("T")
+
+RESULT_TIMEOUT = 60.0
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+class Clients:
+    """The SDK's clients on one channel."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self.sessions = ArmoniKSessions(channel)
+        self.results = ArmoniKResults(channel)
+        self.tasks = ArmoniKTasks(channel)
+
+
+@pytest.fixture(scope="module")
+def clients(deployment: Deployment) -> Iterator[Clients]:
+    with deployment.channel() as channel:
+        yield Clients(channel)
+
+
+def run_with_timeout(function: Callable[[], T], timeout: float, what: str) -> T:
+    """`function()` in a thread; TimeoutError naming `what` if it has not returned within `timeout` seconds."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = function()
+        except BaseException as exc:  # re-raised in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=what, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{what}: no answer within {timeout:g}s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def session_report(clients: Clients, session_id: str) -> str:
+    """Task and result statuses of a session, for failure messages."""
+    try:
+        _, tasks = clients.tasks.list_tasks(Task.session_id == session_id, with_errors=True)
+        _, results = clients.results.list_results(Result.session_id == session_id)
+    except grpc.RpcError as exc:
+        return f"(cannot list the session {session_id}: {exc})"
+    lines = [f"session {session_id}:"]
+    lines += [
+        f"  task {t.id} {TaskStatus(t.status).name} owner={t.owner_pod_id} msg={t.status_message!r}"
+        for t in tasks
+    ]
+    lines += [
+        f"  result {r.result_id} {ResultStatus.name_from_value(r.status)} owner={r.owner_task_id} name={r.name}"
+        for r in results
+    ]
+    return "\n".join(lines)
+
+
+def wait_results(
+    deployment: Deployment, clients: Clients, session_id: str, result_ids: list[str], timeout: float
+) -> None:
+    """`ArmoniKEvents.wait_for_result_availability`, bounded: it runs on a channel of its own, closed when
+    the time is up (which ends the wait). Raises what the SDK raises (RuntimeError on an aborted result)."""
+    channel = deployment.channel()
+    events = ArmoniKEvents(channel)
+    try:
+        run_with_timeout(
+            lambda: events.wait_for_result_availability(result_ids, session_id),
+            timeout,
+            f"waiting for {len(result_ids)} result(s) of session {session_id}",
+        )
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\n{session_report(clients, session_id)}") from None
+    finally:
+        channel.close()
+
+
+def poll(
+    condition: Callable[[], T],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    details: Callable[[], str] | None = None,
+) -> T:
+    """The first truthy value of `condition()`, checked every `interval` seconds; TimeoutError after
+    `timeout` seconds, with the last value seen and `details()` (computed then)."""
+    deadline = time.monotonic() + timeout
+    last: T = condition()
+    while not last:
+        if time.monotonic() > deadline:
+            more = f"\n{details()}" if details is not None else ""
+            raise TimeoutError(f"{what}: not within {timeout:g}s (last: {last!r}){more}")
+        time.sleep(interval)
+        last = condition()
+    return last
+
+
+def behaviour_options(
+    action: str,
+    *,
+    max_retries: int = 2,
+    max_duration: timedelta = timedelta(minutes=1),
+    partition: str = "default",
+    **extra: str,
+) -> TaskOptions:
+    """Task options running the `testing` sample's behaviour `action` on the generic worker."""
+    return TaskOptions(
+        max_duration=max_duration,
+        priority=1,
+        max_retries=max_retries,
+        partition_id=partition,
+        options={"sample": "testing", "action": action, **extra},
+    )
+
+
+def new_session(clients: Clients, options: TaskOptions, partition: str = "default") -> str:
+    session_id: str = clients.sessions.create_session(options, partition_ids=[partition])
+    return session_id
+
+
+def submit_one(
+    clients: Clients,
+    session_id: str,
+    payload: bytes,
+    *,
+    options: TaskOptions | None = None,
+    data_dependencies: list[str] | None = None,
+    name: str = "task",
+) -> tuple[str, str]:
+    """One task with a payload and one expected output: (task id, output id)."""
+    output = clients.results.create_results_metadata([f"{name} output"], session_id)[f"{name} output"]
+    payload_id = clients.results.create_results({f"{name} payload": payload}, session_id)[f"{name} payload"]
+    submitted = clients.tasks.submit_tasks(
+        session_id,
+        [
+            TaskDefinition(
+                payload_id.result_id,
+                expected_output_ids=[output.result_id],
+                data_dependencies=data_dependencies or [],
+                options=options,
+            )
+        ],
+    )
+    assert len(submitted) == 1
+    return submitted[0].id, output.result_id
+
+
+def tasks_of(clients: Clients, session_id: str) -> dict[str, Task]:
+    total, tasks = clients.tasks.list_tasks(Task.session_id == session_id, with_errors=True)
+    assert total == len(tasks)
+    return {t.id: t for t in tasks}
+
+
+def task_status(clients: Clients, task_id: str) -> TaskStatus:
+    return TaskStatus(clients.tasks.get_task(task_id).status)
+
+
+def result_status(clients: Clients, result_id: str) -> int:
+    return int(clients.results.get_result(result_id).status)
+
+
+def error_text(t: Task) -> str:
+    """What the task says about its failure (status message and output error)."""
+    output_error = t.output.error if t.output is not None and t.output.error else ""
+    return f"{t.status_message or ''} {output_error}"
+
+
+# -- 1. hello world and the samples' clients ------------------------------------------------------------------
+def test_hello_world_with_the_sdk(deployment: Deployment, clients: Clients) -> None:
+    options = TaskOptions(
+        max_duration=timedelta(minutes=1),
+        priority=1,
+        max_retries=2,
+        partition_id="default",
+        options={"sample": "hello_world"},
+    )
+    session_id = new_session(clients, options)
+    deployment.sessions["hello_world"] = session_id
+    output = clients.results.create_results_metadata(["output"], session_id)["output"].result_id
+    payload = clients.results.create_results({"payload": b"World"}, session_id)["payload"].result_id
+    (submitted,) = clients.tasks.submit_tasks(
+        session_id, [TaskDefinition(payload, expected_output_ids=[output])]
+    )
+
+    wait_results(deployment, clients, session_id, [output], RESULT_TIMEOUT)
+
+    assert clients.results.download_result_data(output, session_id) == b"Hello World!"
+    assert result_status(clients, output) == ResultStatus.COMPLETED
+    done = clients.tasks.get_task(submitted.id)
+    assert TaskStatus(done.status) == TaskStatus.COMPLETED
+    assert done.owner_pod_id in ("default-0", "default-1")
+    assert done.options is not None and done.options.options["sample"] == "hello_world"
+    assert clients.results.get_owner_task_id([output], session_id) == {output: submitted.id}
+    clients.sessions.close_session(session_id)
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        ("hello_world", "Hello World!"),
+        ("multiple_results", "result 4: Hello #4"),
+        ("subtasking", "Result: 5050, Expected: 5050"),
+        ("dynamic_submission", "OK dynamic submission"),
+    ],
+)
+def test_sample_clients(deployment: Deployment, sample: str, expected: str) -> None:
+    done = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            f"armonik_samples.{sample}",
+            "--endpoint",
+            deployment.endpoint,
+            "--partition",
+            "default",
+            "--timeout",
+            "45",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, (
+        f"python -m armonik_samples.{sample} exited with {done.returncode}:\n{output}"
+    )
+    assert expected in output
+    assert "OK" in done.stderr
+
+
+# -- 2. a chain of output delegations -------------------------------------------------------------------------
+def test_linear_subtasking_hands_the_output_down_three_levels(
+    deployment: Deployment, clients: Clients
+) -> None:
+    levels = 3
+    options = TaskOptions(
+        max_duration=timedelta(minutes=1),
+        priority=1,
+        max_retries=2,
+        partition_id="default",
+        options={"sample": "linear_subtasking"},
+    )
+    session_id = new_session(clients, options)
+    deployment.sessions["linear_subtasking"] = session_id
+    root_id, output = submit_one(clients, session_id, linear_subtasking.payload_of(0, levels, 0))
+    assert clients.results.get_owner_task_id([output], session_id) == {output: root_id}
+
+    wait_results(deployment, clients, session_id, [output], RESULT_TIMEOUT)
+
+    value = clients.results.download_result_data(output, session_id)
+    assert value == str(linear_subtasking.expected_value(levels)).encode() == b"6"
+    tasks = tasks_of(clients, session_id)
+    assert len(tasks) == levels + 1, session_report(clients, session_id)
+    assert {TaskStatus(t.status) for t in tasks.values()} == {TaskStatus.COMPLETED}
+    # The chain: each level was submitted by the previous one, and every task expected the same output.
+    chain = [tasks[root_id]]
+    while len(chain) <= levels:
+        children = [t for t in tasks.values() if t.created_by == chain[-1].id]
+        assert len(children) == 1, f"level {len(chain)}: {children}\n{session_report(clients, session_id)}"
+        chain.append(children[0])
+    assert chain[0].created_by in ("", None)
+    for t in chain:
+        assert t.expected_output_ids == [output]
+        assert t.retry_of_ids == []
+    for parent, child in zip(chain, chain[1:], strict=False):
+        assert child.parent_task_ids[-1] == parent.id
+    # The output's owner moved down the chain to the last level, which wrote it.
+    assert clients.results.get_owner_task_id([output], session_id) == {output: chain[-1].id}
+    (result,) = clients.results.list_results(Result.result_id == output)[1]
+    assert result.owner_task_id == chain[-1].id
+    assert result.status == ResultStatus.COMPLETED
+
+
+# -- 3. a crash, then a successful retry ----------------------------------------------------------------------
+def test_a_task_that_crashes_once_succeeds_on_its_retry(deployment: Deployment, clients: Clients) -> None:
+    session_id = new_session(clients, behaviour_options("crash_once", max_retries=2))
+    deployment.sessions["crash_once"] = session_id
+    first_id, output = submit_one(clients, session_id, b"survivor")
+
+    wait_results(deployment, clients, session_id, [output], RESULT_TIMEOUT)
+
+    assert clients.results.download_result_data(output, session_id) == b"survivor"
+    tasks = tasks_of(clients, session_id)
+    retry_id = f"{first_id}###1"
+    assert set(tasks) == {first_id, retry_id}, session_report(clients, session_id)
+    first, retry = tasks[first_id], tasks[retry_id]
+    assert TaskStatus(first.status) == TaskStatus.RETRIED
+    # The SDK's worker answers a raising handler with no reply (INTERNAL); its log tells why.
+    assert "Worker returned error INTERNAL" in error_text(first), error_text(first)
+    worker_logs = "".join(log.read_text() for log in deployment.logs.glob("default-*-worker.log"))
+    assert f"deliberate crash (action crash_once) of task {first_id}" in worker_logs
+    assert TaskStatus(retry.status) == TaskStatus.COMPLETED
+    assert retry.retry_of_ids == [first_id]
+    assert retry.initial_task_id == first_id
+    assert retry.expected_output_ids == [output]
+    assert clients.results.get_owner_task_id([output], session_id) == {output: retry_id}
+
+
+# -- 4. an error cascades to the tasks that depend on it -------------------------------------------------------
+def test_an_error_aborts_its_outputs_and_the_tasks_depending_on_them(
+    deployment: Deployment, clients: Clients
+) -> None:
+    session_id = new_session(clients, behaviour_options("echo", max_retries=2))
+    deployment.sessions["fail"] = session_id
+    outputs = clients.results.create_results_metadata(["failing output", "final output"], session_id)
+    failing_output, final_output = outputs["failing output"].result_id, outputs["final output"].result_id
+    payloads = clients.results.create_results({"doomed": b"doomed", "never": b"never"}, session_id)
+    # Submitted together: the dependent task is accepted while its dependency is still to be produced.
+    failing, dependent = clients.tasks.submit_tasks(
+        session_id,
+        [
+            TaskDefinition(
+                payloads["doomed"].result_id,
+                expected_output_ids=[failing_output],
+                options=behaviour_options("fail", max_retries=2),
+            ),
+            TaskDefinition(
+                payloads["never"].result_id,
+                expected_output_ids=[final_output],
+                data_dependencies=[failing_output],
+            ),
+        ],
+    )
+    failing_id, dependent_id = failing.id, dependent.id
+
+    with pytest.raises(RuntimeError, match="aborted"):
+        wait_results(deployment, clients, session_id, [final_output], RESULT_TIMEOUT)
+
+    poll(
+        lambda: task_status(clients, dependent_id) == TaskStatus.ERROR,
+        10,
+        "the dependent task ERROR",
+        details=lambda: session_report(clients, session_id),
+    )
+    tasks = tasks_of(clients, session_id)
+    assert set(tasks) == {failing_id, dependent_id}, "an error output is not retried"
+    failing = tasks[failing_id]
+    assert TaskStatus(failing.status) == TaskStatus.ERROR
+    assert f"deliberate failure (action fail) of task {failing_id}" in error_text(failing)
+    assert TaskStatus(tasks[dependent_id].status) == TaskStatus.ERROR
+    assert result_status(clients, failing_output) == ResultStatus.ABORTED
+    assert result_status(clients, final_output) == ResultStatus.ABORTED
+    with pytest.raises(RuntimeError, match="aborted"):
+        wait_results(deployment, clients, session_id, [failing_output], 10)
+
+
+# -- 5. a task running past its max_duration ------------------------------------------------------------------
+def test_a_task_exceeding_its_max_duration_times_out(deployment: Deployment, clients: Clients) -> None:
+    options = behaviour_options("sleep", sleep="5", max_retries=0, max_duration=timedelta(seconds=1))
+    session_id = new_session(clients, options)
+    deployment.sessions["timeout"] = session_id
+    started = time.monotonic()
+    task_id, output = submit_one(clients, session_id, b"too slow")
+
+    with pytest.raises(RuntimeError, match="aborted"):
+        wait_results(deployment, clients, session_id, [output], 30)
+
+    elapsed = time.monotonic() - started
+    assert elapsed < 5, f"the output was aborted after {elapsed:.1f}s: the task was not stopped at 1 s"
+    poll(lambda: task_status(clients, task_id) == TaskStatus.TIMEOUT, 10, "the task TIMEOUT")
+    assert result_status(clients, output) == ResultStatus.ABORTED
+    timed_out = tasks_of(clients, session_id)[task_id]
+    assert "max_duration" in error_text(timed_out) or "DEADLINE_EXCEEDED" in error_text(timed_out)
+    assert timed_out.ended_at is not None and timed_out.started_at is not None
+    assert timed_out.ended_at - timed_out.started_at < timedelta(seconds=4)
+    assert list(tasks_of(clients, session_id)) == [task_id]
+
+
+# -- 7. a polling agent killed while it runs a task ------------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_a_task_of_a_killed_agent_is_retried_and_the_agent_restarted(
+    deployment: Deployment, clients: Clients
+) -> None:
+    session_id = new_session(clients, behaviour_options("sleep", sleep="4", max_retries=2))
+    deployment.sessions["killed_agent"] = session_id
+    task_id, output = submit_one(clients, session_id, b"still here")
+
+    running = poll(
+        lambda: (t := clients.tasks.get_task(task_id)).status == TaskStatus.PROCESSING and t,
+        30,
+        f"task {task_id} PROCESSING",
+        details=lambda: session_report(clients, session_id),
+    )
+    agent = f"{running.owner_pod_id}-polling-agent"
+    before = deployment.process(agent)
+    assert before["status"] == "running" and isinstance(before["pid"], int), before
+    os.kill(before["pid"], signal.SIGKILL)
+
+    wait_results(deployment, clients, session_id, [output], 60)
+
+    assert clients.results.download_result_data(output, session_id) == b"still here"
+    tasks = tasks_of(clients, session_id)
+    retry_id = f"{task_id}###1"
+    assert set(tasks) == {task_id, retry_id}, session_report(clients, session_id)
+    assert TaskStatus(tasks[task_id].status) == TaskStatus.RETRIED
+    assert TaskStatus(tasks[retry_id].status) == TaskStatus.COMPLETED
+    assert tasks[retry_id].retry_of_ids == [task_id]
+    assert clients.results.get_owner_task_id([output], session_id) == {output: retry_id}
+
+    restarted = poll(
+        lambda: (
+            (entry := deployment.process(agent))["status"] == "running"
+            and entry["pid"] not in (None, before["pid"])
+            and entry
+        ),
+        20,
+        f"the supervisor restarting {agent}",
+        details=deployment.status_table,
+    )
+    assert restarted["restarts"] == before["restarts"] + 1
+    assert restarted["last_exit"] == -signal.SIGKILL
+
+
+# -- 9. armonik-analytics ---------------------------------------------------------------------------------------
+def test_analytics_computes_the_throughput_of_a_finished_session(
+    deployment: Deployment, clients: Clients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from armonik_analytics import ArmoniKStatistics
+    from armonik_analytics.metrics import AvgThroughput, TimestampsTransition, TotalElapsedTime
+    from armonik_analytics.utils import TaskTimestamps
+
+    count = 20
+    session_id = new_session(clients, behaviour_options("echo"))
+    deployment.sessions["analytics"] = session_id
+    outputs = clients.results.create_results_metadata([f"out {i}" for i in range(count)], session_id)
+    payloads = clients.results.create_results({f"in {i}": b"x" for i in range(count)}, session_id)
+    clients.tasks.submit_tasks(
+        session_id,
+        [
+            TaskDefinition(payloads[f"in {i}"].result_id, expected_output_ids=[outputs[f"out {i}"].result_id])
+            for i in range(count)
+        ],
+    )
+    wait_results(deployment, clients, session_id, [r.result_id for r in outputs.values()], RESULT_TIMEOUT)
+    clients.sessions.close_session(session_id)
+
+    monkeypatch.chdir(tmp_path)  # analytics writes *.dat files in the working directory
+    stats = ArmoniKStatistics(
+        clients.channel,
+        Task.session_id == session_id,
+        [
+            TotalElapsedTime(),
+            AvgThroughput(),
+            TimestampsTransition(TaskTimestamps.CREATED, TaskTimestamps.ENDED),
+        ],
+    )
+    run_with_timeout(stats.compute, 30, "ArmoniKStatistics.compute")
+    values = stats.values
+
+    elapsed = values["TotalElapsedTime"]
+    throughput = values["AvgThroughput"]
+    transition = values["CreatedToEnded"]
+    assert 0 < elapsed < RESULT_TIMEOUT
+    assert throughput > 0
+    assert math.isclose(throughput, count / elapsed, rel_tol=1e-6)
+    assert 0 < transition["min"] <= transition["avg"] <= transition["max"] <= elapsed
+
+
+# -- 6. cancelling a running task -------------------------------------------------------------------------------
+def test_cancelling_a_running_task(deployment: Deployment, clients: Clients) -> None:
+    session_id = new_session(clients, behaviour_options("sleep", sleep="30", max_retries=2))
+    deployment.sessions["cancel"] = session_id
+    task_id, output = submit_one(clients, session_id, b"long")
+    running = poll(
+        lambda: (t := clients.tasks.get_task(task_id)).status == TaskStatus.PROCESSING and t,
+        30,
+        f"task {task_id} PROCESSING",
+        details=lambda: session_report(clients, session_id),
+    )
+
+    clients.tasks.cancel_tasks([task_id])
+    cancelled_at = time.monotonic()
+    poll(
+        lambda: task_status(clients, task_id) == TaskStatus.CANCELLED,
+        5,
+        f"task {task_id} CANCELLED",
+        details=lambda: session_report(clients, session_id),
+    )
+    assert time.monotonic() - cancelled_at < 5
+    assert result_status(clients, output) == ResultStatus.ABORTED
+    with pytest.raises(RuntimeError, match="aborted"):
+        wait_results(deployment, clients, session_id, [output], 10)
+    assert list(tasks_of(clients, session_id)) == [task_id], "a cancelled task is not retried"
+
+    # The compute plane goes on: a quick task submitted next completes. Its options map is merged with the
+    # session's, so it says `sleep = 0` to not inherit the 30 s.
+    echo_id, echo_output = submit_one(
+        clients, session_id, b"next", options=behaviour_options("echo", sleep="0"), name="next"
+    )
+    wait_results(deployment, clients, session_id, [echo_output], 20)
+    assert clients.results.download_result_data(echo_output, session_id) == b"next"
+    assert task_status(clients, echo_id) == TaskStatus.COMPLETED
+    assert running.owner_pod_id in ("default-0", "default-1")
+
+
+# -- 8. PymoniK estimating pi -----------------------------------------------------------------------------------
+@task
+def estimate_pi_partial(samples: int) -> tuple[int, int]:
+    import random as rng
+
+    inside = 0
+    for _ in range(samples):
+        x, y = rng.random(), rng.random()
+        if x * x + y * y <= 1.0:
+            inside += 1
+    return inside, samples
+
+
+@task
+def sum_pi_results(parts: list[tuple[int, int]]) -> float:
+    inside = sum(part[0] for part in parts)
+    total = sum(part[1] for part in parts)
+    return 4.0 * inside / total
+
+
+# The PymoniK worker cannot import this module (pytest imports it under a name of its own): ship the tasks'
+# functions by value rather than as a reference to the module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.mark.timeout(150)
+def test_pymonik_estimates_pi(deployment: Deployment, clients: Clients) -> None:
+    count, samples = 100, 20000
+    with Pymonik(endpoint=deployment.endpoint, partition="pymonik") as pymonik:
+        session_id = pymonik._session_id
+        deployment.sessions["pymonik"] = session_id
+        parts = estimate_pi_partial.map_invoke([(samples,)] * count)
+        estimate = sum_pi_results.invoke(parts)
+        wait_results(deployment, clients, session_id, [estimate.result_id], 120)
+        value = run_with_timeout(lambda: estimate.wait().get(), 30, "downloading the estimate")
+    assert abs(value - math.pi) < 0.1, value
+    tasks = tasks_of(clients, session_id)
+    assert len(tasks) == count + 1
+    assert {TaskStatus(t.status) for t in tasks.values()} == {TaskStatus.COMPLETED}
+    assert {t.owner_pod_id for t in tasks.values()} == {"pymonik-0"}
+    assert {t.options.partition_id for t in tasks.values() if t.options is not None} == {"pymonik"}
+
+
+# -- 10. the metrics exporter ------------------------------------------------------------------------------------
+def scrape(deployment: Deployment) -> dict[str, float]:
+    """Every sample of the exporter's page, by name (the parser gives ints for integral values)."""
+    with urllib.request.urlopen(deployment.metrics_url, timeout=10) as reply:
+        assert reply.status == 200
+        assert reply.headers.get_content_type() == "text/plain"
+        text = reply.read().decode("utf-8")
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] = sample.value
+    return values
+
+
+def test_metrics_exporter_counts_the_tasks(deployment: Deployment, clients: Clients) -> None:
+    counts = {
+        session: clients.tasks.count_tasks_by_status(Task.session_id == session_id)
+        for session, session_id in deployment.sessions.items()
+    }
+    ours = sum(c.get(TaskStatus.COMPLETED, 0) for c in counts.values())
+    assert ours >= 101 + 20, counts  # at least PymoniK's and the analytics' tasks
+    all_counts = clients.tasks.count_tasks_by_status()
+    everything = all_counts.get(TaskStatus.COMPLETED, 0)
+    # Every test waited for its results: nothing needs a worker any more.
+    queued = sum(
+        all_counts.get(s, 0) for s in (TaskStatus.SUBMITTED, TaskStatus.DISPATCHED, TaskStatus.PROCESSING)
+    )
+    assert queued == 0, all_counts
+
+    # The exporter caches a collection for a while: poll until it shows the tasks of the tests above.
+    values = poll(
+        lambda: (
+            (v := scrape(deployment)).get("armonik_tasks_completed", -1) >= everything
+            and v.get("armonik_tasks_queued") == 0
+            and v
+        ),
+        15,
+        f"armonik_tasks_completed >= {everything} and armonik_tasks_queued == 0",
+        interval=0.5,
+    )
+    for name, value in values.items():
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), (name, value)
+        assert math.isfinite(value) and value >= 0, (name, value)
+    assert values["armonik_tasks_completed"] >= ours
+    assert values["armonik_pymonik_tasks_completed"] >= counts["pymonik"].get(TaskStatus.COMPLETED, 0) == 101
+    assert "armonik_default_tasks_queued" in values
+    assert values["armonik_default_tasks_queued"] == 0
+    assert "armonik_pymonik_tasks_queued" in values
+    assert values["armonik_tasks_retried"] >= 2  # the crash_once and the killed agent's tasks
+    assert values["armonik_tasks_error"] >= 2  # the failing task and its dependent
+    assert values["armonik_tasks_timeout"] >= 1
+    assert values["armonik_tasks_cancelled"] >= 1
+    assert (
+        values["armonik_default_tasks_completed"] + values["armonik_pymonik_tasks_completed"]
+        == values["armonik_tasks_completed"]
+    )
+
+
+# -- 11. armonik-cli -------------------------------------------------------------------------------------------
+def test_armonik_cli_lists_the_completed_tasks_of_a_session(
+    deployment: Deployment, clients: Clients, tmp_path: Path
+) -> None:
+    session_id = new_session(clients, behaviour_options("crash_once", max_retries=2))
+    deployment.sessions["cli"] = session_id
+    first_ids = []
+    outputs = []
+    for i in range(2):
+        task_id, output = submit_one(clients, session_id, b"cli", name=f"t{i}")
+        first_ids.append(task_id)
+        outputs.append(output)
+    wait_results(deployment, clients, session_id, outputs, RESULT_TIMEOUT)
+
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "AKCONFIG": str(deployment.cli_config),
+        "COLUMNS": "100000",  # the CLI prints through rich, which would wrap long strings inside the JSON
+    }
+    env.pop("AK_ENDPOINT", None)
+
+    def cli(*args: str) -> Any:
+        done = subprocess.run(
+            [str(Path(PYTHON).parent / "armonik"), "-o", "json", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, (
+            f"armonik {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+        )
+        return json.loads(done.stdout)
+
+    completed = cli("task", "list", "-f", f'status = completed and session_id = "{session_id}"')
+    assert sorted(t["Id"] for t in completed) == sorted(f"{i}###1" for i in first_ids)
+    assert {t["Status"] for t in completed} == {"Completed"}
+    assert {t["SessionId"] for t in completed} == {session_id}
+
+    every = cli("task", "list", "-f", f'session_id = "{session_id}"')
+    assert len(every) == 4
+    assert sorted(t["Status"] for t in every) == ["Completed", "Completed", "Retried", "Retried"]
+
+    # Across the sessions of this suite: the CLI's count of completed tasks matches the SDK's.
+    for name in ("hello_world", "linear_subtasking"):
+        if name in deployment.sessions:
+            sid = deployment.sessions[name]
+            listed = cli("task", "list", "-f", f'status = completed and session_id = "{sid}"')
+            expected = clients.tasks.count_tasks_by_status(Task.session_id == sid)[TaskStatus.COMPLETED]
+            assert len(listed) == expected
