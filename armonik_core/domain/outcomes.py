@@ -42,3 +42,6 @@ class TaskOutcome:
     completions: list[DataCompletion] = field(default_factory=list)
     #: Subtasks the worker submitted, with their options merged and ids assigned.
     subtasks: list[Task] = field(default_factory=list)
+    #: When the inputs were staged and the worker called (POSIX seconds), for a task whose start was not
+    #: reported separately: short tasks report it with their outcome, sparing a round trip each.
+    started_at: float | None = None

@@ -115,6 +115,7 @@ def outcome_to_json(o: TaskOutcome) -> dict[str, Any]:
         "created_results": [result_to_json(r) for r in o.created_results],
         "completions": [[c.result_id, c.size, _b64(c.opaque_id)] for c in o.completions],
         "subtasks": [task_to_json(t) for t in o.subtasks],
+        "started_at": o.started_at,
     }
 
 
@@ -127,6 +128,7 @@ def outcome_from_json(d: dict[str, Any]) -> TaskOutcome:
             DataCompletion(rid, size, base64.b64decode(opaque)) for rid, size, opaque in d["completions"]
         ],
         subtasks=[task_from_json(t) for t in d["subtasks"]],
+        started_at=d.get("started_at"),
     )
 
 

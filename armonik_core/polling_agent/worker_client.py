@@ -34,6 +34,10 @@ class WorkerClient:
     Process call is over, the check for the next task starts (`check_early`), while the agent records
     the outcome and acquires the next task; `check_before_task` then uses its answer if the next task
     came within `early_check_validity` seconds (an agent that was idle longer checks afresh).
+
+    A worker that has just answered a Process call has shown it is serving: for `early_check_validity`
+    seconds after a reply, no check is made at all, so a stream of short tasks costs no health-check round
+    trip per task (the reply of a cancelled or timed-out call proves nothing and does not count).
     """
 
     def __init__(self, channel: ChannelSettings, early_check_validity: float = 1.0) -> None:
@@ -43,6 +47,7 @@ class WorkerClient:
         self._stub = WorkerStub(self._channel)
         self._early: asyncio.Future[bool] | None = None
         self._early_started = 0.0
+        self._answered_at = float("-inf")
 
     @property
     def target(self) -> str:
@@ -61,15 +66,20 @@ class WorkerClient:
             log.debug("worker health check: %s", HealthCheckReply.ServingStatus.Name(reply.status))
         return bool(reply.status == HealthCheckReply.SERVING)
 
+    def _recently_answered(self) -> bool:
+        return time.monotonic() - self._answered_at <= self._validity
+
     def check_early(self, timeout: float = 5.0) -> None:
         """Start the next task's health check now (unless early checks are disabled)."""
-        if self._early is None and self._validity > 0:
+        if self._early is None and self._validity > 0 and not self._recently_answered():
             self._early = asyncio.ensure_future(self.check(timeout))
             self._early_started = time.monotonic()
 
     async def check_before_task(self, timeout: float = 5.0) -> bool:
         """The health check for a task about to run: the early one if recent enough, else a new one."""
         early, self._early = self._early, None
+        if early is None and self._recently_answered():
+            return True
         if early is not None:
             if time.monotonic() - self._early_started <= self._validity:
                 return await early
@@ -103,6 +113,7 @@ class WorkerClient:
     async def process(self, request: ProcessRequest, timeout: float | None) -> ProcessReply:
         """Worker.Process; raises `grpc.aio.AioRpcError` (DEADLINE_EXCEEDED past `timeout`, ...)."""
         reply: ProcessReply = await self._stub.Process(request, timeout=timeout)
+        self._answered_at = time.monotonic()
         return reply
 
     async def close(self) -> None:

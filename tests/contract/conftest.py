@@ -107,7 +107,20 @@ def _filesystem_storage(tmp_path: Path) -> StorageBackend:
 
 
 QUEUE_BACKENDS: dict[str, Callable[[Path], QueueBackend]] = {"embedded": _embedded_queue}
-STORAGE_BACKENDS: dict[str, Callable[[Path], StorageBackend]] = {"filesystem": _filesystem_storage}
+
+
+def _filesystem_storage_without_fsync(tmp_path: Path) -> StorageBackend:
+    """The setting of the embedded deployment by default: files moved and copied without fsync."""
+    root = tmp_path / "objects"
+    return StorageBackend(
+        name="filesystem-nofsync", new_client=lambda: FilesystemObjectStorage(root, fsync=False)
+    )
+
+
+STORAGE_BACKENDS: dict[str, Callable[[Path], StorageBackend]] = {
+    "filesystem": _filesystem_storage,
+    "filesystem-nofsync": _filesystem_storage_without_fsync,
+}
 
 
 @pytest.fixture(params=sorted(QUEUE_BACKENDS))

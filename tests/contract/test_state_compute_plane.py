@@ -279,3 +279,18 @@ async def test_an_outcome_from_another_agent_is_ignored(store: StateStore) -> No
     assert await store.finish_task(first.task_id, "impostor", outcome) == []
     assert await status_of(store, first.task_id) == TaskStatus.PROCESSING
     assert await result_status(store, out) == ResultStatus.CREATED
+
+
+async def test_a_short_task_reports_its_start_with_its_outcome(store: StateStore) -> None:
+    (payload,) = await results(store, "payload", completed=True)
+    (out,) = await results(store, "out")
+    t = task([out], payload)
+    await store.submit_tasks(SID, [t])
+    assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
+    started = time.time()
+    outcome = TaskOutcome(OutcomeKind.SUCCESS, completions=[DataCompletion(out, 1, b"o")], started_at=started)
+    await store.finish_task(t.task_id, "agent-1", outcome)
+    done = await store.get_task(t.task_id)
+    assert done.status == TaskStatus.COMPLETED
+    assert done.started_at == done.fetched_at == started
+    assert done.acquired_at <= done.started_at <= done.ended_at  # type: ignore[operator]

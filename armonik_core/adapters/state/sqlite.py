@@ -450,6 +450,16 @@ class SqliteStateStore(StateStore):
             running = (TaskStatus.DISPATCHED, TaskStatus.PROCESSING, TaskStatus.CANCELLING)
             if task is None or task.owner_pod_id != agent_id or task.status not in running:
                 return []
+            if (
+                outcome.started_at is not None
+                and task.started_at is None
+                and outcome.kind is not OutcomeKind.RELEASED
+            ):
+                task.started_at = task.fetched_at = outcome.started_at
+                conn.execute(
+                    "UPDATE tasks SET started_at = ?, fetched_at = ? WHERE task_id = ?",
+                    (outcome.started_at, outcome.started_at, task_id),
+                )
             if task.status == TaskStatus.CANCELLING or outcome.kind is OutcomeKind.CANCELLED:
                 _cancel_running(conn, changes, task, now)
                 return []
