@@ -20,6 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.records import Partition, Result, Session, Task
+from armonik_core.domain.statuses import TaskStatus
 
 
 def timestamp(seconds: float | None) -> Timestamp | None:
@@ -72,6 +73,31 @@ def options_to_proto(options: TaskOptions) -> objects_pb2.TaskOptions:
         application_namespace=options.application_namespace,
         application_service=options.application_service,
         engine_type=options.engine_type,
+    )
+
+
+def task_from_creation(
+    creation: Any,
+    task_id: str,
+    session_id: str,
+    options: TaskOptions,
+    now: float,
+    parent_task_ids: list[str],
+    created_by: str = "",
+) -> Task:
+    """A new task from a `TaskCreation` of Tasks.SubmitTasks or of Agent.SubmitTasks (same fields)."""
+    return Task(
+        task_id=task_id,
+        session_id=session_id,
+        status=TaskStatus.CREATING,
+        options=options,
+        payload_id=creation.payload_id,
+        created_at=now,
+        expected_output_ids=list(creation.expected_output_keys),
+        data_dependencies=list(creation.data_dependencies),
+        parent_task_ids=parent_task_ids,
+        initial_task_id=task_id,
+        created_by=created_by,
     )
 
 

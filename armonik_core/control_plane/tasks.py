@@ -15,6 +15,7 @@ from armonik_core.control_plane.context import Backends, list_query
 from armonik_core.control_plane.convert import (
     optional_options,
     options_from_proto,
+    task_from_creation,
     task_to_detailed,
     task_to_summary,
 )
@@ -22,7 +23,6 @@ from armonik_core.control_plane.errors import unary
 from armonik_core.domain.errors import InvalidArgument, NotFound, describe_missing
 from armonik_core.domain.options import merge_options
 from armonik_core.domain.records import Task
-from armonik_core.domain.statuses import TaskStatus
 from armonik_core.ids import new_ids
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -51,18 +51,7 @@ class TasksService(TasksServicer):
             if creation.HasField("task_options"):
                 options = merge_options(options_from_proto(creation.task_options), base)
             tasks.append(
-                Task(
-                    task_id=task_id,
-                    session_id=session.session_id,
-                    status=TaskStatus.CREATING,
-                    options=options,
-                    payload_id=creation.payload_id,
-                    created_at=now,
-                    expected_output_ids=list(creation.expected_output_keys),
-                    data_dependencies=list(creation.data_dependencies),
-                    parent_task_ids=[session.session_id],
-                    initial_task_id=task_id,
-                )
+                task_from_creation(creation, task_id, session.session_id, options, now, [session.session_id])
             )
         messages = await self._b.state.submit_tasks(session.session_id, tasks)
         await self._b.dispatcher.publish(messages)

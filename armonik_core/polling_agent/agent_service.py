@@ -37,14 +37,14 @@ from armonik.protogen.common import agent_common_pb2 as pb
 from armonik.protogen.worker.agent_service_pb2_grpc import AgentServicer
 
 from armonik_core.adapters.objects.base import ObjectNotFound, ObjectStorage
-from armonik_core.control_plane.convert import optional_options, timestamp
+from armonik_core.control_plane.convert import optional_options, task_from_creation, timestamp
 from armonik_core.control_plane.errors import status_for
 from armonik_core.domain import graph
 from armonik_core.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from armonik_core.domain.options import merge_options
 from armonik_core.domain.outcomes import DataCompletion
 from armonik_core.domain.records import Result, Task
-from armonik_core.domain.statuses import ResultStatus, TaskStatus
+from armonik_core.domain.statuses import ResultStatus
 from armonik_core.ids import new_ids
 from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
 
@@ -310,17 +310,13 @@ class AgentService(AgentServicer):
                     f"partitions ({', '.join(partitions)})"
                 )
             tasks.append(
-                Task(
-                    task_id=task_id,
-                    session_id=run.session_id,
-                    status=TaskStatus.CREATING,
-                    options=options,
-                    payload_id=creation.payload_id,
-                    created_at=now,
-                    expected_output_ids=list(creation.expected_output_keys),
-                    data_dependencies=list(creation.data_dependencies),
-                    parent_task_ids=list(parents),
-                    initial_task_id=task_id,
+                task_from_creation(
+                    creation,
+                    task_id,
+                    run.session_id,
+                    options,
+                    now,
+                    list(parents),
                     created_by=run.task.task_id,
                 )
             )
