@@ -164,7 +164,10 @@ class TaskRunner:
             shutil.rmtree(run.data_folder, ignore_errors=True)
             if wait_for_report:
                 await self.report
-        log.info(
+        # One line per task at thousands of tasks per second is noise and a measurable cost: successes are
+        # logged at debug level, everything else at info.
+        log.log(
+            logging.DEBUG if outcome.kind is OutcomeKind.SUCCESS else logging.INFO,
             "task %s: %s",
             self.task_id,
             outcome.kind.value,

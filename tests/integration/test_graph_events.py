@@ -10,12 +10,10 @@ channel, joined with a timeout: a bug fails the test instead of hanging it.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -37,42 +35,13 @@ from armonik.common import (
     TaskStatusUpdateEvent,
 )
 
+try:
+    from tests.support import options
+except ImportError:  # run from inside tests/
+    from support import options  # type: ignore[no-redef]
+
+
 WAIT = 10.0
-
-
-def options(**overrides: Any) -> TaskOptions:
-    values: dict[str, Any] = {"max_duration": timedelta(seconds=30), "priority": 1, "max_retries": 2}
-    values.update(overrides)
-    return TaskOptions(**values)
-
-
-@pytest.fixture(autouse=True)
-def no_internal_errors(control_plane: Any) -> Iterator[None]:
-    """No request of a test may end in an unhandled exception (gRPC INTERNAL) on the server."""
-    yield
-    internal = [
-        line
-        for line in control_plane.logs().splitlines()
-        if line.startswith("{") and "unhandled error" in line
-    ]
-    assert not internal, "the control plane answered INTERNAL:\n" + "\n".join(
-        json.loads(line).get("@x", line) for line in internal
-    )
-
-
-@pytest.fixture
-def sessions(channel: grpc.Channel) -> ArmoniKSessions:
-    return ArmoniKSessions(channel)
-
-
-@pytest.fixture
-def results(channel: grpc.Channel) -> ArmoniKResults:
-    return ArmoniKResults(channel)
-
-
-@pytest.fixture
-def tasks(channel: grpc.Channel) -> ArmoniKTasks:
-    return ArmoniKTasks(channel)
 
 
 class Builder:

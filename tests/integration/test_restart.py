@@ -8,12 +8,10 @@ task whose input completes after the restart is released and queued). A clean SI
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ from armonik.common import (
     SessionStatus,
     Task,
     TaskDefinition,
-    TaskOptions,
     TaskStatus,
 )
 from armonik.protogen.client.events_service_pb2_grpc import EventsStub
@@ -46,24 +43,10 @@ except ImportError:  # run from inside tests/
 MiB = 1024 * 1024
 
 
-def options(**overrides: Any) -> TaskOptions:
-    values: dict[str, Any] = {"max_duration": timedelta(seconds=30), "priority": 1, "max_retries": 2}
-    values.update(overrides)
-    return TaskOptions(**values)
-
-
-@pytest.fixture(autouse=True)
-def no_internal_errors(control_plane: Any) -> Iterator[None]:
-    """No request of a test may end in an unhandled exception (gRPC INTERNAL) on the server."""
-    yield
-    internal = [
-        line
-        for line in control_plane.logs().splitlines()
-        if line.startswith("{") and "unhandled error" in line
-    ]
-    assert not internal, "the control plane answered INTERNAL:\n" + "\n".join(
-        json.loads(line).get("@x", line) for line in internal
-    )
+try:
+    from tests.support import options
+except ImportError:  # run from inside tests/
+    from support import options  # type: ignore[no-redef]
 
 
 class Clients:

@@ -7,9 +7,7 @@ client classes, as a user would; raw stubs are used only for the RPCs the SDK do
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from importlib import metadata
 from typing import Any
 
@@ -49,55 +47,13 @@ from armonik.protogen.common.applications_fields_pb2 import (
 from armonik.protogen.common.auth_common_pb2 import GetCurrentUserRequest
 from armonik.protogen.common.sort_direction_pb2 import SORT_DIRECTION_ASC
 
+try:
+    from tests.support import close_to_now, options, rpc_error
+except ImportError:  # run from inside tests/
+    from support import close_to_now, options, rpc_error  # type: ignore[no-redef]
+
+
 TIMEOUT = 10.0
-
-
-def rpc_error(code: grpc.StatusCode, call: Callable[..., Any], *args: Any, **kwargs: Any) -> grpc.RpcError:
-    """Run `call`, which must fail with exactly `code`; return the error for further checks."""
-    with pytest.raises(grpc.RpcError) as caught:
-        call(*args, **kwargs)
-    error = caught.value
-    assert error.code() == code, f"expected {code.name}, got {error.code().name}: {error.details()}"
-    return error
-
-
-def options(**overrides: Any) -> TaskOptions:
-    values: dict[str, Any] = {"max_duration": timedelta(seconds=30), "priority": 1, "max_retries": 2}
-    values.update(overrides)
-    return TaskOptions(**values)
-
-
-def close_to_now(value: datetime | None, slack: float = 60.0) -> bool:
-    return value is not None and abs((datetime.now(timezone.utc) - value).total_seconds()) < slack
-
-
-@pytest.fixture(autouse=True)
-def no_internal_errors(control_plane: Any) -> Iterator[None]:
-    """No request of a test may end in an unhandled exception (gRPC INTERNAL) on the server."""
-    yield
-    internal = [
-        line
-        for line in control_plane.logs().splitlines()
-        if line.startswith("{") and "unhandled error" in line
-    ]
-    assert not internal, "the control plane answered INTERNAL:\n" + "\n".join(
-        json.loads(line).get("@x", line) for line in internal
-    )
-
-
-@pytest.fixture
-def sessions(channel: grpc.Channel) -> ArmoniKSessions:
-    return ArmoniKSessions(channel)
-
-
-@pytest.fixture
-def results(channel: grpc.Channel) -> ArmoniKResults:
-    return ArmoniKResults(channel)
-
-
-@pytest.fixture
-def tasks(channel: grpc.Channel) -> ArmoniKTasks:
-    return ArmoniKTasks(channel)
 
 
 class Graph:
