@@ -64,11 +64,3 @@ FINAL_TASK_STATUSES = frozenset(
         TaskStatus.RETRIED,
     }
 )
-
-#: A task waiting for its inputs: it is not in any queue yet.
-WAITING_TASK_STATUSES = frozenset({TaskStatus.CREATING, TaskStatus.PENDING})
-
-#: States in which a task is owned by the queue or by an agent.
-ACTIVE_TASK_STATUSES = frozenset(
-    {TaskStatus.SUBMITTED, TaskStatus.DISPATCHED, TaskStatus.PROCESSING, TaskStatus.PROCESSED}
-)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 
-from armonik_core.domain.errors import FailedPrecondition
 from armonik_core.domain.records import Task
 from armonik_core.domain.statuses import FINAL_TASK_STATUSES, TaskStatus
 
@@ -49,12 +48,6 @@ def cancellation_status(status: TaskStatus) -> TaskStatus | None:
     if status in (TaskStatus.DISPATCHED, TaskStatus.PROCESSING, TaskStatus.PROCESSED):
         return TaskStatus.CANCELLING
     return TaskStatus.CANCELLED
-
-
-def check_acquirable(task: Task) -> None:
-    """An agent may only take a task that is queued (or left dispatched/processing by an agent that died)."""
-    if task.status not in (TaskStatus.SUBMITTED, TaskStatus.DISPATCHED, TaskStatus.PROCESSING):
-        raise FailedPrecondition(f"Task {task.task_id} is {task.status.name}: it cannot be acquired")
 
 
 class Acquisition(str, Enum):
