@@ -142,8 +142,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProc
 @pytest.fixture(scope="module")
 def cli(plane: ControlPlaneProcess, tmp_path_factory: pytest.TempPathFactory) -> ArmoniKCli:
     executable = _cli_path()
-    if executable is None:
-        pytest.skip("the armonik CLI (armonik-cli) is not installed")
+    assert executable is not None, "the armonik CLI (armonik-cli, a test dependency) is not installed"
     return ArmoniKCli(executable, plane.endpoint, tmp_path_factory.mktemp("cli-home"))
 
 

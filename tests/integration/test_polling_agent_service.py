@@ -39,16 +39,16 @@ class ResultsOnly(ComputeBackend):
     async def acquire(
         self, partition_id: str, agent_id: str, hostname: str, wait_seconds: float
     ) -> AcquiredTask | None:
-        raise NotImplementedError
+        raise AssertionError("the Agent API never acquires tasks")
 
     async def start(self, acquired: AcquiredTask) -> None:
-        raise NotImplementedError
+        raise AssertionError("the Agent API never starts tasks")
 
     async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:
-        raise NotImplementedError
+        raise AssertionError("the Agent API never sends heartbeats")
 
     async def finish(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
-        raise NotImplementedError
+        raise AssertionError("the Agent API never finishes tasks: the task runner does")
 
     async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
         return [self.results[rid] for rid in result_ids if rid in self.results]
