@@ -19,16 +19,20 @@ log = logging.getLogger("armonik.dispatch")
 
 
 class TaskDispatcher:
-    def __init__(self, state: StateStore, queue: TaskQueue) -> None:
+    def __init__(self, state: StateStore, queue: TaskQueue, outbox: bool = True) -> None:
+        """`outbox=False` when the state store keeps none (the queue is rebuilt from the state): publishing
+        then needs no write to clear it, which would be a wasted transaction on every submission and task."""
         self._state = state
         self._queue = queue
+        self._outbox = outbox
         self._published: dict[str, asyncio.Event] = {}
 
     async def publish(self, messages: Sequence[QueueMessage]) -> None:
         if not messages:
             return
         await self._queue.publish(messages)
-        await self._state.clear_outbox([m.task_id for m in messages])
+        if self._outbox:
+            await self._state.clear_outbox([m.task_id for m in messages])
         for partition in {m.partition_id for m in messages}:
             self._signal(partition).set()
 

@@ -76,7 +76,9 @@ async def open_embedded_backends(settings: ControlPlaneSettings) -> Backends:
     else:
         queue = EmbeddedQueue(root / "queue.db", synchronous="FULL" if durable else "NORMAL")
     objects = FilesystemObjectStorage(root / "objects", fsync=durable)
-    backends = Backends(state, objects, queue, TaskDispatcher(state, queue), settings)
+    backends = Backends(
+        state, objects, queue, TaskDispatcher(state, queue, outbox=not in_memory_queue), settings
+    )
     await state.upsert_partitions(settings.partitions)
     await backends.dispatcher.recover()
     return backends

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 
 from armonik_core import logs
 from armonik_core.adapters.queue.base import TaskQueue
 from armonik_core.adapters.queue.embedded import EmbeddedQueue
 from armonik_core.adapters.state.sqlite import SqliteStateStore
-from armonik_core.config import ConfigurationError
 from armonik_core.metrics.collector import MetricsCollector
 from armonik_core.metrics.server import MetricsHttpServer
 from armonik_core.metrics.settings import MetricsExporterSettings
+from armonik_core.process import settings_or_exit, wait_for_stop_signal
 
 log = logging.getLogger("armonik.metrics")
 
@@ -38,11 +37,7 @@ async def serve(settings: MetricsExporterSettings) -> None:
             "metrics exporter listening",
             extra={"address": f"{settings.host}:{port}", "data_directory": str(root)},
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await wait_for_stop_signal()
         log.info("stopping metrics exporter")
     finally:
         await server.stop()
@@ -53,11 +48,7 @@ async def serve(settings: MetricsExporterSettings) -> None:
 
 
 def main() -> None:
-    try:
-        settings = MetricsExporterSettings.from_env()
-    except ConfigurationError as exc:
-        print(f"armonik-metrics-exporter: invalid configuration: {exc}", file=sys.stderr)
-        sys.exit(2)
+    settings = settings_or_exit(MetricsExporterSettings.from_env, "armonik-metrics-exporter")
     logs.configure("metrics-exporter", settings.log_level)
     try:
         asyncio.run(serve(settings))

@@ -8,19 +8,17 @@ written directly in the shared object storage (`Embedded__DataDirectory/objects`
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
 import logging
 import signal
-import sys
 
 from armonik_core import logs
 from armonik_core.adapters.objects.base import ObjectStorage
 from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
-from armonik_core.config import ConfigurationError
 from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import ComputeBackend
+from armonik_core.polling_agent.gateway_backend import connect_gateway_backend
 from armonik_core.polling_agent.settings import AgentSettings
+from armonik_core.process import settings_or_exit
 
 log = logging.getLogger("armonik.polling_agent")
 
@@ -42,21 +40,13 @@ async def serve(settings: AgentSettings, backend: ComputeBackend, objects: Objec
 
 
 async def _main(settings: AgentSettings) -> None:
-    # Imported here: the gateway client is only needed by the real process, not by the agent's logic.
-    gateway = importlib.import_module("armonik_core.polling_agent.gateway_backend")
-    backend: ComputeBackend = gateway.connect_gateway_backend(settings)
-    if inspect.isawaitable(backend):  # a factory that connects first may be a coroutine
-        backend = await backend
+    backend = connect_gateway_backend(settings)
     objects = FilesystemObjectStorage(settings.objects_directory, fsync=settings.durable_objects)
     await serve(settings, backend, objects)
 
 
 def main() -> None:
-    try:
-        settings = AgentSettings.from_env()
-    except ConfigurationError as exc:
-        print(f"armonik-polling-agent: invalid configuration: {exc}", file=sys.stderr)
-        sys.exit(2)
+    settings = settings_or_exit(AgentSettings.from_env, "armonik-polling-agent")
     logs.configure("polling-agent", settings.log_level)
     log.info(
         "starting polling agent",
