@@ -12,8 +12,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from armonik_core.domain.records import Partition
+
+if TYPE_CHECKING:  # armonik_core.tls reads its settings through this module: imported where used
+    from armonik_core.tls import ServerTlsSettings
 
 DEFAULT_PARTITIONS = ("default", "pymonik")
 
@@ -122,6 +126,8 @@ class ControlPlaneSettings:
     #: `memory`: the queue is an index over the SUBMITTED tasks, rebuilt at start-up (no I/O per task);
     #: `embedded`: a SQLite file queue other processes may open too.
     queue_storage: str = "memory"
+    #: TLS (and mTLS) of the gRPC port, from `ControlPlane__Tls__*` (see armonik_core.tls); None: plain HTTP/2.
+    tls: ServerTlsSettings | None = None
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -158,4 +164,11 @@ class ControlPlaneSettings:
             sqlite_synchronous=synchronous,
             lease_seconds=lease,
             queue_storage=queue_storage,
+            tls=_server_tls(env),
         )
+
+
+def _server_tls(env: Environment) -> ServerTlsSettings | None:
+    from armonik_core.tls import ServerTlsSettings
+
+    return ServerTlsSettings.from_env(env)

@@ -24,6 +24,7 @@ from armonik_deploy.parameters import Parameters, ParametersError, load_paramete
 from armonik_deploy.plan import Plan, PlanError, build_plan
 from armonik_deploy.procs import file_lock
 from armonik_deploy.supervisor import Layout
+from armonik_deploy.tls import CliCredentials
 
 app = typer.Typer(help="Deploy ArmoniK on this machine.", no_args_is_help=True, add_completion=False)
 console = Console(highlight=False)
@@ -95,10 +96,12 @@ def deploy(
                     plan.endpoint,
                     timeout if timeout is not None else plan.health_timeout,
                     layout.log_of("control-plane"),
+                    tls=plan.tls,
                 )
         except (local.DeployError, TimeoutError) as exc:
             raise fail(_escape(str(exc))) from None
-    output, cli = write_outputs(layout.generated, f"http://{plan.endpoint}")
+    credentials = plan.tls.cli_credentials() if plan.tls else CliCredentials()
+    output, cli = write_outputs(layout.generated, plan.control_plane_url, **credentials)
     pairs = ", ".join(f"{name} x{count}" for name, count in plan.pairs().items())
     verb = "started" if started else "updated"
     console.print(

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from armonik_deploy import procs
+from armonik_deploy.certificates import CertificateError
 from armonik_deploy.plan import Plan
 from armonik_deploy.supervisor import Layout, write_json_atomic
+from armonik_deploy.tls import TlsPlan, channel_credentials, prepare_certificates
 
 SUPERVISOR_MODULE = "armonik_deploy.supervisor"
 
@@ -156,6 +158,10 @@ def apply_plan(
     layout: Layout, plan: Plan, listen: tuple[str, int], timeout: float = 120.0
 ) -> tuple[int, bool]:
     """Run `plan`: start the supervisor, or make the running one apply it. (supervisor pid, started?)."""
+    try:
+        prepare_certificates(plan)  # before the plan is written: it records the certificates' digest
+    except CertificateError as exc:
+        raise DeployError(str(exc)) from None
     write_json_atomic(layout.plan, json.loads(plan.to_json()))
     pid = supervisor_pid(layout)
     if pid is not None and _is_supervisor(pid):
@@ -175,8 +181,8 @@ def apply_plan(
     return pid, True
 
 
-def wait_healthy(endpoint: str, timeout: float, log: Path | None = None) -> None:
-    """Wait until every service of the control plane reports HEALTHY."""
+def wait_healthy(endpoint: str, timeout: float, log: Path | None = None, tls: TlsPlan | None = None) -> None:
+    """Wait until every service of the control plane reports HEALTHY (over TLS with `tls`)."""
     import grpc  # imported here: `status` and `destroy` do not need gRPC
     from armonik.protogen.client.health_checks_service_pb2_grpc import HealthChecksServiceStub
     from armonik.protogen.common.health_checks_common_pb2 import (
@@ -187,7 +193,11 @@ def wait_healthy(endpoint: str, timeout: float, log: Path | None = None) -> None
     deadline = time.monotonic() + timeout
     last_error = "no answer"
     while time.monotonic() < deadline:
-        with grpc.insecure_channel(endpoint) as channel:
+        with (
+            grpc.secure_channel(endpoint, channel_credentials(tls))
+            if tls
+            else grpc.insecure_channel(endpoint)
+        ) as channel:
             try:
                 reply = HealthChecksServiceStub(channel).CheckHealth(CheckHealthRequest(), timeout=2)
                 if all(s.healthy == HEALTH_STATUS_ENUM_HEALTHY for s in reply.services):

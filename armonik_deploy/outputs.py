@@ -17,8 +17,13 @@ def write_outputs(
     grafana_url: str | None = None,
     seq_web_url: str | None = None,
     chaos_mesh_url: str | None = None,
+    certificate_authority: Path | None = None,
+    client_certificate: Path | None = None,
+    client_key: Path | None = None,
 ) -> tuple[Path, Path]:
-    """Upstream's `armonik-output.json` (null where a component is absent) and an `armonik-cli` AKCONFIG."""
+    """Upstream's `armonik-output.json` (null where a component is absent) and an `armonik-cli` AKCONFIG;
+    an https:// endpoint needs `certificate_authority` (the CLI uses TLS only with one), mTLS the client's
+    certificate and key too."""
     generated.mkdir(parents=True, exist_ok=True)
     output = generated / OUTPUT_FILE
     armonik = {
@@ -31,5 +36,12 @@ def write_outputs(
     output.write_text(json.dumps({"armonik": armonik}, indent=2) + "\n")
     cli = generated / CLI_CONFIG_FILE
     endpoint = control_plane_url.removeprefix("http://").rstrip("/")
-    cli.write_text(f"# ArmoniK Connection Configuration\n---\nendpoint: {endpoint}\n")
+    certificates = {
+        "certificate_authority": certificate_authority,
+        "client_certificate": client_certificate,
+        "client_key": client_key,
+    }
+    # JSON strings are YAML double-quoted scalars: any path is written safely.
+    lines = [f"{key}: {json.dumps(str(path.resolve()))}\n" for key, path in certificates.items() if path]
+    cli.write_text(f"# ArmoniK Connection Configuration\n---\nendpoint: {endpoint}\n" + "".join(lines))
     return output.resolve(), cli.resolve()

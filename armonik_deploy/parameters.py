@@ -24,6 +24,8 @@ and ignored by the local target. A few keys exist for the local target only (mar
       polling_agent = { command = [...], env = {...} }                        # command, env: local
       worker        = [ { command = [...], env = {...} } ]                    # command: required locally
     } }
+    ingress = { tls = false, mtls = false, generate_client_cert = true, custom_client_ca_file = "" }
+                                             # TLS of the control plane's port (see armonik_deploy.tls)
 
 In a `command`, `{python}` stands for the Python interpreter (`local.python`) and `{generated}` for the
 generated folder. Errors name the file and the key path:

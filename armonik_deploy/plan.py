@@ -40,6 +40,7 @@ from armonik_deploy.parameters import (
     env_strings,
     fragment_env,
 )
+from armonik_deploy.tls import TlsPlan, tls_plan
 
 PLAN_VERSION = 1
 PARTITIONS_PREFIX = "InitServices__Partitioning__Partitions__"
@@ -102,6 +103,13 @@ class Plan:
     metrics_url: str | None = None
     warnings: list[str] = field(default_factory=list)
     version: int = PLAN_VERSION
+    #: TLS of the client endpoint (`ingress.tls`); None: plain HTTP/2.
+    tls: TlsPlan | None = None
+
+    @property
+    def control_plane_url(self) -> str:
+        """The endpoint as a URL, as `armonik-output.json` gives it: https:// with TLS."""
+        return f"{'https' if self.tls else 'http'}://{self.endpoint}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -113,6 +121,7 @@ class Plan:
             raise ValueError(f"plan version {data.get('version')!r}, expected {PLAN_VERSION}")
         data["jobs"] = [JobSpec(**j) for j in data["jobs"]]
         data["processes"] = [ProcessSpec(**p) for p in data["processes"]]
+        data["tls"] = TlsPlan(**data["tls"]) if data.get("tls") else None
         return Plan(**data)
 
     def pairs(self) -> dict[str, int]:
@@ -222,6 +231,8 @@ def build_plan(
     core_env = fragment_env(configs.core)
     placeholders = {"python": python, "generated": str(generated)}
     warnings: list[str] = []
+    tls, tls_warnings = tls_plan(params, file, generated, connect_host(host))
+    warnings += tls_warnings
     if cp.replicas != 1:
         warnings.append(f"control_plane.replicas = {cp.replicas}: the local target runs one control plane")
 
@@ -243,6 +254,7 @@ def build_plan(
                 "Embedded__DataDirectory": data,
                 "Submitter__DefaultPartition": cp.default_partition,
                 **partition_env,
+                **(tls.server_env() if tls else {}),
             },
             cwd=workdir,
             grace=local.stop_grace_period,
@@ -274,7 +286,7 @@ def build_plan(
                 "Pollster__SharedCacheFolder": str(shared),
                 "Pollster__PartitionId": name,
                 "Pollster__AgentId": pair,
-                "ControlPlane__Endpoint": endpoint,
+                "ControlPlane__Endpoint": f"https://{endpoint}" if tls else endpoint,
                 "Embedded__DataDirectory": data,
             }
             values = {**placeholders, "partition": name, "replica": str(replica)}
@@ -292,6 +304,7 @@ def build_plan(
                         **fragment_env(configs.polling),
                         **env_strings(agent.env),
                         **pair_env,
+                        **(tls.client_env() if tls else {}),
                     },
                     cwd=workdir,
                     grace=partition.termination_grace_period_seconds,
@@ -376,4 +389,5 @@ def build_plan(
         health_timeout=local.health_timeout,
         metrics_url=metrics_url,
         warnings=warnings,
+        tls=tls,
     )

@@ -21,7 +21,7 @@ from armonik_core.control_plane import filters
 from armonik_core.control_plane.context import Backends
 from armonik_core.control_plane.errors import streaming
 from armonik_core.domain.changes import Change
-from armonik_core.domain.filters import Condition, FieldKind, FieldRef, Filter, ListQuery, Op, matches
+from armonik_core.domain.filters import Condition, FieldKind, FieldRef, Filter, ListQuery, Op, compile_matcher
 from armonik_core.domain.records import Result, Task
 from armonik_core.domain.statuses import EventType
 
@@ -107,6 +107,11 @@ class _Subscription:
         self.wanted = wanted or set(EventType) - {EventType.UNSPECIFIED}
         self.task_filter = filters.task_filter(request.tasks_filters)
         self.result_filter = filters.result_filter(request.results_filters)
+        self.task_matcher = compile_matcher(self.task_filter)
+        self.result_matcher = compile_matcher(self.result_filter)
+        #: Whether a change carries every field the filter reads (no need to load the record).
+        self.tasks_need_records = not _fields_of(self.task_filter) <= _CHANGE_FIELDS
+        self.results_need_records = not _fields_of(self.result_filter) <= _CHANGE_FIELDS
         #: Batches of changes; None when the server shuts down.
         self.inbox: asyncio.Queue[list[Change] | None] = asyncio.Queue()
 
@@ -174,9 +179,9 @@ class EventsService(EventsServicer):
         events = []
         for change in changes:
             is_task = change.kind in _TASK_EVENTS
-            flt = sub.task_filter if is_task else sub.result_filter
+            matcher = sub.task_matcher if is_task else sub.result_matcher
             record = records.get(change.entity_id) or _view_of(change, is_task)
-            if record is not None and matches(record, flt):
+            if record is not None and matcher(record):
                 events.append(change_event(change))
         return events
 
@@ -188,9 +193,9 @@ class EventsService(EventsServicer):
             for c in changes
             if c.kind in (EventType.RESULT_STATUS_UPDATE, EventType.RESULT_OWNER_UPDATE)
         ]
-        if task_ids and not _fields_of(sub.task_filter) <= _CHANGE_FIELDS:
+        if task_ids and sub.tasks_need_records:
             records.update({t.task_id: t for t in await self._b.state.get_tasks(task_ids)})
-        if result_ids and not _fields_of(sub.result_filter) <= _CHANGE_FIELDS:
+        if result_ids and sub.results_need_records:
             records.update({r.result_id: r for r in await self._b.state.get_results(result_ids)})
         for change in changes:
             if change.record is not None:

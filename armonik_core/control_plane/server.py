@@ -34,6 +34,7 @@ from armonik_core.control_plane.results import ResultsService
 from armonik_core.control_plane.sessions import SessionsService
 from armonik_core.control_plane.tasks import TasksService
 from armonik_core.gateway.server import ComputeGateway, add_gateway
+from armonik_core.tls import server_credentials
 
 log = logging.getLogger("armonik.control_plane")
 
@@ -125,10 +126,22 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
     backends = await open_embedded_backends(settings)
     server = grpc.aio.server(options=GRPC_OPTIONS)
     events = add_services(server, backends)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    tls = settings.tls
+    port = (
+        server.add_secure_port(address, server_credentials(tls))
+        if tls is not None
+        else server.add_insecure_port(address)
+    )
     if port == 0:
         await close_backends(backends)
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
     await server.start()
-    log.info("control plane listening", extra={"address": f"{settings.host}:{port}"})
+    log.info(
+        "control plane listening",
+        extra={
+            "address": f"{settings.host}:{port}",
+            "tls": "off" if tls is None else "mtls" if tls.mtls else "on",
+        },
+    )
     return ControlPlane(server, backends, port, events)

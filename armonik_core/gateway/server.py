@@ -32,20 +32,8 @@ class ComputeGateway:
         self._lease_seconds = lease_seconds
 
     async def acquire(self, request: dict[str, Any]) -> dict[str, Any] | None:
-        partition, agent, hostname = request["partition_id"], request["agent_id"], request["hostname"]
-        deadline = time.monotonic() + float(request.get("wait_seconds", 0))
-        while True:
-            leases = await self._b.queue.pull(partition, 1, self._lease_seconds, agent)
-            for lease in leases:
-                acquired = await self._take(lease, agent, hostname)
-                if acquired is not None:
-                    return acquired
-            if leases:
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            await self._b.dispatcher.wait_for_publication(partition, min(remaining, RECHECK_SECONDS))
+        acquired = await self._acquire_many({**request, "max_tasks": 1})
+        return acquired[0] if acquired else None
 
     async def _take(self, lease: Lease, agent: str, hostname: str) -> dict[str, Any] | None:
         outcome = await self._b.state.acquire_task(lease.message.task_id, agent, hostname)
@@ -76,6 +64,38 @@ class ComputeGateway:
         await self._b.dispatcher.publish(messages)
         await self._b.queue.ack([lease])
 
+    async def exchange(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """An agent's outcomes and its next tasks in one round trip. The outcomes are applied side by side,
+        so the state store commits them together; one that fails is logged and does not hold back the rest
+        (its task's lease runs out and another agent retries it)."""
+        finished = request.get("finished") or []
+        if finished:
+            done = await asyncio.gather(*(self.finish(item) for item in finished), return_exceptions=True)
+            for item, failure in zip(finished, done, strict=True):
+                if isinstance(failure, BaseException):
+                    log.error("could not apply an outcome of agent %s: %s", item.get("agent_id"), failure)
+        wanted = request.get("acquire")
+        if not wanted:
+            return []
+        return await self._acquire_many(wanted)
+
+    async def _acquire_many(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        partition, agent, hostname = request["partition_id"], request["agent_id"], request["hostname"]
+        limit = max(1, int(request.get("max_tasks", 1)))
+        deadline = time.monotonic() + float(request.get("wait_seconds", 0))
+        while True:
+            leases = await self._b.queue.pull(partition, limit, self._lease_seconds, agent)
+            if leases:
+                taken = await asyncio.gather(*(self._take(lease, agent, hostname) for lease in leases))
+                acquired = [item for item in taken if item is not None]
+                if acquired:
+                    return acquired
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            await self._b.dispatcher.wait_for_publication(partition, min(remaining, RECHECK_SECONDS))
+
     async def get_results(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         return [codec.result_to_json(r) for r in await self._b.state.get_results(request["result_ids"])]
 
@@ -85,6 +105,7 @@ class ComputeGateway:
             "Start": self.start,
             "Heartbeat": self.heartbeat,
             "Finish": self.finish,
+            "Exchange": self.exchange,
             "GetResults": self.get_results,
         }
 

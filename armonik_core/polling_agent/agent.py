@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+from pathlib import Path
 
 import grpc
 from armonik.protogen.worker.agent_service_pb2_grpc import add_AgentServicer_to_server
@@ -30,7 +32,8 @@ from armonik.protogen.worker.agent_service_pb2_grpc import add_AgentServicer_to_
 from armonik_core.adapters.objects.base import ObjectStorage
 from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.polling_agent.agent_service import AgentService
-from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
+from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
+from armonik_core.polling_agent.exchange import TaskExchange
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.polling_agent.task_runner import TaskRunner
 from armonik_core.polling_agent.worker_client import WorkerClient
@@ -42,6 +45,9 @@ SERVER_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.so_reuseport", 0),
 ]
+
+#: Outcomes after which the worker may still be busy with the task (its call was abandoned).
+_ABANDONED = (OutcomeKind.CANCELLED, OutcomeKind.TIMEOUT, OutcomeKind.RELEASED, OutcomeKind.CRASH)
 
 #: Pause after a failed acquisition (backend unreachable) before trying again.
 ACQUIRE_ERROR_PAUSE = 1.0
@@ -57,11 +63,25 @@ class PollingAgent:
         #: Set once the Agent server listens (tests and supervisors wait on it).
         self.serving = asyncio.Event()
         self._runner: TaskRunner | None = None
-        self._prefetched: AcquiredTask | None = None
+        self._exchange = TaskExchange(
+            backend,
+            AcquireRequest(
+                settings.partition_id, settings.agent_id, settings.hostname, settings.acquire_wait
+            ),
+            batch=settings.message_batch_size,
+            report_delay=settings.report_delay,
+        )
         #: How long the last task took; the first one is assumed long (no prefetch before knowing).
         self._last_seconds = float("inf")
         self._server: grpc.aio.Server | None = None
         self._closing = False
+        self._folders = 0
+        self._data_folder = self._new_data_folder()
+
+    def _new_data_folder(self) -> Path:
+        """The data folder tasks are given, reused while runs end normally."""
+        self._folders += 1
+        return self.settings.shared_cache_folder / f"{self.settings.agent_id}-{self._folders}"
 
     @property
     def current_task_id(self) -> str | None:
@@ -73,6 +93,8 @@ class PollingAgent:
         if not self._stopping.is_set():
             log.info("stop requested")
             self._stopping.set()
+            if self._runner is not None:
+                self._arm_grace_delay(self._runner)
         elif self._runner is not None:
             # Asked again (a second SIGTERM or Ctrl-C): do not wait for the grace delay.
             self._runner.release("The agent is shutting down")
@@ -93,6 +115,8 @@ class PollingAgent:
             await asyncio.gather(heartbeats, return_exceptions=True)
             await self._stop_server()
             await worker.close()
+            for number in range(1, self._folders + 1):
+                shutil.rmtree(self.settings.shared_cache_folder / f"{self.settings.agent_id}-{number}", True)
             log.info("polling agent stopped", extra={"agentId": self.settings.agent_id})
 
     # -- server ------------------------------------------------------------------------------------------
@@ -154,19 +178,12 @@ class PollingAgent:
             )
         return False
 
-    def _acquire(self) -> asyncio.Task[AcquiredTask | None]:
-        settings = self.settings
-        return asyncio.create_task(
-            self._backend.acquire(
-                settings.partition_id, settings.agent_id, settings.hostname, settings.acquire_wait
-            ),
-            name="acquire",
+    async def _next_task(self) -> AcquiredTask | None:
+        ahead = (
+            self.settings.message_batch_size - 1 if self._last_seconds < self.settings.prefetch_below else 0
         )
-
-    async def _next_task(self, prefetch: asyncio.Task[AcquiredTask | None] | None) -> AcquiredTask | None:
-        job = prefetch or self._acquire()
         try:
-            return await job
+            return await self._exchange.next_task(ahead)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -176,25 +193,26 @@ class PollingAgent:
             return None
 
     async def _loop(self, worker: WorkerClient) -> None:
-        """Take tasks and run them one at a time. When tasks are short, the next one is acquired while the
-        current one runs and outcomes are reported in the background, so that consecutive tasks are separated
-        by no round trip to the backend."""
+        """Take tasks and run them one at a time.
+
+        When tasks are short, tasks are taken several at a time ahead of the running one and outcomes are
+        reported in batches, in the background (`TaskExchange`): consecutive tasks are separated by no round
+        trip to the backend, and a round trip serves several tasks."""
         settings = self.settings
         healthy = False
-        prefetch: asyncio.Task[AcquiredTask | None] | None = None
-        reports: set[asyncio.Future[None]] = set()
         try:
             while not self._stopping.is_set():
                 if not healthy:
                     healthy = await self._wait_for_worker(worker)
                     if not healthy:
                         break
-                acquired = await self._next_task(prefetch)
-                prefetch = self._prefetched = None
+                acquired = await self._next_task()
                 if acquired is None:
                     continue
                 if self._stopping.is_set():
-                    await self._give_back(acquired, "The agent is shutting down")
+                    self._exchange.report(
+                        acquired, TaskOutcome(OutcomeKind.RELEASED, "The agent is shutting down")
+                    )
                     break
                 runner = TaskRunner(
                     acquired,
@@ -203,70 +221,46 @@ class PollingAgent:
                     objects=self._objects,
                     service=self.service,
                     worker=worker,
+                    data_folder=self._data_folder,
                 )
-                if self._last_seconds < settings.prefetch_below:
-                    prefetch = self._acquire()
-                    prefetch.add_done_callback(self._hold_prefetched)
                 started = asyncio.get_running_loop().time()
                 outcome = await self._run(runner)
                 self._last_seconds = asyncio.get_running_loop().time() - started
-                if runner.report is not None and not runner.report.done():
-                    reports.add(runner.report)
-                    runner.report.add_done_callback(reports.discard)
+                self._exchange.report(acquired, outcome)
                 # A worker whose call was abandoned (cancelled, timed out) may still be busy with it: wait until
                 # it answers again rather than hand it a task it cannot take yet.
                 if runner.worker_unhealthy or outcome.kind in (OutcomeKind.CANCELLED, OutcomeKind.TIMEOUT):
                     healthy = False
+                if outcome.kind in _ABANDONED:  # the worker may still write into the folder: take another
+                    self._data_folder = self._new_data_folder()
         finally:
-            if prefetch is not None:
-                await self._drop_prefetch(prefetch)
-            if reports:
-                await asyncio.gather(*reports, return_exceptions=True)
-
-    def _hold_prefetched(self, job: asyncio.Task[AcquiredTask | None]) -> None:
-        """A prefetched task waits behind the current one: its lease must be kept alive meanwhile."""
-        if not job.cancelled() and job.exception() is None:
-            self._prefetched = job.result()
-
-    async def _drop_prefetch(self, job: asyncio.Task[AcquiredTask | None]) -> None:
-        acquired = None
-        try:
-            acquired = await job
-        except Exception:
-            return
-        finally:
-            self._prefetched = None
-        if acquired is not None:
-            await self._give_back(acquired, "The agent is shutting down")
+            await self._exchange.close("The agent is shutting down")
 
     async def _run(self, runner: TaskRunner) -> TaskOutcome:
+        """Run the task in this coroutine (no task or watcher per run); `stop()` arms the grace delay."""
         self._runner = runner
-        job = asyncio.create_task(runner.run(wait_for_report=False), name=f"task {runner.task_id}")
-        stopping = asyncio.create_task(self._stopping.wait())
+        if self._stopping.is_set():
+            self._arm_grace_delay(runner)
         try:
-            await asyncio.wait({job, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not job.done():
-                log.info("waiting up to %g s for task %s to end", self.settings.grace_delay, runner.task_id)
-                done, _ = await asyncio.wait({job}, timeout=self.settings.grace_delay)
-                if not done:
-                    runner.release("The agent is shutting down")
-            return await job
+            return await runner.run(report=False)
         finally:
-            stopping.cancel()
             self._runner = None
 
-    async def _give_back(self, acquired: AcquiredTask, message: str) -> None:
-        try:
-            await self._backend.finish(acquired, TaskOutcome(OutcomeKind.RELEASED, message))
-        except Exception:
-            log.exception("could not give task %s back", acquired.task.task_id)
+    def _arm_grace_delay(self, runner: TaskRunner) -> None:
+        log.info("waiting up to %g s for task %s to end", self.settings.grace_delay, runner.task_id)
+
+        def expire() -> None:
+            if self._runner is runner:
+                runner.release("The agent is shutting down")
+
+        asyncio.get_running_loop().call_later(self.settings.grace_delay, expire)
 
     async def _heartbeats(self) -> None:
         period = self.settings.heartbeat_seconds
         while not self._closing:
             await asyncio.sleep(period)
-            runner, prefetched = self._runner, self._prefetched
-            held = [a for a in (runner.acquired if runner else None, prefetched) if a is not None]
+            runner = self._runner
+            held = ([runner.acquired] if runner else []) + self._exchange.held()
             if not held:
                 continue
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.outcomes import TaskOutcome
@@ -30,6 +30,20 @@ class AcquiredTask:
     inputs: list[Result] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class AcquireRequest:
+    """Which tasks an agent asks for: up to `max_tasks` of its partition, waiting up to `wait_seconds`."""
+
+    partition_id: str
+    agent_id: str
+    hostname: str
+    wait_seconds: float
+    max_tasks: int = 1
+
+    def with_limits(self, max_tasks: int, wait_seconds: float) -> AcquireRequest:
+        return replace(self, max_tasks=max_tasks, wait_seconds=wait_seconds)
+
+
 class ComputeBackend(ABC):
     @abstractmethod
     async def acquire(
@@ -48,6 +62,26 @@ class ComputeBackend(ABC):
     @abstractmethod
     async def finish(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
         """Record the outcome atomically (results, subtasks, status, retries, cascade) and drop the lease."""
+
+    async def exchange(
+        self, finished: Sequence[tuple[AcquiredTask, TaskOutcome]], request: AcquireRequest | None
+    ) -> list[AcquiredTask]:
+        """Report outcomes, then take up to `request.max_tasks` tasks (waiting up to `request.wait_seconds`
+        for the first): what an agent running short tasks does in one breath. A backend behind a network
+        overrides this with a single round trip."""
+        for acquired, outcome in finished:
+            await self.finish(acquired, outcome)
+        if request is None:
+            return []
+        got: list[AcquiredTask] = []
+        wait = request.wait_seconds
+        while len(got) < request.max_tasks:
+            taken = await self.acquire(request.partition_id, request.agent_id, request.hostname, wait)
+            if taken is None:
+                break
+            got.append(taken)
+            wait = 0.0
+        return got
 
     @abstractmethod
     async def get_results(self, result_ids: Sequence[str]) -> list[Result]:

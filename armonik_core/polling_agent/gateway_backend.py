@@ -5,23 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
-
 from armonik_core.domain.outcomes import TaskOutcome
 from armonik_core.domain.records import Result
 from armonik_core.gateway import codec
 from armonik_core.gateway.server import SERVICE
-from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
+from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
 from armonik_core.polling_agent.settings import AgentSettings
+from armonik_core.tls import ClientTlsSettings, aio_channel
 
 
 class GatewayBackend(ComputeBackend):
-    def __init__(self, endpoint: str, agent_id: str) -> None:
+    def __init__(self, endpoint: str, agent_id: str, tls: ClientTlsSettings | None = None) -> None:
         self._agent_id = agent_id
-        self._channel = grpc.aio.insecure_channel(endpoint)
+        self._channel = aio_channel(endpoint, tls)
         self._calls = {
             name: self._channel.unary_unary(f"/{SERVICE}/{name}")
-            for name in ("Acquire", "Start", "Heartbeat", "Finish", "GetResults")
+            for name in ("Acquire", "Start", "Heartbeat", "Finish", "Exchange", "GetResults")
         }
 
     async def _call(self, name: str, request: dict[str, Any], timeout: float | None = 30.0) -> Any:
@@ -31,22 +30,33 @@ class GatewayBackend(ComputeBackend):
     async def acquire(
         self, partition_id: str, agent_id: str, hostname: str, wait_seconds: float
     ) -> AcquiredTask | None:
-        request = {
-            "partition_id": partition_id,
-            "agent_id": agent_id,
-            "hostname": hostname,
-            "wait_seconds": wait_seconds,
+        request = _acquire_request(partition_id, agent_id, hostname, wait_seconds)
+        return _acquired(await self._call("Acquire", request, timeout=wait_seconds + 30.0))
+
+    async def exchange(
+        self, finished: Sequence[tuple[AcquiredTask, TaskOutcome]], request: AcquireRequest | None
+    ) -> list[AcquiredTask]:
+        message = {
+            "finished": [self._finish_request(acquired, outcome) for acquired, outcome in finished],
+            "acquire": None
+            if request is None
+            else {
+                **_acquire_request(
+                    request.partition_id, request.agent_id, request.hostname, request.wait_seconds
+                ),
+                "max_tasks": request.max_tasks,
+            },
         }
-        reply = await self._call("Acquire", request, timeout=wait_seconds + 30.0)
-        if reply is None:
-            return None
-        return AcquiredTask(
-            task=codec.task_from_json(reply["task"]),
-            session_options=codec.options_from_json(reply["session_options"]),
-            session_partitions=list(reply["session_partitions"]),
-            lease=reply["lease"],
-            inputs=[codec.result_from_json(r) for r in reply.get("inputs", [])],
-        )
+        wait = request.wait_seconds if request is not None else 0.0
+        replies = await self._call("Exchange", message, timeout=wait + 120.0)
+        return [task for task in map(_acquired, replies) if task is not None]
+
+    def _finish_request(self, acquired: AcquiredTask, outcome: TaskOutcome) -> dict[str, Any]:
+        return {
+            "lease": acquired.lease,
+            "agent_id": self._agent_id,
+            "outcome": codec.outcome_to_json(outcome),
+        }
 
     async def start(self, acquired: AcquiredTask) -> None:
         await self._call("Start", {"task_id": acquired.task.task_id, "agent_id": self._agent_id})
@@ -57,12 +67,7 @@ class GatewayBackend(ComputeBackend):
         return set(await self._call("Heartbeat", {"leases": [a.lease for a in acquired]}))
 
     async def finish(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
-        request = {
-            "lease": acquired.lease,
-            "agent_id": self._agent_id,
-            "outcome": codec.outcome_to_json(outcome),
-        }
-        await self._call("Finish", request, timeout=120.0)
+        await self._call("Finish", self._finish_request(acquired, outcome), timeout=120.0)
 
     async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
         return [
@@ -74,6 +79,27 @@ class GatewayBackend(ComputeBackend):
         await self._channel.close()
 
 
+def _acquire_request(partition_id: str, agent_id: str, hostname: str, wait_seconds: float) -> dict[str, Any]:
+    return {
+        "partition_id": partition_id,
+        "agent_id": agent_id,
+        "hostname": hostname,
+        "wait_seconds": wait_seconds,
+    }
+
+
+def _acquired(reply: dict[str, Any] | None) -> AcquiredTask | None:
+    if reply is None:
+        return None
+    return AcquiredTask(
+        task=codec.task_from_json(reply["task"]),
+        session_options=codec.options_from_json(reply["session_options"]),
+        session_partitions=list(reply["session_partitions"]),
+        lease=reply["lease"],
+        inputs=[codec.result_from_json(r) for r in reply.get("inputs", [])],
+    )
+
+
 def connect_gateway_backend(settings: AgentSettings) -> ComputeBackend:
     """The backend of an agent of the local target: the control plane's compute gateway."""
-    return GatewayBackend(settings.control_plane_endpoint, settings.agent_id)
+    return GatewayBackend(settings.control_plane_endpoint, settings.agent_id, settings.control_plane_tls)

@@ -10,7 +10,11 @@ Variables (case-insensitive names; defaults in brackets):
 - `Pollster__AgentId` [`<hostname>-<pid>`]: the owner recorded on the tasks this agent runs.
 - `Pollster__GraceDelay` [5 s]: on SIGTERM, how long the current task may go on before it is released.
 - `Pollster__HeartbeatSeconds` [2]: period of the lease renewals (which also bring cancellations).
-- `Pollster__PrefetchBelowSeconds` [0.5 s]: take the next task during the current one when tasks are shorter.
+- `Pollster__PrefetchBelowSeconds` [0.5 s]: take tasks ahead of the current one when tasks are shorter.
+- `ComputePlane__MessageBatchSize` [8]: how many tasks an agent takes at once and holds when tasks are short
+  (upstream's default is 1).
+- `Pollster__ReportDelay` [0.01 s]: how long an outcome may wait to be reported with the next ones, while the
+  agent has more tasks queued (with none queued it is reported at once).
 - `Pollster__AcquireWait` [2 s]: how long one acquisition waits for a task (also bounds the time a stop
   request waits for an idle agent).
 - `Pollster__StagingParallelism` [8]: input files copied into a data folder at the same time.
@@ -24,7 +28,9 @@ Variables (case-insensitive names; defaults in brackets):
 - `InitWorker__WorkerCheckValidity` [1 s]: the health check before a task starts as soon as the previous
   task's Process call is over; it counts for the next task if that task comes within this delay, else the
   agent checks again (0: always check again, right before the task, as upstream does).
-- `ControlPlane__Endpoint` [127.0.0.1:5001]: the control plane's compute gateway.
+- `ControlPlane__Endpoint` [127.0.0.1:5001]: the control plane's compute gateway; an `https://host:port` URL
+  connects with TLS, trusting `ControlPlane__Tls__CaFile` and presenting, for mTLS,
+  `ControlPlane__Tls__ClientCertificateFile` and `…__ClientKeyFile` (see armonik_core.tls).
 - `Embedded__DataDirectory` [generated/data]: object storage lives in `<dir>/objects`.
 - `Submitter__PreferredMessageSize` [1 MiB]: `Configuration.data_chunk_max_size` given to the worker.
 - `Serilog__MinimumLevel` [Information]: log level.
@@ -41,6 +47,7 @@ from enum import Enum
 from pathlib import Path
 
 from armonik_core.config import ConfigurationError, Environment
+from armonik_core.tls import ClientTlsSettings
 
 _TIMESPAN = re.compile(r"(?:(\d+)\.)?(\d+):(\d+)(?::(\d+(?:\.\d+)?))?")
 
@@ -127,6 +134,11 @@ class AgentSettings:
     #: tasks then follow each other without a round trip in between; long ones do not hold a second task
     #: that another agent could be running.
     prefetch_below: float = 0.5
+    #: Tasks an agent takes at once and holds when tasks are short (`ComputePlane__MessageBatchSize`;
+    #: upstream's default is 1, ours 8: one round trip to the backend then serves several tasks).
+    message_batch_size: int = 8
+    #: How long an outcome may wait to share its report with the next ones while more tasks are queued.
+    report_delay: float = 0.01
     staging_parallelism: int = 8
     worker_channel: ChannelSettings = ChannelSettings("/cache/armonik_worker.sock")
     agent_channel: ChannelSettings = ChannelSettings("/cache/armonik_agent.sock")
@@ -141,6 +153,8 @@ class AgentSettings:
     #: fsync every stored output (Embedded__SqliteSynchronous=FULL): survives a power loss, costs an fsync
     #: per task; by default outputs survive any process crash, like the rest of the embedded storage.
     durable_objects: bool = False
+    #: TLS of the channel to the control plane (None: plain HTTP/2), from an https:// endpoint.
+    control_plane_tls: ClientTlsSettings | None = None
 
     @property
     def objects_directory(self) -> Path:
@@ -162,6 +176,7 @@ class AgentSettings:
         if not partition:
             raise ConfigurationError("Pollster__PartitionId must not be empty")
         agent_id = env.get("Pollster__AgentId", "").strip() or default_agent_id()
+        endpoint = env.get("ControlPlane__Endpoint", "127.0.0.1:5001").strip()
         return AgentSettings(
             partition_id=partition,
             shared_cache_folder=Path(env.get("Pollster__SharedCacheFolder", "/cache/shared")).absolute(),
@@ -172,6 +187,10 @@ class AgentSettings:
             ),
             acquire_wait=duration("Pollster__AcquireWait", 2.0),
             prefetch_below=duration("Pollster__PrefetchBelowSeconds", 0.5),
+            message_batch_size=int(
+                positive("ComputePlane__MessageBatchSize", env.get_int("ComputePlane__MessageBatchSize", 8))
+            ),
+            report_delay=duration("Pollster__ReportDelay", 0.01),
             staging_parallelism=int(
                 positive("Pollster__StagingParallelism", env.get_int("Pollster__StagingParallelism", 8))
             ),
@@ -189,7 +208,7 @@ class AgentSettings:
                 "InitWorker__WorkerCheckTimeout", duration("InitWorker__WorkerCheckTimeout", 5.0)
             ),
             worker_check_validity=duration("InitWorker__WorkerCheckValidity", 1.0),
-            control_plane_endpoint=env.get("ControlPlane__Endpoint", "127.0.0.1:5001").strip(),
+            control_plane_endpoint=endpoint,
             data_directory=Path(env.get("Embedded__DataDirectory", "generated/data")),
             data_chunk_max_size=int(
                 positive(
@@ -198,4 +217,5 @@ class AgentSettings:
             ),
             log_level=env.log_level(),
             durable_objects=env.get("Embedded__SqliteSynchronous", "NORMAL").upper() in ("FULL", "EXTRA"),
+            control_plane_tls=ClientTlsSettings.from_env(env, endpoint),
         )

@@ -2,7 +2,9 @@
 
 The sequence follows ArmoniK.Core's `TaskHandler`:
 
-1. A fresh communication token and data folder `<SharedCacheFolder>/<token>`.
+1. A fresh communication token, and a data folder: `<SharedCacheFolder>/<token>`, or the agent's own folder
+   that it empties after each task and replaces after a run whose worker call was abandoned (the worker may
+   still write into it). Creating and removing a folder per task costs more than the rest of the file work.
 2. The payload and every data dependency are copied from object storage into the folder, one file per
    result, named by result id (several at a time). At the same time the worker's health is checked (a
    check started as soon as the previous Process call was over, see `WorkerClient`) and the task is
@@ -33,11 +35,14 @@ The sequence follows ArmoniK.Core's `TaskHandler`:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from armonik.protogen.common.objects_pb2 import Configuration
@@ -75,8 +80,38 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _bounded(limit: int, jobs: Iterable[Callable[[], Awaitable[T]]]) -> list[T]:
+def _make_folder(path: Path) -> None:
+    try:
+        os.mkdir(path)
+    except FileExistsError:  # the agent's reused folder
+        pass
+    except FileNotFoundError:  # the shared cache folder itself is missing (first task, or removed)
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def _empty_folder(path: Path, remove: bool) -> None:
+    """A task's data folder holds a few files: unlink them directly, which costs a fraction of `rmtree`'s
+    careful descent; anything else (a folder the worker made) goes through `rmtree`."""
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+        if remove:
+            os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+async def _bounded(limit: int, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
     """Run the jobs at most `limit` at a time; the first failure is raised once all have stopped."""
+    if len(jobs) == 1:  # the usual case (a payload, one output): no tasks to schedule
+        return [await jobs[0]()]
     semaphore = asyncio.Semaphore(limit)
 
     async def one(job: Callable[[], Awaitable[T]]) -> T:
@@ -100,15 +135,20 @@ class TaskRunner:
         objects: ObjectStorage,
         service: AgentService,
         worker: WorkerClient,
+        data_folder: Path | None = None,
     ) -> None:
         self.acquired = acquired
+        #: A folder of the agent's, reused from task to task (emptied, not removed), or None for a fresh one.
+        self._reused_folder = data_folder
         self._settings = settings
         self._backend = backend
         self._objects = objects
         self._service = service
         self._worker = worker
         self._interrupt = asyncio.Event()
-        #: The outcome's report to the backend, once the run is over.
+        #: The staging and worker call under way, cancelled by a cancellation or release notice.
+        self._job: asyncio.Future[ProcessReply] | None = None
+        #: The outcome's report to the backend, once the run is over (when the runner reports it).
         self.report: asyncio.Future[None] | None = None
         self._start_report: asyncio.TimerHandle | None = None
         self._started_at: float | None = None
@@ -133,21 +173,26 @@ class TaskRunner:
         if not self._interrupt.is_set():
             self._interrupt_kind, self._interrupt_message = kind, message
             self._interrupt.set()
+            if self._job is not None:
+                self._job.cancel()  # no effect once the worker has answered: its work is kept
 
-    async def run(self, wait_for_report: bool = True) -> TaskOutcome:
+    async def run(self, report: bool = True) -> TaskOutcome:
         """Run the task to its end and report the outcome to the backend; returns the outcome.
 
-        With `wait_for_report=False` the report is left in flight (`self.report`) so the agent can start the
-        next task at once; the lease covers the report until the backend has it."""
+        With `report=False` the outcome is the caller's to report (the agent batches them), except when the
+        run is torn down from outside: the task is then given back here."""
         token = new_id()
-        run = TaskRun(self.acquired, token, self._settings.shared_cache_folder / token)
+        folder = self._reused_folder or self._settings.shared_cache_folder / token
+        run = TaskRun(self.acquired, token, folder)
         started = time.monotonic()
         outcome = TaskOutcome(OutcomeKind.CRASH, "The agent failed before the task ran")
+        torn_down = False
         try:
             outcome = await self._execute(run)
         except asyncio.CancelledError:
             # Torn down from outside (not the agent's own shutdown, which uses `release`): give the task back.
             outcome = TaskOutcome(OutcomeKind.RELEASED, "The agent stopped while running the task")
+            torn_down = True
             raise
         except Exception as exc:
             log.exception("agent failure while running task %s", self.task_id)
@@ -157,12 +202,14 @@ class TaskRunner:
                 self._service.unbind()
             if outcome.kind is not OutcomeKind.SUCCESS:
                 await self._discard(run)
-            # The report goes out first; the folder (a few files) is removed in place while the backend works:
-            # a thread hop would cost more than the unlinks, and adds up to milliseconds on a busy machine.
-            self.report = asyncio.ensure_future(self._finish(outcome))
-            await asyncio.sleep(0)
-            shutil.rmtree(run.data_folder, ignore_errors=True)
-            if wait_for_report:
+            outcome.started_at = self._started_at
+            if report or torn_down:
+                # The report goes out first; the folder (a few files) is emptied in place while the backend
+                # works: a thread hop would cost more than the unlinks.
+                self.report = asyncio.ensure_future(self._finish(outcome))
+                await asyncio.sleep(0)
+            _empty_folder(run.data_folder, remove=self._reused_folder is None)
+            if report and self.report is not None:
                 await self.report
         # One line per task at thousands of tasks per second is noise and a measurable cost: successes are
         # logged at debug level, everything else at info.
@@ -182,7 +229,6 @@ class TaskRunner:
         return outcome
 
     async def _finish(self, outcome: TaskOutcome) -> None:
-        outcome.started_at = self._started_at
         try:
             await self._backend.finish(self.acquired, outcome)
         except Exception:
@@ -197,27 +243,25 @@ class TaskRunner:
             except Exception:
                 log.warning("could not delete the objects of failed task %s", self.task_id, exc_info=True)
 
-    async def _interruptible(self, work: Awaitable[T]) -> T:
-        """Await `work` unless a cancellation or release notice comes first (then `_Failed`)."""
-        job = asyncio.ensure_future(work)
+    async def _interruptible(self, work: Coroutine[Any, Any, ProcessReply]) -> ProcessReply:
+        """Await `work` unless a cancellation or release notice comes first (then `_Failed`).
+
+        The notice cancels the job directly (`_stop`), which costs no watcher task per run."""
         if self._interrupt.is_set():
-            job.cancel()
-        else:
-            waiter = asyncio.ensure_future(self._interrupt.wait())
-            try:
-                await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            except BaseException:
-                job.cancel()
-                raise
-            finally:
-                waiter.cancel()
-            if job.done():
-                return job.result()
-            job.cancel()
-        await asyncio.wait({job})  # let it unwind (the Process call is cancelled); its error does not matter
-        if not job.cancelled():
-            job.exception()  # retrieved, so that asyncio does not report it as never retrieved
-        raise _Failed(TaskOutcome(self._interrupt_kind, self._interrupt_message))
+            work.close()
+            raise _Failed(TaskOutcome(self._interrupt_kind, self._interrupt_message))
+        job = self._job = asyncio.ensure_future(work)
+        try:
+            return await job
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            cancelling = getattr(current, "cancelling", None)  # Python 3.11+: was this task itself cancelled?
+            torn_down = cancelling() > 0 if cancelling is not None else not job.cancelled()
+            if self._interrupt.is_set() and job.cancelled() and not torn_down:
+                raise _Failed(TaskOutcome(self._interrupt_kind, self._interrupt_message)) from None
+            raise
+        finally:
+            self._job = None
 
     async def _execute(self, run: TaskRun) -> TaskOutcome:
         try:
@@ -231,18 +275,25 @@ class TaskRunner:
 
     async def _prepare_and_process(self, run: TaskRun) -> ProcessReply:
         task = run.task
-        run.data_folder.mkdir(parents=True, exist_ok=True)  # one syscall or two: cheaper than a thread hop
+        _make_folder(run.data_folder)  # one syscall or two: cheaper than a thread hop
         # The start is reported only if the task is still running after START_REPORT_DELAY: a short task
         # reports it with its outcome instead (`TaskOutcome.started_at`), sparing a round trip per task.
         # Either way the worker never waits for the backend; should the task turn out to be no longer ours,
         # the backend ignores this agent's outcome.
         loop = asyncio.get_running_loop()
         self._start_report = loop.call_later(START_REPORT_DELAY, self._report_start)
-        healthy, staged = await asyncio.gather(
-            self._worker.check_before_task(self._settings.worker_check_timeout),
-            self._stage(run),
-            return_exceptions=True,
-        )
+        if self._worker.check_needed():
+            healthy, staged = await asyncio.gather(
+                self._worker.check_before_task(self._settings.worker_check_timeout),
+                self._stage(run),
+                return_exceptions=True,
+            )
+        else:  # the worker answered a moment ago: no check, and no tasks to run the two side by side
+            healthy, staged = True, None
+            try:
+                await self._stage(run)
+            except Exception as exc:
+                staged = exc
         if healthy is not True:
             self.worker_unhealthy = True
             raise _Failed(TaskOutcome(OutcomeKind.RELEASED, "The worker is not ready"))

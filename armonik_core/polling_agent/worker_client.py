@@ -75,6 +75,11 @@ class WorkerClient:
             self._early = asyncio.ensure_future(self.check(timeout))
             self._early_started = time.monotonic()
 
+    def check_needed(self) -> bool:
+        """False when the worker answered a call within the validity and no early check is under way: then
+        `check_before_task` would answer True at once, and the caller need not run it at all."""
+        return self._early is not None or not self._recently_answered()
+
     async def check_before_task(self, timeout: float = 5.0) -> bool:
         """The health check for a task about to run: the early one if recent enough, else a new one."""
         early, self._early = self._early, None

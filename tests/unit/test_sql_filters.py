@@ -22,6 +22,7 @@ from armonik_core.domain.filters import (
     Filter,
     Op,
     SortKey,
+    compile_matcher,
     condition_matches,
     matches,
 )
@@ -421,6 +422,20 @@ def test_random_filters_agree_with_matches(records: list[Task], flt: Filter) -> 
         assert rejected == sorted(t.task_id for t in records if not matches(t, flt))
 
 
+@settings(max_examples=100, deadline=None, database=None)
+@given(
+    records=st.lists(tasks_strategy, max_size=6, unique_by=lambda t: t.task_id),
+    flt=filters,
+    ids=st.lists(st.sampled_from(["t1", "t2", "x", ""]), max_size=4),
+)
+def test_compiled_matcher_agrees_with_matches(records: list[Task], flt: Filter, ids: list[str]) -> None:
+    """Also with the shape clients send when waiting: one `task_id == x` conjunction per id."""
+    by_id = [[Condition(FieldRef("task_id"), S, Op.EQ, i)] for i in ids]
+    for candidate in (flt, Filter.of(*by_id), Filter(flt.any_of + Filter.of(*by_id).any_of)):
+        matcher = compile_matcher(candidate)
+        assert [matcher(t) for t in records] == [matches(t, candidate) for t in records]
+
+
 # -- byte strings: a result's opaque id ----------------------------------------------------------------------
 RESULTS = [
     Result(f"r{i}", "s", f"r{i}", ResultStatus.COMPLETED, 0.0, opaque_id=opaque)
@@ -490,3 +505,9 @@ def test_order_text() -> None:
     keys = (SortKey(FieldRef("status")), SortKey(FieldRef("task_id"), descending=True))
     assert compile_order(keys, column_for) == "status ASC NULLS FIRST, task_id DESC NULLS LAST"
     assert compile_order((), column_for) == ""
+
+
+def test_compiled_matcher_on_byte_strings() -> None:
+    ids = [[Condition(FieldRef("opaque_id"), S, Op.EQ, v)] for v in ("abc", "é", "")]
+    matcher = compile_matcher(Filter.of(*ids))
+    assert [r.result_id for r in RESULTS if matcher(r)] == ["r0", "r2", "r3"]

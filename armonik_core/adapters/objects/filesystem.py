@@ -220,7 +220,11 @@ class FilesystemObjectStorage(ObjectStorage):
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
         if size <= _INLINE_COPY:
-            return self._export(key, path)
+            with open(self.path_of(key), "rb") as source:
+                data = source.read()
+            with open(path, "wb") as target:
+                target.write(data)
+            return len(data)
         return await asyncio.to_thread(self._export, key, path)
 
     def _import(self, key: str, path: Path) -> int:

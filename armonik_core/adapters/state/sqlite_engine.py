@@ -135,10 +135,23 @@ class SqliteEngine:
                 conn.execute("ROLLBACK")
             outcomes = [(job, False, exc) for job in batch]
             changes = []
-        for job, ok, value in outcomes:
-            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
-        if changes:
-            batch[0].loop.call_soon_threadsafe(self._on_commit, changes)
+        # One wake-up of the event loop per group, not one per unit: each wake-up is a write to the loop's
+        # self-pipe, a system call that cost more than the units themselves at a few thousand units a second.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job[Any], bool, Any]]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].loop, []).append(outcome)
+        for loop, settled in by_loop.items():
+            committed = changes if loop is batch[0].loop else []
+            loop.call_soon_threadsafe(self._settle_all, settled, committed)
+
+    def _settle_all(self, settled: list[tuple[_Job[Any], bool, Any]], changes: list[Change]) -> None:
+        """On the event loop: changes are announced before callers resume, as when each had its own call."""
+        try:
+            if changes:
+                self._on_commit(changes)
+        finally:
+            for job, ok, value in settled:
+                _settle(job.future, ok, value)
 
     # -- reads -------------------------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:

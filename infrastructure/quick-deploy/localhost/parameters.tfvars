@@ -121,6 +121,20 @@ compute_plane = {
   },
 }
 
+# TLS of the client endpoint, with upstream's `ingress` keys. The local target has no ingress: the control plane
+# serves TLS itself, on control_plane.port. With `tls = true`, `make deploy` keeps an authority and certificates
+# under generated/certificates/ (kept across redeploys while valid), control_plane_url becomes https://127.0.0.1:5001
+# and generated/armonik-cli.yaml names the authority; with `mtls = true`, clients must also present a certificate
+# (generated/certificates/client.crt, named in armonik-cli.yaml). `ingress = null` or `tls = false`: plain gRPC.
+# ingress = {
+#   tls                       = true
+#   mtls                      = false
+#   generate_client_cert      = true  # name the generated client certificate in armonik-cli.yaml (mTLS)
+#   custom_client_ca_file     = ""    # mTLS: comma-separated PEM files of more client authorities
+#   certificate_validity_days = 365   # local: validity of the generated authority and certificates
+#   certificate_key_size      = 4096  # local: RSA key size, 2048, 3072 or 4096
+# }
+
 # Metrics exporter (Prometheus format) on http://127.0.0.1:9419/metrics; `metrics_exporter = null` disables it
 metrics_exporter = {
   port = 9419

@@ -1,0 +1,136 @@
+"""The agent's traffic with its backend: tasks taken ahead, outcomes reported in batches, one call at a time.
+
+A no-op task takes a couple of milliseconds of the worker's time; a round trip to the backend costs about as
+much CPU on each side. Paying it per task (take, then report) would double the cost of every task, so:
+
+- the agent holds up to `batch` tasks of its partition when tasks are short (`next_task(ahead)`), and tops
+  its queue up once it runs below half, in one call for several tasks;
+- an outcome is sent at once when the agent has nothing else queued (a lone task's result is available
+  without delay), otherwise it waits up to `report_delay` to share a call with the outcomes that follow;
+- one call is in flight at most: what accumulates meanwhile leaves with the next one, so the batches grow
+  by themselves when the backend is slow and shrink to one task when it is fast;
+- a call carries the outcomes and the acquisition together (`ComputeBackend.exchange`).
+
+Every task held here (queued, or finished but not yet reported) keeps its lease alive through `held()`, which
+the agent's heartbeats renew. A failed call loses nothing: its tasks' leases run out and the backend gives them
+to another agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Sequence
+
+from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
+from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
+
+log = logging.getLogger("armonik.polling_agent")
+
+
+class TaskExchange:
+    def __init__(
+        self, backend: ComputeBackend, request: AcquireRequest, batch: int = 8, report_delay: float = 0.01
+    ) -> None:
+        self._backend = backend
+        self._request = request
+        self._batch = max(1, batch)
+        self._report_delay = report_delay
+        self._queue: collections.deque[AcquiredTask] = collections.deque()
+        self._unreported: list[tuple[AcquiredTask, TaskOutcome]] = []
+        self._sending: list[AcquiredTask] = []
+        self._flight: asyncio.Task[int] | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
+        #: How many tasks to hold beyond the one running (0 when tasks are long).
+        self._ahead = 0
+
+    def held(self) -> list[AcquiredTask]:
+        """Tasks whose leases this agent must keep alive besides the one running."""
+        return [*self._queue, *(a for a, _ in self._unreported), *self._sending]
+
+    async def next_task(self, ahead: int) -> AcquiredTask | None:
+        """The next task to run, waiting up to the request's `wait_seconds` for one; None if none came.
+
+        `ahead` > 0 lets the agent hold that many more tasks (short tasks); 0 holds none (long tasks)."""
+        self._ahead = min(ahead, self._batch - 1)
+        long_polled = False
+        while True:
+            if self._queue:
+                task = self._queue.popleft()
+                if len(self._queue) * 2 < self._ahead or (self._ahead and not self._queue):
+                    self._send(wait=False)
+                return task
+            if long_polled:
+                return None
+            flight = self._flight
+            if flight is None:
+                flight = self._send(wait=True)
+                long_polled = True
+            await asyncio.shield(flight)
+
+    def report(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
+        """Queue an outcome for the backend: sent now when the agent has nothing queued, else batched."""
+        self._unreported.append((acquired, outcome))
+        if not self._queue or len(self._unreported) >= self._batch or outcome.kind is OutcomeKind.RELEASED:
+            self._send(wait=False)
+        else:
+            self._arm_flush()
+
+    async def close(self, message: str) -> None:
+        """Give back the tasks not run, report what is left and wait for the last call."""
+        while self._queue:
+            self._unreported.append((self._queue.popleft(), TaskOutcome(OutcomeKind.RELEASED, message)))
+        self._ahead = 0
+        while self._flight is not None or self._unreported:
+            flight = self._flight or self._send(wait=False)
+            await asyncio.shield(flight)
+
+    # -- calls ---------------------------------------------------------------------------------------------
+    def _arm_flush(self) -> None:
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(self._report_delay, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        self._send(wait=False)  # if a call is in flight, its end sends what is left
+
+    def _send(self, wait: bool) -> asyncio.Task[int]:
+        """Start a call with every unreported outcome and, when the queue is low, an acquisition. A call
+        already in flight is returned instead: what accumulates leaves when it ends."""
+        if self._flight is not None:
+            return self._flight
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        finished, self._unreported = self._unreported, []
+        self._sending = [acquired for acquired, _ in finished]
+        wanted = max(self._ahead + 1 - len(self._queue), 0) if (wait or self._ahead) else 0
+        if wait:
+            wanted = max(wanted, 1)
+        flight = asyncio.get_running_loop().create_task(self._call(finished, wanted, wait))
+        self._flight = flight
+        return flight
+
+    async def _call(
+        self, finished: Sequence[tuple[AcquiredTask, TaskOutcome]], wanted: int, wait: bool
+    ) -> int:
+        request = self._request.with_limits(wanted, self._request.wait_seconds if wait else 0.0)
+        got: list[AcquiredTask] = []
+        try:
+            got = await self._backend.exchange(finished, request if wanted else None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            ids = ", ".join(a.task.task_id for a, _ in finished) or "none"
+            log.exception("exchange with the backend failed (outcomes of: %s)", ids)
+        finally:
+            self._sending = []
+            self._flight = None
+        self._queue.extend(got)
+        if self._unreported:
+            if not self._queue or len(self._unreported) >= self._batch:
+                self._send(wait=False)
+            else:
+                self._arm_flush()
+        return len(got)
