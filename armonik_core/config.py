@@ -126,6 +126,11 @@ class ControlPlaneSettings:
     #: `memory`: the queue is an index over the SUBMITTED tasks, rebuilt at start-up (no I/O per task);
     #: `embedded`: a SQLite file queue other processes may open too.
     queue_storage: str = "memory"
+    #: `sqlite` or `mongodb` (Components__TableStorage), `filesystem`, `redis` or `s3` (Components__ObjectStorage).
+    table_storage: str = "sqlite"
+    object_storage: str = "filesystem"
+    #: The variables the process was started with: each backend reads its own section from them.
+    environment: Environment = field(default_factory=lambda: Environment({}))
     #: TLS (and mTLS) of the gRPC port, from `ControlPlane__Tls__*` (see armonik_core.tls); None: plain HTTP/2.
     tls: ServerTlsSettings | None = None
 
@@ -148,10 +153,17 @@ class ControlPlaneSettings:
         lease = env.get_float("ComputeGateway__LeaseSeconds", 15.0)
         if lease <= 0:
             raise ConfigurationError("ComputeGateway__LeaseSeconds must be positive")
-        queue_storage = env.get("Components__QueueStorage", "memory").strip().lower()
-        if queue_storage not in ("memory", "embedded"):
+        from armonik_core.adapters import factory  # the factory reads its choices through this module
+
+        queue_storage = factory.queue_storage(env)
+        table_storage = factory.table_storage(env)
+        object_storage = factory.object_storage(env)
+        if queue_storage == "memory" and table_storage != "sqlite":
+            # The in-memory queue is an index kept by the one process writing the state; with a shared
+            # database it would be one copy among several.
             raise ConfigurationError(
-                f"Components__QueueStorage={queue_storage!r}: expected memory or embedded"
+                f"Components__QueueStorage=memory needs Components__TableStorage=sqlite (it is {table_storage}): "
+                "choose rabbitmq, activemq or embedded"
             )
         return ControlPlaneSettings(
             host=env.get("ControlPlane__Host", "127.0.0.1"),
@@ -164,6 +176,9 @@ class ControlPlaneSettings:
             sqlite_synchronous=synchronous,
             lease_seconds=lease,
             queue_storage=queue_storage,
+            table_storage=table_storage,
+            object_storage=object_storage,
+            environment=env,
             tls=_server_tls(env),
         )
 

@@ -1,10 +1,10 @@
-"""The init job of the local target: write the partitions into the embedded state database, then exit.
+"""The init job of the local target: write the partitions into the state database, then exit.
 
 Upstream runs a one-shot `init` Job before the control plane (`InitServices__*` settings); here the supervisor
 runs this module before the other processes and at every redeploy, so that a partition added to the parameters
 reaches a running control plane without restarting it. It reads the same settings as the control plane
-(`Embedded__DataDirectory`, `InitServices__Partitioning__Partitions__<i>`); SQLite's locking lets it write
-while the control plane runs.
+(`Components__TableStorage`, `Embedded__DataDirectory` or `MongoDB__*`,
+`InitServices__Partitioning__Partitions__<i>`); SQLite's locking lets it write while the control plane runs.
 """
 
 from __future__ import annotations
@@ -12,13 +12,18 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from armonik_core.adapters.state.sqlite import SqliteStateStore
+from armonik_core.adapters import factory
 from armonik_core.config import ConfigurationError, ControlPlaneSettings
 
 
 async def run(settings: ControlPlaneSettings) -> None:
-    settings.data_directory.mkdir(parents=True, exist_ok=True)
-    state = SqliteStateStore(settings.data_directory / "state.db", synchronous=settings.sqlite_synchronous)
+    state = factory.open_state_store(
+        settings.environment,
+        settings.table_storage,
+        settings.data_directory,
+        settings.sqlite_synchronous,
+        outbox=settings.queue_storage != "memory",
+    )
     try:
         await state.upsert_partitions(settings.partitions)
     finally:
@@ -33,7 +38,8 @@ def main() -> None:
         sys.exit(2)
     asyncio.run(run(settings))
     names = ", ".join(p.partition_id for p in settings.partitions)
-    print(f"armonik init: partitions {names} written to {settings.data_directory}", flush=True)
+    where = settings.data_directory if settings.table_storage == "sqlite" else settings.table_storage
+    print(f"armonik init: partitions {names} written to {where}", flush=True)
 
 
 if __name__ == "__main__":

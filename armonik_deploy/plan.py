@@ -40,6 +40,7 @@ from armonik_deploy.parameters import (
     env_strings,
     fragment_env,
 )
+from armonik_deploy.storage import storage_env
 from armonik_deploy.tls import TlsPlan, tls_plan
 
 PLAN_VERSION = 1
@@ -228,7 +229,8 @@ def build_plan(
     configs = params.configurations
     common = {**env_strings(local.env), "Serilog__MinimumLevel": params.logging_level}
     log_env = fragment_env(configs.log)
-    core_env = fragment_env(configs.core)
+    # The storage services the parameters name reach every process as upstream's `core` configuration does.
+    core_env = {**storage_env(params, file), **fragment_env(configs.core)}
     placeholders = {"python": python, "generated": str(generated)}
     warnings: list[str] = []
     tls, tls_warnings = tls_plan(params, file, generated, connect_host(host))

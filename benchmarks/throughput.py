@@ -7,6 +7,12 @@
    `NotifyResultData`, between agent and worker processes with no storage, queue or control plane.
 3. dask.distributed (LocalCluster, 2 single-thread worker processes) on the same workload, as the baseline.
 
+`--backends` runs step 1 on other storage, selected in the deployment's parameters file as a user would: a
+comma-separated list of `<queue>+<objects>` with queue `memory` (embedded, the default), `rabbitmq` or
+`activemq`, and objects `filesystem`, `redis` or `s3` (a moto S3 server the script starts); `embedded` is
+`memory+filesystem`. RabbitMQ (127.0.0.1:5672), ActiveMQ (127.0.0.1:5673) and Redis (127.0.0.1:6379) must run.
+`+mongodb` adds MongoDB state at `MONGODB_URI`. The first combination is the one compared with the references.
+
 Figures are printed as a table and as a final JSON line; compare ratios within one run, as the machine's
 load changes between runs.
 """
@@ -15,12 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
@@ -39,12 +48,62 @@ ROOT = HERE.parent
 console = Console(stderr=True)
 
 
-def deploy(generated: Path, pairs: int) -> tuple[str, Path]:
+QUEUES = ("memory", "rabbitmq", "activemq")
+OBJECTS = ("filesystem", "redis", "s3")
+
+
+def parse_backends(text: str) -> list[tuple[str, ...]]:
+    """`embedded,rabbitmq+redis` -> [("memory", "filesystem"), ("rabbitmq", "redis")]."""
+    combos = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        parts = ("memory", "filesystem") if item == "embedded" else tuple(item.split("+"))
+        queue, objects, *state = parts + (("filesystem",) if len(parts) == 1 else ())
+        if queue not in QUEUES or objects not in OBJECTS or state not in ([], ["mongodb"]):
+            raise SystemExit(
+                f"--backends: {item!r} is not <queue>+<objects>[+mongodb] "
+                f"(queues {', '.join(QUEUES)}; objects {', '.join(OBJECTS)})"
+            )
+        combos.append((queue, objects, *state))
+    return combos
+
+
+def storage_blocks(combo: tuple[str, ...], s3_endpoint: str | None) -> dict[str, Any]:
+    """The parameters blocks of a backend combination, with names of this run's own on the shared services."""
+    run = uuid.uuid4().hex[:8]
+    blocks: dict[str, Any] = {}
+    queue, objects, *state = combo
+    if queue == "rabbitmq":
+        blocks["rabbitmq"] = {"prefix": f"bench-{run}"}
+    elif queue == "activemq":
+        blocks["activemq"] = {"prefix": f"bench-{run}."}
+    if objects == "redis":
+        blocks["redis"] = {"instance_name": f"bench-{run}"}
+    elif objects == "s3":
+        blocks["minio"] = {
+            "endpoint_url": s3_endpoint,
+            "login": "bench",
+            "password": "bench-secret",
+            "default_bucket": f"bench-{run}",
+        }
+    if state:
+        uri = os.environ.get("MONGODB_URI")
+        if not uri:
+            raise SystemExit("--backends ...+mongodb needs MONGODB_URI")
+        blocks["mongodb"] = {"connection_string": uri, "database_name": f"bench{run}"}
+    return blocks
+
+
+def describe(combo: tuple[str, ...]) -> str:
+    return "embedded" if combo == ("memory", "filesystem") else "+".join(combo)
+
+
+def deploy(generated: Path, pairs: int, storage: dict[str, Any] | None = None) -> tuple[str, Path]:
     port = free_port()
     parameters = generated / "parameters.tfvars.json"
     parameters.write_text(
         json.dumps(
             {
+                **(storage or {}),
                 "local": {"host": "127.0.0.1"},
                 "control_plane": {"port": port},
                 "metrics_exporter": None,
@@ -134,16 +193,36 @@ def main() -> None:
     parser.add_argument("--round-trips", type=int, default=200)
     parser.add_argument("--no-dask", action="store_true", help="skip the dask.distributed baseline")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--backends", default="embedded", help="comma-separated <queue>+<objects>[+mongodb] (see above)"
+    )
     args = parser.parse_args()
+    combos = parse_backends(args.backends)
 
-    with tempfile.TemporaryDirectory(prefix="ak-throughput-") as tmp:
-        generated = Path(tmp)
-        console.print(f"deploying {args.pairs} agent + worker pairs ...")
-        endpoint, _ = deploy(generated, args.pairs)
-        try:
-            armonik, latencies = armonik_run(endpoint, args.tasks, args.round_trips, not args.no_progress)
-        finally:
-            destroy(generated)
+    s3 = None
+    if any(combo[1] == "s3" for combo in combos):
+        sys.path.insert(0, str(ROOT))
+        from tests.s3_server import S3Server
+
+        s3 = S3Server().start()
+    runs: dict[str, tuple[Rate, list[float]]] = {}
+    try:
+        for combo in combos:
+            with tempfile.TemporaryDirectory(prefix="ak-throughput-") as tmp:
+                generated = Path(tmp)
+                console.print(f"deploying {args.pairs} agent + worker pairs on {describe(combo)} ...")
+                blocks = storage_blocks(combo, s3.endpoint if s3 else None)
+                endpoint, _ = deploy(generated, args.pairs, blocks)
+                try:
+                    runs[describe(combo)] = armonik_run(
+                        endpoint, args.tasks, args.round_trips, not args.no_progress
+                    )
+                finally:
+                    destroy(generated)
+    finally:
+        if s3 is not None:
+            s3.stop()
+    armonik, latencies = runs[describe(combos[0])]
 
     console.print("measuring the worker protocol ceiling ...")
     ceiling = protocol_ceiling(args.tasks, args.pairs)
@@ -156,6 +235,14 @@ def main() -> None:
         "protocol_ceiling_calls_per_second": round(ceiling.per_second, 1),
         "armonik_percent_of_ceiling": round(100 * armonik.per_second / ceiling.per_second, 1),
         "armonik_round_trip": {k: round(v, 2) for k, v in summary(latencies).items()},
+        "backends": {
+            name: {
+                "tasks_per_second": round(rate.per_second, 1),
+                "percent_of_ceiling": round(100 * rate.per_second / ceiling.per_second, 1),
+                "round_trip": {k: round(v, 2) for k, v in summary(trips).items()},
+            }
+            for name, (rate, trips) in runs.items()
+        },
     }
     if dask_rate is not None:
         figures["dask_tasks_per_second"] = round(dask_rate.per_second, 1)
@@ -176,6 +263,16 @@ def main() -> None:
             "dask round trip p50 / p99", "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**summary(dask_latencies))
         )
     Console().print(table)
+    if len(runs) > 1:
+        per_backend = Table("backends", "tasks/s", "% of ceiling", "round trip p50 / p99", title="By backend")
+        for name, (rate, trips) in runs.items():
+            per_backend.add_row(
+                name,
+                f"{rate.per_second:,.0f}",
+                f"{100 * rate.per_second / ceiling.per_second:.1f} %",
+                "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**summary(trips)),
+            )
+        Console().print(per_backend)
     print(json.dumps(figures))
 
 

@@ -3,7 +3,9 @@
 The store records ready tasks in its outbox within the transaction that made them ready; publishing to
 the queue happens after commit, then the outbox rows are cleared. A crash in between leaves the rows,
 which `recover` publishes again at start-up: a task can be published twice (consumers acquire tasks with
-a conditional update, so a duplicate is skipped) but never zero times.
+a conditional update, so a duplicate is skipped) but never zero times. A queue that refuses a publication
+(a broker restarting) does not fail the request whose change is committed: the rows stay in the outbox and
+are published again in the background, with a growing pause, until the queue takes them.
 """
 
 from __future__ import annotations
@@ -26,10 +28,42 @@ class TaskDispatcher:
         self._queue = queue
         self._outbox = outbox
         self._published: dict[str, asyncio.Event] = {}
+        self._retry: asyncio.Task[None] | None = None
 
     async def publish(self, messages: Sequence[QueueMessage]) -> None:
         if not messages:
             return
+        if not self._outbox:
+            await self._publish(messages)
+            return
+        try:
+            await self._publish(messages)
+        except Exception as exc:
+            log.warning(
+                "could not publish %d ready tasks now; they stay in the outbox and are published again: %s",
+                len(messages),
+                exc,
+            )
+            if self._retry is None or self._retry.done():
+                self._retry = asyncio.get_running_loop().create_task(self._republish())
+
+    async def _republish(self, first_pause: float = 0.5, longest_pause: float = 10.0) -> None:
+        pause = first_pause
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                await self.recover()
+                return
+            except Exception as exc:
+                log.warning("the queue still refuses the outbox's tasks (next try in %g s): %s", pause, exc)
+                pause = min(pause * 2, longest_pause)
+
+    async def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            await asyncio.gather(self._retry, return_exceptions=True)
+
+    async def _publish(self, messages: Sequence[QueueMessage]) -> None:
         await self._queue.publish(messages)
         if self._outbox:
             await self._state.clear_outbox([m.task_id for m in messages])
@@ -56,7 +90,7 @@ class TaskDispatcher:
             pending = await self._state.pending_outbox()
             if not pending:
                 break
-            await self.publish(pending)
+            await self._publish(pending)
             total += len(pending)
         if total:
             log.info("re-published %d ready tasks left in the outbox", total)

@@ -18,11 +18,10 @@ from armonik.protogen.client import (
     versions_service_pb2_grpc,
 )
 
-from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
+from armonik_core.adapters import factory
 from armonik_core.adapters.queue.base import TaskQueue
-from armonik_core.adapters.queue.embedded import EmbeddedQueue
 from armonik_core.adapters.queue.memory import MemoryQueue
-from armonik_core.adapters.state.sqlite import SqliteStateStore
+from armonik_core.adapters.state.base import StateStore
 from armonik_core.config import ControlPlaneSettings
 from armonik_core.control_plane.applications import ApplicationsService
 from armonik_core.control_plane.context import Backends
@@ -46,7 +45,7 @@ GRPC_OPTIONS = [
 ]
 
 
-async def rebuilt_memory_queue(state: SqliteStateStore, lease_seconds: float) -> MemoryQueue:
+async def rebuilt_memory_queue(state: StateStore, lease_seconds: float) -> MemoryQueue:
     """The in-memory queue as the state says it was: queued tasks waiting, running tasks leased to their agent
     for a fresh lease period (an agent still alive renews it; one that died lets it expire)."""
     queue = MemoryQueue()
@@ -59,33 +58,47 @@ async def rebuilt_memory_queue(state: SqliteStateStore, lease_seconds: float) ->
     return queue
 
 
-async def open_embedded_backends(settings: ControlPlaneSettings) -> Backends:
-    """SQLite state, embedded queue and filesystem objects under the data directory."""
+async def open_backends(settings: ControlPlaneSettings) -> Backends:
+    """The state store, queue and object storage the settings choose (`Components__*`); embedded by default:
+    SQLite state, the in-memory queue and filesystem objects under the data directory."""
     root = settings.data_directory
-    root.mkdir(parents=True, exist_ok=True)
+    env = settings.environment
     # One durability level for every embedded store (Embedded__SqliteSynchronous): NORMAL, the default, loses
     # nothing when a process crashes and fsyncs only at checkpoints; FULL also survives a power loss, at the
     # price of an fsync per commit and per object (milliseconds each, on every task's path).
     durable = settings.sqlite_synchronous in ("FULL", "EXTRA")
     in_memory_queue = settings.queue_storage == "memory"
-    state = SqliteStateStore(
-        root / "state.db", synchronous=settings.sqlite_synchronous, outbox=not in_memory_queue
+    state = factory.open_state_store(
+        env, settings.table_storage, root, settings.sqlite_synchronous, outbox=not in_memory_queue
     )
     queue: TaskQueue
-    if in_memory_queue:
-        queue = await rebuilt_memory_queue(state, settings.lease_seconds)
-    else:
-        queue = EmbeddedQueue(root / "queue.db", synchronous="FULL" if durable else "NORMAL")
-    objects = FilesystemObjectStorage(root / "objects", fsync=durable)
+    try:
+        if in_memory_queue:
+            queue = await rebuilt_memory_queue(state, settings.lease_seconds)
+        else:
+            queue = factory.open_external_queue(env, settings.queue_storage, root, durable)
+        objects = factory.open_object_storage(env, settings.object_storage, root, durable)
+    except BaseException:
+        await state.close()
+        raise
     backends = Backends(
         state, objects, queue, TaskDispatcher(state, queue, outbox=not in_memory_queue), settings
     )
     await state.upsert_partitions(settings.partitions)
     await backends.dispatcher.recover()
+    log.info(
+        "backends open",
+        extra={
+            "tableStorage": settings.table_storage,
+            "queueStorage": settings.queue_storage,
+            "objectStorage": settings.object_storage,
+        },
+    )
     return backends
 
 
 async def close_backends(backends: Backends) -> None:
+    await backends.dispatcher.close()
     await backends.state.close()
     await backends.queue.close()
     await backends.objects.close()
@@ -123,7 +136,7 @@ def add_services(server: grpc.aio.Server, backends: Backends) -> EventsService:
 
 
 async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
-    backends = await open_embedded_backends(settings)
+    backends = await open_backends(settings)
     server = grpc.aio.server(options=GRPC_OPTIONS)
     events = add_services(server, backends)
     address = f"{settings.host}:{settings.port}"

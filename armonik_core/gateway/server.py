@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -26,21 +27,66 @@ RECHECK_SECONDS = 1.0
 Handler = Callable[[Any], Awaitable[Any]]
 
 
+@dataclass(slots=True)
+class _Holding:
+    """A task handed to an agent: its current queue lease, and when the agent last renewed it."""
+
+    agent: str
+    lease: Lease
+    renewed_at: float
+
+
 class ComputeGateway:
+    """Serves the polling agents. It keeps the queue lease of every task it handed out, so that a message a
+    broker delivers again while the task's agent still renews it (the gateway's connection to the broker was
+    lost and the broker requeued what it had delivered) becomes that task's new lease instead of a second run
+    of the task."""
+
     def __init__(self, backends: Backends, lease_seconds: float = LEASE_SECONDS) -> None:
         self._b = backends
         self._lease_seconds = lease_seconds
+        self._held: dict[str, _Holding] = {}
+        self._renewals: set[asyncio.Future[None]] = set()
+
+    def _renewed(self, renewal: asyncio.Future[None]) -> None:
+        self._renewals.discard(renewal)
+        if not renewal.cancelled() and renewal.exception() is not None:
+            log.warning("could not renew leases: %s", renewal.exception())
+
+    def _holding(self, lease: Lease, agent: str | None) -> _Holding | None:
+        """The task's holding when `agent` holds it (None: an agent of an older gateway, or a late agent)."""
+        holding = self._held.get(lease.message.task_id)
+        return holding if holding is not None and agent in (None, holding.agent) else None
+
+    async def _still_held(self, lease: Lease) -> bool:
+        """A task delivered again while its agent keeps renewing it: the new delivery becomes its lease (the
+        old one, if the queue still knows it, is a duplicate and is acknowledged)."""
+        holding = self._held.get(lease.message.task_id)
+        if holding is None or time.monotonic() - holding.renewed_at > self._lease_seconds:
+            return False
+        log.info(
+            "task %s delivered again while agent %s holds it: kept with that agent",
+            lease.message.task_id,
+            holding.agent,
+        )
+        previous, holding.lease = holding.lease, lease
+        await self._b.queue.ack([previous])
+        return True
 
     async def acquire(self, request: dict[str, Any]) -> dict[str, Any] | None:
         acquired = await self._acquire_many({**request, "max_tasks": 1})
         return acquired[0] if acquired else None
 
     async def _take(self, lease: Lease, agent: str, hostname: str) -> dict[str, Any] | None:
+        if await self._still_held(lease):
+            return None
         outcome = await self._b.state.acquire_task(lease.message.task_id, agent, hostname)
         await self._b.dispatcher.publish(outcome.to_enqueue)
         if outcome.task is None or outcome.session is None:
+            self._held.pop(lease.message.task_id, None)
             await self._b.queue.ack([lease])
             return None
+        self._held[lease.message.task_id] = _Holding(agent, lease, time.monotonic())
         return {
             "task": codec.task_to_json(outcome.task),
             "session_options": codec.options_to_json(outcome.session.options),
@@ -53,15 +99,31 @@ class ComputeGateway:
         return await self._b.state.start_task(request["task_id"], request["agent_id"])
 
     async def heartbeat(self, request: dict[str, Any]) -> list[str]:
-        leases = [codec.lease_from_json(text) for text in request["leases"]]
-        await self._b.queue.renew(leases, self._lease_seconds)
+        agent, now = request.get("agent_id"), time.monotonic()
+        leases = []
+        for lease in map(codec.lease_from_json, request["leases"]):
+            holding = self._holding(lease, agent)
+            if holding is not None:
+                holding.renewed_at = now
+                lease = holding.lease
+            leases.append(lease)
+        # Renewed in the background: a queue that is slow to answer (a broker reconnecting) must not hold up
+        # the heartbeat, whose arrival is what proves the agent still holds its tasks.
+        renewal = asyncio.ensure_future(self._b.queue.renew(leases, self._lease_seconds))
+        self._renewals.add(renewal)
+        renewal.add_done_callback(self._renewed)
         return sorted(await self._b.state.cancelled_tasks([lease.message.task_id for lease in leases]))
 
     async def finish(self, request: dict[str, Any]) -> None:
         lease = codec.lease_from_json(request["lease"])
+        holding = self._holding(lease, request["agent_id"])
+        if holding is not None:  # the current lease; a late agent's own (stale) lease acks nothing
+            lease = holding.lease
         outcome = codec.outcome_from_json(request["outcome"])
         messages = await self._b.state.finish_task(lease.message.task_id, request["agent_id"], outcome)
         await self._b.dispatcher.publish(messages)
+        if holding is not None:
+            self._held.pop(lease.message.task_id, None)
         await self._b.queue.ack([lease])
 
     async def exchange(self, request: dict[str, Any]) -> list[dict[str, Any]]:

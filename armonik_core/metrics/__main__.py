@@ -1,7 +1,8 @@
 """`armonik-metrics-exporter`: serve the task metrics until SIGTERM or SIGINT, then stop cleanly.
 
-It opens the embedded backends of `Embedded__DataDirectory` the way the control plane does (`state.db`,
-`queue.db`) and only reads them: SQLite in WAL mode lets it read while the control plane writes.
+It opens the state store (and the queue, for its depth) the control plane's settings choose
+(`Components__*`) and only reads them: with the embedded SQLite state, WAL mode lets it read while the
+control plane writes.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import logging
 import sys
 
 from armonik_core import logs
+from armonik_core.adapters import factory
 from armonik_core.adapters.queue.base import TaskQueue
-from armonik_core.adapters.queue.embedded import EmbeddedQueue
-from armonik_core.adapters.state.sqlite import SqliteStateStore
 from armonik_core.metrics.collector import MetricsCollector
 from armonik_core.metrics.server import MetricsHttpServer
 from armonik_core.metrics.settings import MetricsExporterSettings
@@ -24,9 +24,15 @@ log = logging.getLogger("armonik.metrics")
 
 async def serve(settings: MetricsExporterSettings) -> None:
     root = settings.data_directory
+    env = settings.environment
     root.mkdir(parents=True, exist_ok=True)
-    state = SqliteStateStore(root / "state.db", synchronous="NORMAL")
-    queue: TaskQueue | None = EmbeddedQueue(root / "queue.db") if settings.queue_depth else None
+    queue_kind = factory.queue_storage(env)
+    state = factory.open_state_store(
+        env, factory.table_storage(env), root, "NORMAL", outbox=queue_kind != "memory"
+    )
+    queue: TaskQueue | None = None
+    if settings.queue_depth and queue_kind != "memory":
+        queue = factory.open_external_queue(env, queue_kind, root, durable=False)
     collector = MetricsCollector(
         state, queue, cache_validity=settings.cache_validity, statuses=settings.statuses
     )

@@ -62,14 +62,18 @@ class MetricsExporterSettings:
     #: How long one collection answers scrapes, in seconds.
     cache_validity: float = 1.0
     statuses: tuple[TaskStatus, ...] = field(default=ALL_STATUSES)
-    #: Also export the depth of each partition's queue: only a file queue (`Components__QueueStorage=embedded`)
-    #: can be read from this process; the control plane's in-memory queue is exactly its SUBMITTED tasks,
-    #: which `armonik_<partition>_tasks_queued` already counts.
+    #: Also export the depth of each partition's queue, read from the queue itself: any queue of its own
+    #: (embedded file, RabbitMQ, ActiveMQ); the control plane's in-memory queue is exactly its SUBMITTED
+    #: tasks, which `armonik_<partition>_tasks_queued` already counts.
     queue_depth: bool = False
     log_level: str = "INFO"
+    #: The variables the exporter was started with: the backends read their own sections from them.
+    environment: Environment = field(default_factory=lambda: Environment({}))
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> MetricsExporterSettings:
+        from armonik_core.adapters import factory
+
         env = Environment(environ)
         port = env.get_int("MetricsExporter__Port", 9419)
         if not 0 <= port <= 65535:
@@ -82,9 +86,7 @@ class MetricsExporterSettings:
                 env.get("MetricsExporter__CacheValidity", "1"), "MetricsExporter__CacheValidity"
             ),
             statuses=parse_metrics(env.get("MetricsExporter__Metrics", ""), "MetricsExporter__Metrics"),
-            queue_depth=env.get_bool(
-                "MetricsExporter__QueueDepth",
-                env.get("Components__QueueStorage", "memory").lower() == "embedded",
-            ),
+            queue_depth=env.get_bool("MetricsExporter__QueueDepth", factory.queue_storage(env) != "memory"),
             log_level=env.log_level(),
+            environment=env,
         )

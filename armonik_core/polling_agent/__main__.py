@@ -1,7 +1,8 @@
 """`armonik-polling-agent`: take tasks of a partition and run them on the local worker until SIGTERM.
 
 The backend is the control plane's compute gateway (`ControlPlane__Endpoint`); objects are read and
-written directly in the shared object storage (`Embedded__DataDirectory/objects`). Settings: see
+written directly in the object storage the settings choose (`Components__ObjectStorage`: the shared folder
+`Embedded__DataDirectory/objects` by default, Redis or S3). Settings: see
 `armonik_core.polling_agent.settings`. Exit status: 0 after a clean stop, 2 for an invalid configuration.
 """
 
@@ -12,8 +13,9 @@ import logging
 import signal
 
 from armonik_core import logs
+from armonik_core.adapters import factory
 from armonik_core.adapters.objects.base import ObjectStorage
-from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
+from armonik_core.config import Environment
 from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import ComputeBackend
 from armonik_core.polling_agent.gateway_backend import connect_gateway_backend
@@ -39,20 +41,23 @@ async def serve(settings: AgentSettings, backend: ComputeBackend, objects: Objec
         await objects.close()
 
 
-async def _main(settings: AgentSettings) -> None:
+async def _main(settings: AgentSettings, objects_kind: str) -> None:
     backend = connect_gateway_backend(settings)
-    objects = FilesystemObjectStorage(settings.objects_directory, fsync=settings.durable_objects)
+    objects = factory.open_object_storage(
+        Environment(), objects_kind, settings.data_directory, settings.durable_objects
+    )
     await serve(settings, backend, objects)
 
 
 def main() -> None:
     settings = settings_or_exit(AgentSettings.from_env, "armonik-polling-agent")
+    objects_kind = settings_or_exit(lambda: factory.object_storage(Environment()), "armonik-polling-agent")
     logs.configure("polling-agent", settings.log_level)
     log.info(
         "starting polling agent",
         extra={"agentId": settings.agent_id, "partitionId": settings.partition_id},
     )
-    asyncio.run(_main(settings))
+    asyncio.run(_main(settings, objects_kind))
 
 
 if __name__ == "__main__":

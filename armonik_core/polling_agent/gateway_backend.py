@@ -64,7 +64,8 @@ class GatewayBackend(ComputeBackend):
     async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:
         if not acquired:
             return set()
-        return set(await self._call("Heartbeat", {"leases": [a.lease for a in acquired]}))
+        request = {"leases": [a.lease for a in acquired], "agent_id": self._agent_id}
+        return set(await self._call("Heartbeat", request))
 
     async def finish(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
         await self._call("Finish", self._finish_request(acquired, outcome), timeout=120.0)

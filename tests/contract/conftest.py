@@ -1,126 +1,47 @@
-"""Backends the contract suites run against.
-
-The suites talk to a backend through a small harness (`QueueBackend`, `StorageBackend`) rather than through a
-concrete class, so that adding RabbitMQ, S3 or Redis is one factory here: build the harness (calling
-`pytest.skip` when the server is not reachable) and add it to `QUEUE_BACKENDS` / `STORAGE_BACKENDS`.
+"""Backends the contract suites run against: queues and object storages collected from the modules of
+`tests.contract.backends` (adding a backend is one module there; no suite changes), and the state stores
+(`STATE_BACKENDS`: SQLite, MongoDB through mongomock, and a real MongoDB when MONGODB_URI is set).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
+import importlib
+import os
+import pkgutil
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import mongomock
 import pytest
+from pymongo import MongoClient
+from pymongo.uri_parser import parse_uri
 
+import tests.contract.backends as backend_modules
 from armonik_core.adapters.objects.base import ObjectStorage
-from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
 from armonik_core.adapters.queue.base import TaskQueue
-from armonik_core.adapters.queue.embedded import EmbeddedQueue
+from armonik_core.adapters.state.base import StateStore
+from armonik_core.adapters.state.mongodb import MongoStateStore
+from armonik_core.adapters.state.sqlite import SqliteStateStore
+from tests.contract.backends.service import require_service
+from tests.contract.harness import QueueBackend, StorageBackend
 
 
-class ManualClock:
-    """A clock that moves only when told to. It starts at the wall-clock time so that it stays comparable
-    with the real clock of a helper process sharing the backend."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+def _collect() -> tuple[
+    dict[str, Callable[[Path], QueueBackend]], dict[str, Callable[[Path], StorageBackend]]
+]:
+    queues: dict[str, Callable[[Path], QueueBackend]] = {}
+    storages: dict[str, Callable[[Path], StorageBackend]] = {}
+    for info in pkgutil.iter_modules(backend_modules.__path__):
+        module = importlib.import_module(f"{backend_modules.__name__}.{info.name}")
+        queues.update(getattr(module, "QUEUE_BACKENDS", {}))
+        storages.update(getattr(module, "STORAGE_BACKENDS", {}))
+    return queues, storages
 
 
-@dataclass
-class QueueBackend:
-    """One queue backend under test.
-
-    `new_client()` opens another client on the same queue: a second process, or the same one after a restart.
-    `clock` is None when the backend's time can't be injected (a broker's own timers); tests then wait for
-    real, so `lease_seconds` must be short. `subprocess_setup` is Python source defining `make_queue()` that
-    builds a client in another process, or None when the backend cannot be driven from a helper process.
-    """
-
-    name: str
-    new_client: Callable[[], TaskQueue]
-    clock: ManualClock | None
-    lease_seconds: float
-    subprocess_setup: str | None = None
-    clients: list[TaskQueue] = field(default_factory=list)
-
-    @property
-    def supports_clock(self) -> bool:
-        return self.clock is not None
-
-    def open(self) -> TaskQueue:
-        client = self.new_client()
-        self.clients.append(client)
-        return client
-
-    async def advance(self, seconds: float) -> None:
-        """Let `seconds` pass: instantly with an injected clock, by sleeping otherwise."""
-        if self.clock is not None:
-            self.clock.advance(seconds)
-        else:
-            await asyncio.sleep(seconds)
-
-    async def expire_leases(self) -> None:
-        """Let every lease taken so far (for `lease_seconds`) run out."""
-        await self.advance(self.lease_seconds * 1.5)
-
-
-@dataclass
-class StorageBackend:
-    """One object storage backend under test; `new_client()` opens another client on the same store."""
-
-    name: str
-    new_client: Callable[[], ObjectStorage]
-    clients: list[ObjectStorage] = field(default_factory=list)
-
-    def open(self) -> ObjectStorage:
-        client = self.new_client()
-        self.clients.append(client)
-        return client
-
-
-def _embedded_queue(tmp_path: Path) -> QueueBackend:
-    path = tmp_path / "queue.sqlite3"
-    clock = ManualClock()
-    setup = f"from armonik_core.adapters.queue.embedded import EmbeddedQueue\ndef make_queue():\n    return EmbeddedQueue({str(path)!r})\n"
-    return QueueBackend(
-        name="embedded",
-        new_client=lambda: EmbeddedQueue(path, clock=clock),
-        clock=clock,
-        lease_seconds=30.0,
-        subprocess_setup=setup,
-    )
-
-
-def _filesystem_storage(tmp_path: Path) -> StorageBackend:
-    root = tmp_path / "objects"
-    return StorageBackend(name="filesystem", new_client=lambda: FilesystemObjectStorage(root))
-
-
-QUEUE_BACKENDS: dict[str, Callable[[Path], QueueBackend]] = {"embedded": _embedded_queue}
-
-
-def _filesystem_storage_without_fsync(tmp_path: Path) -> StorageBackend:
-    """The setting of the embedded deployment by default: files moved and copied without fsync."""
-    root = tmp_path / "objects"
-    return StorageBackend(
-        name="filesystem-nofsync", new_client=lambda: FilesystemObjectStorage(root, fsync=False)
-    )
-
-
-STORAGE_BACKENDS: dict[str, Callable[[Path], StorageBackend]] = {
-    "filesystem": _filesystem_storage,
-    "filesystem-nofsync": _filesystem_storage_without_fsync,
-}
+QUEUE_BACKENDS, STORAGE_BACKENDS = _collect()
 
 
 @pytest.fixture(params=sorted(QUEUE_BACKENDS))
@@ -159,3 +80,67 @@ def partition() -> str:
 def ns() -> str:
     """A key prefix of this test's own, so tests never see each other's objects in a shared bucket."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+# -- state stores ---------------------------------------------------------------------------------------------
+@dataclass
+class StateBackend:
+    """One state store backend under test; `open()` opens a store on the same data (another process, or the
+    same one after a restart), with the store's own options (`clock`, `outbox`)."""
+
+    name: str
+    new_store: Callable[..., StateStore]
+    stores: list[StateStore] = field(default_factory=list)
+    cleanup: Callable[[], None] = lambda: None
+
+    def open(self, **options: Any) -> StateStore:
+        store = self.new_store(**options)
+        self.stores.append(store)
+        return store
+
+
+def _sqlite_state(tmp_path: Path) -> StateBackend:
+    return StateBackend("sqlite", lambda **options: SqliteStateStore(tmp_path / "state.db", **options))
+
+
+def _mongomock_state(tmp_path: Path) -> StateBackend:
+    client: Any = mongomock.MongoClient()
+    return StateBackend("mongomock", lambda **options: MongoStateStore(client, database="armonik", **options))
+
+
+def _mongodb_state(tmp_path: Path) -> StateBackend:
+    """A real server (MONGODB_URI), a database of this test's own, dropped afterwards."""
+    uri = os.environ["MONGODB_URI"]
+    host, port = parse_uri(uri)["nodelist"][0]
+    require_service("MongoDB", host, port)
+    client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=5000)
+    name = f"armonik_test_{uuid.uuid4().hex[:12]}"
+
+    def cleanup() -> None:
+        client.drop_database(name)
+        client.close()
+
+    return StateBackend(
+        "mongodb", lambda **options: MongoStateStore(client, database=name, **options), cleanup=cleanup
+    )
+
+
+STATE_BACKENDS: dict[str, Callable[[Path], StateBackend]] = {
+    "sqlite": _sqlite_state,
+    "mongomock": _mongomock_state,
+    **({"mongodb": _mongodb_state} if os.environ.get("MONGODB_URI") else {}),
+}
+
+
+@pytest.fixture(params=sorted(STATE_BACKENDS))
+async def state_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateBackend]:
+    backend = STATE_BACKENDS[request.param](tmp_path)
+    yield backend
+    for store in backend.stores:
+        await store.close()
+    backend.cleanup()
+
+
+@pytest.fixture
+def state_store(state_backend: StateBackend) -> StateStore:
+    return state_backend.open()

@@ -1,28 +1,29 @@
-"""The state store's compute-plane units of work: acquisition, start, and every outcome of a run."""
+"""The state store's compute-plane units of work: acquisition, start, and every outcome of a run, on every
+state backend (`state_backend` in conftest)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from armonik_core.adapters.state.base import StateStore
-from armonik_core.adapters.state.sqlite import SqliteStateStore
 from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.outcomes import DataCompletion, OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.sessions import SessionAction
 from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
 from armonik_core.ids import new_id
+from tests.contract.conftest import StateBackend
 
 SID = "session-1"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[StateStore]:
-    state = SqliteStateStore(tmp_path / "state.db")
+async def store(state_backend: StateBackend) -> AsyncIterator[StateStore]:
+    state = state_backend.open()
     await state.upsert_partitions([Partition("default")])
     await state.create_session(
         Session(
@@ -34,7 +35,6 @@ async def store(tmp_path: Path) -> AsyncIterator[StateStore]:
         )
     )
     yield state
-    await state.close()
 
 
 async def results(store: StateStore, *names: str, completed: bool = False) -> list[str]:
@@ -287,7 +287,7 @@ async def test_a_short_task_reports_its_start_with_its_outcome(store: StateStore
     t = task([out], payload)
     await store.submit_tasks(SID, [t])
     assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
-    started = time.time()
+    started = math.floor(time.time() * 1000) / 1000  # stores keep times to the millisecond (BSON dates)
     outcome = TaskOutcome(OutcomeKind.SUCCESS, completions=[DataCompletion(out, 1, b"o")], started_at=started)
     await store.finish_task(t.task_id, "agent-1", outcome)
     done = await store.get_task(t.task_id)

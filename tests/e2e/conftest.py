@@ -4,7 +4,9 @@ The session-scoped `deployment` fixture writes a `parameters.tfvars.json` into a
 for the control plane and the metrics exporter; partition `default` with 2 pairs of the bundled generic worker,
 partition `pymonik` with 1 pair of the PymoniK worker; a 3 s lease and 1 s heartbeats so that a lost agent is
 noticed quickly), deploys it from the repository root (the working directory of every process), and destroys
-it at the end, checking that no process of it is left.
+it at the end, checking that no process of it is left. The suite runs once per storage variant
+(`STORAGE_VARIANTS`): on the embedded backends, then with the `rabbitmq` and `redis` blocks set, so that the
+queue is RabbitMQ and the objects are in Redis.
 
 When a test fails, the tail of every log under `<generated>/logs/` and the process table are attached to its
 report (a section of the failure output), so that a failure in CI can be diagnosed from the output alone.
@@ -18,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,8 @@ from typing import Any
 
 import grpc
 import pytest
+
+from tests.contract.backends.service import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -55,8 +60,25 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def parameters(control_plane_port: int, metrics_port: int) -> dict[str, Any]:
+#: The storage the deployments of the suite run on: the embedded backends, and the production queue and object
+#: storage this machine has (RabbitMQ and Redis, selected in the parameters file as a user would).
+STORAGE_VARIANTS = ("embedded", "rabbitmq-redis")
+
+
+def storage_blocks(variant: str, run: str) -> dict[str, Any]:
+    """The parameters blocks of a storage variant; names of this run's own, as the services are shared."""
+    if variant == "embedded":
+        return {}
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    require_service("Redis", "127.0.0.1", 6379)
+    return {"rabbitmq": {"prefix": f"e2e-{run}"}, "redis": {"instance_name": f"e2e-{run}"}}
+
+
+def parameters(
+    control_plane_port: int, metrics_port: int, storage: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
+        **(storage or {}),
         "logging_level": "Information",
         "local": {
             "host": "127.0.0.1",
@@ -237,13 +259,16 @@ def _destroy_and_check(deployment: Deployment) -> None:
     assert recorded, "the state file recorded no process of the deployment"
 
 
-@pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+@pytest.fixture(scope="session", params=STORAGE_VARIANTS)
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
     global _ACTIVE
-    root = tmp_path_factory.mktemp("e2e")
+    root = tmp_path_factory.mktemp(f"e2e-{request.param}")
     control_port, metrics_port = free_ports(2)
     parameters_file = root / "parameters.tfvars.json"
-    parameters_file.write_text(json.dumps(parameters(control_port, metrics_port), indent=2) + "\n")
+    storage = storage_blocks(request.param, uuid.uuid4().hex[:8])
+    parameters_file.write_text(json.dumps(parameters(control_port, metrics_port, storage), indent=2) + "\n")
     generated = root / "generated"
     deployed = Deployment(root, parameters_file, generated, f"127.0.0.1:{control_port}", metrics_port)
     try:

@@ -57,7 +57,7 @@ def test_shipped_parameters_have_default_and_pymonik_partitions_with_one_pair_ea
     assert default.polling_agent.limits == {"cpu": "2000m", "memory": "2048Mi"}
     assert isinstance(default.hpa, Hpa) and default.hpa.max_replica_count == 5
     assert default.hpa.triggers == [{"type": "prometheus", "threshold": 2}]
-    assert pymonik.worker[0].tag == "python-3.10.12"
+    assert pymonik.worker[0].image == "armonik-pymonik-worker" and pymonik.worker[0].tag is None
 
 
 def test_shipped_versions_resolve_image_tags_as_upstream() -> None:

@@ -55,7 +55,7 @@ compute_plane = {
     }
     worker = [
       {
-        image   = "dockerhubaneo/armonik-dynamic-dotnet-worker" # Kubernetes only
+        image   = "armonik-samples-worker" # Kubernetes only
         command = ["{python}", "-m", "armonik_samples.worker"]
         env     = {}
         limits = {
@@ -105,8 +105,7 @@ compute_plane = {
     }
     worker = [
       {
-        image   = "dockerhubaneo/harmonic_snake" # Kubernetes only
-        tag     = "python-3.10.12"
+        image   = "armonik-pymonik-worker" # Kubernetes only
         command = ["{python}", "-c", "from pymonik import run_pymonik_worker; run_pymonik_worker()"]
         limits = {
           cpu    = "1000m"
@@ -134,6 +133,18 @@ compute_plane = {
 #   certificate_validity_days = 365   # local: validity of the generated authority and certificates
 #   certificate_key_size      = 4096  # local: RSA key size, 2048, 3072 or 4096
 # }
+
+# Storage services, with upstream's blocks. On Kubernetes they deploy the services; the local target uses services
+# already running, at the addresses given (each key has the usual local default, so `rabbitmq = {}` is the broker
+# on this machine). Without these blocks, the embedded backends: SQLite state, an in-memory queue, files.
+# Queue, one of:
+# rabbitmq = { host = "127.0.0.1", port = 5672, user = "guest", password = "guest" }
+# activemq = { host = "127.0.0.1", port = 5673 }                 # AMQP 1.0
+# Object storage, one of:
+# redis = { host = "127.0.0.1", port = 6379 }
+# minio = { endpoint_url = "http://127.0.0.1:9000", login = "minioadmin", password = "minioadmin", default_bucket = "armonik" }
+# State (then the queue is the embedded file queue unless rabbitmq or activemq is set):
+# mongodb = { host = "127.0.0.1", port = 27017, database_name = "database" } # or connection_string = "mongodb://..."
 
 # Metrics exporter (Prometheus format) on http://127.0.0.1:9419/metrics; `metrics_exporter = null` disables it
 metrics_exporter = {

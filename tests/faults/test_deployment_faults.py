@@ -1,0 +1,149 @@
+"""Faults of a whole deployment on RabbitMQ + Redis: what a user would see, through the official SDK.
+
+A local deployment (`armonik-deploy deploy`) selects RabbitMQ and Redis in its parameters file. While tasks run,
+the broker is restarted (`rabbitmqctl stop_app` / `start_app`): every task still completes, none is retried
+(a task whose message the broker delivers again while its agent still holds it stays with that agent, so no
+task runs twice), and tasks submitted while the broker is down are published once it is back (the outbox).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
+from armonik.common import Task, TaskDefinition, TaskOptions, TaskStatus
+
+from tests.contract.backends.service import in_ci, require_service
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKS = 24
+TASK_SECONDS = 0.4
+
+
+def _rabbitmqctl(*args: str) -> None:
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"rabbitmqctl {' '.join(args)} failed: {done.stdout}{done.stderr}"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def deployment() -> Iterator[str]:
+    """A deployment on RabbitMQ + Redis, its control plane's endpoint; destroyed afterwards."""
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    require_service("Redis", "127.0.0.1", 6379)
+    if shutil.which("rabbitmqctl") is None:
+        message = "rabbitmqctl is not installed: the broker cannot be restarted"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    root = Path(tempfile.mkdtemp(prefix="akfault-", dir="/tmp"))
+    run, port = uuid.uuid4().hex[:8], _free_port()
+    parameters = {
+        "rabbitmq": {"prefix": f"fault-{run}"},
+        "redis": {"instance_name": f"fault-{run}"},
+        "local": {
+            "env": {"ComputeGateway__LeaseSeconds": "3", "Pollster__HeartbeatSeconds": "1"},
+            "stop_grace_period": 5,
+        },
+        "control_plane": {"port": port},
+        "metrics_exporter": None,
+        "compute_plane": {
+            "default": {
+                "replicas": 2,
+                "termination_grace_period_seconds": 5,
+                "worker": [{"command": ["{python}", "-m", "armonik_samples.worker"]}],
+            }
+        },
+    }
+    file = root / "parameters.tfvars.json"
+    file.write_text(json.dumps(parameters))
+    generated = root / "generated"
+    command = [sys.executable, "-m", "armonik_deploy"]
+    done = subprocess.run(
+        [*command, "deploy", "--parameters", str(file), "--generated", str(generated)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    try:
+        assert done.returncode == 0, f"deploy failed:\n{done.stdout}\n{done.stderr}"
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*command, "destroy", "--generated", str(generated)], cwd=ROOT, capture_output=True, timeout=120
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _submit(channel: grpc.Channel, session_id: str, count: int, prefix: str) -> list[str]:
+    results = ArmoniKResults(channel)
+    outputs = results.create_results_metadata([f"{prefix}-{i}" for i in range(count)], session_id)
+    payload = results.create_results({f"{prefix}-payload": b"x"}, session_id)[f"{prefix}-payload"].result_id
+    ArmoniKTasks(channel).submit_tasks(
+        session_id, [TaskDefinition(payload, [output.result_id]) for output in outputs.values()]
+    )
+    return [output.result_id for output in outputs.values()]
+
+
+def _wait(endpoint: str, session_id: str, result_ids: list[str], timeout: float) -> None:
+    failure: list[BaseException] = []
+
+    def wait() -> None:
+        with grpc.insecure_channel(endpoint) as channel:
+            try:
+                ArmoniKEvents(channel).wait_for_result_availability(result_ids, session_id)
+            except BaseException as exc:  # reported by the caller
+                failure.append(exc)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"{len(result_ids)} results not available within {timeout:g} s"
+    assert not failure, failure
+
+
+@pytest.mark.timeout(300)
+def test_broker_restart_while_tasks_run_loses_none_and_runs_none_twice(deployment: str) -> None:
+    options = TaskOptions(
+        max_duration=timedelta(minutes=2),
+        priority=1,
+        max_retries=3,
+        partition_id="default",
+        options={"sample": "testing", "action": "sleep", "sleep": str(TASK_SECONDS)},
+    )
+    with grpc.insecure_channel(deployment) as channel:
+        session_id = ArmoniKSessions(channel).create_session(options, partition_ids=["default"])
+        before = _submit(channel, session_id, TASKS, "before")
+        time.sleep(2 * TASK_SECONDS)  # some done, some running, some queued
+        _rabbitmqctl("stop_app")
+        try:
+            time.sleep(2)
+            during = _submit(channel, session_id, 4, "during")  # committed; published once the broker is back
+        finally:
+            _rabbitmqctl("start_app")
+            _rabbitmqctl("await_startup")
+        _wait(deployment, session_id, before + during, 120)
+
+        counts = ArmoniKTasks(channel).count_tasks_by_status(Task.session_id == session_id)
+    assert counts.get(TaskStatus.COMPLETED) == TASKS + 4, counts
+    assert set(counts) == {TaskStatus.COMPLETED}, f"no task retried, failed or left behind: {counts}"
