@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(ROOT)/pyproject.toml | md5sum | cut -c
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard armonik_core armonik_deploy armonik_samples tests benchmarks)
 
-.PHONY: venv deploy destroy status test lint typecheck bench clean
+.PHONY: venv deploy destroy status render test lint typecheck bench clean
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,13 @@ destroy: venv
 ## Processes of the local deployment: pid, restarts, uptime.
 status: venv
 	$(PY) -m armonik_deploy status --generated "$(GENERATED_DIR)"
+
+## Kubernetes manifests of the deployment: `make render TARGET=kubernetes OUT=DIR` (one YAML file per object).
+TARGET ?= kubernetes
+OUT ?= $(GENERATED_DIR)/kubernetes
+render: venv
+	@test "$(TARGET)" = kubernetes || { echo "render: TARGET=$(TARGET): only kubernetes is rendered" >&2; exit 2; }
+	$(PY) -m armonik_deploy render "$(OUT)" --parameters "$(PARAMETERS_FILE)" --versions "$(VERSIONS_FILE)"
 
 ## Run the whole test suite.
 test: venv

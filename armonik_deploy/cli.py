@@ -1,7 +1,8 @@
 """`armonik-deploy`: plan, deploy, inspect and destroy a local ArmoniK deployment.
 
     armonik-deploy deploy  [--parameters FILE] [--versions FILE] [--generated DIR]
-    armonik-deploy plan    [--parameters FILE] [--generated DIR] [--json]
+    armonik-deploy plan    [--parameters FILE] [--generated DIR] [--json] [--target local|kubernetes]
+    armonik-deploy render  DIR [--parameters FILE] [--versions FILE]   # Kubernetes manifests, one per file
     armonik-deploy status  [--generated DIR]
     armonik-deploy destroy [--generated DIR]
 
@@ -165,8 +166,16 @@ def plan(
     as_json: bool = typer.Option(
         False, "--json", help="Print the whole plan (commands and environments) as JSON."
     ),
+    target: str = typer.Option(
+        "local", "--target", help="local: the processes; kubernetes: the objects `render` would write."
+    ),
 ) -> None:
     """Show what `deploy` would run for these parameters, without starting anything."""
+    if target == "kubernetes":
+        _plan_kubernetes(parameters, versions)
+        return
+    if target != "local":
+        raise fail(f"--target {target}: expected local or kubernetes")
     _, the_plan = _load(parameters, versions, generated.resolve())
     if as_json:
         print(json.dumps(json.loads(the_plan.to_json()), indent=2))
@@ -208,3 +217,37 @@ def plan(
     console.print(
         f"Endpoint: {the_plan.endpoint}    Logs: {generated_dir / 'logs'}/<process>.log", soft_wrap=True
     )
+
+
+def _plan_kubernetes(parameters: Path | None, versions: Path | None) -> None:
+    from armonik_deploy.kubernetes.commands import RenderError, plan_table
+
+    try:
+        table, rendered = plan_table(
+            _parameters_file(parameters), versions or QUICK_DEPLOY / "versions.tfvars.json"
+        )
+    except (ParametersError, RenderError) as exc:
+        raise fail(_escape(str(exc))) from None
+    for warning in rendered.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {_escape(warning)}", soft_wrap=True)
+    console.print(table)
+
+
+@app.command("render")
+def render_command(
+    folder: Path = typer.Argument(..., help="Folder for the manifests (one YAML file per object)."),
+    parameters: Path | None = PARAMETERS,
+    versions: Path | None = VERSIONS,
+) -> None:
+    """Write the Kubernetes manifests of the deployment into FOLDER (`kubectl apply -f FOLDER` applies them)."""
+    from armonik_deploy.kubernetes.commands import RenderError, load_and_render_folder
+
+    try:
+        rendered, paths = load_and_render_folder(
+            _parameters_file(parameters), versions or QUICK_DEPLOY / "versions.tfvars.json", folder
+        )
+    except (ParametersError, RenderError) as exc:
+        raise fail(_escape(str(exc))) from None
+    for warning in rendered.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {_escape(warning)}", soft_wrap=True)
+    console.print(f"{len(paths)} manifests written to {folder}", soft_wrap=True)

@@ -1,0 +1,36 @@
+"""The Kubernetes target: every manifest an ArmoniK deployment applies, from `parameters.tfvars`.
+
+`render` builds them as Python dicts from the same typed `Parameters` and `Versions` as the local target
+(`armonik-deploy render DIR` writes one YAML file per object, in apply order). The objects follow what
+upstream's Terraform (ArmoniK.Infra) deploys in namespace `armonik`:
+
+- Namespace; ConfigMaps `log`, `core`, `control-plane`, `polling`, `worker`, `metrics-exporter`, `init` and
+  Secrets of credentials, read with `envFrom` (see `settings`); TLS Secrets when `ingress.tls` is on.
+- Job `init` (the control plane's image running `python -m armonik_deploy.init_job`), Deployment + Service
+  `control-plane` (Service `control_plane.port` -> container 1080), one Deployment `compute-plane-<p>` per
+  partition (container `polling-agent` and the workers, sharing the emptyDir `/cache` for their sockets), a
+  KEDA `ScaledObject` `<p>-compute-plane` per partition with triggers (Prometheus
+  `armonik_<p>_tasks_queued`), Deployment + Service `metrics-exporter` (9419 -> 1080), Prometheus.
+- Storage services, one per block:
+  - `mongodb`: a `PerconaServerMongoDB` resource, as upstream since it moved to the Percona operator. A
+    StatefulSet of our own would duplicate what the operator does (replica set initiation, users); the operator
+    itself (a Helm chart, as KEDA's) is installed by Terraform (`infrastructure/modules/storage/mongodb`).
+  - `rabbitmq` and `minio`: StatefulSets with a volume claim, because their data (queued messages, objects)
+    must survive a restarted pod and RabbitMQ ties its data to a stable host name. Upstream installs RabbitMQ
+    with Bitnami's chart; this is the part of it ArmoniK needs, with the same image.
+  - `activemq` and `redis`: Deployments, as upstream's modules (the broker and the cache keep no state the
+    deployment counts on across pods).
+  - No block: the embedded backends (SQLite state, in-memory queue, files) on a PersistentVolumeClaim
+    `armonik-data` shared by the control plane, agents, exporter and init job; one control plane then.
+
+Differences from upstream: no ingress, GUI, Seq, Grafana, fluent-bit, load balancer or pod-deletion-cost
+updater; with `ingress.tls` the control plane serves TLS itself. Upstream's .NET images of the control plane,
+polling agent and metrics exporter are replaced by this project's (see `context`). Probes: the agent and the
+worker have no HTTP port here, so their probes check their channel (socket file or TCP port); the control
+plane's is a TCP probe on its gRPC port; the exporter's are HTTP (`/startup`, `/liveness`) as upstream.
+"""
+
+from armonik_deploy.kubernetes.context import Credentials, RenderError
+from armonik_deploy.kubernetes.render import Rendered, render, render_folder, to_yaml
+
+__all__ = ["Credentials", "RenderError", "Rendered", "render", "render_folder", "to_yaml"]

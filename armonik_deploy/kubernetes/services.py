@@ -1,0 +1,279 @@
+"""The third-party services the storage blocks and monitoring ask for, as upstream deploys them where it can
+be rendered without a chart (see the package docstring for each choice)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from armonik_deploy.kubernetes import objects
+from armonik_deploy.kubernetes.armonik import PROMETHEUS_PORT
+from armonik_deploy.kubernetes.context import Context
+from armonik_deploy.kubernetes.settings import MONGODB_CLUSTER, MONGODB_USER, Settings, block
+
+Manifest = objects.Manifest
+
+
+def _key_ref(settings: Settings, variable: str) -> dict[str, Any]:
+    return {"secretKeyRef": {"name": settings.credentials[variable], "key": variable}}
+
+
+def _container(name: str, image: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "image": image, "imagePullPolicy": "IfNotPresent", **extra}
+
+
+def _limits(given: dict[str, Any]) -> dict[str, Any]:
+    res = objects.resources(given.get("limits") or {}, given.get("requests") or {})
+    return {"resources": res} if res else {}
+
+
+def _node_selector(given: dict[str, Any]) -> dict[str, Any]:
+    selector = given.get("node_selector") or {}
+    return {"nodeSelector": {k: str(v) for k, v in selector.items()}} if selector else {}
+
+
+def mongodb(ctx: Context, settings: Settings) -> list[Manifest]:
+    """A `PerconaServerMongoDB` resource for the Percona operator (installed by Terraform's helm release, as
+    upstream), its system-users Secret and the application user's password."""
+    given = block(ctx, "mongodb")
+    cluster = given.get("cluster") or {}
+    replicas = int(cluster.get("replicas", 1))
+    database = cluster.get("database_name", "database")
+    image = ctx.image(
+        cluster.get("image", "percona/percona-server-mongodb"), cluster.get("tag"), "mongodb.cluster"
+    )
+    operator = given.get("operator") or {}
+    operator_tag = ctx.versions.tag_of(operator.get("image", "percona/percona-server-mongodb-operator"))
+    persistence = given.get("persistence")
+    if persistence is None:
+        volume: dict[str, Any] = {"emptyDir": {}}
+    else:
+        shards = persistence.get("shards") or {}
+        pvc: dict[str, Any] = {
+            "accessModes": shards.get("access_modes", ["ReadWriteOnce"]),
+            "resources": {"requests": {"storage": shards.get("storage_size", "8Gi")}},
+        }
+        if shards.get("storage_class_name"):
+            pvc["storageClassName"] = shards["storage_class_name"]
+        volume = {"persistentVolumeClaim": pvc}
+    replset: dict[str, Any] = {
+        "name": "rs0",
+        "size": replicas,
+        "affinity": {"antiAffinityTopologyKey": "none"},
+        "volumeSpec": volume,
+        **_node_selector(cluster),
+    }
+    shard_resources = (given.get("resources") or {}).get("shards") or {}
+    replset.update(_limits(shard_resources))
+    system_users = {
+        f"MONGODB_{role}_{field}": ctx.credentials.get(f"mongodb-{role.lower()}")
+        if field == "PASSWORD"
+        else role.lower().replace("_", "")
+        for role in ("BACKUP", "DATABASE_ADMIN", "CLUSTER_ADMIN", "CLUSTER_MONITOR", "USER_ADMIN")
+        for field in ("USER", "PASSWORD")
+    }
+    password = ctx.credentials.get("mongodb")
+    resource = {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": "PerconaServerMongoDB",
+        "metadata": objects.metadata(MONGODB_CLUSTER, ctx.ns, "mongodb"),
+        "spec": {
+            "crVersion": operator_tag or "1.22.0",
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            # One member is not a production replica set, and TLS inside the cluster is not set up here.
+            "unsafeFlags": {"replsetSize": replicas < 3, "tls": True},
+            "tls": {"mode": "disabled"},
+            "secrets": {"users": f"{MONGODB_CLUSTER}-secrets"},
+            "users": [
+                {
+                    "name": MONGODB_USER,
+                    "db": database,
+                    "passwordSecretRef": {"name": "application-user-password", "key": "password"},
+                    "roles": [
+                        {"name": "readWrite", "db": database},
+                        {"name": "dbAdmin", "db": database},
+                        {"name": "clusterAdmin", "db": "admin"},
+                    ],
+                }
+            ],
+            "replsets": [replset],
+            "sharding": {"enabled": False},
+            "backup": {"enabled": False},
+        },
+    }
+    return [
+        objects.secret(f"{MONGODB_CLUSTER}-secrets", ctx.ns, "mongodb", system_users),
+        objects.secret("application-user-password", ctx.ns, "mongodb", {"password": password}),
+        resource,
+    ]
+
+
+def rabbitmq(ctx: Context, settings: Settings) -> list[Manifest]:
+    """A StatefulSet (RabbitMQ names its node and its data after a stable host) with a claim for the queues,
+    a headless Service for the pod's name and a Service for clients."""
+    given = block(ctx, "rabbitmq")
+    image = ctx.image(given.get("image", "bitnamilegacy/rabbitmq"), given.get("tag"), "rabbitmq")
+    pod_labels = objects.labels("rabbitmq")
+    container = _container(
+        "rabbitmq",
+        image,
+        ports=[
+            {"name": "amqp", "containerPort": 5672, "protocol": "TCP"},
+            {"name": "management", "containerPort": 15672, "protocol": "TCP"},
+        ],
+        env=[
+            {"name": "RABBITMQ_USERNAME", "valueFrom": _key_ref(settings, "Amqp__User")},
+            {"name": "RABBITMQ_PASSWORD", "valueFrom": _key_ref(settings, "Amqp__Password")},
+            {"name": "RABBITMQ_PLUGINS", "value": "rabbitmq_management"},
+        ],
+        volumeMounts=[{"name": "data", "mountPath": "/bitnami/rabbitmq/mnesia"}],
+        readinessProbe=objects.tcp_probe("amqp", period=10, failures=3, delay=10),
+        **_limits(given),
+    )
+    pod = {"securityContext": {"fsGroup": 1001}, "containers": [container], **_node_selector(given)}
+    return [
+        objects.stateful_set(
+            "rabbitmq", ctx.ns, "rabbitmq-headless", pod_labels, pod, [objects.claim("data", "8Gi")]
+        ),
+        objects.service("rabbitmq-headless", ctx.ns, pod_labels, [("amqp", 5672, "amqp")], headless=True),
+        objects.service(
+            "rabbitmq",
+            ctx.ns,
+            pod_labels,
+            [("amqp", 5672, "amqp"), ("management", 15672, "management")],
+            str(given.get("service_type", "ClusterIP")),
+        ),
+    ]
+
+
+def activemq(ctx: Context, settings: Settings) -> list[Manifest]:
+    """A Deployment, as upstream's module (the broker keeps no state the deployment relies on across pods)."""
+    given = block(ctx, "activemq")
+    image = ctx.image(given.get("image_name", "apache/activemq-classic"), given.get("image_tag"), "activemq")
+    pod_labels = objects.labels("activemq")
+    container = _container(
+        "activemq",
+        image,
+        ports=[
+            {"name": "amqp", "containerPort": 5672, "protocol": "TCP"},
+            {"name": "console", "containerPort": 8161, "protocol": "TCP"},
+        ],
+        env=[
+            {"name": "ACTIVEMQ_CONNECTION_USER", "valueFrom": _key_ref(settings, "Amqp__User")},
+            {"name": "ACTIVEMQ_CONNECTION_PASSWORD", "valueFrom": _key_ref(settings, "Amqp__Password")},
+            {
+                "name": "ACTIVEMQ_OPTS_MEMORY",
+                "value": str(given.get("activemq_opts_memory", "-Xms1g -Xmx3g")),
+            },
+        ],
+        readinessProbe=objects.tcp_probe("amqp", period=10, failures=3, delay=10),
+        **_limits(given),
+    )
+    pod = {"containers": [container], **_node_selector(given)}
+    return [
+        objects.deployment("activemq", ctx.ns, pod_labels, pod),
+        objects.service(
+            "activemq", ctx.ns, pod_labels, [("amqp", 5672, "amqp"), ("console", 8161, "console")]
+        ),
+    ]
+
+
+def redis(ctx: Context, settings: Settings) -> list[Manifest]:
+    """A Deployment without persistence, as upstream's module (Redis as an object cache)."""
+    given = block(ctx, "redis")
+    image = ctx.image(given.get("image_name", "redis"), given.get("image_tag"), "redis")
+    pod_labels = objects.labels("redis")
+    args = ["--requirepass", "$(REDIS_PASSWORD)", "--save", "", "--appendonly", "no"]
+    if given.get("max_memory"):
+        args += ["--maxmemory", str(given["max_memory"])]
+    if given.get("max_memory_samples"):
+        args += ["--maxmemory-samples", str(given["max_memory_samples"])]
+    container = _container(
+        "redis",
+        image,
+        args=args,
+        ports=[{"name": "redis", "containerPort": 6379, "protocol": "TCP"}],
+        env=[{"name": "REDIS_PASSWORD", "valueFrom": _key_ref(settings, "Redis__Password")}],
+        readinessProbe=objects.tcp_probe("redis", period=5, failures=3),
+        **_limits(given),
+    )
+    pod = {"containers": [container], **_node_selector(given)}
+    return [
+        objects.deployment("redis", ctx.ns, pod_labels, pod),
+        objects.service("redis", ctx.ns, pod_labels, [("redis", 6379, "redis")]),
+    ]
+
+
+def minio(ctx: Context, settings: Settings) -> list[Manifest]:
+    """A StatefulSet with a claim for the objects (they must outlive the pod), its bucket made at start."""
+    given = block(ctx, "minio")
+    image = ctx.image(given.get("image_name", "minio/minio"), given.get("image_tag"), "minio")
+    bucket = str(given.get("default_bucket", "minio-bucket"))
+    pod_labels = objects.labels("minio")
+    container = _container(
+        "minio",
+        image,
+        command=[
+            "/bin/sh",
+            "-c",
+            f"mkdir -p /data/{bucket} && exec minio server /data --console-address :9001",
+        ],
+        ports=[
+            {"name": "s3", "containerPort": 9000, "protocol": "TCP"},
+            {"name": "console", "containerPort": 9001, "protocol": "TCP"},
+        ],
+        env=[
+            {"name": "MINIO_ROOT_USER", "valueFrom": _key_ref(settings, "S3__Login")},
+            {"name": "MINIO_ROOT_PASSWORD", "valueFrom": _key_ref(settings, "S3__Password")},
+        ],
+        volumeMounts=[{"name": "data", "mountPath": "/data"}],
+        readinessProbe=objects.http_probe("/minio/health/ready", "s3", period=10, failures=3),
+        **_limits(given),
+    )
+    pod = {"containers": [container], **_node_selector(given)}
+    return [
+        objects.stateful_set("minio", ctx.ns, "minio", pod_labels, pod, [objects.claim("data", "8Gi")]),
+        objects.service("minio", ctx.ns, pod_labels, [("s3", 9000, "s3"), ("console", 9001, "console")]),
+    ]
+
+
+def prometheus(ctx: Context) -> list[Manifest]:
+    """Prometheus scraping the metrics exporter every 10 s (job `metrics-exporter`, as upstream): the source
+    of the ScaledObjects' `armonik_<partition>_tasks_queued`."""
+    exporter = ctx.params.metrics_exporter
+    if exporter is None:
+        return []
+    given = ctx.params.prometheus or {}
+    image = ctx.image(given.get("image_name", "prom/prometheus"), given.get("image_tag"), "prometheus")
+    config = (
+        "global:\n  scrape_interval: 10s\n"
+        "scrape_configs:\n"
+        "  - job_name: metrics-exporter\n"
+        "    static_configs:\n"
+        f"      - targets: ['{ctx.host('metrics-exporter')}:{exporter.port}']\n"
+    )
+    pod_labels = objects.labels("prometheus")
+    container = _container(
+        "prometheus",
+        image,
+        args=["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"],
+        ports=[{"name": "http", "containerPort": PROMETHEUS_PORT, "protocol": "TCP"}],
+        volumeMounts=[
+            {"name": "config", "mountPath": "/etc/prometheus"},
+            {"name": "tsdb", "mountPath": "/prometheus"},
+        ],
+        readinessProbe=objects.http_probe("/-/ready", "http", period=10, failures=3),
+    )
+    pod = {
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "prometheus-configmap"}},
+            {"name": "tsdb", "emptyDir": {}},
+        ],
+        **_node_selector(given),
+    }
+    return [
+        objects.config_map("prometheus-configmap", ctx.ns, "prometheus", {"prometheus.yml": config}),
+        objects.deployment("prometheus", ctx.ns, pod_labels, pod),
+        objects.service("prometheus", ctx.ns, pod_labels, [("http", PROMETHEUS_PORT, "http")]),
+    ]

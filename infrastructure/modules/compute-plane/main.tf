@@ -1,0 +1,145 @@
+# One partition of the compute plane: Deployment compute-plane-<partition> (polling agent + workers sharing the
+# emptyDir /cache for their sockets) and its KEDA ScaledObject <partition>-compute-plane, as
+# armonik_deploy/kubernetes/armonik.py renders them.
+terraform {
+  required_providers {
+    kubectl = { source = "gavinbunney/kubectl" }
+  }
+}
+
+locals {
+  labels = { app = "armonik", service = "compute-plane", partition = var.partition }
+  tcp    = var.socket_type == "tcp"
+  channels = local.tcp ? {
+    ComputePlane__WorkerChannel__Address    = "http://localhost:10667"
+    ComputePlane__WorkerChannel__SocketType = "Tcp"
+    ComputePlane__AgentChannel__Address     = "http://localhost:10666"
+    ComputePlane__AgentChannel__SocketType  = "Tcp"
+    } : {
+    ComputePlane__WorkerChannel__Address    = "/cache/armonik_worker.sock"
+    ComputePlane__WorkerChannel__SocketType = "UnixDomainSocket"
+    ComputePlane__AgentChannel__Address     = "/cache/armonik_agent.sock"
+    ComputePlane__AgentChannel__SocketType  = "UnixDomainSocket"
+  }
+  env = concat(
+    [{ name = "Pollster__PartitionId", value = var.partition }],
+    [{ name = "Pollster__AgentId", valueFrom = { fieldRef = { fieldPath = "metadata.name" } } }],
+    [for k, v in local.channels : { name = k, value = v }],
+  )
+  cache_mount = { name = "cache-volume", mountPath = "/cache" }
+  security    = { allowPrivilegeEscalation = false, capabilities = { drop = ["ALL"] } }
+  probes = {
+    for own in ["agent", "worker"] : own => local.tcp ? {
+      startupProbe  = { tcpSocket = { port = own == "agent" ? 10666 : 10667 }, periodSeconds = 3, failureThreshold = 20 }
+      livenessProbe = { tcpSocket = { port = own == "agent" ? 10666 : 10667 }, periodSeconds = 10, failureThreshold = 3, initialDelaySeconds = 15 }
+      } : {
+      startupProbe  = { exec = { command = ["test", "-S", "/cache/armonik_${own}.sock"] }, periodSeconds = 3, failureThreshold = 20 }
+      livenessProbe = { exec = { command = ["test", "-S", "/cache/armonik_${own}.sock"] }, periodSeconds = 10, failureThreshold = 3, initialDelaySeconds = 15 }
+    }
+  }
+  agent = merge({
+    name            = "polling-agent"
+    image           = var.polling_agent.image
+    imagePullPolicy = "IfNotPresent"
+    envFrom = concat(
+      [for name in var.agent_config_maps : { configMapRef = { name = name } }],
+      [for name in var.secrets : { secretRef = { name = name } }],
+    )
+    env             = local.env
+    volumeMounts    = concat([local.cache_mount], [for v in var.volumes : { name = v.name, mountPath = v.mount_path }])
+    securityContext = local.security
+    resources       = { limits = var.polling_agent.limits, requests = var.polling_agent.requests }
+  }, local.probes["agent"])
+  workers = [for i, w in var.workers : merge({
+    name            = length(var.workers) == 1 ? w.name : "${w.name}-${i}"
+    image           = w.image
+    imagePullPolicy = "IfNotPresent"
+    envFrom         = [for name in var.worker_config_maps : { configMapRef = { name = name } }]
+    env             = local.env
+    volumeMounts    = [local.cache_mount]
+    securityContext = local.security
+    resources       = { limits = w.limits, requests = w.requests }
+    lifecycle = { preStop = { exec = { command = [
+      "/bin/sh", "-c", "while test -e /cache/armonik_agent.sock; do sleep 1; done"
+    ] } } }
+  }, local.probes["worker"])]
+  cache_volume = merge(
+    var.cache_memory ? { medium = "Memory" } : {},
+    var.cache_size_limit != null ? { sizeLimit = var.cache_size_limit } : {},
+  )
+  triggers = [for t in try(var.hpa.triggers, []) : (
+    t.type == "prometheus" ? {
+      type = "prometheus"
+      metadata = {
+        serverAddress = var.prometheus_url
+        metricName    = "armonik_${replace(var.partition, "-", "_")}_tasks_queued"
+        threshold     = tostring(try(t.threshold, 2))
+        query         = "armonik_${replace(var.partition, "-", "_")}_tasks_queued{job=\"metrics-exporter\"}"
+      }
+      } : {
+      type       = t.type
+      metricType = try(t.metric_type, "Utilization")
+      metadata   = { value = tostring(try(t.value, "80")) }
+    }
+  ) if contains(["prometheus", "cpu", "memory"], t.type)]
+}
+
+resource "kubectl_manifest" "deployment" {
+  yaml_body = yamlencode({
+    apiVersion = "apps/v1"
+    kind       = "Deployment"
+    metadata   = { name = "compute-plane-${var.partition}", namespace = var.namespace, labels = local.labels }
+    spec = {
+      replicas = var.replicas
+      selector = { matchLabels = local.labels }
+      template = {
+        metadata = { labels = local.labels }
+        spec = {
+          securityContext               = { runAsUser = var.user, runAsGroup = var.user, fsGroup = var.user, runAsNonRoot = var.user != 0 }
+          terminationGracePeriodSeconds = var.termination_grace_period_seconds
+          nodeSelector                  = var.node_selector
+          tolerations                   = [for k, v in var.node_selector : { key = k, operator = "Equal", value = v, effect = "NoSchedule" }]
+          containers                    = concat([local.agent], local.workers)
+          volumes = concat(
+            [{ name = "cache-volume", emptyDir = local.cache_volume }],
+            [for v in var.volumes : merge({ name = v.name }, v.source)],
+          )
+        }
+      }
+    }
+  })
+}
+
+resource "kubectl_manifest" "scaled_object" {
+  count = length(local.triggers) > 0 ? 1 : 0
+  yaml_body = yamlencode({
+    apiVersion = "keda.sh/v1alpha1"
+    kind       = "ScaledObject"
+    metadata   = { name = "${var.partition}-compute-plane", namespace = var.namespace, labels = local.labels }
+    spec = {
+      scaleTargetRef = {
+        apiVersion             = "apps/v1"
+        kind                   = "Deployment"
+        name                   = "compute-plane-${var.partition}"
+        envSourceContainerName = "polling-agent"
+      }
+      pollingInterval = try(var.hpa.polling_interval, 15)
+      cooldownPeriod  = try(var.hpa.cooldown_period, 300)
+      minReplicaCount = try(var.hpa.min_replica_count, 0)
+      maxReplicaCount = try(var.hpa.max_replica_count, 5)
+      advanced = {
+        restoreToOriginalReplicaCount = try(var.hpa.behavior.restore_to_original_replica_count, true)
+        horizontalPodAutoscalerConfig = { behavior = { scaleDown = {
+          stabilizationWindowSeconds = try(var.hpa.behavior.stabilization_window_seconds, 300)
+          policies = [{
+            type          = try(var.hpa.behavior.type, "Percent")
+            value         = try(var.hpa.behavior.value, 100)
+            periodSeconds = try(var.hpa.behavior.period_seconds, 15)
+          }]
+        } } }
+      }
+      triggers = local.triggers
+    }
+  })
+  depends_on = [kubectl_manifest.deployment]
+}

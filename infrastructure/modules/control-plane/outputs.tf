@@ -1,0 +1,4 @@
+output "endpoint" {
+  description = "In-cluster gRPC endpoint of the control plane"
+  value       = "${var.name}.${var.namespace}.svc:${var.port}"
+}

@@ -1,0 +1,4 @@
+output "target" {
+  description = "What Prometheus scrapes"
+  value       = "metrics-exporter.${var.namespace}.svc:${var.port}"
+}

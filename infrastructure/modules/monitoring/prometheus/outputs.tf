@@ -1,0 +1,3 @@
+output "url" {
+  value = "http://prometheus.${var.namespace}.svc:9090"
+}

@@ -1,0 +1,24 @@
+variable "namespace" { type = string }
+variable "chart_repository" { type = string }
+variable "chart_version" { type = string }
+variable "image" {
+  description = "percona/percona-server-mongodb:<tag>"
+  type        = string
+}
+variable "replicas" {
+  type    = number
+  default = 1
+}
+variable "database_name" {
+  type    = string
+  default = "database"
+}
+variable "storage_size" {
+  description = "null: emptyDir (upstream's persistence = null)"
+  type        = string
+  default     = null
+}
+variable "password" {
+  type      = string
+  sensitive = true
+}
