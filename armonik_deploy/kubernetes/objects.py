@@ -86,6 +86,11 @@ def service(
     }
 
 
+def container_ports(**ports: int) -> list[dict[str, Any]]:
+    """A container's TCP ports by name: Services and probes target them by these names."""
+    return [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in ports.items()]
+
+
 def env_from(config_maps: list[str], secrets: list[str]) -> list[dict[str, Any]]:
     """Every key of the ConfigMaps, then of the Secrets, as environment variables (later wins)."""
     return [{"configMapRef": {"name": n}} for n in config_maps] + [
@@ -195,27 +200,21 @@ def persistent_volume_claim(name: str, ns: str, service: str, size: str) -> Mani
     }
 
 
-def exec_probe(command: list[str], period: int, failures: int, delay: int = 0) -> dict[str, Any]:
-    probe: dict[str, Any] = {
-        "exec": {"command": command},
-        "periodSeconds": period,
-        "failureThreshold": failures,
-    }
+def _probe(action: dict[str, Any], period: int, failures: int, delay: int = 0) -> dict[str, Any]:
+    """A probe doing `action` (exec, tcpSocket, httpGet); the initial delay only where one is asked for."""
+    probe: dict[str, Any] = {**action, "periodSeconds": period, "failureThreshold": failures}
     if delay:
         probe["initialDelaySeconds"] = delay
     return probe
+
+
+def exec_probe(command: list[str], period: int, failures: int, delay: int = 0) -> dict[str, Any]:
+    return _probe({"exec": {"command": command}}, period, failures, delay)
 
 
 def tcp_probe(port: int | str, period: int, failures: int, delay: int = 0) -> dict[str, Any]:
-    probe: dict[str, Any] = {
-        "tcpSocket": {"port": port},
-        "periodSeconds": period,
-        "failureThreshold": failures,
-    }
-    if delay:
-        probe["initialDelaySeconds"] = delay
-    return probe
+    return _probe({"tcpSocket": {"port": port}}, period, failures, delay)
 
 
 def http_probe(path: str, port: int | str, period: int, failures: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "failureThreshold": failures}
+    return _probe({"httpGet": {"path": path, "port": port}}, period, failures)

@@ -17,8 +17,34 @@ def _key_ref(settings: Settings, variable: str) -> dict[str, Any]:
     return {"secretKeyRef": {"name": settings.credentials[variable], "key": variable}}
 
 
+def _secret_env(settings: Settings, **variables: str) -> list[dict[str, Any]]:
+    """Environment variables of a third-party image (its own names) read from our credential Secrets:
+    `RABBITMQ_USERNAME="Amqp__User"` is the key Amqp__User of the Secret holding it."""
+    return [{"name": name, "valueFrom": _key_ref(settings, key)} for name, key in variables.items()]
+
+
 def _container(name: str, image: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "image": image, "imagePullPolicy": "IfNotPresent", **extra}
+
+
+def _broker(
+    name: str,
+    image: str,
+    given: dict[str, Any],
+    ports: dict[str, int],
+    env: list[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The container of an AMQP broker: ready once it accepts connections on its `amqp` port."""
+    return _container(
+        name,
+        image,
+        ports=objects.container_ports(**ports),
+        env=env,
+        **extra,
+        readinessProbe=objects.tcp_probe("amqp", period=10, failures=3, delay=10),
+        **_limits(given),
+    )
 
 
 def _limits(given: dict[str, Any]) -> dict[str, Any]:
@@ -114,21 +140,14 @@ def rabbitmq(ctx: Context, settings: Settings) -> list[Manifest]:
     given = block(ctx, "rabbitmq")
     image = ctx.image(given.get("image", "bitnamilegacy/rabbitmq"), given.get("tag"), "rabbitmq")
     pod_labels = objects.labels("rabbitmq")
-    container = _container(
+    container = _broker(
         "rabbitmq",
         image,
-        ports=[
-            {"name": "amqp", "containerPort": 5672, "protocol": "TCP"},
-            {"name": "management", "containerPort": 15672, "protocol": "TCP"},
-        ],
-        env=[
-            {"name": "RABBITMQ_USERNAME", "valueFrom": _key_ref(settings, "Amqp__User")},
-            {"name": "RABBITMQ_PASSWORD", "valueFrom": _key_ref(settings, "Amqp__Password")},
-            {"name": "RABBITMQ_PLUGINS", "value": "rabbitmq_management"},
-        ],
+        given,
+        {"amqp": 5672, "management": 15672},
+        _secret_env(settings, RABBITMQ_USERNAME="Amqp__User", RABBITMQ_PASSWORD="Amqp__Password")
+        + [{"name": "RABBITMQ_PLUGINS", "value": "rabbitmq_management"}],
         volumeMounts=[{"name": "data", "mountPath": "/bitnami/rabbitmq/mnesia"}],
-        readinessProbe=objects.tcp_probe("amqp", period=10, failures=3, delay=10),
-        **_limits(given),
     )
     pod = {"securityContext": {"fsGroup": 1001}, "containers": [container], **_node_selector(given)}
     return [
@@ -151,23 +170,16 @@ def activemq(ctx: Context, settings: Settings) -> list[Manifest]:
     given = block(ctx, "activemq")
     image = ctx.image(given.get("image_name", "apache/activemq-classic"), given.get("image_tag"), "activemq")
     pod_labels = objects.labels("activemq")
-    container = _container(
+    memory = str(given.get("activemq_opts_memory", "-Xms1g -Xmx3g"))
+    container = _broker(
         "activemq",
         image,
-        ports=[
-            {"name": "amqp", "containerPort": 5672, "protocol": "TCP"},
-            {"name": "console", "containerPort": 8161, "protocol": "TCP"},
-        ],
-        env=[
-            {"name": "ACTIVEMQ_CONNECTION_USER", "valueFrom": _key_ref(settings, "Amqp__User")},
-            {"name": "ACTIVEMQ_CONNECTION_PASSWORD", "valueFrom": _key_ref(settings, "Amqp__Password")},
-            {
-                "name": "ACTIVEMQ_OPTS_MEMORY",
-                "value": str(given.get("activemq_opts_memory", "-Xms1g -Xmx3g")),
-            },
-        ],
-        readinessProbe=objects.tcp_probe("amqp", period=10, failures=3, delay=10),
-        **_limits(given),
+        given,
+        {"amqp": 5672, "console": 8161},
+        _secret_env(
+            settings, ACTIVEMQ_CONNECTION_USER="Amqp__User", ACTIVEMQ_CONNECTION_PASSWORD="Amqp__Password"
+        )
+        + [{"name": "ACTIVEMQ_OPTS_MEMORY", "value": memory}],
     )
     pod = {"containers": [container], **_node_selector(given)}
     return [
@@ -192,8 +204,8 @@ def redis(ctx: Context, settings: Settings) -> list[Manifest]:
         "redis",
         image,
         args=args,
-        ports=[{"name": "redis", "containerPort": 6379, "protocol": "TCP"}],
-        env=[{"name": "REDIS_PASSWORD", "valueFrom": _key_ref(settings, "Redis__Password")}],
+        ports=objects.container_ports(redis=6379),
+        env=_secret_env(settings, REDIS_PASSWORD="Redis__Password"),
         readinessProbe=objects.tcp_probe("redis", period=5, failures=3),
         **_limits(given),
     )
@@ -218,14 +230,8 @@ def minio(ctx: Context, settings: Settings) -> list[Manifest]:
             "-c",
             f"mkdir -p /data/{bucket} && exec minio server /data --console-address :9001",
         ],
-        ports=[
-            {"name": "s3", "containerPort": 9000, "protocol": "TCP"},
-            {"name": "console", "containerPort": 9001, "protocol": "TCP"},
-        ],
-        env=[
-            {"name": "MINIO_ROOT_USER", "valueFrom": _key_ref(settings, "S3__Login")},
-            {"name": "MINIO_ROOT_PASSWORD", "valueFrom": _key_ref(settings, "S3__Password")},
-        ],
+        ports=objects.container_ports(s3=9000, console=9001),
+        env=_secret_env(settings, MINIO_ROOT_USER="S3__Login", MINIO_ROOT_PASSWORD="S3__Password"),
         volumeMounts=[{"name": "data", "mountPath": "/data"}],
         readinessProbe=objects.http_probe("/minio/health/ready", "s3", period=10, failures=3),
         **_limits(given),
@@ -257,7 +263,7 @@ def prometheus(ctx: Context) -> list[Manifest]:
         "prometheus",
         image,
         args=["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"],
-        ports=[{"name": "http", "containerPort": PROMETHEUS_PORT, "protocol": "TCP"}],
+        ports=objects.container_ports(http=PROMETHEUS_PORT),
         volumeMounts=[
             {"name": "config", "mountPath": "/etc/prometheus"},
             {"name": "tsdb", "mountPath": "/prometheus"},

@@ -9,7 +9,7 @@ import importlib
 import os
 import pkgutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,12 +44,17 @@ def _collect() -> tuple[
 QUEUE_BACKENDS, STORAGE_BACKENDS = _collect()
 
 
+async def _close_all(clients: Iterable[TaskQueue | ObjectStorage | StateStore]) -> None:
+    """Close what a test opened on a backend, once the test is done with it."""
+    for client in clients:
+        await client.close()
+
+
 @pytest.fixture(params=sorted(QUEUE_BACKENDS))
 async def queue_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueBackend]:
     backend = QUEUE_BACKENDS[request.param](tmp_path)
     yield backend
-    for client in backend.clients:
-        await client.close()
+    await _close_all(backend.clients)
 
 
 @pytest.fixture
@@ -61,8 +66,7 @@ def queue(queue_backend: QueueBackend) -> TaskQueue:
 async def storage_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
     backend = STORAGE_BACKENDS[request.param](tmp_path)
     yield backend
-    for client in backend.clients:
-        await client.close()
+    await _close_all(backend.clients)
 
 
 @pytest.fixture
@@ -136,8 +140,7 @@ STATE_BACKENDS: dict[str, Callable[[Path], StateBackend]] = {
 async def state_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateBackend]:
     backend = STATE_BACKENDS[request.param](tmp_path)
     yield backend
-    for store in backend.stores:
-        await store.close()
+    await _close_all(backend.stores)
     backend.cleanup()
 
 

@@ -41,6 +41,15 @@ def task_ids(leases: list[Lease]) -> list[str]:
     return [lease.message.task_id for lease in leases]
 
 
+async def lease_one(
+    queue: TaskQueue, partition: str, lease_seconds: float, agent: str, task: str = "t1"
+) -> Lease:
+    """Publish one message and pull it: the lease a test then renews, releases, acks or lets expire."""
+    await queue.publish([msg(partition, task)])
+    (lease,) = await queue.pull(partition, 1, lease_seconds, agent)
+    return lease
+
+
 async def drain(queue: TaskQueue, partition: str, lease_seconds: float, batch: int = 100) -> list[Lease]:
     """Pull until the queue returns nothing, without acking."""
     taken: list[Lease] = []
@@ -137,8 +146,7 @@ async def test_partitions_are_isolated(queue: TaskQueue, queue_backend: QueueBac
 async def test_expired_lease_is_delivered_again(
     queue: TaskQueue, queue_backend: QueueBackend, partition: str
 ) -> None:
-    await queue.publish([msg(partition, "t1")])
-    (first,) = await queue.pull(partition, 1, queue_backend.lease_seconds, "dead-agent")
+    first = await lease_one(queue, partition, queue_backend.lease_seconds, "dead-agent")
 
     assert await queue.pull(partition, 1, queue_backend.lease_seconds, "agent") == []
     await queue_backend.expire_leases()
@@ -168,8 +176,7 @@ async def test_renew_keeps_message_leased_past_original_expiry(
     queue: TaskQueue, queue_backend: QueueBackend, partition: str
 ) -> None:
     lease_seconds = queue_backend.lease_seconds
-    await queue.publish([msg(partition, "long-task")])
-    (lease,) = await queue.pull(partition, 1, lease_seconds, "agent")
+    lease = await lease_one(queue, partition, lease_seconds, "agent", "long-task")
 
     await queue_backend.advance(lease_seconds * 0.6)
     await queue.renew([lease], lease_seconds)
@@ -185,8 +192,7 @@ async def test_renew_keeps_message_leased_past_original_expiry(
 async def test_renewed_lease_still_expires_eventually(
     queue: TaskQueue, queue_backend: QueueBackend, partition: str
 ) -> None:
-    await queue.publish([msg(partition, "t1")])
-    (lease,) = await queue.pull(partition, 1, queue_backend.lease_seconds, "agent")
+    lease = await lease_one(queue, partition, queue_backend.lease_seconds, "agent")
     await queue.renew([lease], queue_backend.lease_seconds)
 
     await queue_backend.expire_leases()
@@ -199,8 +205,7 @@ async def test_stale_handle_cannot_ack_renew_or_release_after_redelivery(
     queue: TaskQueue, queue_backend: QueueBackend, partition: str
 ) -> None:
     lease_seconds = queue_backend.lease_seconds
-    await queue.publish([msg(partition, "t1")])
-    (stale,) = await queue.pull(partition, 1, lease_seconds, "slow-agent")
+    stale = await lease_one(queue, partition, lease_seconds, "slow-agent")
     await queue_backend.expire_leases()
     (current,) = await queue.pull(partition, 1, lease_seconds, "new-agent")
     assert current.deliveries == 2
@@ -359,8 +364,7 @@ async def test_released_and_acked_handles_are_stale(
     queue: TaskQueue, queue_backend: QueueBackend, partition: str
 ) -> None:
     lease_seconds = queue_backend.lease_seconds
-    await queue.publish([msg(partition, "t1")])
-    (released,) = await queue.pull(partition, 1, lease_seconds, "agent-1")
+    released = await lease_one(queue, partition, lease_seconds, "agent-1")
     await queue.release([released])
     (current,) = await queue.pull(partition, 1, lease_seconds, "agent-2")
 

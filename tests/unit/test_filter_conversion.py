@@ -24,22 +24,10 @@ from armonik.protogen.common import (
 from armonik_core.control_plane import filters as conv
 from armonik_core.domain.errors import InvalidArgument
 from armonik_core.domain.filters import Condition, FieldKind, FieldRef, Filter, Op, SortKey
+from tests.unit.filter_cases import ST, A, B, D, N, S, T, cond
 
-S, N, D, T, B, A, ST = (
-    FieldKind.STRING,
-    FieldKind.NUMBER,
-    FieldKind.DATE,
-    FieldKind.DURATION,
-    FieldKind.BOOLEAN,
-    FieldKind.ARRAY,
-    FieldKind.STATUS,
-)
 ASC, DESC = sort_direction_pb2.SORT_DIRECTION_ASC, sort_direction_pb2.SORT_DIRECTION_DESC
 WHEN = datetime(2024, 5, 6, 7, 8, 9, 250000, tzinfo=timezone.utc)
-
-
-def cond(path: str, kind: FieldKind, op: Op, value: Any, key: str | None = None) -> Condition:
-    return Condition(FieldRef(path, key), kind, op, value)
 
 
 def only(flt: Filter) -> Condition:

@@ -1,9 +1,11 @@
-"""The container images of the Kubernetes target (`infrastructure/images/*/Dockerfile`), read statically.
+"""The container images of the Kubernetes target (`infrastructure/images/Dockerfile`), read statically.
 
-No Docker engine is available here, so each Dockerfile is parsed (FROM, USER, EXPOSE, ENTRYPOINT, COPY, RUN)
-and checked for what the rendered manifests rely on: the non-root user 5000 that pods run as, the entrypoint
-being a console script the project declares (or a Python module that exists), the ports the Services target,
-and versions.tfvars.json listing every image with the project's version.
+One multi-stage Dockerfile: a shared `base` stage installs the project, and each image is a named target of it
+(`docker build --target <name>`). No Docker engine is available here, so the Dockerfile is parsed (FROM ... AS,
+USER, EXPOSE, ENV, ENTRYPOINT, COPY, RUN), each target's instructions are followed up through the stages it
+builds on, and checked for what the rendered manifests rely on: the non-root user 5000 that pods run as, the
+entrypoint being a console script the project declares (or a Python module that exists), the ports the
+Services target, and versions.tfvars.json listing every image with the project's version.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "infrastructure" / "images"
+DOCKERFILE = ROOT / "infrastructure" / "images" / "Dockerfile"
 VERSIONS = ROOT / "infrastructure" / "quick-deploy" / "localhost" / "versions.tfvars.json"
 
-#: Image folder -> (image name, ports the manifests' containerPort use).
+#: Build target -> (image name, ports the manifests' containerPort use).
 EXPECTED = {
     "control-plane": ("armonik-control-plane", {1080}),
     "polling-agent": ("armonik-polling-agent", set()),
@@ -29,16 +31,35 @@ EXPECTED = {
     "samples-worker": ("armonik-samples-worker", set()),
     "pymonik-worker": ("armonik-pymonik-worker", set()),
 }
+#: The stage every target builds on, not an image of its own.
+BASE_STAGE = "base"
 
 
 @dataclass
-class Dockerfile:
-    base: list[str] = field(default_factory=list)
+class Stage:
+    """One `FROM` of the Dockerfile: what it starts from and the instructions it adds."""
+
+    parent: str
+    name: str | None = None
     user: str | None = None
     expose: set[int] = field(default_factory=set)
+    env: dict[str, str] = field(default_factory=dict)
     entrypoint: list[str] = field(default_factory=list)
     copies: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Image:
+    """A build target with what it inherits from its stages, as `docker build --target` produces it."""
+
+    base: str
+    user: str | None
+    expose: set[int]
+    env: dict[str, str]
+    entrypoint: list[str]
+    copies: list[str]
+    runs: list[str]
 
 
 def logical_lines(text: str) -> list[str]:
@@ -57,84 +78,137 @@ def logical_lines(text: str) -> list[str]:
     return lines
 
 
-def parse(path: Path) -> Dockerfile:
-    parsed = Dockerfile()
-    for line in logical_lines(path.read_text()):
+def parse_env(rest: str) -> dict[str, str]:
+    """`ENV a=1 b=2` (the key=value form; the legacy `ENV a 1` is not used here)."""
+    pairs = shlex.split(rest)
+    assert all("=" in pair for pair in pairs), f"ENV must use key=value: {rest}"
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def parse_stages(text: str, where: str = "Dockerfile") -> list[Stage]:
+    stages: list[Stage] = []
+    for line in logical_lines(text):
         instruction, _, rest = line.partition(" ")
         rest = rest.strip()
-        match instruction.upper():
-            case "FROM":
-                parsed.base.append(rest.split()[0])
+        keyword = instruction.upper()
+        if keyword == "FROM":
+            words = rest.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(parent=words[0], name=name))
+            continue
+        assert stages, f"{where}: {keyword} before any FROM"
+        stage = stages[-1]
+        match keyword:
             case "USER":
-                parsed.user = rest
+                stage.user = rest
             case "EXPOSE":
-                parsed.expose |= {int(port.split("/")[0]) for port in rest.split()}
+                stage.expose |= {int(port.split("/")[0]) for port in rest.split()}
+            case "ENV":
+                stage.env |= parse_env(rest)
             case "ENTRYPOINT":
-                assert rest.startswith("["), f"{path}: ENTRYPOINT must use the exec (JSON) form"
-                parsed.entrypoint = json.loads(rest)
+                assert rest.startswith("["), f"{where}: ENTRYPOINT must use the exec (JSON) form"
+                stage.entrypoint = json.loads(rest)
             case "COPY":
-                parsed.copies.append(rest)
+                stage.copies.append(rest)
             case "RUN":
-                parsed.runs.append(rest)
-    return parsed
+                stage.runs.append(rest)
+    return stages
+
+
+def resolve(stages: list[Stage], target: str) -> Image:
+    """The target's image: its stages from the first one up, later instructions winning."""
+    by_name = {s.name: s for s in stages if s.name}
+    chain: list[Stage] = []
+    stage: Stage | None = by_name[target]
+    while stage is not None:
+        assert stage not in chain, f"stage {target} builds on itself"
+        chain.insert(0, stage)
+        stage = by_name.get(stage.parent)
+    image = Image(chain[0].parent, None, set(), {}, [], [], [])
+    for step in chain:
+        image.user = step.user or image.user
+        image.expose |= step.expose
+        image.env |= step.env
+        image.entrypoint = step.entrypoint or image.entrypoint
+        image.copies += step.copies
+        image.runs += step.runs
+    return image
+
+
+def image(target: str) -> Image:
+    return resolve(parse_stages(DOCKERFILE.read_text(), str(DOCKERFILE)), target)
 
 
 def project_scripts() -> dict[str, str]:
     return dict(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
 
 
-def test_every_image_folder_is_expected() -> None:
-    assert {p.parent.name for p in IMAGES.glob("*/Dockerfile")} == set(EXPECTED)
+def test_the_targets_are_the_expected_images_on_one_base() -> None:
+    stages = parse_stages(DOCKERFILE.read_text())
+    names = [s.name for s in stages]
+    assert len(names) == len(set(names)), f"stage names repeat: {names}"
+    assert set(names) == set(EXPECTED) | {BASE_STAGE}
+    targets = [s for s in stages if s.name in EXPECTED]
+    assert {s.parent for s in targets} == {BASE_STAGE}, "every image builds on the shared stage"
+    assert not any(s.copies for s in targets), "only the shared stage copies the project"
 
 
-@pytest.mark.parametrize("folder", sorted(EXPECTED))
-def test_image_runs_as_user_5000_from_slim_python(folder: str) -> None:
-    image = parse(IMAGES / folder / "Dockerfile")
-    assert image.base == ["python:3.11-slim"]
-    assert image.user == "5000"
-    setup = " ".join(image.runs)
+@pytest.mark.parametrize("target", sorted(EXPECTED))
+def test_image_runs_as_user_5000_from_slim_python(target: str) -> None:
+    built = image(target)
+    assert built.base == "python:3.11-slim"
+    assert built.user == "5000"
+    setup = " ".join(built.runs)
     assert "--uid 5000" in setup and "chown -R 5000:5000 /cache" in setup
 
 
-@pytest.mark.parametrize("folder", sorted(EXPECTED))
-def test_image_installs_the_project_from_the_repository_root(folder: str) -> None:
-    image = parse(IMAGES / folder / "Dockerfile")
-    copied = " ".join(image.copies)
+@pytest.mark.parametrize("target", sorted(EXPECTED))
+def test_image_installs_the_project_from_the_repository_root(target: str) -> None:
+    built = image(target)
+    copied = " ".join(built.copies)
     for needed in ("pyproject.toml", "README.md", "armonik_core", "armonik_deploy", "armonik_samples"):
-        assert needed in copied, f"{folder}: {needed} not copied"
-    assert any(run.startswith("pip install /tmp/src") for run in image.runs)
+        assert needed in copied, f"{target}: {needed} not copied"
+    assert any(run.startswith("pip install /tmp/src") for run in built.runs)
     for source in ("pyproject.toml", "README.md", "armonik_core", "armonik_deploy", "armonik_samples"):
         assert (ROOT / source).exists()
 
 
-@pytest.mark.parametrize("folder", sorted(EXPECTED))
-def test_image_entrypoint_is_a_declared_script_or_an_existing_module(folder: str) -> None:
-    image = parse(IMAGES / folder / "Dockerfile")
-    entry = image.entrypoint
-    assert entry, f"{folder}: no ENTRYPOINT"
+@pytest.mark.parametrize("target", sorted(EXPECTED))
+def test_image_entrypoint_is_a_declared_script_or_an_existing_module(target: str) -> None:
+    built = image(target)
+    entry = built.entrypoint
+    assert entry, f"{target}: no ENTRYPOINT"
     scripts = project_scripts()
     if entry[0] == "python":
         # python -c "from pymonik import run_pymonik_worker; ..." or python -m module
         assert entry[1] in ("-c", "-m")
         module = entry[2] if entry[1] == "-m" else shlex.split(entry[2])[1]
-        assert importlib.util.find_spec(module) is not None, f"{folder}: no module {module}"
-        assert any(module in run for run in image.runs) or module.startswith("armonik_")
+        assert importlib.util.find_spec(module) is not None, f"{target}: no module {module}"
+        assert any(module in run for run in built.runs) or module.startswith("armonik_")
     else:
-        assert entry[0] in scripts, f"{folder}: {entry[0]} is not in [project.scripts]"
+        assert entry[0] in scripts, f"{target}: {entry[0]} is not in [project.scripts]"
         module, _, function = scripts[entry[0]].partition(":")
         spec = importlib.util.find_spec(module)
         assert spec is not None and spec.origin is not None
         assert f"def {function}(" in Path(spec.origin).read_text()
 
 
-@pytest.mark.parametrize("folder", sorted(EXPECTED))
-def test_image_exposes_the_ports_the_manifests_target(folder: str) -> None:
-    assert parse(IMAGES / folder / "Dockerfile").expose == EXPECTED[folder][1]
+@pytest.mark.parametrize("target", sorted(EXPECTED))
+def test_image_exposes_the_ports_the_manifests_target(target: str) -> None:
+    assert image(target).expose == EXPECTED[target][1]
+
+
+@pytest.mark.parametrize(
+    ("target", "section"), [("control-plane", "ControlPlane"), ("metrics-exporter", "MetricsExporter")]
+)
+def test_servers_listen_on_every_interface_on_their_exposed_port(target: str, section: str) -> None:
+    built = image(target)
+    assert built.env[f"{section}__Host"] == "0.0.0.0"
+    assert {int(built.env[f"{section}__Port"])} == built.expose
 
 
 def test_control_plane_image_can_run_the_init_job() -> None:
-    image = parse(IMAGES / "control-plane" / "Dockerfile")
-    assert any("armonik_deploy" in copy for copy in image.copies)
+    assert any("armonik_deploy" in copy for copy in image("control-plane").copies)
     assert importlib.util.find_spec("armonik_deploy.init_job") is not None
 
 
@@ -157,11 +231,15 @@ def test_dockerignore_keeps_the_context_to_the_project() -> None:
     } <= set(lines)
 
 
-def test_parser_joins_continuations_and_reads_exec_form(tmp_path: Path) -> None:
-    path = tmp_path / "Dockerfile"
-    path.write_text(
-        '# c\nFROM a:1 AS b\nRUN x \\\n    && y\nEXPOSE 80/tcp 81\nUSER 7\nENTRYPOINT ["p", "q"]\n'
+def test_parser_joins_continuations_and_follows_stages() -> None:
+    text = (
+        "# c\nFROM a:1 AS b\nRUN x \\\n    && y\nEXPOSE 80/tcp 81\nUSER 7\nENV K=v \\\n    L=w\n"
+        'FROM b AS c\nENTRYPOINT ["p", "q"]\nUSER 8\nRUN z\n'
     )
-    parsed = parse(path)
-    assert parsed.base == ["a:1"] and parsed.runs == ["x && y"]
-    assert parsed.expose == {80, 81} and parsed.user == "7" and parsed.entrypoint == ["p", "q"]
+    stages = parse_stages(text)
+    assert [(s.parent, s.name) for s in stages] == [("a:1", "b"), ("b", "c")]
+    built = resolve(stages, "c")
+    assert built.base == "a:1" and built.runs == ["x && y", "z"]
+    assert built.expose == {80, 81} and built.user == "8" and built.entrypoint == ["p", "q"]
+    assert built.env == {"K": "v", "L": "w"}
+    assert resolve(stages, "b").user == "7" and resolve(stages, "b").entrypoint == []

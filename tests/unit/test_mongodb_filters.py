@@ -9,7 +9,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 import mongomock
 import pytest
@@ -44,16 +44,9 @@ from armonik_core.domain.filters import (
 from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.records import Result, Session, Task
 from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
-
-S, N, D, T, B, A, ST = (
-    FieldKind.STRING,
-    FieldKind.NUMBER,
-    FieldKind.DATE,
-    FieldKind.DURATION,
-    FieldKind.BOOLEAN,
-    FieldKind.ARRAY,
-    FieldKind.STATUS,
-)
+from tests.unit import filter_cases as cases
+from tests.unit.filter_cases import ST, A, B, D, N, S, T, accepted
+from tests.unit.filter_cases import cond as c
 
 
 def _backends() -> list[str]:
@@ -72,74 +65,19 @@ def db(request: pytest.FixtureRequest) -> Iterator[Database[Any]]:
 
 
 # -- records ------------------------------------------------------------------------------------------------
-def task(task_id: str, **changes: Any) -> Task:
-    base = Task(
-        task_id=task_id,
-        session_id="s1",
-        status=TaskStatus.COMPLETED,
-        options=TaskOptions(max_duration=5.0, max_retries=1, priority=1, partition_id="p"),
-        payload_id="payload",
-        created_at=10.0,
-    )
-    return replace(base, **changes)
-
-
-UNSET = cast(Any, None)  # a string the store may find null (written by another tool)
-
-TASKS = [
-    task(
-        "t0",
-        created_by="client",
-        pod_hostname="node-1.local",
-        data_dependencies=["r1", "r2"],
-        expected_output_ids=["o1"],
-        started_at=11.0,
-        ended_at=20.5,
-        pod_ttl=100.0,
-        options=TaskOptions(5.0, 2, 3, "p", options={"k": "v", "q\"u'o.te": "x%_y", "$dollar": "d"}),
-    ),
-    task(
-        "t1",
-        session_id="s2",
-        status=TaskStatus.SUBMITTED,
-        payload_id="a%b_c",
-        pod_hostname=UNSET,
-        options=TaskOptions(0.0, 0, -1, "", options={"": "empty key"}),
-    ),
-    task(
-        "t2",
-        status=TaskStatus.ERROR,
-        payload_id="a.b*c\n",
-        created_by=UNSET,
-        error="Boom: _ failed",
-        data_dependencies=["r%"],
-        started_at=12.0,
-        ended_at=11.0,
-        options=TaskOptions(0.5, 3, 0, "gpu", options={"k": "V", "a.b": "dots"}),
-    ),
-    task(
-        "t3",
-        session_id="s2",
-        status=TaskStatus.PROCESSING,
-        payload_id="é漢字",
-        created_by="漢",
-        data_dependencies=["", "r1"],
-        created_at=10.5004,  # stored as 10.5
-        started_at=10.5,
-        pod_ttl=10.5,
-        options=TaskOptions(10.0, 1, 1, "p", options={"k": "", "z": "é"}),
-    ),
-    task(
-        "t4",
-        status=TaskStatus.CANCELLED,
-        payload_id="_\x00",
-        created_by="CLIENT",
-        data_dependencies=["r2"],
-        created_at=0.0,
-        ended_at=0.0,
-        options=TaskOptions(5.0, 1, 2, "p%", options={"k": "v%", "%25": "percent"}),
-    ),
-]
+TASKS = cases.sample_tasks(
+    changes={
+        "t2": {"payload_id": "a.b*c\n"},
+        "t3": {"created_at": 10.5004},  # stored as 10.5
+        "t4": {"payload_id": "_\x00"},
+    },
+    options={
+        "t0": {"$dollar": "d"},
+        "t1": {"": "empty key"},
+        "t2": {"a.b": "dots"},
+        "t4": {"%25": "percent"},
+    },
+)
 
 
 def load(db: Database[Any], name: str, documents: Sequence[dict[str, Any]]) -> None:
@@ -160,14 +98,6 @@ def selected(db: Database[Any], name: str, flt: Filter, fields: FieldMap) -> lis
 
 def rejected(db: Database[Any], name: str, flt: Filter, fields: FieldMap) -> list[str]:
     return sorted(d["_id"] for d in db[name].find({"$nor": [compile_filter(flt, fields)]}, {"_id": 1}))
-
-
-def accepted(records: Sequence[Any], flt: Filter, key: str) -> list[str]:
-    return sorted(getattr(r, key) for r in records if matches(r, flt))
-
-
-def c(path: str, kind: FieldKind, op: Op, value: Any, key: str | None = None) -> Condition:
-    return Condition(FieldRef(path, key), kind, op, value)
 
 
 # -- hand-checked cases -------------------------------------------------------------------------------------
@@ -260,62 +190,12 @@ def test_literal_pattern_matches_only_the_text(db: Database[Any]) -> None:
 
 
 # -- every field kind x operator x value, against matches() --------------------------------------------------
-FIELDS = {
-    S: [
-        FieldRef("session_id"),
-        FieldRef("payload_id"),
-        FieldRef("created_by"),
-        FieldRef("pod_hostname"),
-        FieldRef("error"),
-        FieldRef("options.partition_id"),
-        FieldRef("options.options", "k"),
-        FieldRef("options.options", "q\"u'o.te"),
-        FieldRef("options.options", ""),
-        FieldRef("options.options", "missing"),
-    ],
-    N: [FieldRef("options.max_retries"), FieldRef("options.priority")],
-    D: [FieldRef("created_at"), FieldRef("started_at"), FieldRef("ended_at"), FieldRef("pod_ttl")],
-    T: [
-        FieldRef("creation_to_end_duration"),
-        FieldRef("processing_to_end_duration"),
-        FieldRef("options.max_duration"),
-    ],
-    ST: [FieldRef("status")],
-    A: [FieldRef("data_dependencies"), FieldRef("expected_output_ids")],
-}
-VALUES: dict[FieldKind, list[Any]] = {
-    S: [
-        "",
-        "s1",
-        "s2",
-        "p",
-        "P",
-        "%",
-        "_",
-        "a%b_c",
-        ".",
-        "a.b",
-        "*c",
-        "v",
-        "V",
-        "v%",
-        "é",
-        "漢",
-        "字",
-        "\n",
-        "a\x00",
-        "\x00",
-    ],
-    N: [-2, -1, 0, 1, 2, 3, 4],
-    D: [-1e12, 0.0, 10.0, 10.5, 10.5001, 11.0, 20.5, 100.0, 1e12],
-    T: [0.0, 0.5, 1.0, 5.0, 9.5, 10.0, 10.5, 10.4996],
-    B: [True, False],
-    ST: [int(s) for s in TaskStatus],
-    A: ["", "r1", "r2", "r%", "o1", "x"],
-}
-COMBINATIONS = [
-    (ref, kind, op) for kind, refs in FIELDS.items() for ref in refs for op in sorted(OPERATORS[kind])
-]
+FIELDS = cases.widened(cases.TASK_FIELDS_BY_KIND, {S: [FieldRef("options.options", "")]})
+VALUES = cases.widened(
+    cases.VALUES_BY_KIND,
+    {S: [".", "a.b", "*c", "\n", "\x00"], D: [-1e12, 10.5001], T: [10.4996]},
+)
+COMBINATIONS = cases.combinations(FIELDS)
 
 
 @pytest.mark.parametrize(
@@ -334,21 +214,6 @@ def values_of(kind: FieldKind) -> st.SearchStrategy[Any]:
     return st.sampled_from(VALUES[kind])
 
 
-def filters_over(fields: dict[FieldKind, list[FieldRef]]) -> st.SearchStrategy[Filter]:
-    conditions = st.sampled_from([(ref, kind) for kind, refs in fields.items() for ref in refs]).flatmap(
-        lambda pair: st.builds(
-            Condition,
-            st.just(pair[0]),
-            st.just(pair[1]),
-            st.sampled_from(sorted(OPERATORS[pair[1]])),
-            values_of(pair[1]),
-        )
-    )
-    return st.lists(st.lists(conditions, min_size=0, max_size=3), min_size=0, max_size=3).map(
-        lambda conjunctions: Filter.of(*conjunctions)
-    )
-
-
 #: text as BSON can hold it (valid UTF-8: no lone surrogate)
 texts = st.text(st.characters(codec="utf-8"), max_size=4)
 odd_texts = values_of(S) | st.text(alphabet="ab%_.*é漢\\'\"\n\x00$", max_size=4)
@@ -357,36 +222,14 @@ dates = st.one_of(
     st.none(), values_of(D).filter(lambda v: abs(v) < 1e11), st.floats(-10, 200, allow_nan=False)
 )
 map_keys = st.sampled_from(["k", "missing", "q\"u'o.te", "", "$x", "a.b", "%2E"]) | texts
-tasks_strategy = st.builds(
-    lambda i, status, created_by, hostname, payload, created, started, ended, deps, outs, opts, retries, prio, mdur: (
-        task(
-            f"t{i}",
-            status=status,
-            created_by=created_by,
-            pod_hostname=hostname,
-            payload_id=payload or "",
-            created_at=created if created is not None else 0.0,
-            started_at=started,
-            ended_at=ended,
-            data_dependencies=deps,
-            expected_output_ids=outs,
-            options=TaskOptions(mdur, retries, prio, "p", options=opts),
-        )
-    ),
-    st.integers(0, 10**6),
-    st.sampled_from(list(TaskStatus)),
-    maybe_texts,
-    maybe_texts,
-    odd_texts,
-    dates,
-    dates,
-    dates,
-    st.lists(values_of(A) | texts, max_size=3),
-    st.lists(values_of(A), max_size=2),
-    st.dictionaries(map_keys, odd_texts | texts, max_size=3),
-    values_of(N),
-    values_of(N),
-    values_of(T),
+tasks_strategy = cases.tasks_from(
+    texts=maybe_texts,
+    payloads=odd_texts,
+    dates=dates,
+    dependencies=st.lists(values_of(A) | texts, max_size=3),
+    outputs=st.lists(values_of(A), max_size=2),
+    options=st.dictionaries(map_keys, odd_texts | texts, max_size=3),
+    values=VALUES,
 )
 FUZZ = settings(
     max_examples=100,
@@ -397,7 +240,10 @@ FUZZ = settings(
 
 
 @FUZZ
-@given(records=st.lists(tasks_strategy, max_size=6, unique_by=lambda t: t.task_id), flt=filters_over(FIELDS))
+@given(
+    records=st.lists(tasks_strategy, max_size=6, unique_by=lambda t: t.task_id),
+    flt=cases.filters_over(FIELDS, VALUES),
+)
 def test_random_task_filters_agree_with_matches(db: Database[Any], records: list[Task], flt: Filter) -> None:
     stored = stored_tasks(db, records)
     assert selected(db, "tasks", flt, TASK_FIELDS) == accepted(stored, flt, "task_id")
@@ -440,7 +286,7 @@ sessions_strategy = st.builds(
 @FUZZ
 @given(
     records=st.lists(sessions_strategy, max_size=6, unique_by=lambda s: s.session_id),
-    flt=filters_over({**SESSION_FILTER_FIELDS, T: [FieldRef("duration")]}),
+    flt=cases.filters_over({**SESSION_FILTER_FIELDS, T: [FieldRef("duration")]}, VALUES),
 )
 def test_random_session_filters_agree_with_matches(
     db: Database[Any], records: list[Session], flt: Filter

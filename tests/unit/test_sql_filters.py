@@ -6,8 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,9 +25,11 @@ from armonik_core.domain.filters import (
     condition_matches,
     matches,
 )
-from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.records import Result, Task
 from armonik_core.domain.statuses import ResultStatus, TaskStatus
+from tests.unit import filter_cases as cases
+from tests.unit.filter_cases import ST, UNSET, A, B, D, N, S, T, accepted
+from tests.unit.filter_cases import cond as c
 
 # -- a task table with the store's conventions -------------------------------------------------------------
 DDL = """
@@ -59,79 +60,8 @@ def column_for(ref: FieldRef) -> str:
     return DERIVED.get(ref.path) or ref.path.replace("options.", "opt_")
 
 
-def task(task_id: str, **changes: Any) -> Task:
-    base = Task(
-        task_id=task_id,
-        session_id="s1",
-        status=TaskStatus.COMPLETED,
-        options=TaskOptions(max_duration=5.0, max_retries=1, priority=1, partition_id="p"),
-        payload_id="payload",
-        created_at=10.0,
-    )
-    return replace(base, **changes)
-
-
-UNSET = cast(Any, None)  # a string column left NULL, which the store may do for optional text
-
-TASKS = [
-    task(
-        "t0",
-        created_by="client",
-        pod_hostname="node-1.local",
-        data_dependencies=["r1", "r2"],
-        expected_output_ids=["o1"],
-        started_at=11.0,
-        ended_at=20.5,
-        pod_ttl=100.0,
-        options=TaskOptions(5.0, 2, 3, "p", options={"k": "v", "q\"u'o.te": "x%_y"}),
-    ),
-    task(
-        "t1",
-        session_id="s2",
-        status=TaskStatus.SUBMITTED,
-        payload_id="a%b_c",
-        created_by="",
-        pod_hostname=UNSET,
-        data_dependencies=[],
-        expected_output_ids=UNSET,
-        options=TaskOptions(0.0, 0, -1, "", options={}),
-    ),
-    task(
-        "t2",
-        status=TaskStatus.ERROR,
-        payload_id="100%",
-        created_by=UNSET,
-        error="Boom: _ failed",
-        data_dependencies=["r%"],
-        expected_output_ids=[],
-        started_at=12.0,
-        ended_at=11.0,
-        options=TaskOptions(0.5, 3, 0, "gpu", options={"k": "V"}),
-    ),
-    task(
-        "t3",
-        session_id="s2",
-        status=TaskStatus.PROCESSING,
-        payload_id="é漢字",
-        created_by="漢",
-        error=UNSET,
-        data_dependencies=["", "r1"],
-        created_at=10.5,
-        started_at=10.5,
-        pod_ttl=10.5,
-        options=TaskOptions(10.0, 1, 1, "p", options={"k": "", "z": "é"}),
-    ),
-    task(
-        "t4",
-        status=TaskStatus.CANCELLED,
-        payload_id="_",
-        created_by="CLIENT",
-        data_dependencies=["r2"],
-        created_at=0.0,
-        ended_at=0.0,
-        options=TaskOptions(5.0, 1, 2, "p%", options={"k": "v%"}),
-    ),
-]
+#: The sample tasks with NULL columns besides, as the store may write for optional values.
+TASKS = cases.sample_tasks(changes={"t1": {"expected_output_ids": UNSET}, "t3": {"error": UNSET}})
 
 
 def task_row(t: Task) -> tuple[Any, ...]:
@@ -178,24 +108,6 @@ def selected(db: sqlite3.Connection, flt: Filter, table: str = "tasks", key: str
     where, params = compile_filter(flt, column_for)
     return sorted(row[0] for row in db.execute(f"SELECT {key} FROM {table} WHERE {where}", params))
 
-
-def accepted(records: Sequence[Any], flt: Filter, key: str = "task_id") -> list[str]:
-    return sorted(getattr(r, key) for r in records if matches(r, flt))
-
-
-def c(path: str, kind: FieldKind, op: Op, value: Any, key: str | None = None) -> Condition:
-    return Condition(FieldRef(path, key), kind, op, value)
-
-
-S, N, D, T, B, A, ST = (
-    FieldKind.STRING,
-    FieldKind.NUMBER,
-    FieldKind.DATE,
-    FieldKind.DURATION,
-    FieldKind.BOOLEAN,
-    FieldKind.ARRAY,
-    FieldKind.STATUS,
-)
 
 # -- hand-checked cases: the expected rows are written out, and both evaluations must produce them -----------
 CASES = [
@@ -281,61 +193,9 @@ def test_values_are_parameters_not_sql(db: sqlite3.Connection) -> None:
 
 
 # -- every field kind x operator x value, against matches() -----------------------------------------------------
-FIELDS = {
-    S: [
-        FieldRef("session_id"),
-        FieldRef("payload_id"),
-        FieldRef("created_by"),
-        FieldRef("pod_hostname"),
-        FieldRef("error"),
-        FieldRef("options.partition_id"),
-        FieldRef("options.options", "k"),
-        FieldRef("options.options", "q\"u'o.te"),
-        FieldRef("options.options", "missing"),
-    ],
-    N: [FieldRef("options.max_retries"), FieldRef("options.priority")],
-    D: [FieldRef("created_at"), FieldRef("started_at"), FieldRef("ended_at"), FieldRef("pod_ttl")],
-    T: [
-        FieldRef("creation_to_end_duration"),
-        FieldRef("processing_to_end_duration"),
-        FieldRef("options.max_duration"),
-    ],
-    B: [FieldRef("succeeded")],
-    ST: [FieldRef("status")],
-    A: [FieldRef("data_dependencies"), FieldRef("expected_output_ids")],
-}
-VALUES: dict[FieldKind, list[Any]] = {
-    S: [
-        "",
-        "s1",
-        "s2",
-        "p",
-        "P",
-        "%",
-        "_",
-        "a%b_c",
-        "100%",
-        "%_",
-        "v",
-        "V",
-        "v%",
-        "é",
-        "漢",
-        "字",
-        "client",
-        "Boom",
-        "a\x00",
-    ],
-    N: [-2, -1, 0, 1, 2, 3, 4],
-    D: [0.0, 10.0, 10.5, 11.0, 20.5, 100.0, 1e12],
-    T: [0.0, 0.5, 1.0, 5.0, 9.5, 10.0, 10.5],
-    B: [True, False],
-    ST: [int(s) for s in TaskStatus],
-    A: ["", "r1", "r2", "r%", "o1", "x"],
-}
-COMBINATIONS = [
-    (ref, kind, op) for kind, refs in FIELDS.items() for ref in refs for op in sorted(OPERATORS[kind])
-]
+FIELDS = cases.widened(cases.TASK_FIELDS_BY_KIND, {B: [FieldRef("succeeded")]})
+VALUES = cases.widened(cases.VALUES_BY_KIND, {S: ["100%", "%_", "client", "Boom"]})
+COMBINATIONS = cases.combinations(FIELDS)
 
 
 @pytest.mark.parametrize(
@@ -365,50 +225,18 @@ def values_of(kind: FieldKind) -> st.SearchStrategy[Any]:
     return st.sampled_from(VALUES[kind])
 
 
-conditions = st.sampled_from([(ref, kind) for kind, refs in FIELDS.items() for ref in refs]).flatmap(
-    lambda pair: st.builds(
-        Condition,
-        st.just(pair[0]),
-        st.just(pair[1]),
-        st.sampled_from(sorted(OPERATORS[pair[1]])),
-        values_of(pair[1]),
-    )
-)
-filters = st.lists(st.lists(conditions, min_size=0, max_size=3), min_size=0, max_size=3).map(
-    lambda conjunctions: Filter.of(*conjunctions)
-)
+filters = cases.filters_over(FIELDS, VALUES)
 texts = st.one_of(st.none(), values_of(S), st.text(alphabet="ab%_é漢\\'\"\x00", max_size=4))
 #: SQLite's JSON functions (3.40) cut a string at an escaped NUL, so JSON-stored text never holds one
 json_texts = values_of(S) | st.text(st.characters(exclude_characters="\x00"), max_size=3)
 dates = st.one_of(st.none(), values_of(D), st.floats(-10, 200, allow_nan=False))
-tasks_strategy = st.builds(
-    lambda i, status, created_by, hostname, payload, created, started, ended, deps, opts, retries, prio, mdur: (
-        task(
-            f"t{i}",
-            status=status,
-            created_by=created_by,
-            pod_hostname=hostname,
-            payload_id=payload or "",
-            created_at=created if created is not None else 0.0,
-            started_at=started,
-            ended_at=ended,
-            data_dependencies=deps,
-            options=TaskOptions(mdur, retries, prio, "p", options=opts),
-        )
-    ),
-    st.integers(0, 10**6),
-    st.sampled_from(list(TaskStatus)),
-    texts,
-    texts,
-    texts,
-    dates,
-    dates,
-    dates,
-    st.lists(values_of(A) | json_texts, max_size=3),
-    st.dictionaries(st.sampled_from(["k", "missing", "q\"u'o.te"]), json_texts),
-    values_of(N),
-    values_of(N),
-    values_of(T),
+tasks_strategy = cases.tasks_from(
+    texts=texts,
+    payloads=texts,
+    dates=dates,
+    dependencies=st.lists(values_of(A) | json_texts, max_size=3),
+    options=st.dictionaries(st.sampled_from(["k", "missing", "q\"u'o.te"]), json_texts),
+    values=VALUES,
 )
 
 

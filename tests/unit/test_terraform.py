@@ -3,8 +3,9 @@
 `terraform validate` needs the kubernetes, helm and kubectl providers, which `terraform init` downloads: not
 possible offline, so it is not run here. What is checked: formatting (`terraform fmt -check`, when terraform
 is on PATH), every .tf file parses (python-hcl2), every variable of parameters.tfvars and versions.tfvars.json
-is declared, every module source exists and receives its required variables, and the ConfigMaps Terraform
-creates are the renderer's.
+is declared, every module source exists and receives its required variables (also the calls modules make to
+the shared `workload` module), every module folder is used, and the ConfigMaps Terraform creates are the
+renderer's.
 """
 
 from __future__ import annotations
@@ -30,19 +31,36 @@ def parse(path: Path) -> dict[str, Any]:
     return hcl2.loads(path.read_text())  # type: ignore[no-any-return]
 
 
-def declared_variables(folder: Path) -> dict[str, dict[str, Any]]:
+def blocks(folder: Path, kind: str) -> dict[str, dict[str, Any]]:
+    """The `kind` blocks (variable, module) of a folder's .tf files, by their unquoted label."""
     out: dict[str, dict[str, Any]] = {}
     for path in folder.glob("*.tf"):
-        for entry in parse(path).get("variable", []):
+        for entry in parse(path).get(kind, []):
             out.update({unquote(k): v for k, v in entry.items()})
     return out
 
 
+def declared_variables(folder: Path) -> dict[str, dict[str, Any]]:
+    return blocks(folder, "variable")
+
+
 def module_calls(folder: Path) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for path in folder.glob("*.tf"):
-        for entry in parse(path).get("module", []):
-            out.update({unquote(k): v for k, v in entry.items()})
+    return blocks(folder, "module")
+
+
+def all_module_calls(folder: Path) -> list[tuple[str, Path, dict[str, Any]]]:
+    """Every module call from `folder` and, in turn, from the modules it calls: (name, called folder, call)."""
+    out: list[tuple[str, Path, dict[str, Any]]] = []
+    pending, seen = [folder.resolve()], set()
+    while pending:
+        caller = pending.pop()
+        if caller in seen:
+            continue
+        seen.add(caller)
+        for name, call in module_calls(caller).items():
+            called = (caller / unquote(call["source"])).resolve()
+            out.append((f"{caller.relative_to(INFRA)}: {name}", called, call))
+            pending.append(called)
     return out
 
 
@@ -76,8 +94,7 @@ def test_module_sources_exist_and_get_their_required_variables() -> None:
         calls
     )
     meta = {"source", "count", "for_each", "depends_on", "providers", "__is_block__"}
-    for name, call in calls.items():
-        folder = (QUICK_DEPLOY / unquote(call["source"])).resolve()
+    for name, folder, call in all_module_calls(QUICK_DEPLOY):
         assert folder.is_dir() and list(folder.glob("*.tf")), f"module {name}: no module at {folder}"
         variables = declared_variables(folder)
         required = {v for v, body in variables.items() if "default" not in body}
@@ -86,8 +103,20 @@ def test_module_sources_exist_and_get_their_required_variables() -> None:
         assert given <= set(variables), f"module {name}: unknown {sorted(given - set(variables))}"
 
 
+def test_workloads_are_built_by_the_shared_module() -> None:
+    """Every Deployment, StatefulSet and Service of the modules comes from `workload`: written once."""
+    workload = (INFRA / "modules" / "workload").resolve()
+    callers = {caller for caller, folder, _ in all_module_calls(QUICK_DEPLOY) if folder == workload}
+    assert len(callers) >= 6, callers
+    # the top-level `kind` of a yamlencode'd manifest (a ScaledObject's scaleTargetRef is nested deeper)
+    own_kind = re.compile(r'^ {4}kind\s*=\s*"(Deployment|StatefulSet|Service)"', re.M)
+    for path in (INFRA / "modules").rglob("main.tf"):
+        if path.parent.resolve() != workload:
+            assert not own_kind.search(path.read_text()), f"{path}: a workload or Service of its own"
+
+
 def test_every_module_folder_is_used() -> None:
-    used = {(QUICK_DEPLOY / unquote(c["source"])).resolve() for c in module_calls(QUICK_DEPLOY).values()}
+    used = {folder for _, folder, _ in all_module_calls(QUICK_DEPLOY)}
     folders = {p.parent.resolve() for p in (INFRA / "modules").rglob("main.tf")}
     assert folders == used
 

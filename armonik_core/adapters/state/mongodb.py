@@ -61,13 +61,12 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from armonik_core.adapters.queue.base import QueueMessage
+from armonik_core.adapters.state import common
 from armonik_core.adapters.state import mongodb_schema as schema
 from armonik_core.adapters.state.base import (
     Application,
-    ChangeListener,
     ResultCompletion,
     SessionActionOutcome,
-    StateStore,
     TaskAcquisition,
 )
 from armonik_core.adapters.state.mongodb_filters import (
@@ -82,41 +81,15 @@ from armonik_core.adapters.state.mongodb_filters import (
     compile_sort,
 )
 from armonik_core.config import ConfigurationError, Environment
-from armonik_core.domain import graph
+from armonik_core.domain import graph, sessions
 from armonik_core.domain.changes import Change
-from armonik_core.domain.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    describe_missing,
-)
+from armonik_core.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from armonik_core.domain.filters import Filter, ListQuery
 from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
-from armonik_core.domain.sessions import (
-    PAUSE_TASKS,
-    RESUME_TASKS,
-    SessionAction,
-    apply_session_action,
-    check_submission_allowed,
-    stop_submission,
-)
-from armonik_core.domain.statuses import (
-    FINAL_TASK_STATUSES,
-    EventType,
-    ResultStatus,
-    SessionStatus,
-    TaskStatus,
-)
-from armonik_core.domain.tasks import (
-    Acquisition,
-    can_retry,
-    cancellation_status,
-    decide_acquisition,
-    make_retry,
-    missing_outputs,
-)
+from armonik_core.domain.sessions import SessionAction
+from armonik_core.domain.statuses import EventType, ResultStatus, SessionStatus, TaskStatus
+from armonik_core.domain.tasks import Acquisition, can_retry, decide_acquisition, make_retry
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -421,7 +394,7 @@ class _GraphView:
 
 
 # -- the store ------------------------------------------------------------------------------------------------
-class MongoStateStore(StateStore):
+class MongoStateStore(common.ChangeFeedStore):
     def __init__(
         self,
         client: MongoClient[Document] | Any | None = None,
@@ -436,6 +409,7 @@ class MongoStateStore(StateStore):
         """`client`: an existing client (`mongomock.MongoClient()` in tests), else one made from `settings`.
         `transactions`: run each unit in a transaction; None detects whether the server supports them.
         `outbox=False` when the queue is rebuilt from the SUBMITTED tasks (see `SqliteStateStore`)."""
+        super().__init__()
         self._settings = settings or MongoSettings()
         self._owns_client = client is None
         self._client = client if client is not None else self._settings.connect()
@@ -454,7 +428,6 @@ class MongoStateStore(StateStore):
         self._clock = clock
         self._outbox = outbox
         self._transactions = transactions
-        self._listeners: list[ChangeListener] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongodb-writer")
         self._readers = ThreadPoolExecutor(max_workers=max(1, readers), thread_name_prefix="mongodb-reader")
         self._setup_lock = threading.Lock()
@@ -542,18 +515,6 @@ class MongoStateStore(StateStore):
     def _now(self) -> float:
         return schema.round_time(self._clock())
 
-    # -- change feed -------------------------------------------------------------------------------------
-    def add_listener(self, listener: ChangeListener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: ChangeListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def _dispatch(self, changes: list[Change]) -> None:
-        for listener in list(self._listeners):
-            listener(changes)
-
     async def close(self) -> None:
         if self._closed:
             return
@@ -572,14 +533,12 @@ class MongoStateStore(StateStore):
     ) -> tuple[int, list[T]]:
         where = compile_filter(query.filter, fields)
         order = compile_sort(query.sort, fields)
-        if query.page < 0 or query.page_size < 0:
-            raise InvalidArgument("page and page_size must not be negative")
-        limit = query.page_size or 100
+        offset, limit = common.page_window(query.page, query.page_size)
         projection = _RESULT_PROJECTION if name == schema.RESULTS else None
 
         def run(db: _Db) -> tuple[int, list[T]]:
             total = db.count(name, where)
-            docs = db.find(name, where, projection, sort=order, skip=query.page * limit, limit=limit)
+            docs = db.find(name, where, projection, sort=order, skip=offset, limit=limit)
             return total, [convert(d) for d in docs]
 
         return await self._read(f"listing {name}", run)
@@ -616,8 +575,7 @@ class MongoStateStore(StateStore):
         def unit(db: _Db, changes: list[Change]) -> None:
             wanted = set(session.partition_ids) | {session.options.partition_id}
             found = {d["_id"] for d in db.find_ids(schema.PARTITIONS, wanted, {"_id": 1})}
-            if wanted - found:
-                raise NotFound(describe_missing("Partition", wanted - found))
+            common.require_found("Partition", wanted, found)
             if db.insert(schema.SESSIONS, [doc]):
                 raise AlreadyExists(f"Session already exists: {session.session_id}")
 
@@ -631,7 +589,7 @@ class MongoStateStore(StateStore):
 
     async def stop_submission(self, session_id: str, client: bool, worker: bool) -> Session:
         def unit(db: _Db, changes: list[Change]) -> Session:
-            session = stop_submission(_load_session(db, session_id), client, worker)
+            session = sessions.stop_submission(_load_session(db, session_id), client, worker)
             closed = {"ClientSubmission": False} if client else {}
             if worker:
                 closed["WorkerSubmission"] = False
@@ -647,15 +605,15 @@ class MongoStateStore(StateStore):
         def unit(db: _Db, changes: list[Change]) -> SessionActionOutcome:
             session = _load_session(db, session_id)
             previous = session.status
-            apply_session_action(session, action, now)
+            sessions.apply_session_action(session, action, now)
             outcome = SessionActionOutcome(session)
             if action is SessionAction.PAUSE:
-                for source, target in PAUSE_TASKS.items():
+                for source, target in sessions.PAUSE_TASKS.items():
                     _set_task_status(db, changes, _session_tasks(db, session_id, source), target)
                 if db.outbox:
                     db.delete(schema.OUTBOX, {"SessionId": session_id})
             elif action is SessionAction.RESUME:
-                for source, target in RESUME_TASKS.items():
+                for source, target in sessions.RESUME_TASKS.items():
                     moved = _session_tasks(db, session_id, source)
                     if target is TaskStatus.SUBMITTED:  # in the outbox before they are SUBMITTED
                         outcome.to_enqueue += _enqueue(db, moved)
@@ -681,12 +639,9 @@ class MongoStateStore(StateStore):
         docs = [schema.result_to_document(r) for r in results]
 
         def unit(db: _Db, changes: list[Change]) -> None:
-            check_submission_allowed(_load_session(db, session_id), by_worker)
+            sessions.check_submission_allowed(_load_session(db, session_id), by_worker)
             _insert_new_results(db, docs)
-            changes.extend(
-                Change(EventType.NEW_RESULT, session_id, r.result_id, int(r.status), record=r)
-                for r in results
-            )
+            changes.extend(common.new_result_changes(results, session_id))
 
         await self._write("creating results", unit)
 
@@ -709,37 +664,19 @@ class MongoStateStore(StateStore):
 
         def unit(db: _Db, changes: list[Change]) -> list[QueueMessage]:
             ids = [c.result_id for c in completions]
-            for result in _load_results(db, ids, session_id).values():
-                if result.status != ResultStatus.CREATED:
-                    raise FailedPrecondition(
-                        f"Result {result.result_id} is {result.status.name}: only a CREATED result can "
-                        "receive data"
-                    )
+            common.check_can_receive_data(_load_results(db, ids, session_id).values())
             _store_data(db, completions, now)
-            changes.extend(
-                Change(EventType.RESULT_STATUS_UPDATE, session_id, rid, int(ResultStatus.COMPLETED))
-                for rid in ids
-            )
+            changes.extend(common.result_status_changes(session_id, ids, ResultStatus.COMPLETED))
             return _resolve_dependents(db, changes, ids, now)
 
         return await self._write("completing results", unit)
 
     async def delete_results_data(self, session_id: str, result_ids: Sequence[str]) -> list[bytes]:
         def unit(db: _Db, changes: list[Change]) -> list[bytes]:
-            results = _load_results(db, result_ids, session_id)
-            waiting = sorted(r.result_id for r in results.values() if r.status == ResultStatus.CREATED)
-            if waiting:
-                # Deleting what does not exist yet would leave the tasks waiting on it pending forever.
-                raise FailedPrecondition(
-                    f"Results have no data to delete yet: {', '.join(waiting[:5])}; cancel their owner task instead"
-                )
-            doomed = [
-                r for r in results.values() if not r.manual_deletion and r.status != ResultStatus.DELETED
-            ]
+            doomed = common.results_to_delete(_load_results(db, result_ids, session_id).values())
             _mark_deleted(db, [r.result_id for r in doomed])
             changes.extend(
-                Change(EventType.RESULT_STATUS_UPDATE, session_id, r.result_id, int(ResultStatus.DELETED))
-                for r in doomed
+                common.result_status_changes(session_id, [r.result_id for r in doomed], ResultStatus.DELETED)
             )
             return [r.opaque_id for r in doomed if r.opaque_id]
 
@@ -753,7 +690,7 @@ class MongoStateStore(StateStore):
 
         def unit(db: _Db, changes: list[Change]) -> list[QueueMessage]:
             session = _load_session(db, session_id)
-            check_submission_allowed(session, by_worker=parent_task_id is not None)
+            sessions.check_submission_allowed(session, by_worker=parent_task_id is not None)
             plan = _plan_tasks(db, session, tasks, parent_task_id)
             return _write_tasks(db, changes, session, tasks, plan, now)
 
@@ -782,9 +719,7 @@ class MongoStateStore(StateStore):
 
         def unit(db: _Db, changes: list[Change]) -> list[Task]:
             tasks = _load_tasks(db, task_ids)
-            missing = set(task_ids) - set(tasks)
-            if missing:
-                raise NotFound(describe_missing("Task", missing))
+            common.require_found("Task", task_ids, tasks)
             _cancel(db, changes, list(tasks.values()), now)
             return list(tasks.values())
 
@@ -798,14 +733,12 @@ class MongoStateStore(StateStore):
         ]
         order = compile_sort(query.sort, APPLICATION_SORT_FIELDS, tie_break=None)
         order += [(f"_id.{key}", 1) for key in keys if all(path != f"_id.{key}" for path, _ in order)]
-        if query.page < 0 or query.page_size < 0:
-            raise InvalidArgument("page and page_size must not be negative")
-        limit = query.page_size or 100
+        offset, limit = common.page_window(query.page, query.page_size)
         grouped: list[Document] = [
             {"$match": where},
             {"$group": {"_id": {key: f"$Options.{key}" for key in keys}}},
         ]
-        page: list[Document] = [{"$sort": dict(order)}, {"$skip": query.page * limit}, {"$limit": limit}]
+        page: list[Document] = [{"$sort": dict(order)}, {"$skip": offset}, {"$limit": limit}]
 
         def run(db: _Db) -> tuple[int, list[Application]]:
             counted = db.aggregate(schema.TASKS, [*grouped, {"$count": "total"}])
@@ -834,8 +767,9 @@ class MongoStateStore(StateStore):
                 if decision is Acquisition.CANCEL:
                     _cancel_running(db, changes, held, now)
                     return TaskAcquisition()
-                message = f"Agent {task.owner_pod_id} stopped answering while running the task"
-                return TaskAcquisition(to_enqueue=_retry_or_fail(db, changes, held, message, now))
+                return TaskAcquisition(
+                    to_enqueue=_retry_or_fail(db, changes, held, common.crash_message(task), now)
+                )
             session = _load_session(db, task.session_id)
             if session.status == SessionStatus.PAUSED:
                 _set_task_status(db, changes, [task], TaskStatus.PAUSED, expect=state)
@@ -886,11 +820,10 @@ class MongoStateStore(StateStore):
 
         def unit(db: _Db, changes: list[Change]) -> list[QueueMessage]:
             doc = db.find_one(schema.TASKS, {"_id": task_id})
-            running = (TaskStatus.DISPATCHED, TaskStatus.PROCESSING, TaskStatus.CANCELLING)
             if doc is None:
                 return []
             task = schema.task_from_document(doc)
-            if task.owner_pod_id != agent_id or task.status not in running:
+            if task.owner_pod_id != agent_id or task.status not in common.RUNNING_STATUSES:
                 return []
             cancelled = task.status == TaskStatus.CANCELLING or outcome.kind is OutcomeKind.CANCELLED
             success = None
@@ -899,12 +832,9 @@ class MongoStateStore(StateStore):
             held = _claim(db, task, _state_of(doc))
             if held is None:
                 return []
-            if (
-                outcome.started_at is not None
-                and task.started_at is None
-                and outcome.kind is not OutcomeKind.RELEASED
-            ):
-                task.started_at = task.fetched_at = schema.round_time(outcome.started_at)
+            started = common.reported_start(task, outcome)
+            if started is not None:
+                task.started_at = task.fetched_at = schema.round_time(started)
                 held.extra += ["started_at", "fetched_at"]
             if cancelled:
                 _cancel_running(db, changes, held, now)
@@ -914,8 +844,7 @@ class MongoStateStore(StateStore):
             if outcome.kind is OutcomeKind.CRASH:
                 return _retry_or_fail(db, changes, held, outcome.message, now)
             if outcome.kind in (OutcomeKind.ERROR, OutcomeKind.TIMEOUT):
-                status = TaskStatus.ERROR if outcome.kind is OutcomeKind.ERROR else TaskStatus.TIMEOUT
-                _fail(db, changes, held, status, outcome.message, now)
+                _fail(db, changes, held, common.failure_status(outcome.kind), outcome.message, now)
                 return []
             assert success is not None
             return _apply_success(db, changes, held, outcome, success, now)
@@ -999,9 +928,7 @@ def _save_session_state(db: _Db, session: Session, previous: SessionStatus) -> N
 def _load_results(db: _Db, result_ids: Sequence[str], session_id: str) -> dict[str, Result]:
     docs = db.find_ids(schema.RESULTS, result_ids, _RESULT_PROJECTION)
     found = {r.result_id: r for r in map(schema.result_from_document, docs) if r.session_id == session_id}
-    missing = set(result_ids) - set(found)
-    if missing:
-        raise NotFound(describe_missing("Result", missing) + f" in session {session_id}")
+    common.require_found("Result", result_ids, found, f" in session {session_id}")
     return found
 
 
@@ -1107,9 +1034,7 @@ def _enqueue(db: _Db, tasks: Iterable[Task]) -> list[QueueMessage]:
     A task may be there already (queued again before its earlier message was confirmed published): the entry
     is the same. Inserted in bulk, skipping those; in a transaction, where a duplicate key would abort it,
     the existing entries are looked up first."""
-    messages = [
-        QueueMessage(t.task_id, t.session_id, t.options.partition_id, t.options.priority) for t in tasks
-    ]
+    messages = [common.queue_message(t) for t in tasks]
     if not db.outbox or not messages:
         return messages
     docs = [
@@ -1174,17 +1099,11 @@ def _plan_tasks(
 ) -> graph.SubmissionPlan:
     """Validate new tasks (client submission or a worker's subtasks) and decide their fate; no write.
     `made`: results as this unit of work is about to leave them (created or completed by the parent)."""
-    session_id = session.session_id
-    for task in tasks:
-        if task.options.partition_id not in session.partition_ids:
-            raise FailedPrecondition(
-                f"Task {task.task_id} targets partition '{task.options.partition_id}', which is not "
-                f"one of session {session_id}'s partitions ({', '.join(session.partition_ids)})"
-            )
-    named = {rid for t in tasks for rid in (*graph.task_inputs(t), *t.expected_output_ids)}
+    common.check_task_partitions(session, tasks)
+    named = common.results_named_by(tasks)
     results = _load_graph_results(db, named - set(made or ()))
     results.update({rid: r for rid, r in (made or {}).items() if rid in named})
-    return graph.plan_submission(tasks, results, session_id, parent_task_id)
+    return graph.plan_submission(tasks, results, session.session_id, parent_task_id)
 
 
 def _write_tasks(
@@ -1232,12 +1151,8 @@ def _write_tasks(
                 {"_id": {"$in": ids[start : start + CHUNK]}, "Status": int(TaskStatus.CREATING)},
                 {"$set": {"Status": int(target)}},
             )
-    session_id = session.session_id
-    changes.extend(Change(EventType.NEW_TASK, session_id, t.task_id, int(t.status), record=t) for t in tasks)
-    changes.extend(
-        Change(EventType.RESULT_OWNER_UPDATE, session_id, rid, previous_owner=previous, current_owner=new)
-        for rid, (previous, new) in plan.owner_changes.items()
-    )
+    changes.extend(common.new_task_changes(session.session_id, tasks))
+    changes.extend(common.owner_changes(session.session_id, plan.owner_changes))
     # Without a transaction an input may have completed after it was read and before this submission
     # registered as its dependent: release what waits on such inputs now (idempotent otherwise).
     if waiting_on and not db.in_transaction:
@@ -1295,13 +1210,11 @@ def _resolve_dependents(
     }
     ready_ids = set(graph.ready_after_completion(remaining, completed))
     ready = [schema.task_from_document(d) for d in pending if d["_id"] in ready_ids]
-    paused_sessions = _paused_sessions(db, {t.session_id for t in ready})
-    paused = [t for t in ready if t.session_id in paused_sessions]
-    runnable = [t for t in ready if t.session_id not in paused_sessions]
+    paused, runnable = common.split_paused(ready, _paused_sessions(db, {t.session_id for t in ready}))
     _set_task_status(db, changes, paused, TaskStatus.PAUSED, submitted_at=now)
     _enqueue(db, runnable)
     moved = _set_task_status(db, changes, runnable, TaskStatus.SUBMITTED, submitted_at=now)
-    return [QueueMessage(t.task_id, t.session_id, t.options.partition_id, t.options.priority) for t in moved]
+    return [common.queue_message(t) for t in moved]
 
 
 # -- outcomes of a run ------------------------------------------------------------------------------------------
@@ -1323,13 +1236,7 @@ def _prepare_success(db: _Db, task: Task, outcome: TaskOutcome) -> _Success:
             raise FailedPrecondition(
                 f"A result id is already taken: {', '.join(sorted(d['_id'] for d in taken)[:5])}"
             )
-    produced = [c.result_id for c in outcome.completions]
-    allowed = set(task.expected_output_ids) | {r.result_id for r in created}
-    foreign = sorted(set(produced) - allowed)
-    if foreign:
-        raise FailedPrecondition(
-            f"Task {task.task_id} sent data for results it neither owns nor created: {', '.join(foreign[:5])}"
-        )
+    produced = common.produced_results(task, outcome)
     plan = None
     if outcome.subtasks:
         # The subtasks see the results as this outcome leaves them: created, and completed when still CREATED.
@@ -1355,24 +1262,18 @@ def _apply_success(
     for result in created:
         result.created_at = schema.round_time(result.created_at)
     db.insert(schema.RESULTS, [schema.result_to_document(r) for r in created])
-    changes.extend(
-        Change(EventType.NEW_RESULT, r.session_id, r.result_id, int(r.status), record=r) for r in created
-    )
+    changes.extend(common.new_result_changes(created))
     _store_data(db, outcome.completions, now)
-    changes.extend(
-        Change(EventType.RESULT_STATUS_UPDATE, task.session_id, rid, int(ResultStatus.COMPLETED))
-        for rid in success.produced
-    )
+    changes.extend(common.result_status_changes(task.session_id, success.produced, ResultStatus.COMPLETED))
     messages: list[QueueMessage] = []
     if success.plan is not None:
         messages += _write_tasks(db, changes, success.session, outcome.subtasks, success.plan, now)
     messages += _resolve_dependents(db, changes, success.produced, now)
     docs = db.find_ids(schema.RESULTS, task.expected_output_ids, {"OwnerTaskId": 1})
     owners = {d["_id"]: d.get("OwnerTaskId", "") for d in docs}
-    missing = missing_outputs(task, owners, set(success.produced))
-    if missing:
-        message = f"The task ended without producing or delegating its outputs: {', '.join(missing)}"
-        _fail(db, changes, held, TaskStatus.ERROR, message, now)
+    unfinished = common.unfinished_outputs(task, owners, success.produced)
+    if unfinished is not None:
+        _fail(db, changes, held, TaskStatus.ERROR, unfinished, now)
         return messages
     task.error = ""
     _finalize(db, changes, held, TaskStatus.COMPLETED, now, ("error",), processed_at=now, ended_at=now)
@@ -1417,8 +1318,7 @@ def _retry_or_fail(
     """A crashed attempt: a new attempt takes over its outputs while retries remain, else it fails."""
     task = held.task
     if not can_retry(task):
-        retries = task.options.max_retries
-        _fail(db, changes, held, TaskStatus.ERROR, f"{message} (no retry left of {retries})", now)
+        _fail(db, changes, held, TaskStatus.ERROR, common.out_of_retries(task, message), now)
         return []
     _take_back_from_unfinished_subtasks(db, task)
     retry = make_retry(task, now)
@@ -1445,18 +1345,9 @@ def _retry_or_fail(
     task.error = task.status_message = message
     if not _finalize(db, changes, held, TaskStatus.RETRIED, now, ("error", "status_message"), ended_at=now):
         return []
-    changes.append(
-        Change(EventType.NEW_TASK, task.session_id, retry.task_id, int(retry.status), record=retry)
-    )
+    changes.extend(common.new_task_changes(task.session_id, [retry]))
     changes.extend(
-        Change(
-            EventType.RESULT_OWNER_UPDATE,
-            task.session_id,
-            rid,
-            previous_owner=task.task_id,
-            current_owner=retry.task_id,
-        )
-        for rid in handed
+        common.owner_changes(task.session_id, {rid: (task.task_id, retry.task_id) for rid in handed})
     )
     return messages
 
@@ -1484,11 +1375,7 @@ def _take_back_from_unfinished_subtasks(db: _Db, task: Task) -> None:
 def _cancel(db: _Db, changes: list[Change], tasks: list[Task], now: float) -> None:
     """Cancel tasks, abort the outputs they will no longer produce and cancel what waited on those. What
     waited is cancelled first, so that a cancellation interrupted half-way is whole when asked again."""
-    by_target: dict[TaskStatus, list[Task]] = {}
-    for task in tasks:
-        target = cancellation_status(task.status)
-        if target is not None:
-            by_target.setdefault(target, []).append(task)
+    by_target = common.cancellation_targets(tasks)
     cancelled = by_target.get(TaskStatus.CANCELLED, [])
     downstream: list[Change] = []
     _abort_downstream(db, downstream, [t.task_id for t in cancelled], TaskStatus.CANCELLED, now)
@@ -1527,7 +1414,7 @@ def _abort_results(db: _Db, changes: list[Change], result_ids: list[str]) -> Non
 
 
 def _cancel_session_tasks(db: _Db, changes: list[Change], session_id: str, now: float) -> None:
-    finals = [int(s) for s in (*FINAL_TASK_STATUSES, TaskStatus.CANCELLING)]
+    finals = [int(s) for s in common.NOT_TO_CANCEL]
     docs = db.find(schema.TASKS, {"SessionId": session_id, "Status": {"$nin": finals}})
     _cancel(db, changes, [schema.task_from_document(d) for d in docs], now)
     leftovers = db.find(
@@ -1546,7 +1433,5 @@ def _drop_session_data(db: _Db, changes: list[Change], session_id: str) -> list[
         {"OpaqueId": 1},
     )
     _mark_deleted(db, [d["_id"] for d in docs])
-    changes.extend(
-        Change(EventType.RESULT_STATUS_UPDATE, session_id, d["_id"], int(ResultStatus.DELETED)) for d in docs
-    )
+    changes.extend(common.result_status_changes(session_id, [d["_id"] for d in docs], ResultStatus.DELETED))
     return [bytes(d["OpaqueId"]) for d in docs if d.get("OpaqueId")]

@@ -14,46 +14,25 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from armonik_core.adapters.queue.base import QueueMessage
+from armonik_core.adapters.state import common
 from armonik_core.adapters.state import sqlite_schema as schema
 from armonik_core.adapters.state.base import (
     Application,
-    ChangeListener,
     ResultCompletion,
     SessionActionOutcome,
-    StateStore,
     TaskAcquisition,
 )
 from armonik_core.adapters.state.sql_filters import compile_filter, compile_order
 from armonik_core.adapters.state.sqlite_engine import SqliteEngine
-from armonik_core.domain import graph
+from armonik_core.domain import graph, sessions
 from armonik_core.domain.changes import Change
-from armonik_core.domain.errors import FailedPrecondition, InvalidArgument, NotFound, describe_missing
+from armonik_core.domain.errors import FailedPrecondition, NotFound
 from armonik_core.domain.filters import Filter, ListQuery
 from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
-from armonik_core.domain.sessions import (
-    PAUSE_TASKS,
-    RESUME_TASKS,
-    SessionAction,
-    apply_session_action,
-    check_submission_allowed,
-    stop_submission,
-)
-from armonik_core.domain.statuses import (
-    FINAL_TASK_STATUSES,
-    EventType,
-    ResultStatus,
-    SessionStatus,
-    TaskStatus,
-)
-from armonik_core.domain.tasks import (
-    Acquisition,
-    can_retry,
-    cancellation_status,
-    decide_acquisition,
-    make_retry,
-    missing_outputs,
-)
+from armonik_core.domain.sessions import SessionAction
+from armonik_core.domain.statuses import EventType, ResultStatus, SessionStatus, TaskStatus
+from armonik_core.domain.tasks import Acquisition, can_retry, decide_acquisition, make_retry
 
 R = TypeVar("R")
 CHUNK = 900
@@ -112,30 +91,18 @@ class _SqlGraphView:
         return {row["result_id"]: ResultStatus(row["status"]) for row in rows}
 
 
-class SqliteStateStore(StateStore):
+class SqliteStateStore(common.ChangeFeedStore):
     def __init__(
         self, path: str | Path, *, synchronous: str = "FULL", clock: Clock = time.time, outbox: bool = True
     ) -> None:
         """`outbox=False` when the queue is rebuilt from the state itself (`MemoryQueue`): the SUBMITTED
         rows are then the durable record of what is queued, and an outbox would only duplicate them."""
+        super().__init__()
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._listeners: list[ChangeListener] = []
         self._engine = SqliteEngine(self._path, self._dispatch, synchronous=synchronous, outbox=outbox)
         self._engine.run_setup(schema.DDL)
-
-    # -- change feed -------------------------------------------------------------------------------------
-    def add_listener(self, listener: ChangeListener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: ChangeListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def _dispatch(self, changes: list[Change]) -> None:
-        for listener in list(self._listeners):
-            listener(changes)
 
     async def close(self) -> None:
         self._engine.close()
@@ -147,15 +114,13 @@ class SqliteStateStore(StateStore):
         column_for = schema.column_resolver(table)
         where, params = compile_filter(query.filter, column_for)
         order = compile_order(query.sort, column_for) or "rowid"
-        if query.page < 0 or query.page_size < 0:
-            raise InvalidArgument("page and page_size must not be negative")
-        limit = query.page_size or 100
+        offset, limit = common.page_window(query.page, query.page_size)
 
         def run(conn: sqlite3.Connection) -> tuple[int, list[R]]:
             total = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).fetchone()[0]
             rows = conn.execute(
                 f"SELECT {_columns(columns)} FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-                (*params, limit, query.page * limit),
+                (*params, limit, offset),
             ).fetchall()
             return total, [convert(row) for row in rows]
 
@@ -197,8 +162,7 @@ class SqliteStateStore(StateStore):
                     conn, "SELECT partition_id FROM partitions WHERE partition_id IN ({marks})", list(wanted)
                 )
             }
-            if wanted - found:
-                raise NotFound(describe_missing("Partition", wanted - found))
+            common.require_found("Partition", wanted, found)
             conn.execute(_INSERT_SESSION, row)
 
         await self._engine.write(unit)
@@ -211,7 +175,7 @@ class SqliteStateStore(StateStore):
 
     async def stop_submission(self, session_id: str, client: bool, worker: bool) -> Session:
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> Session:
-            session = stop_submission(_load_session(conn, session_id), client, worker)
+            session = sessions.stop_submission(_load_session(conn, session_id), client, worker)
             conn.execute(
                 "UPDATE sessions SET client_submission = ?, worker_submission = ? WHERE session_id = ?",
                 (int(session.client_submission), int(session.worker_submission), session_id),
@@ -224,13 +188,15 @@ class SqliteStateStore(StateStore):
         now = self._clock()
 
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> SessionActionOutcome:
-            session = apply_session_action(_load_session(conn, session_id), action, now)
+            session = sessions.apply_session_action(_load_session(conn, session_id), action, now)
             outcome = SessionActionOutcome(session)
             if action is SessionAction.PAUSE:
-                _move_session_tasks(conn, changes, session_id, PAUSE_TASKS)
+                _move_session_tasks(conn, changes, session_id, sessions.PAUSE_TASKS)
                 conn.execute("DELETE FROM outbox WHERE session_id = ?", (session_id,))
             elif action is SessionAction.RESUME:
-                moved = _move_session_tasks(conn, changes, session_id, RESUME_TASKS, submitted_at=now)
+                moved = _move_session_tasks(
+                    conn, changes, session_id, sessions.RESUME_TASKS, submitted_at=now
+                )
                 outcome.to_enqueue = _enqueue(conn, moved)
             elif action is SessionAction.CANCEL:
                 _cancel_session_tasks(conn, changes, session_id, now)
@@ -256,15 +222,12 @@ class SqliteStateStore(StateStore):
         rows = [schema.result_to_row(r) for r in results]
 
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> None:
-            check_submission_allowed(_load_session(conn, session_id), by_worker)
+            sessions.check_submission_allowed(_load_session(conn, session_id), by_worker)
             try:
                 conn.executemany(_INSERT_RESULT, rows)
             except sqlite3.IntegrityError as exc:
                 raise FailedPrecondition(f"A result id is already taken: {exc}") from exc
-            changes.extend(
-                Change(EventType.NEW_RESULT, session_id, r.result_id, int(r.status), record=r)
-                for r in results
-            )
+            changes.extend(common.new_result_changes(results, session_id))
 
         await self._engine.write(unit)
 
@@ -284,44 +247,25 @@ class SqliteStateStore(StateStore):
 
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[QueueMessage]:
             ids = [c.result_id for c in completions]
-            current = _load_results(conn, ids, session_id)
-            for result in current.values():
-                if result.status != ResultStatus.CREATED:
-                    raise FailedPrecondition(
-                        f"Result {result.result_id} is {result.status.name}: only a CREATED result can "
-                        "receive data"
-                    )
+            common.check_can_receive_data(_load_results(conn, ids, session_id).values())
             conn.executemany(
                 "UPDATE results SET status = ?, size = ?, opaque_id = ?, completed_at = ? WHERE result_id = ?",
                 [(int(ResultStatus.COMPLETED), c.size, c.opaque_id, now, c.result_id) for c in completions],
             )
-            changes.extend(
-                Change(EventType.RESULT_STATUS_UPDATE, session_id, rid, int(ResultStatus.COMPLETED))
-                for rid in ids
-            )
+            changes.extend(common.result_status_changes(session_id, ids, ResultStatus.COMPLETED))
             return _resolve_dependents(conn, changes, ids, now)
 
         return await self._engine.write(unit)
 
     async def delete_results_data(self, session_id: str, result_ids: Sequence[str]) -> list[bytes]:
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[bytes]:
-            results = _load_results(conn, result_ids, session_id)
-            waiting = sorted(r.result_id for r in results.values() if r.status == ResultStatus.CREATED)
-            if waiting:
-                # Deleting what does not exist yet would leave the tasks waiting on it pending forever.
-                raise FailedPrecondition(
-                    f"Results have no data to delete yet: {', '.join(waiting[:5])}; cancel their owner task instead"
-                )
-            doomed = [
-                r for r in results.values() if not r.manual_deletion and r.status != ResultStatus.DELETED
-            ]
+            doomed = common.results_to_delete(_load_results(conn, result_ids, session_id).values())
             conn.executemany(
                 "UPDATE results SET status = ?, opaque_id = x'' WHERE result_id = ?",
                 [(int(ResultStatus.DELETED), r.result_id) for r in doomed],
             )
             changes.extend(
-                Change(EventType.RESULT_STATUS_UPDATE, session_id, r.result_id, int(ResultStatus.DELETED))
-                for r in doomed
+                common.result_status_changes(session_id, [r.result_id for r in doomed], ResultStatus.DELETED)
             )
             return [r.opaque_id for r in doomed if r.opaque_id]
 
@@ -335,7 +279,7 @@ class SqliteStateStore(StateStore):
 
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[QueueMessage]:
             session = _load_session(conn, session_id)
-            check_submission_allowed(session, by_worker=parent_task_id is not None)
+            sessions.check_submission_allowed(session, by_worker=parent_task_id is not None)
             return _insert_tasks(conn, changes, session, tasks, parent_task_id, now)
 
         return await self._engine.write(unit)
@@ -363,9 +307,7 @@ class SqliteStateStore(StateStore):
 
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[Task]:
             tasks = _load_tasks(conn, task_ids)
-            missing = set(task_ids) - set(tasks)
-            if missing:
-                raise NotFound(describe_missing("Task", missing))
+            common.require_found("Task", task_ids, tasks)
             _cancel(conn, changes, list(tasks.values()), now)
             return list(tasks.values())
 
@@ -375,7 +317,7 @@ class SqliteStateStore(StateStore):
         column_for = schema.column_resolver("applications")
         where, params = compile_filter(query.filter, column_for)
         order = compile_order(query.sort, column_for) or "1, 2, 3, 4"
-        limit = query.page_size or 100
+        limit = query.page_size or common.DEFAULT_PAGE_SIZE
         grouped = (
             "SELECT opt_application_name, opt_application_version, opt_application_namespace, "
             f"opt_application_service FROM tasks WHERE {where} GROUP BY 1, 2, 3, 4"
@@ -404,8 +346,9 @@ class SqliteStateStore(StateStore):
                 _cancel_running(conn, changes, task, now)
                 return TaskAcquisition()
             if decision is Acquisition.RECOVER_CRASH:
-                message = f"Agent {task.owner_pod_id} stopped answering while running the task"
-                return TaskAcquisition(to_enqueue=_retry_or_fail(conn, changes, task, message, now))
+                return TaskAcquisition(
+                    to_enqueue=_retry_or_fail(conn, changes, task, common.crash_message(task), now)
+                )
             if decision is Acquisition.SKIP:
                 return TaskAcquisition()
             session = _load_session(conn, task.session_id)
@@ -447,18 +390,14 @@ class SqliteStateStore(StateStore):
 
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[QueueMessage]:
             task = _load_tasks(conn, [task_id]).get(task_id)
-            running = (TaskStatus.DISPATCHED, TaskStatus.PROCESSING, TaskStatus.CANCELLING)
-            if task is None or task.owner_pod_id != agent_id or task.status not in running:
+            if task is None or task.owner_pod_id != agent_id or task.status not in common.RUNNING_STATUSES:
                 return []
-            if (
-                outcome.started_at is not None
-                and task.started_at is None
-                and outcome.kind is not OutcomeKind.RELEASED
-            ):
-                task.started_at = task.fetched_at = outcome.started_at
+            started = common.reported_start(task, outcome)
+            if started is not None:
+                task.started_at = task.fetched_at = started
                 conn.execute(
                     "UPDATE tasks SET started_at = ?, fetched_at = ? WHERE task_id = ?",
-                    (outcome.started_at, outcome.started_at, task_id),
+                    (started, started, task_id),
                 )
             if task.status == TaskStatus.CANCELLING or outcome.kind is OutcomeKind.CANCELLED:
                 _cancel_running(conn, changes, task, now)
@@ -468,8 +407,7 @@ class SqliteStateStore(StateStore):
             if outcome.kind is OutcomeKind.CRASH:
                 return _retry_or_fail(conn, changes, task, outcome.message, now)
             if outcome.kind in (OutcomeKind.ERROR, OutcomeKind.TIMEOUT):
-                status = TaskStatus.ERROR if outcome.kind is OutcomeKind.ERROR else TaskStatus.TIMEOUT
-                _fail(conn, changes, task, status, outcome.message, now)
+                _fail(conn, changes, task, common.failure_status(outcome.kind), outcome.message, now)
                 return []
             return _apply_success(conn, changes, task, outcome, now)
 
@@ -559,9 +497,7 @@ def _load_results(conn: sqlite3.Connection, result_ids: Sequence[str], session_i
         result_ids,
     )
     found = {r.result_id: r for r in map(schema.result_from_row, rows) if r.session_id == session_id}
-    missing = set(result_ids) - set(found)
-    if missing:
-        raise NotFound(describe_missing("Result", missing) + f" in session {session_id}")
+    common.require_found("Result", result_ids, found, f" in session {session_id}")
     return found
 
 
@@ -575,14 +511,8 @@ def _insert_tasks(
 ) -> list[QueueMessage]:
     """Validate and insert new tasks (client submission or a worker's subtasks) and queue the ready ones."""
     session_id = session.session_id
-    for task in tasks:
-        if task.options.partition_id not in session.partition_ids:
-            raise FailedPrecondition(
-                f"Task {task.task_id} targets partition '{task.options.partition_id}', which is not "
-                f"one of session {session_id}'s partitions ({', '.join(session.partition_ids)})"
-            )
-    named = [rid for t in tasks for rid in (*graph.task_inputs(t), *t.expected_output_ids)]
-    results = _load_graph_results(conn, named)
+    common.check_task_partitions(session, tasks)
+    results = _load_graph_results(conn, sorted(common.results_named_by(tasks)))
     plan = graph.plan_submission(tasks, results, session_id, parent_task_id)
     ready = set(plan.ready)
     paused = session.status == SessionStatus.PAUSED
@@ -604,12 +534,8 @@ def _insert_tasks(
         "UPDATE results SET owner_task_id = ? WHERE result_id = ?",
         [(new, rid) for rid, (_, new) in plan.owner_changes.items()],
     )
-    for task in tasks:
-        changes.append(Change(EventType.NEW_TASK, session_id, task.task_id, int(task.status), record=task))
-    for rid, (previous, new) in plan.owner_changes.items():
-        changes.append(
-            Change(EventType.RESULT_OWNER_UPDATE, session_id, rid, previous_owner=previous, current_owner=new)
-        )
+    changes.extend(common.new_task_changes(session_id, tasks))
+    changes.extend(common.owner_changes(session_id, plan.owner_changes))
     return _enqueue(conn, [t for t in tasks if t.status == TaskStatus.SUBMITTED])
 
 
@@ -621,16 +547,8 @@ def _apply_success(
     created = outcome.created_results
     if created:
         conn.executemany(_INSERT_RESULT, [schema.result_to_row(r) for r in created])
-        changes.extend(
-            Change(EventType.NEW_RESULT, r.session_id, r.result_id, int(r.status), record=r) for r in created
-        )
-    produced = [c.result_id for c in outcome.completions]
-    allowed = set(task.expected_output_ids) | {r.result_id for r in created}
-    foreign = sorted(set(produced) - allowed)
-    if foreign:
-        raise FailedPrecondition(
-            f"Task {task.task_id} sent data for results it neither owns nor created: {', '.join(foreign[:5])}"
-        )
+        changes.extend(common.new_result_changes(created))
+    produced = common.produced_results(task, outcome)
     conn.executemany(
         "UPDATE results SET status = ?, size = ?, opaque_id = ?, completed_at = ? WHERE result_id = ? AND status = ?",
         [
@@ -638,10 +556,7 @@ def _apply_success(
             for c in outcome.completions
         ],
     )
-    changes.extend(
-        Change(EventType.RESULT_STATUS_UPDATE, task.session_id, rid, int(ResultStatus.COMPLETED))
-        for rid in produced
-    )
+    changes.extend(common.result_status_changes(task.session_id, produced, ResultStatus.COMPLETED))
     messages: list[QueueMessage] = []
     if outcome.subtasks:
         messages += _insert_tasks(conn, changes, session, outcome.subtasks, task.task_id, now)
@@ -654,10 +569,9 @@ def _apply_success(
             task.expected_output_ids,
         )
     }
-    missing = missing_outputs(task, owners, set(produced))
-    if missing:
-        message = f"The task ended without producing or delegating its outputs: {', '.join(missing)}"
-        _fail(conn, changes, task, TaskStatus.ERROR, message, now)
+    unfinished = common.unfinished_outputs(task, owners, produced)
+    if unfinished is not None:
+        _fail(conn, changes, task, TaskStatus.ERROR, unfinished, now)
         return messages
     conn.execute("UPDATE tasks SET error = '' WHERE task_id = ?", (task.task_id,))
     _set_task_status(conn, changes, [task], TaskStatus.COMPLETED, processed_at=now, ended_at=now)
@@ -681,8 +595,7 @@ def _retry_or_fail(
 ) -> list[QueueMessage]:
     """A crashed attempt: a new attempt takes over its outputs while retries remain, else it fails."""
     if not can_retry(task):
-        retries = task.options.max_retries
-        _fail(conn, changes, task, TaskStatus.ERROR, f"{message} (no retry left of {retries})", now)
+        _fail(conn, changes, task, TaskStatus.ERROR, common.out_of_retries(task, message), now)
         return []
     retry = make_retry(task, now)
     conn.execute(
@@ -693,9 +606,7 @@ def _retry_or_fail(
     if paused:
         retry.status = TaskStatus.PAUSED
     conn.execute(_INSERT_TASK, schema.task_to_row(retry))
-    changes.append(
-        Change(EventType.NEW_TASK, task.session_id, retry.task_id, int(retry.status), record=retry)
-    )
+    changes.extend(common.new_task_changes(task.session_id, [retry]))
     owned = _select_in(
         conn,
         "SELECT result_id, owner_task_id FROM results WHERE result_id IN ({marks})",
@@ -706,14 +617,7 @@ def _retry_or_fail(
         "UPDATE results SET owner_task_id = ? WHERE result_id = ?", [(retry.task_id, rid) for rid in handed]
     )
     changes.extend(
-        Change(
-            EventType.RESULT_OWNER_UPDATE,
-            task.session_id,
-            rid,
-            previous_owner=task.task_id,
-            current_owner=retry.task_id,
-        )
-        for rid in handed
+        common.owner_changes(task.session_id, {rid: (task.task_id, retry.task_id) for rid in handed})
     )
     return [] if paused else _enqueue(conn, [retry])
 
@@ -762,9 +666,7 @@ def _enqueue(conn: sqlite3.Connection, tasks: Iterable[Task]) -> list[QueueMessa
     """Record ready tasks in the outbox; the caller publishes the returned messages after commit.
 
     Without an outbox (the queue is rebuilt from the SUBMITTED tasks themselves), only the messages."""
-    messages = [
-        QueueMessage(t.task_id, t.session_id, t.options.partition_id, t.options.priority) for t in tasks
-    ]
+    messages = [common.queue_message(t) for t in tasks]
     if not getattr(conn, "outbox", True):
         return messages
     conn.executemany(
@@ -810,9 +712,7 @@ def _resolve_dependents(
     if not ready_ids:
         return []
     ready = [t for t in _load_tasks(conn, ready_ids).values() if t.status == TaskStatus.PENDING]
-    paused_sessions = _paused_sessions(conn, {t.session_id for t in ready})
-    paused = [t for t in ready if t.session_id in paused_sessions]
-    runnable = [t for t in ready if t.session_id not in paused_sessions]
+    paused, runnable = common.split_paused(ready, _paused_sessions(conn, {t.session_id for t in ready}))
     _set_task_status(conn, changes, paused, TaskStatus.PAUSED, submitted_at=now)
     _set_task_status(conn, changes, runnable, TaskStatus.SUBMITTED, submitted_at=now)
     return _enqueue(conn, runnable)
@@ -846,11 +746,7 @@ def _move_session_tasks(
 
 def _cancel(conn: sqlite3.Connection, changes: list[Change], tasks: list[Task], now: float) -> None:
     """Cancel tasks, abort the outputs they will no longer produce and cancel what waited on those."""
-    by_target: dict[TaskStatus, list[Task]] = {}
-    for task in tasks:
-        target = cancellation_status(task.status)
-        if target is not None:
-            by_target.setdefault(target, []).append(task)
+    by_target = common.cancellation_targets(tasks)
     cancelled = by_target.get(TaskStatus.CANCELLED, [])
     _set_task_status(conn, changes, cancelled, TaskStatus.CANCELLED, ended_at=now)
     _set_task_status(conn, changes, by_target.get(TaskStatus.CANCELLING, []), TaskStatus.CANCELLING)
@@ -891,7 +787,7 @@ def _abort_results(conn: sqlite3.Connection, changes: list[Change], result_ids: 
 def _cancel_session_tasks(
     conn: sqlite3.Connection, changes: list[Change], session_id: str, now: float
 ) -> None:
-    finals = ",".join(str(int(s)) for s in (*FINAL_TASK_STATUSES, TaskStatus.CANCELLING))
+    finals = ",".join(str(int(s)) for s in common.NOT_TO_CANCEL)
     rows = conn.execute(
         f"SELECT {_columns(schema.TASK_COLUMNS)} FROM tasks WHERE session_id = ? AND status NOT IN ({finals})",
         (session_id,),
@@ -916,7 +812,6 @@ def _drop_session_data(conn: sqlite3.Connection, changes: list[Change], session_
         [(int(ResultStatus.DELETED), r["result_id"]) for r in rows],
     )
     changes.extend(
-        Change(EventType.RESULT_STATUS_UPDATE, session_id, r["result_id"], int(ResultStatus.DELETED))
-        for r in rows
+        common.result_status_changes(session_id, [r["result_id"] for r in rows], ResultStatus.DELETED)
     )
     return [bytes(r["opaque_id"]) for r in rows if r["opaque_id"]]

@@ -27,38 +27,32 @@ locals {
     [for k, v in local.channels : { name = k, value = v }],
   )
   cache_mount = { name = "cache-volume", mountPath = "/cache" }
-  security    = { allowPrivilegeEscalation = false, capabilities = { drop = ["ALL"] } }
+  # Terraform's conditional needs both sides of one type, so the socket type picks from a tuple instead.
   probes = {
-    for own in ["agent", "worker"] : own => local.tcp ? {
+    for own in ["agent", "worker"] : own => [{
       startupProbe  = { tcpSocket = { port = own == "agent" ? 10666 : 10667 }, periodSeconds = 3, failureThreshold = 20 }
       livenessProbe = { tcpSocket = { port = own == "agent" ? 10666 : 10667 }, periodSeconds = 10, failureThreshold = 3, initialDelaySeconds = 15 }
-      } : {
+      }, {
       startupProbe  = { exec = { command = ["test", "-S", "/cache/armonik_${own}.sock"] }, periodSeconds = 3, failureThreshold = 20 }
       livenessProbe = { exec = { command = ["test", "-S", "/cache/armonik_${own}.sock"] }, periodSeconds = 10, failureThreshold = 3, initialDelaySeconds = 15 }
-    }
+    }][local.tcp ? 0 : 1]
   }
   agent = merge({
-    name            = "polling-agent"
-    image           = var.polling_agent.image
-    imagePullPolicy = "IfNotPresent"
-    envFrom = concat(
-      [for name in var.agent_config_maps : { configMapRef = { name = name } }],
-      [for name in var.secrets : { secretRef = { name = name } }],
-    )
-    env             = local.env
-    volumeMounts    = concat([local.cache_mount], [for v in var.volumes : { name = v.name, mountPath = v.mount_path }])
-    securityContext = local.security
-    resources       = { limits = var.polling_agent.limits, requests = var.polling_agent.requests }
+    name         = "polling-agent"
+    image        = var.polling_agent.image
+    config_maps  = var.agent_config_maps
+    secrets      = var.secrets
+    env          = local.env
+    volumeMounts = [local.cache_mount]
+    resources    = { limits = var.polling_agent.limits, requests = var.polling_agent.requests }
   }, local.probes["agent"])
   workers = [for i, w in var.workers : merge({
-    name            = length(var.workers) == 1 ? w.name : "${w.name}-${i}"
-    image           = w.image
-    imagePullPolicy = "IfNotPresent"
-    envFrom         = [for name in var.worker_config_maps : { configMapRef = { name = name } }]
-    env             = local.env
-    volumeMounts    = [local.cache_mount]
-    securityContext = local.security
-    resources       = { limits = w.limits, requests = w.requests }
+    name         = length(var.workers) == 1 ? w.name : "${w.name}-${i}"
+    image        = w.image
+    config_maps  = var.worker_config_maps
+    env          = local.env
+    volumeMounts = [local.cache_mount]
+    resources    = { limits = w.limits, requests = w.requests }
     lifecycle = { preStop = { exec = { command = [
       "/bin/sh", "-c", "while test -e /cache/armonik_agent.sock; do sleep 1; done"
     ] } } }
@@ -68,7 +62,7 @@ locals {
     var.cache_size_limit != null ? { sizeLimit = var.cache_size_limit } : {},
   )
   triggers = [for t in try(var.hpa.triggers, []) : (
-    t.type == "prometheus" ? {
+    [{
       type = "prometheus"
       metadata = {
         serverAddress = var.prometheus_url
@@ -76,38 +70,30 @@ locals {
         threshold     = tostring(try(t.threshold, 2))
         query         = "armonik_${replace(var.partition, "-", "_")}_tasks_queued{job=\"metrics-exporter\"}"
       }
-      } : {
+      }, {
       type       = t.type
       metricType = try(t.metric_type, "Utilization")
       metadata   = { value = tostring(try(t.value, "80")) }
-    }
+    }][t.type == "prometheus" ? 0 : 1]
   ) if contains(["prometheus", "cpu", "memory"], t.type)]
 }
 
-resource "kubectl_manifest" "deployment" {
-  yaml_body = yamlencode({
-    apiVersion = "apps/v1"
-    kind       = "Deployment"
-    metadata   = { name = "compute-plane-${var.partition}", namespace = var.namespace, labels = local.labels }
-    spec = {
-      replicas = var.replicas
-      selector = { matchLabels = local.labels }
-      template = {
-        metadata = { labels = local.labels }
-        spec = {
-          securityContext               = { runAsUser = var.user, runAsGroup = var.user, fsGroup = var.user, runAsNonRoot = var.user != 0 }
-          terminationGracePeriodSeconds = var.termination_grace_period_seconds
-          nodeSelector                  = var.node_selector
-          tolerations                   = [for k, v in var.node_selector : { key = k, operator = "Equal", value = v, effect = "NoSchedule" }]
-          containers                    = concat([local.agent], local.workers)
-          volumes = concat(
-            [{ name = "cache-volume", emptyDir = local.cache_volume }],
-            [for v in var.volumes : merge({ name = v.name }, v.source)],
-          )
-        }
-      }
-    }
-  })
+module "workload" {
+  source     = "../workload"
+  namespace  = var.namespace
+  name       = "compute-plane-${var.partition}"
+  labels     = local.labels
+  replicas   = var.replicas
+  user       = var.user
+  containers = concat([local.agent], local.workers)
+  pod = {
+    terminationGracePeriodSeconds = var.termination_grace_period_seconds
+    nodeSelector                  = var.node_selector
+    tolerations                   = [for k, v in var.node_selector : { key = k, operator = "Equal", value = v, effect = "NoSchedule" }]
+    volumes                       = [{ name = "cache-volume", emptyDir = local.cache_volume }]
+  }
+  volumes  = var.volumes
+  mount_in = ["polling-agent"]
 }
 
 resource "kubectl_manifest" "scaled_object" {
@@ -141,5 +127,5 @@ resource "kubectl_manifest" "scaled_object" {
       triggers = local.triggers
     }
   })
-  depends_on = [kubectl_manifest.deployment]
+  depends_on = [module.workload]
 }

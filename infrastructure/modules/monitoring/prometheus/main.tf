@@ -23,41 +23,19 @@ resource "kubectl_manifest" "config" {
   })
 }
 
-resource "kubectl_manifest" "deployment" {
-  yaml_body = yamlencode({
-    apiVersion = "apps/v1"
-    kind       = "Deployment"
-    metadata   = { name = "prometheus", namespace = var.namespace, labels = local.labels }
-    spec = {
-      replicas = 1
-      selector = { matchLabels = local.labels }
-      template = {
-        metadata = { labels = local.labels }
-        spec = {
-          containers = [{
-            name         = "prometheus"
-            image        = var.image
-            args         = ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
-            ports        = [{ name = "http", containerPort = 9090, protocol = "TCP" }]
-            volumeMounts = [{ name = "config", mountPath = "/etc/prometheus" }, { name = "tsdb", mountPath = "/prometheus" }]
-          }]
-          volumes = [{ name = "config", configMap = { name = "prometheus-configmap" } }, { name = "tsdb", emptyDir = {} }]
-        }
-      }
-    }
-  })
+module "workload" {
+  source    = "../../workload"
+  namespace = var.namespace
+  name      = "prometheus"
+  labels    = local.labels
+  containers = [{
+    name         = "prometheus"
+    image        = var.image
+    args         = ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
+    ports        = { http = 9090 }
+    volumeMounts = [{ name = "config", mountPath = "/etc/prometheus" }, { name = "tsdb", mountPath = "/prometheus" }]
+  }]
+  pod        = { volumes = [{ name = "config", configMap = { name = "prometheus-configmap" } }, { name = "tsdb", emptyDir = {} }] }
+  services   = [{ name = "prometheus", ports = { http = 9090 } }]
   depends_on = [kubectl_manifest.config]
-}
-
-resource "kubectl_manifest" "service" {
-  yaml_body = yamlencode({
-    apiVersion = "v1"
-    kind       = "Service"
-    metadata   = { name = "prometheus", namespace = var.namespace, labels = local.labels }
-    spec = {
-      type     = "ClusterIP"
-      selector = local.labels
-      ports    = [{ name = "http", port = 9090, targetPort = "http", protocol = "TCP" }]
-    }
-  })
 }

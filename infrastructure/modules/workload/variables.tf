@@ -1,0 +1,55 @@
+variable "namespace" { type = string }
+variable "name" {
+  description = "Name of the Deployment (or StatefulSet)"
+  type        = string
+}
+variable "labels" {
+  description = "Labels of the workload, of its pods (its selector) and of its Services"
+  type        = map(string)
+}
+variable "replicas" {
+  type    = number
+  default = 1
+}
+variable "containers" {
+  description = <<-EOT
+    Containers as Kubernetes reads them, except: `ports` is a map port name => containerPort (TCP), and
+    `config_maps` and `secrets` list what the container reads with envFrom, ConfigMaps first (later wins).
+  EOT
+  type        = any
+}
+variable "pod" {
+  description = "Other fields of the pod spec (nodeSelector, tolerations, volumes, securityContext, ...)"
+  type        = any
+  default     = {}
+}
+variable "user" {
+  description = "ArmoniK's pods: runAsUser (upstream's security.user), capabilities dropped. null: the image's own"
+  type        = number
+  default     = null
+}
+variable "volumes" {
+  description = "Volumes added to the pod and mounted in the containers of mount_in: name, mount_path, source object"
+  type        = list(object({ name = string, mount_path = string, source = any }))
+  default     = []
+}
+variable "mount_in" {
+  description = "Names of the containers that mount `volumes` (null: every container)"
+  type        = list(string)
+  default     = null
+}
+variable "stateful" {
+  description = "A StatefulSet instead of a Deployment: its headless Service and its volumeClaimTemplates"
+  type        = object({ service_name = string, claims = any })
+  default     = null
+}
+variable "services" {
+  description = "Services selecting the pods: ports is a map port name => port, each targeting the container port so named"
+  type = list(object({
+    name     = string
+    type     = optional(string, "ClusterIP")
+    headless = optional(bool, false)
+    ports    = map(number)
+  }))
+  default = []
+}
