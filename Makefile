@@ -24,23 +24,28 @@ PARAMETERS_FILE ?= $(QUICK_DEPLOY)/parameters.tfvars
 VERSIONS_FILE ?= $(QUICK_DEPLOY)/versions.tfvars.json
 GENERATED_DIR ?= $(ROOT)/generated
 
+# TARGET: local (processes on this machine, the default of deploy and destroy) or kubernetes (Terraform);
+# `render` renders for kubernetes only and says so when TARGET is another.
+TARGET ?= local
+
 ## Start the local deployment (control plane, polling agents and workers, metrics exporter) under a
 ## supervisor, or apply edited parameters to the running one; prints `export AKCONFIG=...`.
+## `make deploy TARGET=kubernetes`: certificates, terraform init + apply, wait for the Deployments, outputs.
 deploy: venv
 	$(PY) -m armonik_deploy deploy --parameters "$(PARAMETERS_FILE)" --versions "$(VERSIONS_FILE)" \
-		--generated "$(GENERATED_DIR)"
+		--generated "$(GENERATED_DIR)" --target "$(TARGET)"
 
-## Stop every process the local deployment started (data is kept).
+## Stop every process the local deployment started (data is kept); TARGET=kubernetes: terraform destroy.
 destroy: venv
-	$(PY) -m armonik_deploy destroy --generated "$(GENERATED_DIR)"
+	$(PY) -m armonik_deploy destroy --generated "$(GENERATED_DIR)" --target "$(TARGET)" \
+		--parameters "$(PARAMETERS_FILE)" --versions "$(VERSIONS_FILE)"
 
 ## Processes of the local deployment: pid, restarts, uptime.
 status: venv
 	$(PY) -m armonik_deploy status --generated "$(GENERATED_DIR)"
 
 ## Kubernetes manifests of the deployment: `make render TARGET=kubernetes OUT=DIR` (one YAML file per object).
-TARGET ?= kubernetes
-OUT ?= $(GENERATED_DIR)/kubernetes
+OUT ?= $(GENERATED_DIR)/manifests
 render: venv
 	@test "$(TARGET)" = kubernetes || { echo "render: TARGET=$(TARGET): only kubernetes is rendered" >&2; exit 2; }
 	$(PY) -m armonik_deploy render "$(OUT)" --parameters "$(PARAMETERS_FILE)" --versions "$(VERSIONS_FILE)"

@@ -1,10 +1,10 @@
 """`armonik-deploy`: plan, deploy, inspect and destroy a local ArmoniK deployment.
 
-    armonik-deploy deploy  [--parameters FILE] [--versions FILE] [--generated DIR]
+    armonik-deploy deploy  [--parameters FILE] [--versions FILE] [--generated DIR] [--target local|kubernetes]
     armonik-deploy plan    [--parameters FILE] [--generated DIR] [--json] [--target local|kubernetes]
     armonik-deploy render  DIR [--parameters FILE] [--versions FILE]   # Kubernetes manifests, one per file
     armonik-deploy status  [--generated DIR]
-    armonik-deploy destroy [--generated DIR]
+    armonik-deploy destroy [--generated DIR] [--target local|kubernetes]
 
 `deploy` again after editing the parameters applies the change (new partitions, other replica counts) without
 restarting what did not change: the control plane keeps running, and so do its clients' sessions.
@@ -42,6 +42,9 @@ PARAMETERS = typer.Option(
 )
 VERSIONS = typer.Option(
     None, "--versions", help="versions.tfvars.json to validate; default: the quick-deploy localhost one."
+)
+TARGET = typer.Option(
+    "local", "--target", help="local: processes on this machine; kubernetes: Terraform on the cluster."
 )
 
 
@@ -84,8 +87,12 @@ def deploy(
     versions: Path | None = VERSIONS,
     generated: Path = GENERATED,
     timeout: float | None = typer.Option(None, help="Seconds to wait for the control plane to be healthy."),
+    target: str = TARGET,
 ) -> None:
     """Start the local deployment, or apply edited parameters to the running one, and write its outputs."""
+    if _target(target) == "kubernetes":
+        _deploy_kubernetes(parameters, versions, generated, timeout)
+        return
     layout = Layout(generated.resolve())
     params, plan = _load(parameters, versions, layout.generated)
     with file_lock(layout.cli_lock):
@@ -115,9 +122,65 @@ def deploy(
     print(f"export AKCONFIG={cli}")
 
 
+def _target(target: str) -> str:
+    if target not in ("local", "kubernetes"):
+        raise fail(f"--target {target}: expected local or kubernetes")
+    return target
+
+
+def _deploy_kubernetes(
+    parameters: Path | None, versions: Path | None, generated: Path, timeout: float | None
+) -> None:
+    from armonik_deploy.kubernetes import apply
+
+    try:
+        with console.status("Certificates, terraform init and apply, then waiting for the Deployments..."):
+            result = apply.deploy(
+                _parameters_file(parameters),
+                versions or QUICK_DEPLOY / "versions.tfvars.json",
+                generated,
+                timeout,
+            )
+    except (ParametersError, apply.DeployError) as exc:
+        raise fail(_escape(str(exc))) from None
+    for warning in result.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {_escape(warning)}", soft_wrap=True)
+    console.print(
+        f"[green]ArmoniK is up[/green] on Kubernetes: control plane at [bold]{result.url}[/bold] "
+        f"({_escape(result.endpoint.how)})",
+        soft_wrap=True,
+    )
+    if result.endpoint.needs:
+        console.print(f"First run: {_escape(result.endpoint.needs)}", soft_wrap=True)
+    console.print(f"Outputs: {result.output}", soft_wrap=True)
+    print(f"export AKCONFIG={result.cli}")
+
+
+def _destroy_kubernetes(parameters: Path | None, versions: Path | None, generated: Path) -> None:
+    from armonik_deploy.kubernetes import apply
+
+    try:
+        with console.status("terraform destroy..."):
+            apply.destroy(
+                _parameters_file(parameters), versions or QUICK_DEPLOY / "versions.tfvars.json", generated
+            )
+    except (ParametersError, apply.DeployError) as exc:
+        raise fail(_escape(str(exc))) from None
+    console.print("Destroyed the Kubernetes deployment (certificates are kept).", soft_wrap=True)
+
+
 @app.command("destroy")
-def destroy_command(generated: Path = GENERATED) -> None:
-    """Stop every process of the local deployment (data is kept under the generated folder)."""
+def destroy_command(
+    generated: Path = GENERATED,
+    target: str = TARGET,
+    parameters: Path | None = PARAMETERS,
+    versions: Path | None = VERSIONS,
+) -> None:
+    """Stop every process of the local deployment (data is kept under the generated folder); with
+    `--target kubernetes`, `terraform destroy` of the Kubernetes deployment."""
+    if _target(target) == "kubernetes":
+        _destroy_kubernetes(parameters, versions, generated)
+        return
     layout = Layout(generated.resolve())
     with file_lock(layout.cli_lock):
         stopped = local.destroy(layout)

@@ -85,3 +85,9 @@ variable "armonik_versions" { type = map(string) }
 variable "armonik_images" { type = map(list(string)) }
 variable "image_tags" { type = map(string) }
 variable "helm_charts" { type = map(object({ repository = string, version = string })) }
+
+# Written by `armonik-deploy deploy --target kubernetes`: paths of the generated CA, service and client certificates
+variable "certificates" {
+  type    = any
+  default = null
+}
