@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,3 +39,10 @@ def internal_errors(logs: str) -> list[str]:
         for line in logs.splitlines()
         if line.startswith("{") and "unhandled error" in line
     ]
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

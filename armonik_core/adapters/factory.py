@@ -51,26 +51,42 @@ def table_storage(env: Environment) -> str:
     )
 
 
+def _chosen(
+    env: Environment,
+    key: str,
+    upstream_key: str,
+    default: str,
+    choices: tuple[str, ...],
+    words: dict[str, str],
+) -> str:
+    """Our variable when set, else upstream's adapter class name, else the default."""
+    for variable in (key, upstream_key):
+        value = env.get(variable, "")
+        if value.strip():
+            return _named(value, variable, choices, words)
+    return default
+
+
 def queue_storage(env: Environment) -> str:
-    explicit = env.get("Components__QueueStorage", "")
-    if explicit.strip():
-        return _named(explicit, "Components__QueueStorage", QUEUE_STORAGES, _QUEUE_NAMES)
-    upstream = env.get("Components__QueueAdaptorSettings__ClassName", "")
-    if upstream.strip():
-        return _named(upstream, "Components__QueueAdaptorSettings__ClassName", QUEUE_STORAGES, _QUEUE_NAMES)
-    return "memory"
+    return _chosen(
+        env,
+        "Components__QueueStorage",
+        "Components__QueueAdaptorSettings__ClassName",
+        "memory",
+        QUEUE_STORAGES,
+        _QUEUE_NAMES,
+    )
 
 
 def object_storage(env: Environment) -> str:
-    explicit = env.get("Components__ObjectStorage", "")
-    if explicit.strip():
-        return _named(explicit, "Components__ObjectStorage", OBJECT_STORAGES, _OBJECT_NAMES)
-    upstream = env.get("Components__ObjectStorageAdaptorSettings__ClassName", "")
-    if upstream.strip():
-        return _named(
-            upstream, "Components__ObjectStorageAdaptorSettings__ClassName", OBJECT_STORAGES, _OBJECT_NAMES
-        )
-    return "filesystem"
+    return _chosen(
+        env,
+        "Components__ObjectStorage",
+        "Components__ObjectStorageAdaptorSettings__ClassName",
+        "filesystem",
+        OBJECT_STORAGES,
+        _OBJECT_NAMES,
+    )
 
 
 def open_state_store(

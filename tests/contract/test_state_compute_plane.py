@@ -3,6 +3,7 @@ state backend (`state_backend` in conftest)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
@@ -287,7 +288,10 @@ async def test_a_short_task_reports_its_start_with_its_outcome(store: StateStore
     t = task([out], payload)
     await store.submit_tasks(SID, [t])
     assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
-    started = math.floor(time.time() * 1000) / 1000  # stores keep times to the millisecond (BSON dates)
+    # Stores keep times to the millisecond (BSON dates): a whole millisecond after the acquisition, and the
+    # outcome reported after it.
+    started = math.ceil(time.time() * 1000) / 1000
+    await asyncio.sleep(0.002)
     outcome = TaskOutcome(OutcomeKind.SUCCESS, completions=[DataCompletion(out, 1, b"o")], started_at=started)
     await store.finish_task(t.task_id, "agent-1", outcome)
     done = await store.get_task(t.task_id)

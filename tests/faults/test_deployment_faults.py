@@ -26,6 +26,7 @@ from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, Armon
 from armonik.common import Task, TaskDefinition, TaskOptions, TaskStatus
 
 from tests.contract.backends.service import in_ci, require_service
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = 24
@@ -35,14 +36,6 @@ TASK_SECONDS = 0.4
 def _rabbitmqctl(*args: str) -> None:
     done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"rabbitmqctl {' '.join(args)} failed: {done.stdout}{done.stderr}"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -56,7 +49,7 @@ def deployment() -> Iterator[str]:
             pytest.fail(message)
         pytest.skip(message)
     root = Path(tempfile.mkdtemp(prefix="akfault-", dir="/tmp"))
-    run, port = uuid.uuid4().hex[:8], _free_port()
+    run, port = uuid.uuid4().hex[:8], free_port()
     parameters = {
         "rabbitmq": {"prefix": f"fault-{run}"},
         "redis": {"instance_name": f"fault-{run}"},

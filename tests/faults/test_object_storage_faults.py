@@ -38,16 +38,11 @@ from armonik_core.adapters.objects.s3 import S3ObjectStorage, S3Settings
 from armonik_core.config import ConfigurationError, Environment
 from tests.contract.backends.service import in_ci, require_service
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
+from tests.support import free_port
 
 MIB = 1 << 20
 #: Fail fast: one retry, 10 ms later (the defaults, 5 retries 500 ms apart, are for production).
 RETRIES, PAUSE_MS = 1, 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def stream(*parts: bytes, fault: asyncio.Event | None = None) -> AsyncIterator[bytes]:

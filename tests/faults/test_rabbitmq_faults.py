@@ -13,7 +13,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from armonik_core.config import ConfigurationError, Environment
 from armonik_deploy.certificates import ServerIdentity, ensure_certificates
 from tests.contract.backends.rabbitmq import broker_settings, subprocess_setup
 from tests.contract.backends.service import in_ci
+from tests.support import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Leases the tests never let run out: what comes back, comes back because of the fault.
@@ -201,15 +201,9 @@ async def test_consumer_killed_between_take_and_ack_gives_messages_to_another_cl
 # -- unreachable or misconfigured broker -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.timeout(30)
 async def test_unreachable_broker_fails_with_a_named_error_after_bounded_retries(partition: str) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     queue = RabbitMQQueue(RabbitMQSettings(port=port, max_retries=3), retry_delay=0.1)
     try:
         start = time.monotonic()

@@ -31,6 +31,7 @@ from armonik.common import TaskOptions
 
 from armonik_deploy import procs
 from armonik_deploy.local import wait_healthy
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,12 +81,6 @@ PARTITION = """
     }}]
   }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Deployment:

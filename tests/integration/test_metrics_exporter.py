@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from armonik.client import ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import TaskDefinition, TaskOptions
 
 from armonik_core.metrics import parse_text
+from tests.support import free_port
 
 try:
     from tests.conftest import ControlPlaneProcess
@@ -49,12 +49,6 @@ STATUSES = (
     "pending",
     "paused",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

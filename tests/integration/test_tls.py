@@ -38,6 +38,7 @@ from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.tls import ClientTlsSettings, aio_channel
 from armonik_deploy import procs
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
+from tests.support import free_port
 
 try:
     from tests.conftest import ROOT, ControlPlaneProcess
@@ -332,12 +333,6 @@ ingress = {{
   certificate_key_size = 2048
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class TlsDeployment:
