@@ -26,9 +26,9 @@ async def serve(settings: MetricsExporterSettings) -> None:
     root = settings.data_directory
     env = settings.environment
     root.mkdir(parents=True, exist_ok=True)
-    queue_kind = factory.queue_storage(env)
+    queue_kind = settings.queue_storage
     state = factory.open_state_store(
-        env, factory.table_storage(env), root, "NORMAL", outbox=queue_kind != "memory"
+        env, settings.table_storage, root, "NORMAL", outbox=queue_kind != "memory"
     )
     queue: TaskQueue | None = None
     if settings.queue_depth and queue_kind != "memory":

@@ -67,6 +67,9 @@ class MetricsExporterSettings:
     #: tasks, which `armonik_<partition>_tasks_queued` already counts.
     queue_depth: bool = False
     log_level: str = "INFO"
+    #: The control plane's backends (Components__TableStorage, Components__QueueStorage).
+    table_storage: str = "sqlite"
+    queue_storage: str = "memory"
     #: The variables the exporter was started with: the backends read their own sections from them.
     environment: Environment = field(default_factory=lambda: Environment({}))
 
@@ -75,6 +78,7 @@ class MetricsExporterSettings:
         from armonik_core.adapters import factory
 
         env = Environment(environ)
+        queue_storage = factory.queue_storage(env)
         port = env.get_int("MetricsExporter__Port", 9419)
         if not 0 <= port <= 65535:
             raise ConfigurationError(f"MetricsExporter__Port={port}: not a port number")
@@ -86,7 +90,9 @@ class MetricsExporterSettings:
                 env.get("MetricsExporter__CacheValidity", "1"), "MetricsExporter__CacheValidity"
             ),
             statuses=parse_metrics(env.get("MetricsExporter__Metrics", ""), "MetricsExporter__Metrics"),
-            queue_depth=env.get_bool("MetricsExporter__QueueDepth", factory.queue_storage(env) != "memory"),
+            queue_depth=env.get_bool("MetricsExporter__QueueDepth", queue_storage != "memory"),
+            table_storage=factory.table_storage(env),
+            queue_storage=queue_storage,
             log_level=env.log_level(),
             environment=env,
         )

@@ -15,7 +15,6 @@ import signal
 from armonik_core import logs
 from armonik_core.adapters import factory
 from armonik_core.adapters.objects.base import ObjectStorage
-from armonik_core.config import Environment
 from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import ComputeBackend
 from armonik_core.polling_agent.gateway_backend import connect_gateway_backend
@@ -41,23 +40,22 @@ async def serve(settings: AgentSettings, backend: ComputeBackend, objects: Objec
         await objects.close()
 
 
-async def _main(settings: AgentSettings, objects_kind: str) -> None:
+async def _main(settings: AgentSettings) -> None:
     backend = connect_gateway_backend(settings)
     objects = factory.open_object_storage(
-        Environment(), objects_kind, settings.data_directory, settings.durable_objects
+        settings.environment, settings.object_storage, settings.data_directory, settings.durable_objects
     )
     await serve(settings, backend, objects)
 
 
 def main() -> None:
     settings = settings_or_exit(AgentSettings.from_env, "armonik-polling-agent")
-    objects_kind = settings_or_exit(lambda: factory.object_storage(Environment()), "armonik-polling-agent")
     logs.configure("polling-agent", settings.log_level)
     log.info(
         "starting polling agent",
         extra={"agentId": settings.agent_id, "partitionId": settings.partition_id},
     )
-    asyncio.run(_main(settings, objects_kind))
+    asyncio.run(_main(settings))
 
 
 if __name__ == "__main__":

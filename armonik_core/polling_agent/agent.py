@@ -75,13 +75,15 @@ class PollingAgent:
         self._last_seconds = float("inf")
         self._server: grpc.aio.Server | None = None
         self._closing = False
-        self._folders = 0
+        #: The data folders tasks were given, the current one last (all removed when the agent stops).
+        self._folders: list[Path] = []
         self._data_folder = self._new_data_folder()
 
     def _new_data_folder(self) -> Path:
         """The data folder tasks are given, reused while runs end normally."""
-        self._folders += 1
-        return self.settings.shared_cache_folder / f"{self.settings.agent_id}-{self._folders}"
+        folder = self.settings.shared_cache_folder / f"{self.settings.agent_id}-{len(self._folders) + 1}"
+        self._folders.append(folder)
+        return folder
 
     @property
     def current_task_id(self) -> str | None:
@@ -115,8 +117,8 @@ class PollingAgent:
             await asyncio.gather(heartbeats, return_exceptions=True)
             await self._stop_server()
             await worker.close()
-            for number in range(1, self._folders + 1):
-                shutil.rmtree(self.settings.shared_cache_folder / f"{self.settings.agent_id}-{number}", True)
+            for folder in self._folders:
+                shutil.rmtree(folder, ignore_errors=True)
             log.info("polling agent stopped", extra={"agentId": self.settings.agent_id})
 
     # -- server ------------------------------------------------------------------------------------------

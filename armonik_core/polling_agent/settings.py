@@ -13,6 +13,7 @@ Variables (case-insensitive names; defaults in brackets):
 - `Pollster__PrefetchBelowSeconds` [0.5 s]: take tasks ahead of the current one when tasks are shorter.
 - `ComputePlane__MessageBatchSize` [8]: how many tasks an agent takes at once and holds when tasks are short
   (upstream's default is 1).
+- `Components__ObjectStorage` [filesystem]: `redis` or `s3` (with their `Redis__*`, `S3__*` settings).
 - `Pollster__ReportDelay` [0.01 s]: how long an outcome may wait to be reported with the next ones, while the
   agent has more tasks queued (with none queued it is reported at once).
 - `Pollster__AcquireWait` [2 s]: how long one acquisition waits for a task (also bounds the time a stop
@@ -153,6 +154,10 @@ class AgentSettings:
     #: fsync every stored output (Embedded__SqliteSynchronous=FULL): survives a power loss, costs an fsync
     #: per task; by default outputs survive any process crash, like the rest of the embedded storage.
     durable_objects: bool = False
+    #: `filesystem`, `redis` or `s3` (Components__ObjectStorage): where the agent reads inputs and writes outputs.
+    object_storage: str = "filesystem"
+    #: The variables the agent was started with: the object storage reads its own section from them.
+    environment: Environment = field(default_factory=lambda: Environment({}))
     #: TLS of the channel to the control plane (None: plain HTTP/2), from an https:// endpoint.
     control_plane_tls: ClientTlsSettings | None = None
 
@@ -162,6 +167,8 @@ class AgentSettings:
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> AgentSettings:
+        from armonik_core.adapters import factory  # the factory reads its choices through armonik_core.config
+
         env = Environment(environ)
 
         def duration(key: str, default: float) -> float:
@@ -217,5 +224,7 @@ class AgentSettings:
             ),
             log_level=env.log_level(),
             durable_objects=env.get("Embedded__SqliteSynchronous", "NORMAL").upper() in ("FULL", "EXTRA"),
+            object_storage=factory.object_storage(env),
+            environment=env,
             control_plane_tls=ClientTlsSettings.from_env(env, endpoint),
         )
