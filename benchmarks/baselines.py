@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -19,14 +20,32 @@ HERE = Path(__file__).resolve().parent
 class Rate:
     tasks: int
     seconds: float
+    #: CPU milliseconds per task spent by each kind of process (where measured), e.g. {"worker": 0.8}.
+    cpu_ms_per_task: dict[str, float] | None = None
 
     @property
     def per_second(self) -> float:
         return self.tasks / self.seconds if self.seconds else 0.0
 
 
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process so far (0.0 if it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def protocol_ceiling(tasks: int, pairs: int) -> Rate:
-    """`tasks` Process + NotifyResultData exchanges over `pairs` agent + worker process pairs, nothing else."""
+    """`tasks` Process + NotifyResultData exchanges over `pairs` agent + worker process pairs, nothing else,
+    with the CPU each side spent per call (the agents' from their exit accounting, the workers' from /proc)."""
     with tempfile.TemporaryDirectory(prefix="ak-protocol-") as tmp:
         root = Path(tmp)
         workers, agents = [], []
@@ -47,6 +66,9 @@ def protocol_ceiling(tasks: int, pairs: int) -> Rate:
                 )
             )
             agents.append((sockets, root / f"folder-{i}", share[i]))
+        time.sleep(1.0)  # the workers' start-up is not part of their cost per call
+        workers_before = sum(_proc_cpu(w.pid) for w in workers)
+        children_before = _children_cpu()
         started = time.perf_counter()
         runs = [
             subprocess.Popen(
@@ -64,13 +86,15 @@ def protocol_ceiling(tasks: int, pairs: int) -> Rate:
         ]
         outputs = [json.loads(run.communicate(timeout=600)[0]) for run in runs]
         wall = time.perf_counter() - started
+        agents_cpu = _children_cpu() - children_before  # includes the agents' start-up: an upper bound
+        workers_cpu = sum(_proc_cpu(w.pid) for w in workers) - workers_before
         for worker in workers:
             worker.terminate()
             worker.wait(10)
     # The pairs start together; their common span is the slowest one's measured loop.
-    return Rate(
-        sum(o["calls"] for o in outputs), max(max(o["seconds"] for o in outputs), 1e-9) if wall else 0.0
-    )
+    calls = sum(o["calls"] for o in outputs)
+    cpu = {"agent": 1000 * agents_cpu / calls, "worker": 1000 * workers_cpu / calls}
+    return Rate(calls, max(max(o["seconds"] for o in outputs), 1e-9) if wall else 0.0, cpu)
 
 
 def _noop(x: int) -> int:

@@ -14,7 +14,9 @@ comma-separated list of `<queue>+<objects>` with queue `memory` (embedded, the d
 `+mongodb` adds MongoDB state at `MONGODB_URI`. The first combination is the one compared with the references.
 
 Figures are printed as a table and as a final JSON line; compare ratios within one run, as the machine's
-load changes between runs.
+load changes between runs. A second table gives the CPU time each kind of process spent per task (from /proc,
+over the timed part), for ArmoniK and for the protocol ceiling: with every core busy, throughput is the number
+of cores divided by the CPU per task, so the table shows where the time goes and what bounds the ratio.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,13 +43,21 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cluster import free_port  # noqa: E402
+from _cluster import cpu_seconds, free_port  # noqa: E402
 from baselines import Rate, dask_baseline, protocol_ceiling, summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 console = Console(stderr=True)
 
+
+#: Rows of the CPU table: label, role in the deployment, matching process of the protocol ceiling.
+BUDGET_ROWS = (
+    ("control plane", "control-plane", None),
+    ("polling agent", "polling-agent", "agent"),
+    ("worker", "worker", "worker"),
+    ("client (this script)", "client", None),
+)
 
 QUEUES = ("memory", "rabbitmq", "activemq")
 OBJECTS = ("filesystem", "redis", "s3")
@@ -121,12 +132,36 @@ def deploy(generated: Path, pairs: int, storage: dict[str, Any] | None = None) -
     return f"127.0.0.1:{port}", parameters
 
 
+def deployment_pids(generated: Path) -> dict[str, list[int]]:
+    """The pids of the deployment's processes by role (control-plane, polling-agent, worker, ...)."""
+    state = json.loads((generated / "deploy" / "state.json").read_text())
+    pids: dict[str, list[int]] = {}
+    for process in state["processes"]:
+        if process.get("pid"):
+            pids.setdefault(process["role"], []).append(int(process["pid"]))
+    return pids
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_by_role(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each role's processes, and by this client process."""
+    used = {role: sum(cpu_seconds(pid) or 0.0 for pid in ids) for role, ids in pids.items()}
+    used["client"] = _own_cpu()
+    return used
+
+
 def destroy(generated: Path) -> None:
     command = [sys.executable, "-m", "armonik_deploy", "destroy", "--generated", str(generated)]
     subprocess.run(command, check=False, cwd=ROOT, capture_output=True)
 
 
-def armonik_run(endpoint: str, tasks: int, round_trips: int, show: bool) -> tuple[Rate, list[float]]:
+def armonik_run(
+    endpoint: str, tasks: int, round_trips: int, show: bool, pids: dict[str, list[int]] | None = None
+) -> tuple[Rate, list[float]]:
     with grpc.insecure_channel(endpoint) as channel:
         sessions, results, task_client = (
             ArmoniKSessions(channel),
@@ -151,6 +186,7 @@ def armonik_run(endpoint: str, tasks: int, round_trips: int, show: bool) -> tupl
                 [f"out-{i}" for i in range(tasks)], session, batch_size=1000
             ).values()
         ]
+        cpu_before = cpu_by_role(pids or {})
         started = time.perf_counter()
         with Progress(
             "[progress.description]{task.description}",
@@ -170,7 +206,13 @@ def armonik_run(endpoint: str, tasks: int, round_trips: int, show: bool) -> tupl
                 chunk = outputs[start : start + 1000]
                 events.wait_for_result_availability(chunk, session, bucket_size=1000)
                 progress.update(bar, advance=len(chunk))
-        rate = Rate(tasks, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        cpu_after = cpu_by_role(pids or {})
+        rate = Rate(
+            tasks,
+            elapsed,
+            {role: 1000 * (cpu_after[role] - cpu_before[role]) / tasks for role in cpu_after},
+        )
 
         latencies = []
         for i in range(round_trips):
@@ -215,7 +257,11 @@ def main() -> None:
                 endpoint, _ = deploy(generated, args.pairs, blocks)
                 try:
                     runs[describe(combo)] = armonik_run(
-                        endpoint, args.tasks, args.round_trips, not args.no_progress
+                        endpoint,
+                        args.tasks,
+                        args.round_trips,
+                        not args.no_progress,
+                        deployment_pids(generated),
                     )
                 finally:
                     destroy(generated)
@@ -244,6 +290,13 @@ def main() -> None:
             for name, (rate, trips) in runs.items()
         },
     }
+    cores = os.cpu_count() or 1
+    armonik_cpu = {role: round(ms, 3) for role, ms in (armonik.cpu_ms_per_task or {}).items()}
+    ceiling_cpu = {role: round(ms, 3) for role, ms in (ceiling.cpu_ms_per_task or {}).items()}
+    figures["cpu_ms_per_task"] = {"armonik": armonik_cpu, "protocol_ceiling": ceiling_cpu, "cores": cores}
+    if armonik_cpu:
+        # With every core busy, tasks/s cannot exceed cores / CPU per task: the bound of this design here.
+        figures["armonik_cpu_bound_tasks_per_second"] = round(1000 * cores / sum(armonik_cpu.values()), 1)
     if dask_rate is not None:
         figures["dask_tasks_per_second"] = round(dask_rate.per_second, 1)
         figures["armonik_over_dask"] = round(armonik.per_second / dask_rate.per_second, 2)
@@ -263,6 +316,19 @@ def main() -> None:
             "dask round trip p50 / p99", "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**summary(dask_latencies))
         )
     Console().print(table)
+    if armonik_cpu:
+        budget = Table("process", "ArmoniK", "protocol ceiling", title="CPU per task (ms, all threads)")
+        for label, role, ceiling_role in BUDGET_ROWS:
+            if role in armonik_cpu:
+                ceiling_ms = ceiling_cpu.get(ceiling_role or "")
+                budget.add_row(
+                    label, f"{armonik_cpu[role]:.3f}", "-" if ceiling_ms is None else f"{ceiling_ms:.3f}"
+                )
+        ceiling_total = f"{sum(ceiling_cpu.values()):.3f}" if ceiling_cpu else "-"
+        budget.add_row("total", f"{sum(armonik_cpu.values()):.3f}", ceiling_total)
+        bound = figures["armonik_cpu_bound_tasks_per_second"]
+        budget.caption = f"{cores} cores / total CPU per task = at most {bound:,.0f} ArmoniK tasks/s here"
+        Console().print(budget)
     if len(runs) > 1:
         per_backend = Table("backends", "tasks/s", "% of ceiling", "round trip p50 / p99", title="By backend")
         for name, (rate, trips) in runs.items():

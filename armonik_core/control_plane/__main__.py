@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from armonik_core import logs
 from armonik_core.config import ControlPlaneSettings
 from armonik_core.control_plane.server import start_control_plane
-from armonik_core.process import settings_or_exit, wait_for_stop_signal
+from armonik_core.process import run_event_loop, settings_or_exit, wait_for_stop_signal
 
 log = logging.getLogger("armonik.control_plane")
 
@@ -24,7 +23,7 @@ async def serve(settings: ControlPlaneSettings) -> None:
 def main() -> None:
     settings = settings_or_exit(ControlPlaneSettings.from_env, "armonik-control-plane")
     logs.configure("control-plane", settings.log_level)
-    asyncio.run(serve(settings))
+    run_event_loop(serve(settings), "armonik-control-plane")
 
 
 if __name__ == "__main__":

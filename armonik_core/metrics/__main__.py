@@ -7,7 +7,6 @@ control plane writes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
@@ -17,7 +16,7 @@ from armonik_core.adapters.queue.base import TaskQueue
 from armonik_core.metrics.collector import MetricsCollector
 from armonik_core.metrics.server import MetricsHttpServer
 from armonik_core.metrics.settings import MetricsExporterSettings
-from armonik_core.process import settings_or_exit, wait_for_stop_signal
+from armonik_core.process import run_event_loop, settings_or_exit, wait_for_stop_signal
 
 log = logging.getLogger("armonik.metrics")
 
@@ -57,7 +56,7 @@ def main() -> None:
     settings = settings_or_exit(MetricsExporterSettings.from_env, "armonik-metrics-exporter")
     logs.configure("metrics-exporter", settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        run_event_loop(serve(settings), "armonik-metrics-exporter")
     except OSError as exc:
         log.error("cannot serve metrics", extra={"error": str(exc)})
         sys.exit(1)

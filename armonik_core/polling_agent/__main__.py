@@ -19,7 +19,7 @@ from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import ComputeBackend
 from armonik_core.polling_agent.gateway_backend import connect_gateway_backend
 from armonik_core.polling_agent.settings import AgentSettings
-from armonik_core.process import settings_or_exit
+from armonik_core.process import run_event_loop, settings_or_exit
 
 log = logging.getLogger("armonik.polling_agent")
 
@@ -55,7 +55,7 @@ def main() -> None:
         "starting polling agent",
         extra={"agentId": settings.agent_id, "partitionId": settings.partition_id},
     )
-    asyncio.run(_main(settings))
+    run_event_loop(_main(settings), "armonik-polling-agent")
 
 
 if __name__ == "__main__":

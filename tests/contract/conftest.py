@@ -104,7 +104,18 @@ class StateBackend:
 
 
 def _sqlite_state(tmp_path: Path) -> StateBackend:
-    return StateBackend("sqlite", lambda **options: SqliteStateStore(tmp_path / "state.db", **options))
+    """Durable commits (FULL): units are committed on the store's writer thread."""
+    return StateBackend(
+        "sqlite", lambda **options: SqliteStateStore(tmp_path / "state.db", synchronous="FULL", **options)
+    )
+
+
+def _sqlite_inline_state(tmp_path: Path) -> StateBackend:
+    """The deployments' default (NORMAL): units are committed on the event loop itself."""
+    return StateBackend(
+        "sqlite-inline",
+        lambda **options: SqliteStateStore(tmp_path / "state.db", synchronous="NORMAL", **options),
+    )
 
 
 def _mongomock_state(tmp_path: Path) -> StateBackend:
@@ -131,6 +142,7 @@ def _mongodb_state(tmp_path: Path) -> StateBackend:
 
 STATE_BACKENDS: dict[str, Callable[[Path], StateBackend]] = {
     "sqlite": _sqlite_state,
+    "sqlite-inline": _sqlite_inline_state,
     "mongomock": _mongomock_state,
     **({"mongodb": _mongodb_state} if os.environ.get("MONGODB_URI") else {}),
 }

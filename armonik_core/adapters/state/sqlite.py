@@ -145,7 +145,7 @@ class SqliteStateStore(common.ChangeFeedStore):
                 raise NotFound(f"Partition not found: {partition_id}")
             return schema.partition_from_row(row)
 
-        return await self._engine.read(run)
+        return await self._engine.lookup(run)
 
     async def list_partitions(self, query: ListQuery) -> tuple[int, list[Partition]]:
         return await self._list("partitions", schema.PARTITION_COLUMNS, query, schema.partition_from_row)
@@ -168,7 +168,7 @@ class SqliteStateStore(common.ChangeFeedStore):
         await self._engine.write(unit)
 
     async def get_session(self, session_id: str) -> Session:
-        return await self._engine.read(lambda conn: _load_session(conn, session_id))
+        return await self._engine.lookup(lambda conn: _load_session(conn, session_id))
 
     async def list_sessions(self, query: ListQuery) -> tuple[int, list[Session]]:
         return await self._list("sessions", schema.SESSION_COLUMNS, query, schema.session_from_row)
@@ -233,8 +233,9 @@ class SqliteStateStore(common.ChangeFeedStore):
 
     async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
         sql = f"SELECT {_columns(schema.RESULT_COLUMNS)} FROM results WHERE result_id IN ({{marks}})"
-        return await self._engine.read(
-            lambda conn: [schema.result_from_row(r) for r in _select_in(conn, sql, result_ids)]
+        return await self._engine.lookup(
+            lambda conn: [schema.result_from_row(r) for r in _select_in(conn, sql, result_ids)],
+            len(result_ids),
         )
 
     async def list_results(self, query: ListQuery) -> tuple[int, list[Result]]:
@@ -286,8 +287,8 @@ class SqliteStateStore(common.ChangeFeedStore):
 
     async def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
         sql = f"SELECT {_columns(schema.TASK_COLUMNS)} FROM tasks WHERE task_id IN ({{marks}})"
-        return await self._engine.read(
-            lambda conn: [schema.task_from_row(r) for r in _select_in(conn, sql, task_ids)]
+        return await self._engine.lookup(
+            lambda conn: [schema.task_from_row(r) for r in _select_in(conn, sql, task_ids)], len(task_ids)
         )
 
     async def list_tasks(self, query: ListQuery) -> tuple[int, list[Task]]:
@@ -440,7 +441,7 @@ class SqliteStateStore(common.ChangeFeedStore):
             rows = _select_in(conn, "SELECT task_id, status FROM tasks WHERE task_id IN ({marks})", task_ids)
             return {r["task_id"] for r in rows if r["status"] in cancelled}
 
-        return await self._engine.read(run)
+        return await self._engine.lookup(run, len(task_ids))
 
     # -- outbox ------------------------------------------------------------------------------------------
     async def pending_outbox(self, limit: int = 10_000) -> list[QueueMessage]:

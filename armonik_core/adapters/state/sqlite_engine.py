@@ -5,6 +5,14 @@ fsync each), every write goes through one writer thread that drains whatever uni
 commits them together: one transaction, one fsync, many requests (group commit). Each unit runs inside its
 own savepoint, so a unit that raises is rolled back alone and its caller gets the error. Reads run on a
 small pool of reader threads with their own connections, which WAL mode lets proceed during writes.
+
+When commits do not wait for the disk (`synchronous` OFF or NORMAL: a commit appends to the write-ahead log
+and returns in microseconds), the writer thread costs more than it saves: two thread hops per unit (to the
+writer, and back through the event loop's self-pipe) and the GIL passed back and forth, which at a few
+thousand units a second were a tenth of the control plane's CPU and half a millisecond of every task's round
+trip. The units are then committed on the event loop itself, still grouped: every unit submitted during one
+turn of the loop shares one transaction, run by a callback scheduled at the first of them. With FULL or
+EXTRA, a commit includes an fsync, which must not stall the loop: the writer thread is used.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ T = TypeVar("T")
 WriteUnit = Callable[[sqlite3.Connection, list[Change]], T]
 
 MAX_GROUP = 256
+#: Reads of at most this many keys run on the event loop in inline mode (see `SqliteEngine.lookup`).
+INLINE_LOOKUP_KEYS = 64
 
 
 class StateConnection(sqlite3.Connection):
@@ -78,7 +88,17 @@ class SqliteEngine:
         self._reader_lock = threading.Lock()
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
         self._closed = False
-        self._writer.start()
+        #: Commit on the event loop (no fsync per commit) rather than on the writer thread.
+        self._inline = synchronous.upper() in ("OFF", "NORMAL")
+        #: Units waiting for the loop's next group commit, per event loop (inline mode).
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
+        if not self._inline:
+            self._writer.start()
+
+    @property
+    def inline(self) -> bool:
+        """True when units are committed on the event loop (see the module's docstring)."""
+        return self._inline
 
     # -- writes ------------------------------------------------------------------------------------------
     def run_setup(self, script: str) -> None:
@@ -90,8 +110,24 @@ class SqliteEngine:
             raise RuntimeError("the state store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(unit, loop, future))
+        job = _Job(unit, loop, future)
+        if self._inline:
+            pending = self._pending.get(loop)
+            if pending is None:
+                self._pending[loop] = [job]
+                loop.call_soon(self._commit_pending, loop)
+            else:
+                pending.append(job)
+        else:
+            self._jobs.put(job)
         return await future
+
+    def _commit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop: commit what this turn of the loop submitted, in groups of at most MAX_GROUP."""
+        batch = self._pending.pop(loop, [])
+        for start in range(0, len(batch), MAX_GROUP):
+            group = batch[start : start + MAX_GROUP]
+            self._settle_all(*self._run_group(group))
 
     def _write_loop(self) -> None:
         while True:
@@ -111,6 +147,19 @@ class SqliteEngine:
             self._commit_group(batch)
 
     def _commit_group(self, batch: list[_Job[Any]]) -> None:
+        """On the writer thread: run the group, then hand the outcomes to the callers' event loops."""
+        outcomes, changes = self._run_group(batch)
+        # One wake-up of the event loop per group, not one per unit: each wake-up is a write to the loop's
+        # self-pipe, a system call that cost more than the units themselves at a few thousand units a second.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job[Any], bool, Any]]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].loop, []).append(outcome)
+        for loop, settled in by_loop.items():
+            committed = changes if loop is batch[0].loop else []
+            loop.call_soon_threadsafe(self._settle_all, settled, committed)
+
+    def _run_group(self, batch: list[_Job[Any]]) -> tuple[list[tuple[_Job[Any], bool, Any]], list[Change]]:
+        """One transaction for the units of `batch`, each in its own savepoint: (outcome per unit, changes)."""
         conn = self._writer_conn
         outcomes: list[tuple[_Job[Any], bool, Any]] = []
         changes: list[Change] = []
@@ -135,14 +184,7 @@ class SqliteEngine:
                 conn.execute("ROLLBACK")
             outcomes = [(job, False, exc) for job in batch]
             changes = []
-        # One wake-up of the event loop per group, not one per unit: each wake-up is a write to the loop's
-        # self-pipe, a system call that cost more than the units themselves at a few thousand units a second.
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job[Any], bool, Any]]] = {}
-        for outcome in outcomes:
-            by_loop.setdefault(outcome[0].loop, []).append(outcome)
-        for loop, settled in by_loop.items():
-            committed = changes if loop is batch[0].loop else []
-            loop.call_soon_threadsafe(self._settle_all, settled, committed)
+        return outcomes, changes
 
     def _settle_all(self, settled: list[tuple[_Job[Any], bool, Any]], changes: list[Change]) -> None:
         """On the event loop: changes are announced before callers resume, as when each had its own call."""
@@ -177,12 +219,31 @@ class SqliteEngine:
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
+    async def lookup(self, fn: Callable[[sqlite3.Connection], T], keys: int = 1) -> T:
+        """A read of a few rows by key (`keys` of them): in inline mode it runs on the event loop, on the
+        writer's connection, which holds no open transaction between two turns of the loop and so sees what
+        is committed, as a reader would; a thread hop would cost more than the read. Larger reads, and every
+        read in thread mode, go to the reader pool."""
+        if not self._inline or keys > INLINE_LOOKUP_KEYS:
+            return await self.read(fn)
+        if self._closed:
+            raise RuntimeError("the state store is closed")
+        conn = self._writer_conn
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._jobs.put(None)
-        self._writer.join()
+        for loop in list(self._pending):  # units already submitted are committed, not dropped
+            self._commit_pending(loop)
+        if self._writer.is_alive():
+            self._jobs.put(None)
+            self._writer.join()
         self._readers.shutdown(wait=True)
         self._writer_conn.close()
         with self._reader_lock:

@@ -1,0 +1,44 @@
+"""The throughput benchmark runs end to end on a small workload and reports consistent figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_throughput_reports_rates_round_trips_and_cpu_per_task() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "throughput.py"),
+            "--tasks",
+            "60",
+            "--round-trips",
+            "5",
+            "--no-dask",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["tasks"] == 60 and figures["pairs"] == 2
+    assert figures["armonik_tasks_per_second"] > 0 and figures["protocol_ceiling_calls_per_second"] > 0
+    assert figures["armonik_round_trip"]["p50_ms"] <= figures["armonik_round_trip"]["p99_ms"]
+    cpu = figures["cpu_ms_per_task"]
+    assert set(cpu["armonik"]) == {"control-plane", "polling-agent", "worker", "client"}
+    # /proc counts CPU in clock ticks (10 ms): on 60 tasks a light process may show none.
+    assert all(ms >= 0 for ms in cpu["armonik"].values()) and sum(cpu["armonik"].values()) > 0
+    assert set(cpu["protocol_ceiling"]) == {"agent", "worker"}
+    assert cpu["cores"] == os.cpu_count()
+    bound = 1000 * cpu["cores"] / sum(cpu["armonik"].values())
+    assert abs(figures["armonik_cpu_bound_tasks_per_second"] - bound) <= 0.1
+    assert "CPU per task (ms, all threads)" in done.stdout

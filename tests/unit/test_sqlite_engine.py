@@ -1,0 +1,93 @@
+"""Where the SQLite state store commits: on the event loop (NORMAL) or on its writer thread (FULL)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from armonik_core.adapters.state.sqlite_engine import MAX_GROUP, SqliteEngine, WriteUnit
+from armonik_core.domain.changes import Change
+from armonik_core.domain.statuses import EventType
+
+
+class Engine:
+    """An engine on a one-table database, and the changes each of its commits announced."""
+
+    def __init__(self, folder: Path, synchronous: str) -> None:
+        self.commits: list[list[str]] = []
+        self.engine = SqliteEngine(
+            folder / "db.sqlite",
+            on_commit=lambda changes: self.commits.append([c.entity_id for c in changes]),
+            synchronous=synchronous,
+        )
+        self.engine.run_setup("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+
+
+@pytest.fixture
+def inline(tmp_path: Path) -> Iterator[Engine]:
+    db = Engine(tmp_path, "NORMAL")
+    yield db
+    db.engine.close()
+
+
+def insert(value: str, fail: bool = False) -> WriteUnit[int]:
+    """A unit that inserts `value`, announces it, and returns the thread it ran on (or raises)."""
+
+    def unit(conn: sqlite3.Connection, changes: list[Change]) -> int:
+        conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+        changes.append(Change(EventType.NEW_RESULT, "session", value))
+        if fail:
+            raise ValueError("refused")
+        return threading.get_ident()
+
+    return unit
+
+
+def values(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT v FROM t ORDER BY k")]
+
+
+@pytest.mark.parametrize(("synchronous", "on_loop"), [("NORMAL", True), ("OFF", True), ("FULL", False)])
+async def test_commits_run_on_the_loop_only_without_fsync(
+    tmp_path: Path, synchronous: str, on_loop: bool
+) -> None:
+    db = Engine(tmp_path, synchronous)
+    try:
+        assert db.engine.inline is on_loop
+        ran_on = await db.engine.write(insert("x"))
+        assert (ran_on == threading.get_ident()) is on_loop
+        assert await db.engine.read(values) == ["x"]
+    finally:
+        db.engine.close()
+
+
+async def test_units_of_one_turn_share_a_commit_and_fail_alone(inline: Engine) -> None:
+    units = [insert("a"), insert("bad", fail=True), insert("b"), insert("c")]
+    outcomes = await asyncio.gather(*(inline.engine.write(u) for u in units), return_exceptions=True)
+    assert [isinstance(o, ValueError) for o in outcomes] == [False, True, False, False]
+    # One commit for the four units of this turn of the loop, without the unit that failed.
+    assert inline.commits == [["a", "b", "c"]]
+    assert await inline.engine.lookup(values) == ["a", "b", "c"]
+
+
+async def test_more_units_than_a_group_holds_are_all_committed(inline: Engine) -> None:
+    count = 2 * MAX_GROUP + 3
+    await asyncio.gather(*(inline.engine.write(insert(str(i))) for i in range(count)))
+    assert [len(group) for group in inline.commits] == [MAX_GROUP, MAX_GROUP, 3]
+    assert len(await inline.engine.read(values)) == count
+
+
+async def test_small_lookups_run_on_the_loop_and_large_ones_on_the_readers(inline: Engine) -> None:
+    await inline.engine.write(insert("one"))
+
+    def where(conn: sqlite3.Connection) -> tuple[list[str], int]:
+        return values(conn), threading.get_ident()
+
+    assert await inline.engine.lookup(where) == (["one"], threading.get_ident())
+    found, thread = await inline.engine.lookup(where, keys=10_000)
+    assert found == ["one"] and thread != threading.get_ident()
