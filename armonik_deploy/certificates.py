@@ -9,13 +9,16 @@ names); a client certificate is a name (mTLS).
 Files in the folder (PEM; keys are PKCS#8, unencrypted, mode 0600; certificates 0644):
 
     ca.crt, ca.key                  the authority (clients trust ca.crt)
-    <service>.crt, <service>.key    a server certificate (extendedKeyUsage serverAuth)
+    <service>.crt, <service>.key    a server certificate (extendedKeyUsage serverAuth; also clientAuth for
+                                    an identity with `client_auth`, e.g. a database member that presents
+                                    the same certificate to its peers)
     <client>.crt, <client>.key      a client certificate (extendedKeyUsage clientAuth), e.g. client.crt
 
 `ensure_certificates` is idempotent, because a redeploy must not invalidate what clients already hold: a
 file set that is still usable is kept. The authority is regenerated when a file is missing or unreadable, its
 key does not match it, or it expires within `renew_before_days`; a leaf certificate also when it is not signed
-by the current authority, its names changed, or its key size changed. A new authority re-signs every leaf.
+by the current authority, its names or usages changed, or its key size changed. A new authority re-signs every
+leaf.
 
 Key size: 4096 bits by default, as upstream; `key_size` lowers it (2048 generates ten times faster).
 """
@@ -58,10 +61,23 @@ class CertificateError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ServerIdentity:
     """A service to certify: `name` gives the file names; `hosts` the DNS names and IP addresses clients
-    connect to (each becomes a subject alternative name, which is what TLS clients check)."""
+    connect to (each becomes a subject alternative name, which is what TLS clients check; a DNS name may be a
+    wildcard `*.<domain>`, covering one label, e.g. each pod under a headless Service).
+
+    `client_auth`: the certificate also authenticates its holder as a client (clientAuth next to
+    serverAuth), for a service whose instances connect to each other with the certificate they serve with,
+    as MongoDB's replica-set members do."""
 
     name: str
     hosts: Sequence[str]
+    client_auth: bool = False
+
+    @property
+    def usages(self) -> tuple[x509.ObjectIdentifier, ...]:
+        """The extended key usages of its certificate."""
+        if self.client_auth:
+            return (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+        return (ExtendedKeyUsageOID.SERVER_AUTH,)
 
     @property
     def dns_names(self) -> list[str]:
@@ -272,13 +288,14 @@ def make_ca(
 def make_leaf(
     ca: tuple[x509.Certificate, rsa.RSAPrivateKey],
     common_name: str,
-    usage: x509.ObjectIdentifier,
+    usages: Sequence[x509.ObjectIdentifier],
     alt_names: Sequence[x509.GeneralName],
     validity_days: int,
     key_size: int,
     now: dt.datetime,
 ) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    """An end-entity certificate for `usage` (serverAuth or clientAuth), signed by `ca`, never outliving it."""
+    """An end-entity certificate for `usages` (serverAuth, clientAuth or both), signed by `ca`, never
+    outliving it."""
     ca_certificate, ca_key = ca
     key = _new_key(key_size)
     not_after = min(now + dt.timedelta(days=validity_days), ca_certificate.not_valid_after_utc)
@@ -305,7 +322,7 @@ def make_leaf(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
@@ -345,7 +362,7 @@ def _ensure_ca(folder: Path, policy: _Policy) -> tuple[tuple[x509.Certificate, r
 def _leaf_usable(
     loaded: tuple[x509.Certificate, rsa.RSAPrivateKey] | None,
     ca: x509.Certificate,
-    usage: x509.ObjectIdentifier,
+    usages: Sequence[x509.ObjectIdentifier],
     identity: ServerIdentity | None,
     policy: _Policy,
 ) -> bool:
@@ -355,7 +372,7 @@ def _leaf_usable(
     if (
         not signed_by(certificate, ca)
         or key.key_size != policy.key_size
-        or _usages_of(certificate) != {usage}
+        or _usages_of(certificate) != set(usages)
     ):
         return False
     if _expires_soon(certificate, policy.renew_before, policy.now):
@@ -373,11 +390,11 @@ def _ensure_leaf(
     policy: _Policy,
 ) -> tuple[KeyPair, bool]:
     pair = KeyPair(folder / f"{name}.crt", folder / f"{name}.key")
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if identity else ExtendedKeyUsageOID.CLIENT_AUTH
-    if _leaf_usable(_load(pair), ca[0], usage, identity, policy):
+    usages = identity.usages if identity else (ExtendedKeyUsageOID.CLIENT_AUTH,)
+    if _leaf_usable(_load(pair), ca[0], usages, identity, policy):
         return pair, False
     alt_names = _subject_alt_names(identity) if identity else [_client_uri(name)]
-    made = make_leaf(ca, name, usage, alt_names, policy.validity_days, policy.key_size, policy.now)
+    made = make_leaf(ca, name, usages, alt_names, policy.validity_days, policy.key_size, policy.now)
     _store(pair, *made)
     return pair, True
 

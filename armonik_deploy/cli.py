@@ -1,6 +1,7 @@
 """`armonik-deploy`: plan, deploy, inspect and destroy a local ArmoniK deployment.
 
     armonik-deploy deploy  [--parameters FILE] [--versions FILE] [--generated DIR] [--target local|kubernetes]
+                           [--charts terraform|helm]   # who installs KEDA and the Percona operator (kubernetes)
     armonik-deploy plan    [--parameters FILE] [--generated DIR] [--json] [--target local|kubernetes]
     armonik-deploy render  DIR [--parameters FILE] [--versions FILE]   # Kubernetes manifests, one per file
     armonik-deploy status  [--generated DIR]
@@ -46,6 +47,12 @@ VERSIONS = typer.Option(
 TARGET = typer.Option(
     "local", "--target", help="local: processes on this machine; kubernetes: Terraform on the cluster."
 )
+CHARTS = typer.Option(
+    "terraform",
+    "--charts",
+    help="--target kubernetes: who installs the KEDA and Percona operator Helm charts: terraform (its "
+    "helm_release) or helm (the helm executable, before terraform applies the rest).",
+)
 
 
 def fail(message: str) -> typer.Exit:
@@ -88,11 +95,14 @@ def deploy(
     generated: Path = GENERATED,
     timeout: float | None = typer.Option(None, help="Seconds to wait for the control plane to be healthy."),
     target: str = TARGET,
+    charts: str = CHARTS,
 ) -> None:
     """Start the local deployment, or apply edited parameters to the running one, and write its outputs."""
     if _target(target) == "kubernetes":
-        _deploy_kubernetes(parameters, versions, generated, timeout)
+        _deploy_kubernetes(parameters, versions, generated, timeout, charts)
         return
+    if charts != "terraform":
+        raise fail(f"--charts {charts}: only with --target kubernetes")
     layout = Layout(generated.resolve())
     params, plan = _load(parameters, versions, layout.generated)
     with file_lock(layout.cli_lock):
@@ -129,20 +139,26 @@ def _target(target: str) -> str:
 
 
 def _deploy_kubernetes(
-    parameters: Path | None, versions: Path | None, generated: Path, timeout: float | None
+    parameters: Path | None, versions: Path | None, generated: Path, timeout: float | None, charts: str
 ) -> None:
     from armonik_deploy.kubernetes import apply
 
+    steps = "terraform init and apply"
+    if charts == "helm":
+        steps = "terraform init, helm install of the charts, terraform apply"
     try:
-        with console.status("Certificates, terraform init and apply, then waiting for the Deployments..."):
+        with console.status(f"Certificates, {steps}, then waiting for the Deployments..."):
             result = apply.deploy(
                 _parameters_file(parameters),
                 versions or QUICK_DEPLOY / "versions.tfvars.json",
                 generated,
                 timeout,
+                charts=charts,
             )
     except (ParametersError, apply.DeployError) as exc:
         raise fail(_escape(str(exc))) from None
+    for release in result.releases:
+        console.print(f"Helm release {_escape(release)}", soft_wrap=True)
     for warning in result.warnings:
         errors.print(f"[yellow]warning:[/yellow] {_escape(warning)}", soft_wrap=True)
     console.print(
@@ -160,12 +176,14 @@ def _destroy_kubernetes(parameters: Path | None, versions: Path | None, generate
     from armonik_deploy.kubernetes import apply
 
     try:
-        with console.status("terraform destroy..."):
-            apply.destroy(
+        with console.status("terraform destroy (and helm uninstall of the charts helm installed)..."):
+            uninstalled = apply.destroy(
                 _parameters_file(parameters), versions or QUICK_DEPLOY / "versions.tfvars.json", generated
             )
     except (ParametersError, apply.DeployError) as exc:
         raise fail(_escape(str(exc))) from None
+    for release in uninstalled:
+        console.print(f"Helm release {_escape(release)}", soft_wrap=True)
     console.print("Destroyed the Kubernetes deployment (certificates are kept).", soft_wrap=True)
 
 
@@ -230,7 +248,9 @@ def plan(
         False, "--json", help="Print the whole plan (commands and environments) as JSON."
     ),
     target: str = typer.Option(
-        "local", "--target", help="local: the processes; kubernetes: the objects `render` would write."
+        "local",
+        "--target",
+        help="local: the processes; kubernetes: the objects `render` would write and the Helm charts.",
     ),
 ) -> None:
     """Show what `deploy` would run for these parameters, without starting anything."""
@@ -286,14 +306,13 @@ def _plan_kubernetes(parameters: Path | None, versions: Path | None) -> None:
     from armonik_deploy.kubernetes.commands import RenderError, plan_table
 
     try:
-        table, rendered = plan_table(
-            _parameters_file(parameters), versions or QUICK_DEPLOY / "versions.tfvars.json"
-        )
+        planned = plan_table(_parameters_file(parameters), versions or QUICK_DEPLOY / "versions.tfvars.json")
     except (ParametersError, RenderError) as exc:
         raise fail(_escape(str(exc))) from None
-    for warning in rendered.warnings:
+    for warning in planned.warnings:
         errors.print(f"[yellow]warning:[/yellow] {_escape(warning)}", soft_wrap=True)
-    console.print(table)
+    console.print(planned.objects_table)
+    console.print(planned.charts_table)
 
 
 @app.command("render")

@@ -8,7 +8,10 @@ database the deployment uses, with its TLS authority. The admin role authenticat
 
 Kubernetes target: `mongosh` runs inside the first pod of the Percona replica set, reading the password from
 the secret the deployment created (`application-user-password` for the user, the operator's
-`<cluster>-secrets` for the database admin), with the CA the operator mounts in the pod.
+`<cluster>-secrets` for the database admin). The replica set serves TLS only, with the deployment's
+certificate (`kubernetes.settings.mongodb_identity`, which names localhost, the host mongosh connects to in
+the pod): mongosh checks it, host name included, against the deployment's authority, which Percona mounts in
+the pod with the certificate (`secrets.ssl`).
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ Example queries on the ArmoniK collections:
   db.PartitionData.find()
 """
 
-#: Where the Percona operator mounts the replica set's CA in its pods.
+#: Where the Percona operator mounts the replica set's `secrets.ssl` authority in its pods.
 POD_CA_FILE = "/etc/mongodb-ssl/ca.crt"
+#: The host mongosh connects to inside the pod (a name of the replica set's certificate).
+POD_HOST = "localhost"
 
 
 class MongoAccessError(RuntimeError):
@@ -84,8 +89,8 @@ def kubernetes_command(namespace: str, role: str, password: str, admin_user: str
     pod = f"{MONGODB_CLUSTER}-rs0-0"
     return [
         "kubectl", "-n", namespace, "exec", "-it", pod, "--",
-        "mongosh", "mongodb://localhost:27017/database",
-        "--tls", "--tlsCAFile", POD_CA_FILE, "--tlsAllowInvalidHostnames",
+        "mongosh", f"mongodb://{POD_HOST}:27017/database",
+        "--tls", "--tlsCAFile", POD_CA_FILE,
         "-u", user, "-p", password, "--authenticationDatabase", auth_db,
     ]  # fmt: skip
 

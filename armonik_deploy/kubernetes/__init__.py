@@ -5,7 +5,8 @@
 upstream's Terraform (ArmoniK.Infra) deploys in namespace `armonik`:
 
 - Namespace; ConfigMaps `log`, `core`, `control-plane`, `polling`, `worker`, `metrics-exporter`, `init` and
-  Secrets of credentials, read with `envFrom` (see `settings`); TLS Secrets when `ingress.tls` is on.
+  Secrets of credentials, read with `envFrom` (see `settings`); TLS Secrets when `ingress.tls` is on, and
+  MongoDB's with a `mongodb` block.
 - Job `init` (the control plane's image running `python -m armonik_deploy.init_job`), Deployment + Service
   `control-plane` (Service `control_plane.port` -> container 1080), one Deployment `compute-plane-<p>` per
   partition (container `polling-agent` and the workers, sharing the emptyDir `/cache` for their sockets), a
@@ -13,8 +14,9 @@ upstream's Terraform (ArmoniK.Infra) deploys in namespace `armonik`:
   `armonik_<p>_tasks_queued`), Deployment + Service `metrics-exporter` (9419 -> 1080), Prometheus.
 - Storage services, one per block:
   - `mongodb`: a `PerconaServerMongoDB` resource, as upstream since it moved to the Percona operator. A
-    StatefulSet of our own would duplicate what the operator does (replica set initiation, users); the operator
-    itself (a Helm chart, as KEDA's) is installed by Terraform (`infrastructure/modules/storage/mongodb`).
+    StatefulSet of our own would duplicate what the operator does (replica set initiation, users). It serves
+    TLS only, with a certificate of the deployment's authority (Secret `mongodb-db-ps-ssl`, for the replica
+    set's clients and its members); the core processes trust that authority (Secret `mongodb-ca`).
   - `rabbitmq` and `minio`: StatefulSets with a volume claim, because their data (queued messages, objects)
     must survive a restarted pod and RabbitMQ ties its data to a stable host name. Upstream installs RabbitMQ
     with Bitnami's chart; this is the part of it ArmoniK needs, with the same image.
@@ -22,6 +24,10 @@ upstream's Terraform (ArmoniK.Infra) deploys in namespace `armonik`:
     deployment counts on across pods).
   - No block: the embedded backends (SQLite state, in-memory queue, files) on a PersistentVolumeClaim
     `armonik-data` shared by the control plane, agents, exporter and init job; one control plane then.
+- The third-party charts the objects need, KEDA (for the ScaledObjects) and the Percona operator (for
+  MongoDB): `helm` lists them (`armonik-deploy plan --target kubernetes` shows them) and renders them with
+  the helm executable (`armonik-deploy render` adds their objects when helm is installed); `armonik-deploy deploy` has Terraform install them with its
+  `helm_release` (infrastructure/modules/keda and storage/mongodb), or helm with `--charts helm`.
 
 Differences from upstream: no ingress, GUI, Seq, Grafana, fluent-bit, load balancer or pod-deletion-cost
 updater; with `ingress.tls` the control plane serves TLS itself. Upstream's .NET images of the control plane,

@@ -6,7 +6,9 @@ The steps, each failing with a `DeployError` that names it:
    `generated/certificates/`: an authority, a server certificate per in-cluster service the parameters enable
    (the control plane, MongoDB, the queue, the object store), named by the Service's DNS names
    `<svc>.<namespace>.svc.cluster.local`, `<svc>.<namespace>.svc` and `<svc>` (the control plane also by
-   `localhost` and 127.0.0.1, for `kubectl port-forward`), and a client certificate with `ingress.mtls`.
+   `<svc>.<namespace>`, `localhost` and 127.0.0.1, for `kubectl port-forward`, as the renderer certifies it;
+   MongoDB's is the renderer's too: the replica set's Service and each of its members, usable as a client
+   certificate between members), and a client certificate with `ingress.mtls`.
 2. Terraform variables in `generated/kubernetes/terraform.tfvars.json` (the parameters and versions as
    written, plus `certificates`: the files of step 1), then `terraform init` and
    `terraform apply -auto-approve` in `infrastructure/quick-deploy/localhost`, through python-terraform. The
@@ -19,6 +21,20 @@ The steps, each failing with a `DeployError` that names it:
    `generated/armonik-output.json` and `generated/armonik-cli.yaml` with the authority and, with mTLS, the
    client certificate and key. Upstream writes the in-cluster URL and no client certificate: neither lets a
    client outside the cluster connect.
+
+The third-party charts (KEDA, the Percona operator: `helm.required_charts`) are installed by Terraform's
+`helm_release` by default (`charts="terraform"`). With `charts="helm"` (`--charts helm`) this module installs
+them through pyhelm3 instead, after `terraform init`: Terraform is told to skip its own releases (variable
+`install_helm_charts = false` in the tfvars, which the quick-deploy must declare: checked before anything
+runs), creates the deployment's namespace first (`-target`) when a chart goes into it, then helm installs the
+charts (and waits for them), then `terraform apply` creates the rest, whose ScaledObjects and
+PerconaServerMongoDB need the charts' CRDs. A missing helm fails before terraform runs.
+
+Which way the charts went is recorded in `generated/kubernetes/charts.json` (with the releases helm
+installed), so that `destroy` undoes the same: after a `charts="helm"` deployment it destroys first what
+needs the charts' controllers to be deleted (the ScaledObjects, whose finalizer KEDA removes; the
+PerconaServerMongoDB, which the operator tears down), then helm uninstalls the releases, then Terraform
+destroys the rest (the namespace last). A later deploy must keep the recorded way, until a destroy.
 """
 
 from __future__ import annotations
@@ -41,9 +57,10 @@ from armonik_deploy.certificates import (
     ServerIdentity,
     ensure_certificates,
 )
-from armonik_deploy.kubernetes.settings import MONGODB_CLUSTER
+from armonik_deploy.kubernetes import helm
+from armonik_deploy.kubernetes.settings import control_plane_identity, mongodb_identity
 from armonik_deploy.outputs import write_outputs
-from armonik_deploy.parameters import Parameters, load_parameters, load_versions, read_variables
+from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions, read_variables
 from armonik_deploy.tls import CliCredentials, IngressTls, read_ingress_tls
 
 QUICK_DEPLOY = Path(__file__).resolve().parents[2] / "infrastructure" / "quick-deploy" / "localhost"
@@ -58,6 +75,16 @@ _PROVIDER_FAILURES = (
     "could not connect to registry",
     "Failed to download",
 )
+
+#: Who installs the third-party charts: Terraform's helm_release (the default) or helm through pyhelm3.
+CHARTS = ("terraform", "helm")
+#: The quick-deploy variable that turns Terraform's own helm_release of the charts off.
+INSTALL_CHARTS_VARIABLE = "install_helm_charts"
+#: The deployment's namespace in the quick-deploy, created alone first when a chart is installed into it.
+NAMESPACE_RESOURCE = "kubernetes_namespace.armonik"
+#: The quick-deploy modules holding the resources a chart's controller must see deleted (a chart's
+#: `needed_by` kind -> its module): destroyed before helm uninstalls the charts.
+CHART_USERS = {"ScaledObject": "module.compute_plane", "PerconaServerMongoDB": "module.mongodb"}
 
 Dict = Mapping[str, Any]
 
@@ -93,6 +120,11 @@ class KubernetesLayout:
     def data_dir(self) -> Path:
         return self.folder / ".terraform"
 
+    @property
+    def charts_record(self) -> Path:
+        """Who installed the third-party charts, and which releases helm installed (`ChartsRecord`)."""
+        return self.folder / "charts.json"
+
 
 # -- 1. certificates ----------------------------------------------------------------------------------------
 def service_hosts(service: str, namespace: str) -> list[str]:
@@ -101,15 +133,16 @@ def service_hosts(service: str, namespace: str) -> list[str]:
 
 
 def service_identities(params: Parameters) -> list[ServerIdentity]:
-    """A server identity per in-cluster service the parameters enable (file name -> the Service it names)."""
+    """A server identity per in-cluster service the parameters enable (file name -> the Service it names);
+    the control plane's and MongoDB's are the renderer's (`settings.control_plane_identity`,
+    `settings.mongodb_identity`: the replica set and each of its members), so that both certify the same."""
     ns = params.namespace
-    cp = params.control_plane.name
-    out = [ServerIdentity("control-plane", [*service_hosts(cp, ns), "localhost", "127.0.0.1"])]
-    # MongoDB's clients reach the Percona operator's replica-set Service.
-    services = {"mongodb": f"{MONGODB_CLUSTER}-rs0"}
-    for name in ("mongodb", "rabbitmq", "activemq", "redis", "minio"):
+    out = [control_plane_identity(params.control_plane.name, ns)]
+    if params.mongodb is not None:
+        out.append(mongodb_identity(ns))
+    for name in ("rabbitmq", "activemq", "redis", "minio"):
         if getattr(params, name) is not None:
-            out.append(ServerIdentity(name, service_hosts(services.get(name, name), ns)))
+            out.append(ServerIdentity(name, service_hosts(name, ns)))
     return out
 
 
@@ -216,16 +249,22 @@ class TerraformRunner:
     def init(self) -> str:
         return self._run("init", lambda tf: tf.init(capture_output=True))
 
-    def apply(self, var_file: Path) -> str:
-        # skip_plan=True is python-terraform's -auto-approve
+    def apply(self, var_file: Path, targets: Sequence[str] = ()) -> str:
+        """`terraform apply`; with `targets`, of those resources only (`-target`)."""
+        # skip_plan=True is python-terraform's -auto-approve; a list option is repeated (-target=a -target=b)
         return self._run(
             "apply",
             lambda tf: tf.apply(
-                skip_plan=True, var_file=str(var_file), state=str(self.layout.state), capture_output=True
+                skip_plan=True,
+                var_file=str(var_file),
+                state=str(self.layout.state),
+                target=list(targets) or None,
+                capture_output=True,
             ),
         )
 
-    def destroy(self, var_file: Path) -> str:
+    def destroy(self, var_file: Path, targets: Sequence[str] = ()) -> str:
+        """`terraform destroy`; with `targets`, of those resources (and what depends on them) only."""
         # python-terraform adds -force by default, which Terraform >= 0.15 rejects: -auto-approve instead
         from python_terraform import IsFlagged, IsNotFlagged
 
@@ -236,6 +275,7 @@ class TerraformRunner:
                 auto_approve=IsFlagged,
                 var_file=str(var_file),
                 state=str(self.layout.state),
+                target=list(targets) or None,
                 capture_output=True,
             ),
         )
@@ -431,19 +471,168 @@ class Prepared:
     tls: IngressTls
     certificates: Certificates
     tfvars: Path
+    versions: Versions
 
 
-def prepare(parameters_file: Path, versions_file: Path, layout: KubernetesLayout) -> Prepared:
-    """Steps 1 and 2 before terraform: typed checks of both files, certificates, the tfvars file.
-    Raises ParametersError on a bad file."""
+def prepare(
+    parameters_file: Path, versions_file: Path, layout: KubernetesLayout, charts: str = "terraform"
+) -> Prepared:
+    """Steps 1 and 2 before terraform: typed checks of both files, certificates, the tfvars file (telling
+    Terraform not to install the charts when helm does). Raises ParametersError on a bad file."""
     params = load_parameters(parameters_file)
-    load_versions(versions_file)
+    versions = load_versions(versions_file)
     tls = read_ingress_tls(params, parameters_file)
     certificates = make_certificates(params, tls, layout.certificates)
     variables = terraform_variables(
         read_variables(parameters_file), read_variables(versions_file), certificates
     )
-    return Prepared(params, tls, certificates, write_tfvars(layout.tfvars, variables))
+    if charts == "helm":
+        variables[INSTALL_CHARTS_VARIABLE] = False
+    return Prepared(params, tls, certificates, write_tfvars(layout.tfvars, variables), versions)
+
+
+# -- the charts through helm (charts="helm") ----------------------------------------------------------------
+def declares_variable(working_dir: Path, name: str) -> bool:
+    """Whether a .tf file of `working_dir` declares `variable "<name>"` (a variable it does not declare
+    would be ignored by terraform, with a warning only)."""
+    declaration = re.compile(rf'^\s*variable\s+"{re.escape(name)}"', re.M)
+    return any(declaration.search(tf.read_text(encoding="utf-8")) for tf in working_dir.glob("*.tf"))
+
+
+@dataclass(slots=True)
+class ChartInstall:
+    """What `charts="helm"` installs, on which helm, checked before terraform runs."""
+
+    client: helm.Helm
+    charts: list[helm.Chart]
+    #: A chart goes into the deployment's namespace, which Terraform creates: it is created first.
+    needs_namespace: bool
+
+
+def plan_chart_install(
+    ready: Prepared, parameters_file: Path, working_dir: Path, executable: str
+) -> ChartInstall:
+    """The charts to install and a helm client on the deployment's cluster; DeployError when Terraform
+    would install them too, when versions.tfvars.json does not pin one, or when helm is missing."""
+    if not declares_variable(working_dir, INSTALL_CHARTS_VARIABLE):
+        raise DeployError(
+            f"helm charts: {working_dir} declares no variable {INSTALL_CHARTS_VARIABLE}, so Terraform "
+            "would install the same releases again; deploy with --charts terraform"
+        )
+    params = ready.params
+    try:
+        charts = helm.required_charts(params, ready.versions, parameters_file)
+    except helm.ChartError as exc:
+        raise DeployError(f"helm charts: {exc}") from None
+    client = connect_helm(params, executable)
+    return ChartInstall(client, charts, any(c.namespace == params.namespace for c in charts))
+
+
+def connect_helm(params: Parameters, executable: str, why: str = "") -> helm.Helm:
+    """A helm client on the deployment's cluster (its kubeconfig and context); DeployError when helm is
+    missing or broken, `why` telling what it was needed for."""
+    try:
+        return helm.Helm.connect(
+            executable,
+            kubeconfig=Path(os.path.expanduser(params.k8s_config_path)),
+            kubecontext=params.k8s_config_context,
+        )
+    except helm.ChartError as exc:
+        raise DeployError(f"helm charts: {exc}{why}") from None
+
+
+def install_charts(plan: ChartInstall) -> list[str]:
+    """Install or upgrade the charts (helm's releases in ConfigMaps, as Terraform's helm provider keeps
+    them); DeployError naming the release that failed."""
+    try:
+        with _environment(helm.ENVIRONMENT):
+            return plan.client.install(plan.charts)
+    except helm.ChartError as exc:
+        raise DeployError(f"helm charts: {exc}") from None
+
+
+def uninstall_charts(client: helm.Helm, charts: Sequence[helm.Chart]) -> list[str]:
+    """Uninstall the releases (helm's records in ConfigMaps, where `install_charts` put them), in the reverse
+    order of their installation; DeployError naming the release that failed."""
+    try:
+        with _environment(helm.ENVIRONMENT):
+            return client.uninstall(list(reversed(charts)))
+    except helm.ChartError as exc:
+        raise DeployError(f"helm charts: {exc}") from None
+
+
+# -- who installed the charts -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ChartsRecord:
+    """How the last deploy installed the third-party charts (`CHARTS`) and, through helm, which releases."""
+
+    installed_by: str = "terraform"
+    charts: tuple[helm.Chart, ...] = ()
+
+    def users(self) -> list[str]:
+        """The quick-deploy modules to destroy before the releases are uninstalled (`CHART_USERS`; a kind it
+        does not know has no resource in the quick-deploy)."""
+        kinds = {kind for chart in self.charts for kind in chart.needed_by}
+        return sorted(CHART_USERS[kind] for kind in kinds if kind in CHART_USERS)
+
+
+def write_charts_record(layout: KubernetesLayout, record: ChartsRecord) -> Path:
+    """The record as JSON: each release with its chart, version, repository, namespace and users (its values
+    are not needed to uninstall it)."""
+    releases = [
+        {
+            "release": c.release,
+            "chart": c.name,
+            "version": c.version,
+            "repository": c.repository,
+            "namespace": c.namespace,
+            "needed_by": list(c.needed_by),
+        }
+        for c in record.charts
+    ]
+    data = {"installed_by": record.installed_by, "releases": releases}
+    layout.charts_record.parent.mkdir(parents=True, exist_ok=True)
+    layout.charts_record.write_text(json.dumps(data, indent=2) + "\n")
+    return layout.charts_record
+
+
+def read_charts_record(layout: KubernetesLayout) -> ChartsRecord:
+    """The record of the last deploy; none (a deployment made before records, or destroyed): Terraform's."""
+    path = layout.charts_record
+    if not path.exists():
+        return ChartsRecord()
+    try:
+        data = json.loads(path.read_text())
+        charts = tuple(
+            helm.Chart(
+                release=str(r["release"]),
+                name=str(r["chart"]),
+                repository=str(r["repository"]),
+                version=str(r["version"]),
+                namespace=str(r["namespace"]),
+                needed_by=tuple(str(kind) for kind in r.get("needed_by", ())),
+            )
+            for r in data.get("releases", [])
+        )
+        record = ChartsRecord(str(data["installed_by"]), charts)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DeployError(f"{path}: unreadable record of the charts ({exc}); fix or remove it") from None
+    if record.installed_by not in CHARTS:
+        raise DeployError(f"{path}: installed_by {record.installed_by!r}: expected {' or '.join(CHARTS)}")
+    return record
+
+
+def check_same_charts_way(layout: KubernetesLayout, charts: str) -> None:
+    """A deployment keeps the way its charts were installed: the other way would install the releases a
+    second time, or Terraform would remove what helm installed."""
+    if not layout.charts_record.exists():
+        return  # a first deployment (or one destroyed since)
+    recorded = read_charts_record(layout).installed_by
+    if recorded != charts:
+        raise DeployError(
+            f"--charts {charts}: this deployment's charts were installed by {recorded} "
+            f"({layout.charts_record}); deploy with --charts {recorded}, or destroy it first"
+        )
 
 
 @dataclass(slots=True)
@@ -453,6 +642,8 @@ class DeployResult:
     output: Path
     cli: Path
     warnings: list[str] = field(default_factory=list)
+    #: The releases helm installed (`charts="helm"`), one line each.
+    releases: list[str] = field(default_factory=list)
 
 
 def _kubernetes_clients(params: Parameters) -> Any:
@@ -505,12 +696,30 @@ def deploy(
     generated: Path,
     timeout: float | None = None,
     runner: TerraformRunner | None = None,
+    *,
+    charts: str = "terraform",
+    helm_executable: str = helm.EXECUTABLE,
 ) -> DeployResult:
-    """The four steps of the module docstring."""
+    """The four steps of the module docstring, the charts installed by Terraform or by helm (`charts`)."""
+    if charts not in CHARTS:
+        raise DeployError(f"--charts {charts}: expected {' or '.join(CHARTS)}")
     layout = KubernetesLayout(generated.resolve())
-    ready = prepare(parameters_file, versions_file, layout)
+    check_same_charts_way(layout, charts)
+    ready = prepare(parameters_file, versions_file, layout, charts)
     terraform = runner or TerraformRunner(layout)
+    by_helm = (
+        plan_chart_install(ready, parameters_file, terraform.working_dir, helm_executable)
+        if charts == "helm"
+        else None
+    )
+    # recorded before anything is installed, so that destroy undoes a deploy that stopped half-way too
+    write_charts_record(layout, ChartsRecord(charts, tuple(by_helm.charts) if by_helm else ()))
     terraform.init()
+    releases: list[str] = []
+    if by_helm is not None:
+        if by_helm.needs_namespace:
+            terraform.apply(ready.tfvars, targets=[NAMESPACE_RESOURCE])
+        releases = install_charts(by_helm)
     terraform.apply(ready.tfvars)
     api_client = _kubernetes_clients(ready.params)
     wait_ready(
@@ -521,16 +730,38 @@ def deploy(
     endpoint = _find_endpoint(api_client, ready.params)
     output, cli = write_kubernetes_outputs(layout.generated, endpoint, ready.tls, ready.certificates)
     warnings = [w for w in [uncovered_host(endpoint, ready.certificates)] if w and ready.tls.tls]
-    return DeployResult(endpoint, endpoint.url(ready.tls.tls), output, cli, warnings)
+    return DeployResult(endpoint, endpoint.url(ready.tls.tls), output, cli, warnings, releases)
 
 
 def destroy(
-    parameters_file: Path, versions_file: Path, generated: Path, runner: TerraformRunner | None = None
-) -> None:
+    parameters_file: Path,
+    versions_file: Path,
+    generated: Path,
+    runner: TerraformRunner | None = None,
+    *,
+    helm_executable: str = helm.EXECUTABLE,
+) -> list[str]:
     """`terraform destroy -auto-approve` with the same variables (Terraform needs them to evaluate the
-    configuration); certificates and outputs stay under the generated folder."""
+    configuration) and, after a `charts="helm"` deploy, helm's uninstall of its releases (see the module
+    docstring for the order); helm is checked before terraform runs. Certificates and outputs stay under the
+    generated folder; the charts' record goes. Returns a line per release uninstalled."""
     layout = KubernetesLayout(generated.resolve())
-    ready = prepare(parameters_file, versions_file, layout)
+    record = read_charts_record(layout)
+    ready = prepare(parameters_file, versions_file, layout, record.installed_by)
     terraform = runner or TerraformRunner(layout)
+    client = None
+    if record.installed_by == "helm" and record.charts:
+        why = (
+            f"; this deployment's charts were installed with helm ({layout.charts_record}), "
+            "and destroy uninstalls them with it"
+        )
+        client = connect_helm(ready.params, helm_executable, why)
     terraform.init()
+    uninstalled: list[str] = []
+    if client is not None:
+        if users := record.users():  # never an empty target list: that would destroy everything first
+            terraform.destroy(ready.tfvars, targets=users)
+        uninstalled = uninstall_charts(client, record.charts)
     terraform.destroy(ready.tfvars)
+    layout.charts_record.unlink(missing_ok=True)
+    return uninstalled

@@ -22,6 +22,8 @@ from armonik_deploy.kubernetes.settings import (
     LOG,
     METRICS,
     METRICS_PORT,
+    MONGODB_CA_PATH,
+    MONGODB_CA_SECRET,
     POLLING,
     SERVER_TLS_SECRET,
     WORKER,
@@ -45,13 +47,27 @@ def _data_volume(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[st
     )
 
 
-def _tls_volume(secret_name: str, enabled: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _secret_volume(
+    volume: str, secret_name: str, path: str, enabled: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A Secret as read-only files (0440: the pod's group, which its user is in, reads them)."""
     if not enabled:
         return [], []
     return (
-        [{"name": "certificates", "secret": {"secretName": secret_name, "defaultMode": 0o440}}],
-        [{"name": "certificates", "mountPath": CERTIFICATES_PATH, "readOnly": True}],
+        [{"name": volume, "secret": {"secretName": secret_name, "defaultMode": 0o440}}],
+        [{"name": volume, "mountPath": path, "readOnly": True}],
     )
+
+
+def _tls_volume(secret_name: str, enabled: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The control plane's TLS Secret (its certificate, or the agents' trust) where the settings name it."""
+    return _secret_volume("certificates", secret_name, CERTIFICATES_PATH, enabled)
+
+
+def _mongodb_ca_volume(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The authority MongoDB's certificate is checked against (MongoDB__CAFile), mounted by every core process
+    (control plane, polling agent, init job, metrics exporter) when MongoDB is the state store."""
+    return _secret_volume(MONGODB_CA_SECRET, MONGODB_CA_SECRET, MONGODB_CA_PATH, settings.mongodb_tls)
 
 
 def _pod_spec(
@@ -80,7 +96,9 @@ def _placement(
 def init_job(ctx: Context, settings: Settings) -> Manifest:
     """Upstream's `init` Job: the control plane's image writes the partitions into the state, then exits."""
     cp = ctx.params.control_plane
-    volumes, mounts = _data_volume(settings)
+    data_volumes, data_mounts = _data_volume(settings)
+    ca_volumes, ca_mounts = _mongodb_ca_volume(settings)
+    volumes, mounts = data_volumes + ca_volumes, data_mounts + ca_mounts
     container = {
         "name": "init",
         "image": ctx.image(cp.image, cp.tag, "control_plane"),
@@ -112,6 +130,7 @@ def control_plane(ctx: Context, settings: Settings) -> list[Manifest]:
         )
     data_volumes, data_mounts = _data_volume(settings)
     tls_volumes, tls_mounts = _tls_volume(SERVER_TLS_SECRET, settings.tls)
+    ca_volumes, ca_mounts = _mongodb_ca_volume(settings)
     container: dict[str, Any] = {
         "name": "control-plane",
         "image": ctx.image(cp.image, cp.tag, "control_plane"),
@@ -124,12 +143,12 @@ def control_plane(ctx: Context, settings: Settings) -> list[Manifest]:
     }
     if res := objects.resources(cp.limits, cp.requests):
         container["resources"] = res
-    if data_mounts or tls_mounts:
-        container["volumeMounts"] = data_mounts + tls_mounts
+    if mounts := data_mounts + tls_mounts + ca_mounts:
+        container["volumeMounts"] = mounts
     pod_labels = objects.labels("control-plane")
     pod = _pod_spec(
         [container],
-        data_volumes + tls_volumes,
+        data_volumes + tls_volumes + ca_volumes,
         **_placement(cp.node_selector, cp.service_account_name, cp.image_pull_secrets),
     )
     return [
@@ -216,6 +235,7 @@ def compute_plane(ctx: Context, settings: Settings, name: str, partition: Comput
     agent = partition.polling_agent
     data_volumes, data_mounts = _data_volume(settings)
     tls_volumes, tls_mounts = _tls_volume(CLIENT_TLS_SECRET, settings.tls)
+    ca_volumes, ca_mounts = _mongodb_ca_volume(settings)
     shared = {"name": "cache-volume", "mountPath": CACHE_PATH}
     cache: dict[str, Any] = {}
     if partition.cache_config is not None:
@@ -229,7 +249,7 @@ def compute_plane(ctx: Context, settings: Settings, name: str, partition: Comput
         "imagePullPolicy": agent.image_pull_policy,
         "envFrom": objects.env_from([LOG, CORE, POLLING], settings.credential_secrets),
         "env": _partition_env(name, partition),
-        "volumeMounts": [shared, *data_mounts, *tls_mounts],
+        "volumeMounts": [shared, *data_mounts, *tls_mounts, *ca_mounts],
         "securityContext": objects.container_security(),
         **_channel_probes(partition, "agent"),
     }
@@ -239,7 +259,7 @@ def compute_plane(ctx: Context, settings: Settings, name: str, partition: Comput
     user = partition.security.user if partition.security else objects.ARMONIK_USER
     pod = _pod_spec(
         [agent_container, *workers],
-        [{"name": "cache-volume", "emptyDir": cache}, *data_volumes, *tls_volumes],
+        [{"name": "cache-volume", "emptyDir": cache}, *data_volumes, *tls_volumes, *ca_volumes],
         terminationGracePeriodSeconds=partition.termination_grace_period_seconds,
         **_placement(partition.node_selector, partition.service_account_name),
     )
@@ -330,6 +350,7 @@ def metrics_exporter(ctx: Context, settings: Settings) -> list[Manifest]:
     if exporter is None:
         return []
     data_volumes, data_mounts = _data_volume(settings)
+    ca_volumes, ca_mounts = _mongodb_ca_volume(settings)
     container: dict[str, Any] = {
         "name": "metrics-exporter",
         "image": ctx.image(exporter.image_name, exporter.image_tag, "metrics_exporter"),
@@ -340,12 +361,12 @@ def metrics_exporter(ctx: Context, settings: Settings) -> list[Manifest]:
         "livenessProbe": objects.http_probe("/liveness", "metrics", period=10, failures=3),
         "securityContext": objects.container_security(),
     }
-    if data_mounts:
-        container["volumeMounts"] = data_mounts
+    if mounts := data_mounts + ca_mounts:
+        container["volumeMounts"] = mounts
     pod_labels = objects.labels("metrics-exporter")
     pod = _pod_spec(
         [container],
-        data_volumes,
+        data_volumes + ca_volumes,
         **_placement(exporter.node_selector, pull_secret=exporter.image_pull_secrets),
     )
     return [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from armonik_deploy.kubernetes import armonik, objects, services
+from armonik_deploy.kubernetes import armonik, helm, objects, services
 from armonik_deploy.kubernetes.context import Context, Credentials
 from armonik_deploy.kubernetes.settings import build_settings
 from armonik_deploy.parameters import Parameters, Versions
@@ -18,6 +18,7 @@ from armonik_deploy.parameters import Parameters, Versions
 CREDENTIALS_FILE = "credentials.json"
 CERTIFICATES_FOLDER = "certificates"
 _RENDERED = re.compile(r"^\d{3}-[a-z]+-[a-z0-9.-]+\.yaml$")
+_NOT_IN_FILE_NAME = re.compile(r"[^a-z0-9.-]+")
 
 
 @dataclass(slots=True)
@@ -64,8 +65,10 @@ def render(
 
 
 def file_name(index: int, manifest: objects.Manifest) -> str:
-    """`<order>-<kind>-<name>.yaml`: `kubectl apply -f DIR` applies files in name order, which is this one."""
-    return f"{index:03d}-{manifest['kind'].lower()}-{manifest['metadata']['name']}.yaml"
+    """`<order>-<kind>-<name>.yaml`: `kubectl apply -f DIR` applies files in name order, which is this one.
+    A chart's object may have a name with other characters (`system:...`): they become `-`."""
+    name = _NOT_IN_FILE_NAME.sub("-", str(manifest["metadata"]["name"]).lower())
+    return f"{index:03d}-{manifest['kind'].lower()}-{name}.yaml"
 
 
 class _Dumper(yaml.SafeDumper):
@@ -112,14 +115,44 @@ def save_credentials(folder: Path, credentials: Credentials) -> Path:
     return path
 
 
+def with_charts(
+    rendered: Rendered,
+    params: Parameters,
+    versions: Versions,
+    file: Path,
+    executable: str = helm.EXECUTABLE,
+) -> Rendered:
+    """The manifests with the objects of the third-party charts the deployment needs (KEDA, the Percona
+    operator: `helm.required_charts`), rendered by `helm template` and placed before the resources that need
+    them; a chart that helm cannot render (helm missing, chart repository unreachable) is a warning naming it,
+    and everything else is still rendered."""
+    try:
+        charts = helm.required_charts(params, versions, file)
+    except helm.ChartError as exc:
+        return Rendered(rendered.manifests, [*rendered.warnings, f"Helm charts not rendered: {exc}"])
+    templated = helm.template(charts, executable)
+    return Rendered(
+        helm.in_apply_order(rendered.manifests, templated.charts, params.namespace),
+        [*rendered.warnings, *templated.warnings],
+    )
+
+
 def render_folder(
-    params: Parameters, versions: Versions, file: Path, folder: Path
+    params: Parameters,
+    versions: Versions,
+    file: Path,
+    folder: Path,
+    *,
+    helm_executable: str | None = helm.EXECUTABLE,
 ) -> tuple[Rendered, list[Path]]:
-    """Render into `folder`, keeping its generated passwords and certificates across renders."""
+    """Render into `folder`, keeping its generated passwords and certificates across renders, with the
+    charts' objects (`with_charts`) unless `helm_executable` is None."""
     credentials = load_credentials(folder)
     rendered = render(
         params, versions, file, credentials=credentials, certificates=folder / CERTIFICATES_FOLDER
     )
+    if helm_executable is not None:
+        rendered = with_charts(rendered, params, versions, file, helm_executable)
     save_credentials(folder, credentials)
     return rendered, write(rendered, folder)
 

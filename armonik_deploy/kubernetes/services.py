@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from armonik_deploy.certificates import CertificateError, ensure_certificates
 from armonik_deploy.kubernetes import objects
 from armonik_deploy.kubernetes.armonik import PROMETHEUS_PORT
-from armonik_deploy.kubernetes.context import Context
-from armonik_deploy.kubernetes.settings import MONGODB_CLUSTER, MONGODB_USER, Settings, block
+from armonik_deploy.kubernetes.context import Context, RenderError
+from armonik_deploy.kubernetes.settings import (
+    MONGODB_CA_SECRET,
+    MONGODB_CLUSTER,
+    MONGODB_TLS_SECRET,
+    MONGODB_USER,
+    Settings,
+    block,
+    mongodb_identity,
+)
+from armonik_deploy.parameters import ParametersError
+from armonik_deploy.tls import read_ingress_tls
 
 Manifest = objects.Manifest
 
@@ -57,9 +68,35 @@ def _node_selector(given: dict[str, Any]) -> dict[str, Any]:
     return {"nodeSelector": {k: str(v) for k, v in selector.items()}} if selector else {}
 
 
+def mongodb_tls_secrets(ctx: Context) -> list[Manifest]:
+    """The replica set's certificate (`settings.mongodb_identity`, signed by the deployment's authority in
+    `ctx.certificates`, with the key size and validity of `ingress`, as `armonik-deploy deploy` makes it) as
+    the `kubernetes.io/tls` Secret Percona reads (ca.crt, tls.crt, tls.key), and the authority alone as the
+    Secret the core processes mount to check it."""
+    try:
+        tls = read_ingress_tls(ctx.params, ctx.file)
+        certs = ensure_certificates(
+            ctx.certificates,
+            [mongodb_identity(ctx.ns)],
+            validity_days=tls.certificate_validity_days,
+            key_size=tls.certificate_key_size,
+        )
+    except (ParametersError, CertificateError) as exc:
+        raise RenderError(f"mongodb: TLS certificate: {exc}") from None
+    ca = certs.ca.certificate.read_bytes()
+    pair = certs.servers["mongodb"]
+    server = {"ca.crt": ca, "tls.crt": pair.certificate.read_bytes(), "tls.key": pair.key.read_bytes()}
+    return [
+        objects.secret(MONGODB_TLS_SECRET, ctx.ns, "mongodb", binary=server, kind="kubernetes.io/tls"),
+        objects.secret(MONGODB_CA_SECRET, ctx.ns, "mongodb", binary={"ca.crt": ca}),
+    ]
+
+
 def mongodb(ctx: Context, settings: Settings) -> list[Manifest]:
-    """A `PerconaServerMongoDB` resource for the Percona operator (installed by Terraform's helm release, as
-    upstream), its system-users Secret and the application user's password."""
+    """A `PerconaServerMongoDB` resource for the Percona operator (installed by a Helm chart: Terraform's
+    helm_release by default, or `helm.py` with `armonik-deploy deploy --charts helm`, rendered into the
+    manifests by `armonik-deploy render` when helm is there), its system-users Secret, the application
+    user's password, and its TLS Secrets (`mongodb_tls_secrets`): the replica set serves TLS only."""
     given = block(ctx, "mongodb")
     cluster = given.get("cluster") or {}
     replicas = int(cluster.get("replicas", 1))
@@ -106,10 +143,18 @@ def mongodb(ctx: Context, settings: Settings) -> list[Manifest]:
             "crVersion": operator_tag or "1.22.0",
             "image": image,
             "imagePullPolicy": "IfNotPresent",
-            # One member is not a production replica set, and TLS inside the cluster is not set up here.
-            "unsafeFlags": {"replsetSize": replicas < 3, "tls": True},
-            "tls": {"mode": "disabled"},
-            "secrets": {"users": f"{MONGODB_CLUSTER}-secrets"},
+            # One member is not a production replica set.
+            "unsafeFlags": {"replsetSize": replicas < 3},
+            # TLS only, with the deployment's certificate (no operator-made one): the core processes check it
+            # against the authority of MONGODB_CA_SECRET. They authenticate with a password and present no
+            # certificate, which mongod accepts with allowInvalidCertificates (the operator's default, and
+            # upstream's setting); the members authenticate each other with the certificate of sslInternal.
+            "tls": {"mode": "requireTLS", "allowInvalidCertificates": True},
+            "secrets": {
+                "users": f"{MONGODB_CLUSTER}-secrets",
+                "ssl": MONGODB_TLS_SECRET,
+                "sslInternal": MONGODB_TLS_SECRET,
+            },
             "users": [
                 {
                     "name": MONGODB_USER,
@@ -130,6 +175,7 @@ def mongodb(ctx: Context, settings: Settings) -> list[Manifest]:
     return [
         objects.secret(f"{MONGODB_CLUSTER}-secrets", ctx.ns, "mongodb", system_users),
         objects.secret("application-user-password", ctx.ns, "mongodb", {"password": password}),
+        *mongodb_tls_secrets(ctx),
         resource,
     ]
 

@@ -21,7 +21,9 @@ processes read with `envFrom` and the service's own pod with `secretKeyRef`.
 
 The storage choice reuses `armonik_deploy.storage.storage_env` (the local target's mapping of the `mongodb`,
 `rabbitmq`, `activemq`, `redis` and `minio` blocks to `Components__*` variables), given the in-cluster
-addresses of the services the renderer deploys instead of the blocks' local ones.
+addresses of the services the renderer deploys instead of the blocks' local ones. MongoDB serves TLS only
+(see `services.mongodb`): the core processes connect with `MongoDB__Tls` and trust the deployment's authority,
+`MongoDB__CAFile`, from the Secret `mongodb-ca` mounted at `/mongodb/certs` (`Settings.mongodb_tls`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ CACHE_PATH = "/cache"
 CERTIFICATES_PATH = "/certificates"
 MONGODB_CLUSTER = "mongodb-db-ps"
 MONGODB_USER = "application_user"
+#: The replica set's certificate, authority and key (Percona's `secrets.ssl` and `secrets.sslInternal`).
+MONGODB_TLS_SECRET = f"{MONGODB_CLUSTER}-ssl"
+#: The authority alone, for the core processes (none of them needs the replica set's key).
+MONGODB_CA_SECRET = "mongodb-ca"
+MONGODB_CA_PATH = "/mongodb/certs"
 
 LOG, CORE, CONTROL, POLLING, WORKER, METRICS, INIT = (
     "log-configmap",
@@ -83,8 +90,37 @@ class Settings:
     embedded: bool = False
     tls: bool = False
     mtls: bool = False
+    #: MongoDB serves TLS: the core pods mount MONGODB_CA_SECRET at MONGODB_CA_PATH.
+    mongodb_tls: bool = False
     #: Per storage service: credential variable -> Secret holding it (for the service's own pod).
     credentials: dict[str, str] = field(default_factory=dict)
+
+
+def service_names(service: str, namespace: str) -> list[str]:
+    """The names a pod resolves a Service by: bare (same namespace), in the namespace, fully qualified."""
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+    ]
+
+
+def control_plane_identity(name: str, namespace: str) -> ServerIdentity:
+    """The control plane's certificate (`ingress.tls`): its Service's names, and localhost and 127.0.0.1
+    for clients outside the cluster through `kubectl port-forward`."""
+    return ServerIdentity("control-plane", [*service_names(name, namespace), "localhost", "127.0.0.1"])
+
+
+def mongodb_identity(namespace: str) -> ServerIdentity:
+    """The certificate of the Percona replica set, for `secrets.ssl` and `secrets.sslInternal` alike, with the
+    names Percona's documentation lists: its Service `<cluster>-rs0` (what the core processes connect to) and,
+    by wildcard, each member under it (`<cluster>-rs0-<i>.<cluster>-rs0.<ns>.svc.cluster.local`: the members'
+    names in the replica set's configuration, which drivers and the other members then connect to), each
+    name bare, in the namespace, and fully qualified; and localhost (mongosh inside a member's pod). The
+    members present it to each other too (x509 membership), hence the client usage."""
+    names = service_names(f"{MONGODB_CLUSTER}-rs0", namespace)
+    return ServerIdentity("mongodb", [*names, *(f"*.{n}" for n in names), "localhost"], client_auth=True)
 
 
 def block(ctx: Context, name: str) -> dict[str, Any]:
@@ -108,6 +144,8 @@ def cluster_blocks(ctx: Context) -> dict[str, dict[str, Any] | None]:
             "database_name": database,
             "replica_set": "rs0",
             "auth_source": database,
+            "tls": True,
+            "ca_file": f"{MONGODB_CA_PATH}/ca.crt",
             "user": MONGODB_USER,
             "password": creds.get("mongodb", block(ctx, "mongodb").get("password")),
         }
@@ -175,6 +213,7 @@ def build_settings(ctx: Context) -> Settings:
             name = _secret_name(key, queue)
             secret_values.setdefault(name, {})[key] = value
             out.credentials[key] = name
+    out.mongodb_tls = params.mongodb is not None
     out.embedded = (
         params.mongodb is None
         or storage.get("Components__QueueStorage") in (None, "embedded")
@@ -237,18 +276,10 @@ def _tls_env(ctx: Context, out: Settings) -> tuple[dict[str, str], dict[str, str
     if not settings.tls:
         return {}, {}
     out.tls, out.mtls = True, settings.mtls
-    name, ns = ctx.params.control_plane.name, ctx.ns
-    hosts = [
-        name,
-        f"{name}.{ns}",
-        f"{name}.{ns}.svc",
-        f"{name}.{ns}.svc.cluster.local",
-        "localhost",
-        "127.0.0.1",
-    ]
+    ns = ctx.ns
     certs = ensure_certificates(
         ctx.certificates,
-        [ServerIdentity("control-plane", hosts)],
+        [control_plane_identity(ctx.params.control_plane.name, ns)],
         ["client"] if settings.mtls else [],
         validity_days=settings.certificate_validity_days,
         key_size=settings.certificate_key_size,

@@ -181,6 +181,31 @@ def test_extended_key_usages_separate_servers_from_clients(generated: Certificat
         PolicyBuilder().store(store).build_client_verifier().verify(server, [])
 
 
+def test_a_client_auth_identity_serves_and_authenticates_as_a_client(tmp_path: Path) -> None:
+    """A replica-set member's certificate: both usages, so that it verifies as the server of each of its
+    names (a wildcard covering one label: each member under the Service) and as a client of its peers."""
+    member = ServerIdentity("mongodb", ["rs0.db.svc", "*.rs0.db.svc", "localhost"], client_auth=True)
+    made = ensure_certificates(tmp_path, [member], key_size=KEY_SIZE)
+    leaf = certificate(made.servers["mongodb"].certificate)
+    usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    store = Store([certificate(made.ca.certificate)])
+    for name in ("rs0.db.svc", "rs0-0.rs0.db.svc", "localhost"):
+        PolicyBuilder().store(store).build_server_verifier(DNSName(name)).verify(leaf, [])
+    for outside in ("a.rs0-0.rs0.db.svc", "rs0.other.svc"):
+        with pytest.raises(VerificationError):
+            PolicyBuilder().store(store).build_server_verifier(DNSName(outside)).verify(leaf, [])
+    assert PolicyBuilder().store(store).build_client_verifier().verify(leaf, []).chain[0] == leaf
+
+
+def test_changing_the_usages_renews_that_certificate_only(copy: Path) -> None:
+    member = ServerIdentity(MONGODB.name, MONGODB.hosts, client_auth=True)
+    again = ensure(copy, servers=[CONTROL_PLANE, member])
+    assert again.regenerated == ("mongodb",)
+    assert ensure(copy, servers=[CONTROL_PLANE, member]).regenerated == ()
+    assert ensure(copy).regenerated == ("mongodb",)  # and back to a server certificate
+
+
 def test_key_sizes(generated: Certificates, tmp_path: Path) -> None:
     for path in generated.folder.glob("*.key"):
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)

@@ -81,14 +81,22 @@ def test_a_certificate_per_enabled_service_with_the_service_dns_names(prepared: 
         "control-plane": {
             "control-plane.armonik.svc.cluster.local",
             "control-plane.armonik.svc",
+            "control-plane.armonik",
             "control-plane",
             "localhost",
             "127.0.0.1",
         },
+        # the replica set's Service and, by wildcard, each member's name under it (Percona's list)
         "mongodb": {
             "mongodb-db-ps-rs0.armonik.svc.cluster.local",
             "mongodb-db-ps-rs0.armonik.svc",
+            "mongodb-db-ps-rs0.armonik",
             "mongodb-db-ps-rs0",
+            "*.mongodb-db-ps-rs0.armonik.svc.cluster.local",
+            "*.mongodb-db-ps-rs0.armonik.svc",
+            "*.mongodb-db-ps-rs0.armonik",
+            "*.mongodb-db-ps-rs0",
+            "localhost",
         },
         "rabbitmq": {"rabbitmq.armonik.svc.cluster.local", "rabbitmq.armonik.svc", "rabbitmq"},
         "redis": {"redis.armonik.svc.cluster.local", "redis.armonik.svc", "redis"},
@@ -98,7 +106,9 @@ def test_a_certificate_per_enabled_service_with_the_service_dns_names(prepared: 
         assert names(cert) == expected[name], name
         assert issued_by(cert, ca)
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+        # MongoDB's members present their certificate to each other (Percona's sslInternal)
+        client = [ExtendedKeyUsageOID.CLIENT_AUTH] if name == "mongodb" else []
+        assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH, *client]
         assert cert.public_key().key_size == 2048  # type: ignore[union-attr]
     client = load(certs.clients["client"].certificate)
     assert issued_by(client, ca)

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import ssl
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +26,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from armonik_core.config import ControlPlaneSettings
+from armonik_core.adapters.state.mongodb import MongoSettings
+from armonik_core.config import ControlPlaneSettings, Environment
 from armonik_core.metrics.settings import MetricsExporterSettings
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_deploy.cli import app
 from armonik_deploy.kubernetes import Credentials, Rendered, RenderError, render, render_folder, to_yaml
 from armonik_deploy.kubernetes.render import images
+from armonik_deploy.kubernetes.settings import MONGODB_CA_SECRET, MONGODB_TLS_SECRET
 from armonik_deploy.parameters import Parameters, load_parameters, load_versions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -502,6 +507,132 @@ def test_variant_tls_files_are_in_the_mounted_secrets(variant: Rendered, tmp_pat
     assert agent.control_plane_tls is not None
 
 
+# -- MongoDB's TLS -----------------------------------------------------------------------------------------
+def secret_files(rendered: Rendered, name: str, folder: Path) -> dict[str, Path]:
+    """The files of a rendered Secret, written under `folder` as a pod would see them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for key, value in rendered.get("Secret", name)["data"].items():
+        out[key] = folder / key
+        out[key].write_bytes(base64.b64decode(value))
+    return out
+
+
+def tls_handshake(
+    server: dict[str, Path], ca_file: Path, server_name: str, client: dict[str, Path] | None = None
+) -> None:
+    """A TLS handshake over loopback with OpenSSL (what pymongo and mongod use): the server presents
+    `server`'s certificate; the client checks it against `ca_file` for `server_name` and, when `client` is
+    given, presents that certificate, which the server then requires and checks against the same authority
+    (as replica-set members do). Raises ssl.SSLError when either side refuses."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(server["tls.crt"], server["tls.key"])
+    if client is not None:
+        server_context.verify_mode = ssl.CERT_REQUIRED
+        server_context.load_verify_locations(ca_file)
+    client_context = ssl.create_default_context(cafile=str(ca_file))
+    if client is not None:
+        client_context.load_cert_chain(client["tls.crt"], client["tls.key"])
+    failures: list[BaseException] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+
+        def serve() -> None:
+            try:
+                connection, _ = listener.accept()
+                with server_context.wrap_socket(connection, server_side=True) as tls:
+                    tls.sendall(tls.recv(1))
+            except (OSError, ssl.SSLError) as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+                with client_context.wrap_socket(raw, server_hostname=server_name) as tls:
+                    tls.sendall(b"x")
+                    assert tls.recv(1) == b"x"
+        finally:
+            thread.join(10)
+    if failures:
+        raise failures[0]
+
+
+def core_containers(rendered: Rendered) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(workload, container) of every process that reads core-configmap."""
+    return [
+        (workload, container)
+        for workload in workloads(rendered)
+        for container in containers(workload)
+        if {"configMapRef": {"name": "core-configmap"}} in container.get("envFrom", [])
+    ]
+
+
+def test_mongodb_serves_tls_only_with_the_deployment_s_certificate(variant: Rendered) -> None:
+    spec = variant.get("PerconaServerMongoDB", "mongodb-db-ps")["spec"]
+    assert spec["tls"] == {"mode": "requireTLS", "allowInvalidCertificates": True}
+    assert "tls" not in spec["unsafeFlags"]
+    assert spec["secrets"]["ssl"] == spec["secrets"]["sslInternal"] == MONGODB_TLS_SECRET
+    server = variant.get("Secret", MONGODB_TLS_SECRET)
+    assert server["type"] == "kubernetes.io/tls" and set(server["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    authority = variant.get("Secret", MONGODB_CA_SECRET)
+    assert authority["data"] == {"ca.crt": server["data"]["ca.crt"]}  # the authority, without any key
+    names = [m["kind"] + "/" + m["metadata"]["name"] for m in variant.manifests]
+    assert names.index(f"Secret/{MONGODB_TLS_SECRET}") < names.index("PerconaServerMongoDB/mongodb-db-ps")
+
+
+def test_every_core_process_connects_to_mongodb_with_tls_trusting_its_authority(
+    variant: Rendered, tmp_path: Path
+) -> None:
+    """The control plane, each polling agent, the init job and the metrics exporter read MongoDB__Tls and a
+    MongoDB__CAFile in their mount of the authority's Secret; with it, a client accepts the replica set's
+    certificate for the host the settings name and for each member's name (where the driver goes once it
+    reads the replica set's configuration). Workers neither read the settings nor mount the authority."""
+    core = core_containers(variant)
+    assert {c["name"] for _, c in core} == {"control-plane", "polling-agent", "init", "metrics-exporter"}
+    assert len(core) == 5  # two partitions
+    server = secret_files(variant, MONGODB_TLS_SECRET, tmp_path / "server")
+    for index, (workload, container) in enumerate(core):
+        env = mounted_env(variant, workload, container, tmp_path / str(index))
+        settings = MongoSettings.from_env(Environment(env))
+        assert settings.tls and settings.client_options()["tlsCAFile"] == settings.ca_file
+        assert Path(settings.ca_file).read_bytes() == server["ca.crt"].read_bytes()
+        settings.connect().close()  # pymongo loads the authority (it connects lazily)
+    host = MongoSettings.from_env(Environment(container_env(variant, core[0][1]))).host
+    member = "mongodb-db-ps-rs0-0.mongodb-db-ps-rs0.armonik-test.svc.cluster.local"
+    for name in (host, member, f"{host}.cluster.local"):
+        tls_handshake(server, server["ca.crt"], name)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tls_handshake(server, server["ca.crt"], "mongodb-db-ps-rs0.other-namespace.svc")
+    workers = [
+        container
+        for workload in variant.of_kind("Deployment")
+        if workload["metadata"]["name"].startswith("compute-plane-")
+        for container in containers(workload)[1:]
+    ]
+    assert len(workers) == 3
+    for worker in workers:
+        assert MONGODB_CA_SECRET not in {m["name"] for m in worker["volumeMounts"]}
+        assert "MongoDB__Tls" not in container_env(variant, worker)
+
+
+def test_replica_set_members_authenticate_each_other_with_the_certificate(
+    variant: Rendered, tmp_path: Path
+) -> None:
+    """sslInternal: a member connects to another presenting the same certificate, which the other
+    requires and checks (x509 membership): the certificate serves and authenticates as a client."""
+    files = secret_files(variant, MONGODB_TLS_SECRET, tmp_path)
+    member = "mongodb-db-ps-rs0-1.mongodb-db-ps-rs0.armonik-test.svc.cluster.local"
+    tls_handshake(files, files["ca.crt"], member, client=files)
+
+
+def test_without_mongodb_nothing_mounts_its_authority(default: Rendered) -> None:
+    assert MONGODB_CA_SECRET not in names(default, "Secret")
+    for _, container in core_containers(default):
+        assert "MongoDB__Tls" not in container_env(default, container)
+        assert MONGODB_CA_SECRET not in {m["name"] for m in container.get("volumeMounts", [])}
+
+
 def test_variant_warns_about_nothing_it_renders(variant: Rendered, default: Rendered) -> None:
     assert variant.warnings == [] and default.warnings == []
 
@@ -537,9 +668,8 @@ def test_render_folder_keeps_passwords_and_drops_stale_files(versions: Any, tmp_
     assert to_yaml(first.get("Secret", "rabbitmq-credentials")) == to_yaml(
         second.get("Secret", "rabbitmq-credentials")
     )
-    assert to_yaml(first.get("Secret", "control-plane-tls")) == to_yaml(
-        second.get("Secret", "control-plane-tls")
-    )
+    for kept in ("control-plane-tls", MONGODB_TLS_SECRET, MONGODB_CA_SECRET):  # the certificates are kept
+        assert to_yaml(first.get("Secret", kept)) == to_yaml(second.get("Secret", kept))
     loaded = [yaml.safe_load(p.read_text()) for p in sorted(out.glob("*.yaml"))]
     assert loaded == second.manifests
     assert loaded[0]["kind"] == "Namespace"
@@ -568,3 +698,28 @@ def test_cli_render_and_kubernetes_plan(tmp_path: Path) -> None:
         app, ["render", str(tmp_path / "x"), "--parameters", str(tmp_path / "missing.tfvars")]
     )
     assert bad.exit_code == 1 and "cannot read the file" in bad.output
+
+
+def test_cli_render_without_helm_writes_ours_and_names_each_chart_left_out(tmp_path: Path) -> None:
+    """This machine has no helm: the charts (KEDA for the ScaledObjects, the Percona operator for MongoDB) are
+    each named in a warning, and every manifest of the deployment is still written (the charts' objects, with
+    helm, are checked in test_kubernetes_helm)."""
+    file = tmp_path / "parameters.tfvars"
+    file.write_text(VARIANT)
+    env = {"PATH": str(tmp_path / "no-helm-here"), "COLUMNS": "400"}
+    result = CliRunner().invoke(app, ["render", str(tmp_path / "k8s"), "--parameters", str(file)], env=env)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    pinned = json.loads((QUICK_DEPLOY / "versions.tfvars.json").read_text())["helm_charts"]
+    assert [w.split(" from ")[0] for w in warnings] == [
+        f"warning: Helm chart keda {pinned['keda']['version']}",
+        f"warning: Helm chart psmdb-operator {pinned['mongodb']['version']}",
+    ]
+    assert all("helm is not on PATH" in w and "https://helm.sh/docs/intro/install/" in w for w in warnings)
+    expected = render(
+        load_parameters(file),
+        load_versions(QUICK_DEPLOY / "versions.tfvars.json"),
+        file,
+        certificates=tmp_path / "c",
+    )
+    assert len(list((tmp_path / "k8s").glob("*.yaml"))) == len(expected.manifests)

@@ -12,9 +12,18 @@ from typing import Any
 
 import pytest
 
-from armonik_deploy.mongo_access import MongoAccessError, kubernetes_command, local_command
-from armonik_deploy.parameters import parameters_from_dict
+from armonik_deploy.kubernetes import render
+from armonik_deploy.kubernetes.settings import MONGODB_TLS_SECRET
+from armonik_deploy.mongo_access import (
+    POD_CA_FILE,
+    POD_HOST,
+    MongoAccessError,
+    kubernetes_command,
+    local_command,
+)
+from armonik_deploy.parameters import load_parameters, load_versions, parameters_from_dict
 from armonik_deploy.plan import build_plan
+from tests.unit.test_kubernetes_render import QUICK_DEPLOY, VARIANT, secret_files, tls_handshake
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "tools" / "mongodb"
@@ -99,6 +108,33 @@ def test_kubernetes_command_runs_mongosh_in_the_replica_set_pod() -> None:
     assert command[7:9] == ["mongosh", "mongodb://localhost:27017/database"]
     assert ["-u", "application_user", "-p", "pw"] == command[command.index("-u") : command.index("-u") + 4]
     assert kubernetes_command("armonik", "admin", "pw", "databaseadmin")[-1] == "admin"
+    # the replica set's certificate names the host: no check is turned off
+    assert command[command.index("--tls") : command.index("--tls") + 3] == [
+        "--tls",
+        "--tlsCAFile",
+        POD_CA_FILE,
+    ]
+    assert not [arg for arg in command if arg.startswith("--tlsAllow") or arg == "--tlsInsecure"]
+
+
+def test_kubernetes_command_accepts_the_certificate_the_deployment_gives_mongodb(tmp_path: Path) -> None:
+    """mongosh in the pod connects to POD_HOST and checks the server's certificate against POD_CA_FILE, where
+    Percona mounts `secrets.ssl`: with the rendered Secret (the certificate, and the authority it holds),
+    the handshake succeeds on that host name, without --tlsAllowInvalidHostnames."""
+    file = tmp_path / "parameters.tfvars"
+    file.write_text(VARIANT)
+    rendered = render(
+        load_parameters(file),
+        load_versions(QUICK_DEPLOY / "versions.tfvars.json"),
+        file,
+        certificates=tmp_path / "certificates",
+    )
+    spec = rendered.get("PerconaServerMongoDB", "mongodb-db-ps")["spec"]
+    assert spec["secrets"]["ssl"] == MONGODB_TLS_SECRET and POD_CA_FILE.startswith("/etc/mongodb-ssl/")
+    mounted = secret_files(rendered, spec["secrets"]["ssl"], tmp_path / "etc-mongodb-ssl")
+    command = kubernetes_command("armonik-test", "user", "pw")
+    assert f"mongodb://{POD_HOST}:27017/database" in command
+    tls_handshake(mounted, mounted[Path(POD_CA_FILE).name], POD_HOST)
 
 
 @pytest.mark.parametrize("role", ["user", "admin"])

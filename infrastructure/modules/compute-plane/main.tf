@@ -1,12 +1,6 @@
 # One partition of the compute plane: Deployment compute-plane-<partition> (polling agent + workers sharing the
-# emptyDir /cache for their sockets) and its KEDA ScaledObject <partition>-compute-plane, as
+# emptyDir /cache for their sockets) and its KEDA ScaledObject <partition>-compute-plane (scaled-object.tf), as
 # armonik_deploy/kubernetes/armonik.py renders them.
-terraform {
-  required_providers {
-    kubectl = { source = "gavinbunney/kubectl" }
-  }
-}
-
 locals {
   labels = { app = "armonik", service = "compute-plane", partition = var.partition }
   tcp    = var.socket_type == "tcp"
@@ -92,40 +86,7 @@ module "workload" {
     tolerations                   = [for k, v in var.node_selector : { key = k, operator = "Equal", value = v, effect = "NoSchedule" }]
     volumes                       = [{ name = "cache-volume", emptyDir = local.cache_volume }]
   }
-  volumes  = var.volumes
-  mount_in = ["polling-agent"]
-}
-
-resource "kubectl_manifest" "scaled_object" {
-  count = length(local.triggers) > 0 ? 1 : 0
-  yaml_body = yamlencode({
-    apiVersion = "keda.sh/v1alpha1"
-    kind       = "ScaledObject"
-    metadata   = { name = "${var.partition}-compute-plane", namespace = var.namespace, labels = local.labels }
-    spec = {
-      scaleTargetRef = {
-        apiVersion             = "apps/v1"
-        kind                   = "Deployment"
-        name                   = "compute-plane-${var.partition}"
-        envSourceContainerName = "polling-agent"
-      }
-      pollingInterval = try(var.hpa.polling_interval, 15)
-      cooldownPeriod  = try(var.hpa.cooldown_period, 300)
-      minReplicaCount = try(var.hpa.min_replica_count, 0)
-      maxReplicaCount = try(var.hpa.max_replica_count, 5)
-      advanced = {
-        restoreToOriginalReplicaCount = try(var.hpa.behavior.restore_to_original_replica_count, true)
-        horizontalPodAutoscalerConfig = { behavior = { scaleDown = {
-          stabilizationWindowSeconds = try(var.hpa.behavior.stabilization_window_seconds, 300)
-          policies = [{
-            type          = try(var.hpa.behavior.type, "Percent")
-            value         = try(var.hpa.behavior.value, 100)
-            periodSeconds = try(var.hpa.behavior.period_seconds, 15)
-          }]
-        } } }
-      }
-      triggers = local.triggers
-    }
-  })
-  depends_on = [module.workload]
+  volumes        = var.volumes
+  secret_volumes = var.secret_volumes
+  mount_in       = ["polling-agent"]
 }

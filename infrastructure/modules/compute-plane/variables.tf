@@ -58,3 +58,8 @@ variable "volumes" {
   type        = list(object({ name = string, mount_path = string, source = any }))
   default     = []
 }
+variable "secret_volumes" {
+  description = "Secrets mounted read-only in the polling agent (TLS: the authority and client certificate it connects with)"
+  type        = list(object({ name = string, secret = string, mount_path = string, mode = optional(number, 288) }))
+  default     = []
+}

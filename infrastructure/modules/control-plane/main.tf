@@ -1,5 +1,6 @@
 # The control plane: Deployment + Service, as armonik_deploy/kubernetes/armonik.py renders them
-# (container port 1080, Service var.port -> 1080, settings from ConfigMaps and Secrets with envFrom).
+# (container port 1080, Service var.port -> 1080, settings from ConfigMaps and Secrets with envFrom, and with
+# TLS its certificate Secret mounted as files).
 module "workload" {
   source    = "../workload"
   namespace = var.namespace
@@ -18,7 +19,8 @@ module "workload" {
     livenessProbe   = { tcpSocket = { port = "grpc" }, periodSeconds = 5, failureThreshold = 3 }
     resources       = { limits = var.limits, requests = var.requests }
   }]
-  pod      = { nodeSelector = var.node_selector }
-  volumes  = var.volumes
-  services = [{ name = var.name, type = var.service_type, ports = { grpc = var.port } }]
+  pod            = { nodeSelector = var.node_selector }
+  volumes        = var.volumes
+  secret_volumes = var.secret_volumes
+  services       = [{ name = var.name, type = var.service_type, ports = { grpc = var.port } }]
 }

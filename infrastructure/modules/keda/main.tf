@@ -1,5 +1,6 @@
-# KEDA, installed with its Helm chart as upstream's monitoring/onpremise/keda module does; the ScaledObjects
-# themselves belong to the compute-plane module.
+# KEDA, installed with its Helm chart as upstream's monitoring/onpremise/keda module does (values.tf: its
+# images as the chart composes them); the ScaledObjects themselves belong to the compute-plane module. The
+# quick-deploy calls it only with install_helm_charts (otherwise helm installs the same release).
 terraform {
   required_providers {
     helm = { source = "hashicorp/helm" }
@@ -13,10 +14,5 @@ resource "helm_release" "keda" {
   repository       = var.chart_repository
   chart            = "keda"
   version          = var.chart_version
-  values = [yamlencode({
-    image = {
-      keda             = { repository = var.keda_image, tag = var.keda_tag }
-      metricsApiServer = { repository = var.apiserver_image, tag = var.apiserver_tag }
-    }
-  })]
+  values           = [yamlencode(local.values)]
 }

@@ -5,12 +5,14 @@ variable "namespace" {
 variable "chart_repository" { type = string }
 variable "chart_version" { type = string }
 variable "keda_image" {
-  type    = string
-  default = "ghcr.io/kedacore/keda"
+  description = "The operator's image, registry host first (the versions' name): values.tf splits it"
+  type        = string
+  default     = "ghcr.io/kedacore/keda"
 }
 variable "keda_tag" { type = string }
 variable "apiserver_image" {
-  type    = string
-  default = "ghcr.io/kedacore/keda-metrics-apiserver"
+  description = "The metrics API server's image, registry host first: values.tf splits it"
+  type        = string
+  default     = "ghcr.io/kedacore/keda-metrics-apiserver"
 }
 variable "apiserver_tag" { type = string }

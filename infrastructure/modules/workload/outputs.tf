@@ -1,3 +1,7 @@
 output "name" {
   value = var.name
 }
+output "manifests" {
+  description = "The objects applied: the workload and its Services by name"
+  value       = { workload = local.workload, services = local.services }
+}

@@ -33,8 +33,17 @@ variable "volumes" {
   type        = list(object({ name = string, mount_path = string, source = any }))
   default     = []
 }
+variable "secret_volumes" {
+  description = <<-EOT
+    Secrets mounted read-only as files in the containers of mount_in: volume name, Secret, mount_path and file
+    mode (0440: readable by the pod's group only). Typed apart from `volumes`, whose `source = any` would turn
+    the mode into a string once mixed with other sources.
+  EOT
+  type        = list(object({ name = string, secret = string, mount_path = string, mode = optional(number, 288) }))
+  default     = []
+}
 variable "mount_in" {
-  description = "Names of the containers that mount `volumes` (null: every container)"
+  description = "Names of the containers that mount `volumes` and `secret_volumes` (null: every container)"
   type        = list(string)
   default     = null
 }

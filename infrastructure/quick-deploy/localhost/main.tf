@@ -1,7 +1,10 @@
 # The Kubernetes target in Terraform: the same objects as `armonik-deploy render` (armonik_deploy/kubernetes),
 # from the same parameters.tfvars and versions.tfvars.json:
 #   terraform init && terraform apply -var-file=parameters.tfvars -var-file=versions.tfvars.json
-# Not covered here yet (the renderer does them): TLS of the control plane, ActiveMQ and MinIO.
+# With `ingress.tls`, the control plane serves TLS with the certificates of var.certificates (written by
+# `armonik-deploy deploy --target kubernetes`); relative paths of `ingress.custom_client_ca_file` are taken from
+# this folder. MongoDB always serves TLS, with its certificate of var.certificates. The KEDA and Percona
+# operator charts are installed here unless install_helm_charts = false (`--charts helm`: helm installs them).
 
 locals {
   # upstream's default-images rule: component versions, then image_tags win; a tag in the parameters wins
@@ -22,9 +25,15 @@ locals {
   agent_default = "armonik-polling-agent"
   exporter_name = lookup(local.own_images, try(var.metrics_exporter.image_name, "dockerhubaneo/armonik_control_metrics"), try(var.metrics_exporter.image_name, "armonik-metrics-exporter"))
 
+  # the storage blocks by name: a block left out (null) keeps the embedded backend of its kind
+  storage = { mongodb = var.mongodb, rabbitmq = var.rabbitmq, activemq = var.activemq, redis = var.redis, minio = var.minio }
+  # a password given in a block wins over the generated one, as in the renderer
+  passwords  = { for name, generated in random_password.storage : name => coalesce(try(local.storage[name].password, null), generated.result) }
   embedded   = var.mongodb == null || (var.rabbitmq == null && var.activemq == null) || (var.redis == null && var.minio == null)
   queue      = var.rabbitmq != null ? "rabbitmq" : (var.activemq != null ? "activemq" : null)
   data_mount = local.embedded ? [{ name = "data", mount_path = "/armonik/data", source = { persistentVolumeClaim = { claimName = "armonik-data" } } }] : []
+  # the authority of MongoDB's certificate (it serves TLS only), mounted by every core process
+  mongodb_volumes = var.mongodb != null ? module.mongodb[0].client_volumes : []
 
   partitions = {
     for i, name in keys(var.compute_plane) : "InitServices__Partitioning__Partitions__${i}" => jsonencode({
@@ -40,7 +49,9 @@ locals {
   storage_env = merge(
     var.mongodb != null ? module.mongodb[0].env : {},
     var.rabbitmq != null ? module.rabbitmq[0].env : {},
+    var.activemq != null ? module.activemq[0].env : {},
     var.redis != null ? module.redis[0].env : {},
+    var.minio != null ? module.minio[0].env : {},
     var.mongodb != null && local.queue == null ? { Components__QueueStorage = "embedded" } : {},
     local.embedded ? { Embedded__DataDirectory = "/armonik/data" } : {},
   )
@@ -51,19 +62,21 @@ locals {
       ControlPlane__Host          = "0.0.0.0"
       ControlPlane__Port          = "1080"
       Submitter__DefaultPartition = try(local.cp.default_partition, "default")
-    }, local.partitions, try(var.configurations.control.env, {}))
+    }, local.partitions, module.control_plane_tls.server_env, try(var.configurations.control.env, {}))
     "polling-configmap" = merge({
       Pollster__SharedCacheFolder = "/cache/shared"
-      ControlPlane__Endpoint      = "http://${try(local.cp.name, "control-plane")}.${var.namespace}.svc:${try(local.cp.port, 5001)}"
-    }, try(var.configurations.compute.env, {}), try(var.configurations.polling.env, {}))
+      ControlPlane__Endpoint      = "${module.control_plane_tls.scheme}://${try(local.cp.name, "control-plane")}.${var.namespace}.svc:${try(local.cp.port, 5001)}"
+    }, module.control_plane_tls.client_env, try(var.configurations.compute.env, {}), try(var.configurations.polling.env, {}))
     "worker-configmap"           = merge(try(var.configurations.compute.env, {}), try(var.configurations.worker.env, {}))
     "metrics-exporter-configmap" = merge({ MetricsExporter__Host = "0.0.0.0", MetricsExporter__Port = "1080" }, try(var.configurations.metrics.env, {}), try(var.metrics_exporter.extra_conf, {}))
     "init-configmap"             = merge(local.partitions, try(var.configurations.jobs.env, {}))
   }
   credentials = merge(
-    var.mongodb != null ? { "mongodb-credentials" = { MongoDB__User = "application_user", MongoDB__Password = random_password.storage["mongodb"].result } } : {},
-    var.rabbitmq != null ? { "rabbitmq-credentials" = { Amqp__User = try(var.rabbitmq.user, "armonik"), Amqp__Password = random_password.storage["rabbitmq"].result } } : {},
-    var.redis != null ? { "redis-credentials" = { Redis__Password = random_password.storage["redis"].result } } : {},
+    var.mongodb != null ? { "mongodb-credentials" = { MongoDB__User = "application_user", MongoDB__Password = local.passwords["mongodb"] } } : {},
+    var.rabbitmq != null ? { "rabbitmq-credentials" = { Amqp__User = try(var.rabbitmq.user, "armonik"), Amqp__Password = local.passwords["rabbitmq"] } } : {},
+    var.activemq != null ? { "activemq-credentials" = { Amqp__User = try(var.activemq.user, "armonik"), Amqp__Password = local.passwords["activemq"] } } : {},
+    var.redis != null ? { "redis-credentials" = { Redis__Password = local.passwords["redis"] } } : {},
+    var.minio != null ? { "minio-credentials" = { S3__Login = try(var.minio.login, "armonik"), S3__Password = local.passwords["minio"] } } : {},
   )
   secrets = sort(keys(local.credentials))
 }
@@ -73,10 +86,21 @@ resource "kubernetes_namespace" "armonik" {
     name   = var.namespace
     labels = { app = "armonik" }
   }
+  lifecycle {
+    # the renderer's checks (armonik_deploy/storage.py): one queue, one object storage
+    precondition {
+      condition     = var.rabbitmq == null || var.activemq == null
+      error_message = "rabbitmq and activemq are both set: the deployment uses one queue."
+    }
+    precondition {
+      condition     = var.redis == null || var.minio == null
+      error_message = "redis and minio are both set: the deployment uses one object storage."
+    }
+  }
 }
 
 resource "random_password" "storage" {
-  for_each = toset([for name in ["mongodb", "rabbitmq", "redis"] : name if try(var[name], null) != null])
+  for_each = toset([for name, block in local.storage : name if block != null])
   length   = 24
   special  = false
 }
@@ -127,26 +151,74 @@ module "mongodb" {
   replicas         = try(var.mongodb.cluster.replicas, 1)
   database_name    = try(var.mongodb.cluster.database_name, "database")
   storage_size     = try(var.mongodb.persistence, null) == null ? null : try(var.mongodb.persistence.shards.storage_size, "8Gi")
-  password         = random_password.storage["mongodb"].result
+  password         = local.passwords["mongodb"]
+  install_operator = var.install_helm_charts
+  certificates     = var.certificates
 }
 
 module "rabbitmq" {
-  source    = "../../modules/storage/rabbitmq"
-  count     = var.rabbitmq != null ? 1 : 0
-  namespace = kubernetes_namespace.armonik.metadata[0].name
-  image     = "${try(var.rabbitmq.image, "bitnamilegacy/rabbitmq")}:${coalesce(try(var.rabbitmq.tag, null), local.default_tags[try(var.rabbitmq.image, "bitnamilegacy/rabbitmq")])}"
+  source        = "../../modules/storage/rabbitmq"
+  count         = var.rabbitmq != null ? 1 : 0
+  namespace     = kubernetes_namespace.armonik.metadata[0].name
+  image         = "${try(var.rabbitmq.image, "bitnamilegacy/rabbitmq")}:${coalesce(try(var.rabbitmq.tag, null), local.default_tags[try(var.rabbitmq.image, "bitnamilegacy/rabbitmq")])}"
+  service_type  = try(var.rabbitmq.service_type, "ClusterIP")
+  max_priority  = try(var.rabbitmq.max_priority, null)
+  prefix        = try(var.rabbitmq.prefix, null)
+  limits        = try(var.rabbitmq.limits, {})
+  requests      = try(var.rabbitmq.requests, {})
+  node_selector = try(var.rabbitmq.node_selector, {})
+}
+
+module "activemq" {
+  source        = "../../modules/storage/activemq"
+  count         = var.activemq != null ? 1 : 0
+  namespace     = kubernetes_namespace.armonik.metadata[0].name
+  image         = "${try(var.activemq.image_name, "apache/activemq-classic")}:${coalesce(try(var.activemq.image_tag, null), local.default_tags[try(var.activemq.image_name, "apache/activemq-classic")])}"
+  opts_memory   = try(var.activemq.activemq_opts_memory, "-Xms1g -Xmx3g")
+  max_priority  = try(var.activemq.max_priority, null)
+  prefix        = try(var.activemq.prefix, null)
+  limits        = try(var.activemq.limits, {})
+  requests      = try(var.activemq.requests, {})
+  node_selector = try(var.activemq.node_selector, {})
 }
 
 module "redis" {
-  source     = "../../modules/storage/redis"
-  count      = var.redis != null ? 1 : 0
-  namespace  = kubernetes_namespace.armonik.metadata[0].name
-  image      = "${try(var.redis.image_name, "redis")}:${coalesce(try(var.redis.image_tag, null), local.default_tags[try(var.redis.image_name, "redis")])}"
-  max_memory = try(var.redis.max_memory, null)
+  source             = "../../modules/storage/redis"
+  count              = var.redis != null ? 1 : 0
+  namespace          = kubernetes_namespace.armonik.metadata[0].name
+  image              = "${try(var.redis.image_name, "redis")}:${coalesce(try(var.redis.image_tag, null), local.default_tags[try(var.redis.image_name, "redis")])}"
+  max_memory         = try(var.redis.max_memory, null)
+  max_memory_samples = try(var.redis.max_memory_samples, null)
+  instance_name      = try(var.redis.instance_name, null)
+  limits             = try(var.redis.limits, {})
+  requests           = try(var.redis.requests, {})
+  node_selector      = try(var.redis.node_selector, {})
+}
+
+module "minio" {
+  source        = "../../modules/storage/minio"
+  count         = var.minio != null ? 1 : 0
+  namespace     = kubernetes_namespace.armonik.metadata[0].name
+  image         = "${try(var.minio.image_name, "minio/minio")}:${coalesce(try(var.minio.image_tag, null), local.default_tags[try(var.minio.image_name, "minio/minio")])}"
+  bucket        = try(var.minio.default_bucket, "minio-bucket")
+  limits        = try(var.minio.limits, {})
+  requests      = try(var.minio.requests, {})
+  node_selector = try(var.minio.node_selector, {})
+}
+
+module "control_plane_tls" {
+  source                = "../../modules/control-plane-tls"
+  namespace             = kubernetes_namespace.armonik.metadata[0].name
+  tls                   = try(var.ingress.tls, false) == true
+  mtls                  = try(var.ingress.mtls, false) == true
+  custom_client_ca_file = try(var.ingress.custom_client_ca_file, "")
+  base_folder           = path.root
+  certificates          = var.certificates
 }
 
 module "keda" {
   source           = "../../modules/keda"
+  count            = var.install_helm_charts ? 1 : 0
   namespace        = try(var.keda.namespace, "default")
   chart_repository = var.helm_charts["keda"].repository
   chart_version    = var.helm_charts["keda"].version
@@ -155,14 +227,15 @@ module "keda" {
 }
 
 module "metrics_exporter" {
-  source      = "../../modules/monitoring/metrics-exporter"
-  namespace   = kubernetes_namespace.armonik.metadata[0].name
-  image       = "${local.exporter_name}:${coalesce(try(var.metrics_exporter.image_tag, null), local.default_tags[local.exporter_name])}"
-  port        = try(var.metrics_exporter.port, 9419)
-  config_maps = ["log-configmap", "core-configmap", "metrics-exporter-configmap"]
-  secrets     = local.secrets
-  volumes     = local.data_mount
-  depends_on  = [kubernetes_job.init]
+  source         = "../../modules/monitoring/metrics-exporter"
+  namespace      = kubernetes_namespace.armonik.metadata[0].name
+  image          = "${local.exporter_name}:${coalesce(try(var.metrics_exporter.image_tag, null), local.default_tags[local.exporter_name])}"
+  port           = try(var.metrics_exporter.port, 9419)
+  config_maps    = ["log-configmap", "core-configmap", "metrics-exporter-configmap"]
+  secrets        = local.secrets
+  volumes        = local.data_mount
+  secret_volumes = local.mongodb_volumes
+  depends_on     = [kubernetes_job.init]
 }
 
 module "prometheus" {
@@ -219,6 +292,14 @@ resource "kubernetes_job" "init" {
               mount_path = volume_mount.value.mount_path
             }
           }
+          dynamic "volume_mount" {
+            for_each = local.mongodb_volumes
+            content {
+              name       = volume_mount.value.name
+              mount_path = volume_mount.value.mount_path
+              read_only  = true
+            }
+          }
         }
         dynamic "volume" {
           for_each = local.data_mount
@@ -229,29 +310,40 @@ resource "kubernetes_job" "init" {
             }
           }
         }
+        dynamic "volume" {
+          for_each = local.mongodb_volumes
+          content {
+            name = volume.value.name
+            secret {
+              secret_name  = volume.value.secret
+              default_mode = format("%04o", volume.value.mode)
+            }
+          }
+        }
       }
     }
   }
   wait_for_completion = true
-  depends_on          = [kubernetes_config_map.settings, kubernetes_secret.credentials, module.mongodb, module.rabbitmq, module.redis]
+  depends_on          = [kubernetes_config_map.settings, kubernetes_secret.credentials, module.mongodb, module.rabbitmq, module.activemq, module.redis, module.minio]
 }
 
 module "control_plane" {
-  source        = "../../modules/control-plane"
-  namespace     = kubernetes_namespace.armonik.metadata[0].name
-  name          = try(local.cp.name, "control-plane")
-  image         = local.cp_image_name
-  tag           = local.cp_tag
-  replicas      = try(local.cp.replicas, 1)
-  port          = try(local.cp.port, 5001)
-  service_type  = try(local.cp.service_type, "ClusterIP")
-  limits        = try(local.cp.limits, {})
-  requests      = try(local.cp.requests, {})
-  node_selector = try(local.cp.node_selector, {})
-  config_maps   = ["log-configmap", "core-configmap", "control-plane-configmap"]
-  secrets       = local.secrets
-  volumes       = local.data_mount
-  depends_on    = [kubernetes_job.init]
+  source         = "../../modules/control-plane"
+  namespace      = kubernetes_namespace.armonik.metadata[0].name
+  name           = try(local.cp.name, "control-plane")
+  image          = local.cp_image_name
+  tag            = local.cp_tag
+  replicas       = try(local.cp.replicas, 1)
+  port           = try(local.cp.port, 5001)
+  service_type   = try(local.cp.service_type, "ClusterIP")
+  limits         = try(local.cp.limits, {})
+  requests       = try(local.cp.requests, {})
+  node_selector  = try(local.cp.node_selector, {})
+  config_maps    = ["log-configmap", "core-configmap", "control-plane-configmap"]
+  secrets        = local.secrets
+  volumes        = local.data_mount
+  secret_volumes = concat(module.control_plane_tls.server_volumes, local.mongodb_volumes)
+  depends_on     = [kubernetes_job.init, module.control_plane_tls]
 }
 
 module "compute_plane" {
@@ -272,6 +364,7 @@ module "compute_plane" {
   worker_config_maps               = ["log-configmap", "worker-configmap"]
   secrets                          = local.secrets
   volumes                          = local.data_mount
+  secret_volumes                   = concat(module.control_plane_tls.client_volumes, local.mongodb_volumes)
   polling_agent = {
     image    = "${lookup(local.own_images, try(each.value.polling_agent.image, "dockerhubaneo/armonik_pollingagent"), try(each.value.polling_agent.image, local.agent_default))}:${coalesce(try(each.value.polling_agent.tag, null), local.default_tags[local.agent_default])}"
     limits   = try(each.value.polling_agent.limits, {})
@@ -283,5 +376,5 @@ module "compute_plane" {
     limits   = try(w.limits, {})
     requests = try(w.requests, {})
   }]
-  depends_on = [kubernetes_job.init, module.keda]
+  depends_on = [kubernetes_job.init, module.keda, module.control_plane_tls]
 }

@@ -91,3 +91,10 @@ variable "certificates" {
   type    = any
   default = null
 }
+
+# Written false by `armonik-deploy deploy --target kubernetes --charts helm`, which installs the KEDA and
+# Percona operator charts itself (armonik_deploy/kubernetes/helm.py): Terraform then leaves them out.
+variable "install_helm_charts" {
+  type    = bool
+  default = true
+}

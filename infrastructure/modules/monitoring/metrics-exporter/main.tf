@@ -1,4 +1,5 @@
-# The metrics exporter: Deployment + Service metrics-exporter (var.port -> container 1080), HTTP probes.
+# The metrics exporter: Deployment + Service metrics-exporter (var.port -> container 1080), HTTP probes, and
+# with MongoDB its authority mounted as a file.
 module "workload" {
   source    = "../../workload"
   namespace = var.namespace
@@ -14,6 +15,7 @@ module "workload" {
     startupProbe  = { httpGet = { path = "/startup", port = "metrics" }, periodSeconds = 3, failureThreshold = 20 }
     livenessProbe = { httpGet = { path = "/liveness", port = "metrics" }, periodSeconds = 10, failureThreshold = 3 }
   }]
-  volumes  = var.volumes
-  services = [{ name = "metrics-exporter", type = var.service_type, ports = { metrics = var.port } }]
+  volumes        = var.volumes
+  secret_volumes = var.secret_volumes
+  services       = [{ name = "metrics-exporter", type = var.service_type, ports = { metrics = var.port } }]
 }

@@ -17,3 +17,8 @@ variable "volumes" {
   type    = list(object({ name = string, mount_path = string, source = any }))
   default = []
 }
+variable "secret_volumes" {
+  description = "Secrets mounted read-only in the container (MongoDB: the authority MongoDB__CAFile names)"
+  type        = list(object({ name = string, secret = string, mount_path = string, mode = optional(number, 288) }))
+  default     = []
+}

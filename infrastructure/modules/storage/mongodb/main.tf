@@ -1,13 +1,16 @@
 # MongoDB through the Percona operator, as upstream's storage/onpremise/mongodb-percona: the operator's Helm
-# chart, then the PerconaServerMongoDB resource armonik_deploy/kubernetes/services.py renders.
+# chart (unless install_operator is false: helm installs it, `armonik-deploy deploy --charts helm`), its TLS
+# Secrets (tls.tf), then the PerconaServerMongoDB resource armonik_deploy/kubernetes/services.py renders.
 terraform {
   required_providers {
-    helm    = { source = "hashicorp/helm" }
-    kubectl = { source = "gavinbunney/kubectl" }
+    helm       = { source = "hashicorp/helm" }
+    kubectl    = { source = "gavinbunney/kubectl" }
+    kubernetes = { source = "hashicorp/kubernetes" }
   }
 }
 
 resource "helm_release" "operator" {
+  count      = var.install_operator ? 1 : 0
   name       = "mongodb-psmdb-operator"
   namespace  = var.namespace
   repository = var.chart_repository
@@ -26,6 +29,24 @@ resource "kubectl_manifest" "application_password" {
   })
 }
 
+# binary-safe: the provider encodes `data` itself
+resource "kubernetes_secret" "tls" {
+  for_each = local.secrets
+  metadata {
+    name      = each.key
+    namespace = var.namespace
+    labels    = { app = "armonik", service = "mongodb" }
+  }
+  type = each.value
+  data = try(local.files[each.key], {}) # {} only without certificates, which the precondition refuses
+  lifecycle {
+    precondition {
+      condition     = local.ready
+      error_message = local.missing_certificates
+    }
+  }
+}
+
 resource "kubectl_manifest" "cluster" {
   yaml_body = yamlencode({
     apiVersion = "psmdb.percona.com/v1"
@@ -35,9 +56,9 @@ resource "kubectl_manifest" "cluster" {
       crVersion       = var.chart_version
       image           = var.image
       imagePullPolicy = "IfNotPresent"
-      unsafeFlags     = { replsetSize = var.replicas < 3, tls = true }
-      tls             = { mode = "disabled" }
-      secrets         = { users = "mongodb-db-ps-secrets" }
+      unsafeFlags     = { replsetSize = var.replicas < 3 }
+      tls             = local.cluster_tls
+      secrets         = local.cluster_secrets
       users = [{
         name              = "application_user"
         db                = var.database_name
@@ -58,5 +79,5 @@ resource "kubectl_manifest" "cluster" {
       backup   = { enabled = false }
     }
   })
-  depends_on = [helm_release.operator, kubectl_manifest.application_password]
+  depends_on = [helm_release.operator, kubectl_manifest.application_password, kubernetes_secret.tls]
 }

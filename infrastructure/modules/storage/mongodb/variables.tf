@@ -22,3 +22,16 @@ variable "password" {
   type      = string
   sensitive = true
 }
+variable "install_operator" {
+  description = "Install the operator's chart (false: helm installs it, armonik-deploy deploy --charts helm)"
+  type        = bool
+  default     = true
+}
+variable "certificates" {
+  description = <<-EOT
+    The certificate files `armonik-deploy deploy --target kubernetes` generates: ca.certificate and
+    servers["mongodb"].certificate and .key (the replica set's, see tls.tf).
+  EOT
+  type        = any
+  default     = null
+}

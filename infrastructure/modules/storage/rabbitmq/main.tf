@@ -1,22 +1,28 @@
 # RabbitMQ: StatefulSet (stable host name for its data) + headless and client Services, as
-# armonik_deploy/kubernetes/services.py renders them.
+# armonik_deploy/kubernetes/services.py renders them. Ready once it accepts AMQP connections.
+locals {
+  resources = { for kind, values in { limits = var.limits, requests = var.requests } : kind => values if length(values) > 0 }
+}
+
 module "workload" {
   source    = "../../workload"
   namespace = var.namespace
   name      = "rabbitmq"
   labels    = { app = "armonik", service = "rabbitmq" }
-  containers = [{
-    name  = "rabbitmq"
-    image = var.image
-    ports = { amqp = 5672, management = 15672 }
+  containers = [merge({
+    name            = "rabbitmq"
+    image           = var.image
+    imagePullPolicy = "IfNotPresent"
+    ports           = { amqp = 5672, management = 15672 }
     env = [
       { name = "RABBITMQ_USERNAME", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "Amqp__User" } } },
       { name = "RABBITMQ_PASSWORD", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "Amqp__Password" } } },
       { name = "RABBITMQ_PLUGINS", value = "rabbitmq_management" },
     ]
-    volumeMounts = [{ name = "data", mountPath = "/bitnami/rabbitmq/mnesia" }]
-  }]
-  pod = { securityContext = { fsGroup = 1001 } }
+    volumeMounts   = [{ name = "data", mountPath = "/bitnami/rabbitmq/mnesia" }]
+    readinessProbe = { tcpSocket = { port = "amqp" }, periodSeconds = 10, failureThreshold = 3, initialDelaySeconds = 10 }
+  }, length(local.resources) > 0 ? { resources = local.resources } : {})]
+  pod = merge({ securityContext = { fsGroup = 1001 } }, length(var.node_selector) > 0 ? { nodeSelector = var.node_selector } : {})
   stateful = {
     service_name = "rabbitmq-headless"
     claims = [{
@@ -26,6 +32,6 @@ module "workload" {
   }
   services = [
     { name = "rabbitmq-headless", headless = true, ports = { amqp = 5672 } },
-    { name = "rabbitmq", ports = { amqp = 5672 } },
+    { name = "rabbitmq", type = var.service_type, ports = { amqp = 5672, management = 15672 } },
   ]
 }

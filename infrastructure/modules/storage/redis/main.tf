@@ -1,16 +1,27 @@
 # Redis: a Deployment without persistence + Service, as upstream's module and
-# armonik_deploy/kubernetes/services.py.
+# armonik_deploy/kubernetes/services.py (Redis as an object cache). Ready once it accepts connections.
+locals {
+  resources = { for kind, values in { limits = var.limits, requests = var.requests } : kind => values if length(values) > 0 }
+}
+
 module "workload" {
   source    = "../../workload"
   namespace = var.namespace
   name      = "redis"
   labels    = { app = "armonik", service = "redis" }
-  containers = [{
-    name  = "redis"
-    image = var.image
-    args  = concat(["--requirepass", "$(REDIS_PASSWORD)", "--save", "", "--appendonly", "no"], var.max_memory == null ? [] : ["--maxmemory", var.max_memory])
-    ports = { redis = 6379 }
-    env   = [{ name = "REDIS_PASSWORD", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "Redis__Password" } } }]
-  }]
+  containers = [merge({
+    name            = "redis"
+    image           = var.image
+    imagePullPolicy = "IfNotPresent"
+    args = concat(
+      ["--requirepass", "$(REDIS_PASSWORD)", "--save", "", "--appendonly", "no"],
+      var.max_memory == null ? [] : ["--maxmemory", var.max_memory],
+      var.max_memory_samples == null ? [] : ["--maxmemory-samples", tostring(var.max_memory_samples)],
+    )
+    ports          = { redis = 6379 }
+    env            = [{ name = "REDIS_PASSWORD", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "Redis__Password" } } }]
+    readinessProbe = { tcpSocket = { port = "redis" }, periodSeconds = 5, failureThreshold = 3 }
+  }, length(local.resources) > 0 ? { resources = local.resources } : {})]
+  pod      = length(var.node_selector) > 0 ? { nodeSelector = var.node_selector } : {}
   services = [{ name = "redis", ports = { redis = 6379 } }]
 }

@@ -1,6 +1,10 @@
 output "env" {
-  value = {
-    Components__ObjectStorage = "redis"
-    Redis__EndpointUrl        = "redis.${var.namespace}.svc:6379"
-  }
+  description = "core settings (the Secret redis-credentials holds Redis__Password)"
+  value = merge(
+    {
+      Components__ObjectStorage = "redis"
+      Redis__EndpointUrl        = "redis.${var.namespace}.svc:6379"
+    },
+    var.instance_name == null ? {} : { Redis__InstanceName = var.instance_name },
+  )
 }

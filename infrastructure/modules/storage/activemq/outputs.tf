@@ -1,0 +1,12 @@
+output "env" {
+  description = "core settings (the Secret activemq-credentials holds Amqp__User and Amqp__Password)"
+  value = merge(
+    {
+      Components__QueueStorage = "activemq"
+      Amqp__Host               = "activemq.${var.namespace}.svc"
+      Amqp__Port               = "5672"
+    },
+    var.max_priority == null ? {} : { Amqp__MaxPriority = tostring(var.max_priority) },
+    var.prefix == null ? {} : { Amqp__Prefix = var.prefix },
+  )
+}

@@ -1,0 +1,34 @@
+# MinIO (S3): a StatefulSet with a claim for the objects (they must outlive the pod) + Service, as
+# armonik_deploy/kubernetes/services.py; the bucket is made at start, before the server runs.
+locals {
+  resources = { for kind, values in { limits = var.limits, requests = var.requests } : kind => values if length(values) > 0 }
+}
+
+module "workload" {
+  source    = "../../workload"
+  namespace = var.namespace
+  name      = "minio"
+  labels    = { app = "armonik", service = "minio" }
+  containers = [merge({
+    name            = "minio"
+    image           = var.image
+    imagePullPolicy = "IfNotPresent"
+    command         = ["/bin/sh", "-c", "mkdir -p /data/${var.bucket} && exec minio server /data --console-address :9001"]
+    ports           = { s3 = 9000, console = 9001 }
+    env = [
+      { name = "MINIO_ROOT_USER", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "S3__Login" } } },
+      { name = "MINIO_ROOT_PASSWORD", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "S3__Password" } } },
+    ]
+    volumeMounts   = [{ name = "data", mountPath = "/data" }]
+    readinessProbe = { httpGet = { path = "/minio/health/ready", port = "s3" }, periodSeconds = 10, failureThreshold = 3 }
+  }, length(local.resources) > 0 ? { resources = local.resources } : {})]
+  pod = length(var.node_selector) > 0 ? { nodeSelector = var.node_selector } : {}
+  stateful = {
+    service_name = "minio"
+    claims = [{
+      metadata = { name = "data" }
+      spec     = { accessModes = ["ReadWriteOnce"], resources = { requests = { storage = var.storage_size } } }
+    }]
+  }
+  services = [{ name = "minio", ports = { s3 = 9000, console = 9001 } }]
+}

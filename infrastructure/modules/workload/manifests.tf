@@ -1,0 +1,61 @@
+# The objects of the module as data: locals only, no resource, so that they can be evaluated (and compared
+# with the renderer's) without a cluster or a provider; main.tf applies them.
+locals {
+  armonik  = var.user != null
+  own_keys = ["config_maps", "secrets", "ports"]
+  mounts = concat(
+    [for v in var.volumes : { name = v.name, mountPath = v.mount_path }],
+    [for s in var.secret_volumes : { name = s.name, mountPath = s.mount_path, readOnly = true }],
+  )
+  containers = [for c in var.containers : merge(
+    local.armonik ? { imagePullPolicy = "IfNotPresent" } : {},
+    local.armonik ? { securityContext = { allowPrivilegeEscalation = false, capabilities = { drop = ["ALL"] } } } : {},
+    { for key, value in c : key => value if !contains(local.own_keys, key) },
+    can(c.ports) ? { ports = [for name, port in c.ports : { name = name, containerPort = port, protocol = "TCP" }] } : {},
+    can(c.config_maps) || can(c.secrets) ? { envFrom = concat(
+      [for name in try(c.config_maps, []) : { configMapRef = { name = name } }],
+      [for name in try(c.secrets, []) : { secretRef = { name = name } }],
+    ) } : {},
+    length(local.mounts) > 0 && contains(coalesce(var.mount_in, [c.name]), c.name) ? {
+      volumeMounts = concat(try(c.volumeMounts, []), local.mounts)
+    } : {},
+  )]
+  volumes = concat(
+    try(var.pod.volumes, []),
+    [for v in var.volumes : merge({ name = v.name }, v.source)],
+    [for s in var.secret_volumes : { name = s.name, secret = { secretName = s.secret, defaultMode = s.mode } }],
+  )
+  pod = merge(
+    local.armonik ? { securityContext = { runAsUser = var.user, runAsGroup = var.user, fsGroup = var.user, runAsNonRoot = var.user != 0 } } : {},
+    var.pod,
+    { containers = local.containers },
+    length(local.volumes) > 0 ? { volumes = local.volumes } : {},
+  )
+
+  workload = {
+    apiVersion = "apps/v1"
+    kind       = var.stateful == null ? "Deployment" : "StatefulSet"
+    metadata   = { name = var.name, namespace = var.namespace, labels = var.labels }
+    spec = merge(
+      var.stateful == null ? {} : { serviceName = var.stateful.service_name },
+      var.stateful == null ? {} : { volumeClaimTemplates = var.stateful.claims },
+      {
+        replicas = var.replicas
+        selector = { matchLabels = var.labels }
+        template = { metadata = { labels = var.labels }, spec = local.pod }
+      },
+    )
+  }
+  services = {
+    for s in var.services : s.name => {
+      apiVersion = "v1"
+      kind       = "Service"
+      metadata   = { name = s.name, namespace = var.namespace, labels = var.labels }
+      spec = merge({
+        type     = s.type
+        selector = var.labels
+        ports    = [for name, port in s.ports : { name = name, port = port, targetPort = name, protocol = "TCP" }]
+      }, s.headless ? { clusterIP = "None" } : {})
+    }
+  }
+}
