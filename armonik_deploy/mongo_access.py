@@ -36,6 +36,8 @@ Example queries on the ArmoniK collections:
 
 #: Where the Percona operator mounts the replica set's `secrets.ssl` authority in its pods.
 POD_CA_FILE = "/etc/mongodb-ssl/ca.crt"
+#: The deployment's database when `mongodb.cluster.database_name` is not set, as upstream's.
+DEFAULT_DATABASE = "database"
 #: The host mongosh connects to inside the pod (a name of the replica set's certificate).
 POD_HOST = "localhost"
 
@@ -83,13 +85,17 @@ def local_command(generated: Path, role: str, admin_user: str = "", admin_passwo
     return command
 
 
-def kubernetes_command(namespace: str, role: str, password: str, admin_user: str = "") -> list[str]:
-    """`kubectl exec` into the replica set's first pod; `password` read from the deployment's secret."""
-    user, auth_db = (admin_user, "admin") if role == "admin" else (MONGODB_USER, "database")
+def kubernetes_command(
+    namespace: str, role: str, password: str, admin_user: str = "", database: str = DEFAULT_DATABASE
+) -> list[str]:
+    """`kubectl exec` into the replica set's first pod; `password` read from the deployment's secret, `database`
+    the deployment's (`mongodb.cluster.database_name`, `MongoDB__DatabaseName` of its core settings), where the
+    application user is defined."""
+    user, auth_db = (admin_user, "admin") if role == "admin" else (MONGODB_USER, database)
     pod = f"{MONGODB_CLUSTER}-rs0-0"
     return [
         "kubectl", "-n", namespace, "exec", "-it", pod, "--",
-        "mongosh", f"mongodb://{POD_HOST}:27017/database",
+        "mongosh", f"mongodb://{POD_HOST}:27017/{database}",
         "--tls", "--tlsCAFile", POD_CA_FILE,
         "-u", user, "-p", password, "--authenticationDatabase", auth_db,
     ]  # fmt: skip
@@ -104,6 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--generated", type=Path, default=Path("generated"))
     parser.add_argument("--namespace", default="armonik")
     parser.add_argument("--password", default="", help="kubernetes: the password read from the secret")
+    parser.add_argument(
+        "--database",
+        default=DEFAULT_DATABASE,
+        help="kubernetes: the deployment's database (MongoDB__DatabaseName)",
+    )
     parser.add_argument("--admin-user", default="")
     parser.add_argument("--admin-password", default="")
     args = parser.parse_args(argv)
@@ -111,7 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.target == "local":
             command = local_command(args.generated, args.role, args.admin_user, args.admin_password)
         else:
-            command = kubernetes_command(args.namespace, args.role, args.password, args.admin_user)
+            command = kubernetes_command(
+                args.namespace, args.role, args.password, args.admin_user, args.database or DEFAULT_DATABASE
+            )
     except MongoAccessError as exc:
         print(f"mongo access: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -23,8 +23,8 @@ The steps, each failing with a `DeployError` that names it:
    client outside the cluster connect.
 
 The third-party charts (KEDA, the Percona operator: `helm.required_charts`) are installed by Terraform's
-`helm_release` by default (`charts="terraform"`). With `charts="helm"` (`--charts helm`) this module installs
-them through pyhelm3 instead, after `terraform init`: Terraform is told to skip its own releases (variable
+`helm_release` by default (`charts="terraform"`). With `charts="helm"` (`--charts helm`) they are installed
+through pyhelm3 instead (`chart_releases`), after `terraform init`: Terraform is told to skip its own releases (variable
 `install_helm_charts = false` in the tfvars, which the quick-deploy must declare: checked before anything
 runs), creates the deployment's namespace first (`-target`) when a chart goes into it, then helm installs the
 charts (and waits for them), then `terraform apply` creates the rest, whose ScaledObjects and
@@ -39,13 +39,12 @@ destroys the rest (the namespace last). A later deploy must keep the recorded wa
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,19 @@ from armonik_deploy.certificates import (
     ensure_certificates,
 )
 from armonik_deploy.kubernetes import helm
+from armonik_deploy.kubernetes.chart_releases import (
+    CHARTS,
+    INSTALL_CHARTS_VARIABLE,
+    ChartsRecord,
+    check_same_charts_way,
+    connect_helm,
+    install_charts,
+    plan_chart_install,
+    read_charts_record,
+    uninstall_charts,
+    write_charts_record,
+)
+from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout, environment
 from armonik_deploy.kubernetes.settings import control_plane_identity, mongodb_identity
 from armonik_deploy.outputs import write_outputs
 from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions, read_variables
@@ -76,54 +88,10 @@ _PROVIDER_FAILURES = (
     "Failed to download",
 )
 
-#: Who installs the third-party charts: Terraform's helm_release (the default) or helm through pyhelm3.
-CHARTS = ("terraform", "helm")
-#: The quick-deploy variable that turns Terraform's own helm_release of the charts off.
-INSTALL_CHARTS_VARIABLE = "install_helm_charts"
 #: The deployment's namespace in the quick-deploy, created alone first when a chart is installed into it.
 NAMESPACE_RESOURCE = "kubernetes_namespace.armonik"
-#: The quick-deploy modules holding the resources a chart's controller must see deleted (a chart's
-#: `needed_by` kind -> its module): destroyed before helm uninstalls the charts.
-CHART_USERS = {"ScaledObject": "module.compute_plane", "PerconaServerMongoDB": "module.mongodb"}
 
 Dict = Mapping[str, Any]
-
-
-class DeployError(RuntimeError):
-    """A step of the Kubernetes deployment failed; the message names the step and what the tool said."""
-
-
-# -- files --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class KubernetesLayout:
-    """Where a Kubernetes deployment keeps its files, all under the generated folder."""
-
-    generated: Path
-
-    @property
-    def certificates(self) -> Path:
-        return self.generated / "certificates"
-
-    @property
-    def folder(self) -> Path:
-        return self.generated / "kubernetes"
-
-    @property
-    def tfvars(self) -> Path:
-        return self.folder / "terraform.tfvars.json"
-
-    @property
-    def state(self) -> Path:
-        return self.folder / "terraform.tfstate"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.folder / ".terraform"
-
-    @property
-    def charts_record(self) -> Path:
-        """Who installed the third-party charts, and which releases helm installed (`ChartsRecord`)."""
-        return self.folder / "charts.json"
 
 
 # -- 1. certificates ----------------------------------------------------------------------------------------
@@ -206,22 +174,6 @@ def terraform_error(step: str, working_dir: Path, code: int, stderr: str) -> Dep
     return DeployError(f"{head}\n{stderr_tail(stderr)}")
 
 
-@contextlib.contextmanager
-def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
-    """python-terraform runs terraform with a copy of os.environ and takes no environment of its own: the
-    overrides are set for the duration of the call and restored after."""
-    saved = {key: os.environ.get(key) for key in overrides}
-    os.environ.update(overrides)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 @dataclass(slots=True)
 class TerraformRunner:
     """`terraform init/apply/destroy` in `working_dir`, the state and data folder in the layout."""
@@ -236,7 +188,7 @@ class TerraformRunner:
         self.layout.folder.mkdir(parents=True, exist_ok=True)
         env = {"TF_DATA_DIR": str(self.layout.data_dir), "TF_IN_AUTOMATION": "1"}
         try:
-            with _environment(env):
+            with environment(env):
                 code, out, err = call(tf)
         except FileNotFoundError:
             raise DeployError(
@@ -491,150 +443,6 @@ def prepare(
     return Prepared(params, tls, certificates, write_tfvars(layout.tfvars, variables), versions)
 
 
-# -- the charts through helm (charts="helm") ----------------------------------------------------------------
-def declares_variable(working_dir: Path, name: str) -> bool:
-    """Whether a .tf file of `working_dir` declares `variable "<name>"` (a variable it does not declare
-    would be ignored by terraform, with a warning only)."""
-    declaration = re.compile(rf'^\s*variable\s+"{re.escape(name)}"', re.M)
-    return any(declaration.search(tf.read_text(encoding="utf-8")) for tf in working_dir.glob("*.tf"))
-
-
-@dataclass(slots=True)
-class ChartInstall:
-    """What `charts="helm"` installs, on which helm, checked before terraform runs."""
-
-    client: helm.Helm
-    charts: list[helm.Chart]
-    #: A chart goes into the deployment's namespace, which Terraform creates: it is created first.
-    needs_namespace: bool
-
-
-def plan_chart_install(
-    ready: Prepared, parameters_file: Path, working_dir: Path, executable: str
-) -> ChartInstall:
-    """The charts to install and a helm client on the deployment's cluster; DeployError when Terraform
-    would install them too, when versions.tfvars.json does not pin one, or when helm is missing."""
-    if not declares_variable(working_dir, INSTALL_CHARTS_VARIABLE):
-        raise DeployError(
-            f"helm charts: {working_dir} declares no variable {INSTALL_CHARTS_VARIABLE}, so Terraform "
-            "would install the same releases again; deploy with --charts terraform"
-        )
-    params = ready.params
-    try:
-        charts = helm.required_charts(params, ready.versions, parameters_file)
-    except helm.ChartError as exc:
-        raise DeployError(f"helm charts: {exc}") from None
-    client = connect_helm(params, executable)
-    return ChartInstall(client, charts, any(c.namespace == params.namespace for c in charts))
-
-
-def connect_helm(params: Parameters, executable: str, why: str = "") -> helm.Helm:
-    """A helm client on the deployment's cluster (its kubeconfig and context); DeployError when helm is
-    missing or broken, `why` telling what it was needed for."""
-    try:
-        return helm.Helm.connect(
-            executable,
-            kubeconfig=Path(os.path.expanduser(params.k8s_config_path)),
-            kubecontext=params.k8s_config_context,
-        )
-    except helm.ChartError as exc:
-        raise DeployError(f"helm charts: {exc}{why}") from None
-
-
-def install_charts(plan: ChartInstall) -> list[str]:
-    """Install or upgrade the charts (helm's releases in ConfigMaps, as Terraform's helm provider keeps
-    them); DeployError naming the release that failed."""
-    try:
-        with _environment(helm.ENVIRONMENT):
-            return plan.client.install(plan.charts)
-    except helm.ChartError as exc:
-        raise DeployError(f"helm charts: {exc}") from None
-
-
-def uninstall_charts(client: helm.Helm, charts: Sequence[helm.Chart]) -> list[str]:
-    """Uninstall the releases (helm's records in ConfigMaps, where `install_charts` put them), in the reverse
-    order of their installation; DeployError naming the release that failed."""
-    try:
-        with _environment(helm.ENVIRONMENT):
-            return client.uninstall(list(reversed(charts)))
-    except helm.ChartError as exc:
-        raise DeployError(f"helm charts: {exc}") from None
-
-
-# -- who installed the charts -------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ChartsRecord:
-    """How the last deploy installed the third-party charts (`CHARTS`) and, through helm, which releases."""
-
-    installed_by: str = "terraform"
-    charts: tuple[helm.Chart, ...] = ()
-
-    def users(self) -> list[str]:
-        """The quick-deploy modules to destroy before the releases are uninstalled (`CHART_USERS`; a kind it
-        does not know has no resource in the quick-deploy)."""
-        kinds = {kind for chart in self.charts for kind in chart.needed_by}
-        return sorted(CHART_USERS[kind] for kind in kinds if kind in CHART_USERS)
-
-
-def write_charts_record(layout: KubernetesLayout, record: ChartsRecord) -> Path:
-    """The record as JSON: each release with its chart, version, repository, namespace and users (its values
-    are not needed to uninstall it)."""
-    releases = [
-        {
-            "release": c.release,
-            "chart": c.name,
-            "version": c.version,
-            "repository": c.repository,
-            "namespace": c.namespace,
-            "needed_by": list(c.needed_by),
-        }
-        for c in record.charts
-    ]
-    data = {"installed_by": record.installed_by, "releases": releases}
-    layout.charts_record.parent.mkdir(parents=True, exist_ok=True)
-    layout.charts_record.write_text(json.dumps(data, indent=2) + "\n")
-    return layout.charts_record
-
-
-def read_charts_record(layout: KubernetesLayout) -> ChartsRecord:
-    """The record of the last deploy; none (a deployment made before records, or destroyed): Terraform's."""
-    path = layout.charts_record
-    if not path.exists():
-        return ChartsRecord()
-    try:
-        data = json.loads(path.read_text())
-        charts = tuple(
-            helm.Chart(
-                release=str(r["release"]),
-                name=str(r["chart"]),
-                repository=str(r["repository"]),
-                version=str(r["version"]),
-                namespace=str(r["namespace"]),
-                needed_by=tuple(str(kind) for kind in r.get("needed_by", ())),
-            )
-            for r in data.get("releases", [])
-        )
-        record = ChartsRecord(str(data["installed_by"]), charts)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DeployError(f"{path}: unreadable record of the charts ({exc}); fix or remove it") from None
-    if record.installed_by not in CHARTS:
-        raise DeployError(f"{path}: installed_by {record.installed_by!r}: expected {' or '.join(CHARTS)}")
-    return record
-
-
-def check_same_charts_way(layout: KubernetesLayout, charts: str) -> None:
-    """A deployment keeps the way its charts were installed: the other way would install the releases a
-    second time, or Terraform would remove what helm installed."""
-    if not layout.charts_record.exists():
-        return  # a first deployment (or one destroyed since)
-    recorded = read_charts_record(layout).installed_by
-    if recorded != charts:
-        raise DeployError(
-            f"--charts {charts}: this deployment's charts were installed by {recorded} "
-            f"({layout.charts_record}); deploy with --charts {recorded}, or destroy it first"
-        )
-
-
 @dataclass(slots=True)
 class DeployResult:
     endpoint: Endpoint
@@ -708,7 +516,9 @@ def deploy(
     ready = prepare(parameters_file, versions_file, layout, charts)
     terraform = runner or TerraformRunner(layout)
     by_helm = (
-        plan_chart_install(ready, parameters_file, terraform.working_dir, helm_executable)
+        plan_chart_install(
+            ready.params, ready.versions, parameters_file, terraform.working_dir, helm_executable
+        )
         if charts == "helm"
         else None
     )

@@ -26,7 +26,8 @@ import yaml
 from typer.testing import CliRunner
 
 from armonik_deploy.cli import app
-from armonik_deploy.kubernetes import apply, commands, helm, render, render_folder
+from armonik_deploy.kubernetes import apply, chart_releases, commands, helm, render, render_folder
+from armonik_deploy.kubernetes import layout as layout_module
 from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions
 from tests.unit.test_kubernetes_render import CUSTOM_SCHEMAS, VARIANT
 
@@ -342,7 +343,7 @@ def test_install_without_helm_is_an_error_naming_the_step(versions: Versions, tm
 def quick_deploy_copy(folder: Path, declared: bool) -> Path:
     """A Terraform working directory declaring (or not) the variable that turns its helm releases off."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = f'variable "{apply.INSTALL_CHARTS_VARIABLE}" {{\n  type    = bool\n  default = true\n}}\n'
+    text = f'variable "{chart_releases.INSTALL_CHARTS_VARIABLE}" {{\n  type    = bool\n  default = true\n}}\n'
     (folder / "variables.tf").write_text(text if declared else 'variable "namespace" { type = string }\n')
     return folder
 
@@ -368,9 +369,9 @@ def apply_parameters(folder: Path) -> Path:
 
 def test_deploy_with_helm_charts_stops_before_terraform_without_helm(tmp_path: Path) -> None:
     file = apply_parameters(tmp_path)
-    layout = apply.KubernetesLayout(tmp_path / "generated")
+    layout = layout_module.KubernetesLayout(tmp_path / "generated")
     runner = apply.TerraformRunner(layout, working_dir=quick_deploy_copy(tmp_path / "tf", declared=True))
-    with pytest.raises(apply.DeployError) as raised:
+    with pytest.raises(layout_module.DeployError) as raised:
         apply.deploy(
             file,
             VERSIONS_FILE,
@@ -380,31 +381,33 @@ def test_deploy_with_helm_charts_stops_before_terraform_without_helm(tmp_path: P
             helm_executable=str(tmp_path / "no-helm"),
         )
     assert str(raised.value).startswith("helm charts: ") and INSTALL_HELP in str(raised.value)
-    assert json.loads(layout.tfvars.read_text())[apply.INSTALL_CHARTS_VARIABLE] is False
+    assert json.loads(layout.tfvars.read_text())[chart_releases.INSTALL_CHARTS_VARIABLE] is False
     assert not layout.data_dir.exists()  # terraform init did not run
 
 
 def test_deploy_with_helm_charts_needs_terraform_to_skip_its_releases(tmp_path: Path) -> None:
     file = apply_parameters(tmp_path)
-    layout = apply.KubernetesLayout(tmp_path / "generated")
+    layout = layout_module.KubernetesLayout(tmp_path / "generated")
     runner = apply.TerraformRunner(layout, working_dir=quick_deploy_copy(tmp_path / "tf", declared=False))
-    with pytest.raises(apply.DeployError, match=f"declares no variable {apply.INSTALL_CHARTS_VARIABLE}"):
+    with pytest.raises(
+        layout_module.DeployError, match=f"declares no variable {chart_releases.INSTALL_CHARTS_VARIABLE}"
+    ):
         apply.deploy(file, VERSIONS_FILE, layout.generated, runner=runner, charts="helm")
-    with pytest.raises(apply.DeployError, match="--charts kustomize: expected terraform or helm"):
+    with pytest.raises(layout_module.DeployError, match="--charts kustomize: expected terraform or helm"):
         apply.deploy(file, VERSIONS_FILE, layout.generated, runner=runner, charts="kustomize")
     # the default leaves Terraform's variables as written
     apply.prepare(file, VERSIONS_FILE, layout)
-    assert apply.INSTALL_CHARTS_VARIABLE not in json.loads(layout.tfvars.read_text())
+    assert chart_releases.INSTALL_CHARTS_VARIABLE not in json.loads(layout.tfvars.read_text())
 
 
 def test_the_quick_deploy_lets_helm_install_the_charts(tmp_path: Path) -> None:
     """The shipped quick-deploy declares install_helm_charts: `--charts helm` goes past that check, on to
     helm (missing here), before terraform runs."""
     file = apply_parameters(tmp_path)
-    layout = apply.KubernetesLayout(tmp_path / "generated")
+    layout = layout_module.KubernetesLayout(tmp_path / "generated")
     runner = apply.TerraformRunner(layout)
     assert runner.working_dir == QUICK_DEPLOY
-    with pytest.raises(apply.DeployError) as raised:
+    with pytest.raises(layout_module.DeployError) as raised:
         apply.deploy(
             file,
             VERSIONS_FILE,
@@ -419,15 +422,17 @@ def test_the_quick_deploy_lets_helm_install_the_charts(tmp_path: Path) -> None:
 
 
 def test_a_damaged_charts_record_is_named(tmp_path: Path) -> None:
-    layout = apply.KubernetesLayout(tmp_path)
-    assert apply.read_charts_record(layout) == apply.ChartsRecord("terraform", ())
+    layout = layout_module.KubernetesLayout(tmp_path)
+    assert chart_releases.read_charts_record(layout) == chart_releases.ChartsRecord("terraform", ())
     layout.folder.mkdir()
     layout.charts_record.write_text('{"installed_by": "kustomize", "releases": []}')
-    with pytest.raises(apply.DeployError, match="installed_by 'kustomize': expected terraform or helm"):
-        apply.read_charts_record(layout)
+    with pytest.raises(
+        layout_module.DeployError, match="installed_by 'kustomize': expected terraform or helm"
+    ):
+        chart_releases.read_charts_record(layout)
     layout.charts_record.write_text('{"releases": [{"release": "keda"}]}')
-    with pytest.raises(apply.DeployError, match="unreadable record of the charts"):
-        apply.read_charts_record(layout)
+    with pytest.raises(layout_module.DeployError, match="unreadable record of the charts"):
+        chart_releases.read_charts_record(layout)
 
 
 def test_cli_charts_option(tmp_path: Path) -> None:
@@ -513,10 +518,10 @@ def test_a_failed_install_names_the_release_and_quotes_helm(
 ) -> None:
     params, file = parameters(tmp_path, VARIANT)
     charts = helm.required_charts(params, versions, file)
-    plan = apply.ChartInstall(helm.Helm.connect(str(standin)), charts, needs_namespace=True)
+    plan = chart_releases.ChartInstall(helm.Helm.connect(str(standin)), charts, needs_namespace=True)
     before = os.environ.get("HELM_DRIVER")
-    with pytest.raises(apply.DeployError) as raised:
-        apply.install_charts(plan)
+    with pytest.raises(layout_module.DeployError) as raised:
+        chart_releases.install_charts(plan)
     message = str(raised.value)
     assert message.startswith(f"helm charts: helm install of {charts[0]} failed")
     assert "Kubernetes cluster unreachable" in message
@@ -531,9 +536,9 @@ def test_deploy_records_the_helm_releases_before_installing_them(
     standin: Path, versions: Versions, tmp_path: Path
 ) -> None:
     file = apply_parameters(tmp_path)
-    layout = apply.KubernetesLayout(tmp_path / "generated")
+    layout = layout_module.KubernetesLayout(tmp_path / "generated")
     runner = apply.TerraformRunner(layout, working_dir=quick_deploy_copy(tmp_path / "tf", declared=True))
-    with pytest.raises(apply.DeployError, match="helm install of .* failed"):
+    with pytest.raises(layout_module.DeployError, match="helm install of .* failed"):
         apply.deploy(
             file, VERSIONS_FILE, layout.generated, runner=runner, charts="helm", helm_executable=str(standin)
         )
@@ -555,7 +560,7 @@ def test_deploy_records_the_helm_releases_before_installing_them(
         ],
     }
     # what destroy reads back: each release, where it is and what needs it (not its values)
-    back = apply.read_charts_record(layout)
+    back = chart_releases.read_charts_record(layout)
     assert back.installed_by == "helm"
 
     def key(c: helm.Chart) -> tuple[Any, ...]:
@@ -564,17 +569,19 @@ def test_deploy_records_the_helm_releases_before_installing_them(
     assert [key(c) for c in back.charts] == [key(c) for c in charts]
     assert back.users() == ["module.compute_plane", "module.mongodb"]
     # the other way would install the same releases a second time: refused until a destroy
-    with pytest.raises(apply.DeployError, match="installed by helm .* deploy with --charts helm, or destroy"):
+    with pytest.raises(
+        layout_module.DeployError, match="installed by helm .* deploy with --charts helm, or destroy"
+    ):
         apply.deploy(file, VERSIONS_FILE, layout.generated, runner=runner)
 
 
 def recording_quick_deploy(folder: Path, calls: Path) -> Path:
     """A provider-free stand-in for the quick-deploy (the real one needs the cluster's providers): the
-    namespace and the modules destroyed before the charts are uninstalled (apply.CHART_USERS) are
+    namespace and the modules destroyed before the charts are uninstalled (chart_releases.CHART_USERS) are
     terraform_data resources that append their destruction to `calls`, where the stand-in helm appends its
     own calls, so that the order of both is seen."""
     recorded = {"namespace": folder}
-    for module in apply.CHART_USERS.values():
+    for module in chart_releases.CHART_USERS.values():
         recorded[module] = folder / module.removeprefix("module.")
     for name, where in recorded.items():
         where.mkdir(parents=True, exist_ok=True)
@@ -588,7 +595,7 @@ def recording_quick_deploy(folder: Path, calls: Path) -> Path:
     modules = "".join(
         f'module "{m.removeprefix("module.")}" {{\n  source     = "./{m.removeprefix("module.")}"\n'
         "  depends_on = [terraform_data.recorder]\n}\n"
-        for m in apply.CHART_USERS.values()
+        for m in chart_releases.CHART_USERS.values()
     )
     quick_deploy_copy(folder, declared=True)
     (folder / "main.tf").write_text((folder / "main.tf").read_text() + modules)
@@ -610,14 +617,14 @@ def test_destroy_after_helm_charts_uninstalls_them_between_two_terraform_destroy
     helm uninstalls the releases (the last installed first), then the rest, the namespace last: KEDA still
     runs to finalize the ScaledObjects, and the operator's release is not left behind a deleted namespace."""
     file = apply_parameters(tmp_path)
-    layout = apply.KubernetesLayout(tmp_path / "generated")
+    layout = layout_module.KubernetesLayout(tmp_path / "generated")
     calls = standin.parent / "calls"
     runner = apply.TerraformRunner(layout, working_dir=recording_quick_deploy(tmp_path / "tf", calls))
     ready = apply.prepare(file, VERSIONS_FILE, layout, "helm")
     runner.init()
     runner.apply(ready.tfvars)  # the deployment's state
     charts = helm.required_charts(load_parameters(file), versions, file)
-    apply.write_charts_record(layout, apply.ChartsRecord("helm", tuple(charts)))
+    chart_releases.write_charts_record(layout, chart_releases.ChartsRecord("helm", tuple(charts)))
 
     uninstalled = apply.destroy(
         file, VERSIONS_FILE, layout.generated, runner=runner, helm_executable=str(standin)
@@ -638,7 +645,7 @@ def test_destroy_after_helm_charts_uninstalls_them_between_two_terraform_destroy
         assert uninstall[chart.release][uninstall[chart.release].index("--namespace") + 1] == chart.namespace
         assert "--wait" in uninstall[chart.release]
     assert (standin.parent / "driver").read_text().strip() == "configmap"
-    assert json.loads(layout.tfvars.read_text())[apply.INSTALL_CHARTS_VARIABLE] is False
+    assert json.loads(layout.tfvars.read_text())[chart_releases.INSTALL_CHARTS_VARIABLE] is False
     assert not layout.charts_record.exists()  # the deployment is gone: a next deploy may choose again
 
 
@@ -648,13 +655,13 @@ def calls_of(path: Path) -> list[list[str]]:
 
 def test_destroy_after_terraform_charts_needs_no_helm(tmp_path: Path) -> None:
     file = apply_parameters(tmp_path)
-    layout = apply.KubernetesLayout(tmp_path / "generated")
+    layout = layout_module.KubernetesLayout(tmp_path / "generated")
     calls = tmp_path / "calls"
     runner = apply.TerraformRunner(layout, working_dir=recording_quick_deploy(tmp_path / "tf", calls))
     ready = apply.prepare(file, VERSIONS_FILE, layout)
     runner.init()
     runner.apply(ready.tfvars)
-    apply.write_charts_record(layout, apply.ChartsRecord("terraform"))
+    chart_releases.write_charts_record(layout, chart_releases.ChartsRecord("terraform"))
     assert (
         apply.destroy(file, VERSIONS_FILE, layout.generated, runner=runner, helm_executable="no-helm") == []
     )
@@ -664,11 +671,11 @@ def test_destroy_after_terraform_charts_needs_no_helm(tmp_path: Path) -> None:
 
 def test_destroy_after_helm_charts_without_helm_stops_before_terraform(tmp_path: Path) -> None:
     file = apply_parameters(tmp_path)
-    layout = apply.KubernetesLayout(tmp_path / "generated")
+    layout = layout_module.KubernetesLayout(tmp_path / "generated")
     keda = helm.Chart("keda", "keda", "https://kedacore.github.io/charts", "2.19.0", "default")
-    apply.write_charts_record(layout, apply.ChartsRecord("helm", (keda,)))
+    chart_releases.write_charts_record(layout, chart_releases.ChartsRecord("helm", (keda,)))
     runner = apply.TerraformRunner(layout, working_dir=quick_deploy_copy(tmp_path / "tf", declared=True))
-    with pytest.raises(apply.DeployError) as raised:
+    with pytest.raises(layout_module.DeployError) as raised:
         apply.destroy(
             file, VERSIONS_FILE, layout.generated, runner=runner, helm_executable=str(tmp_path / "x")
         )

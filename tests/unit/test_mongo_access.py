@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -108,6 +109,10 @@ def test_kubernetes_command_runs_mongosh_in_the_replica_set_pod() -> None:
     assert command[7:9] == ["mongosh", "mongodb://localhost:27017/database"]
     assert ["-u", "application_user", "-p", "pw"] == command[command.index("-u") : command.index("-u") + 4]
     assert kubernetes_command("armonik", "admin", "pw", "databaseadmin")[-1] == "admin"
+    # a deployment with its own database name: the URL and the user's authentication database follow it
+    own = kubernetes_command("armonik", "user", "pw", database="htc")
+    assert own[8] == "mongodb://localhost:27017/htc" and own[-2:] == ["--authenticationDatabase", "htc"]
+    assert kubernetes_command("armonik", "admin", "pw", "databaseadmin", database="htc")[-1] == "admin"
     # the replica set's certificate names the host: no check is turned off
     assert command[command.index("--tls") : command.index("--tls") + 3] == [
         "--tls",
@@ -180,3 +185,62 @@ def test_the_script_opens_a_real_server(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.stdout.strip() == "1", done.stderr
+
+
+#: Stand-in for kubectl (no cluster here): answers `get secret NAME -o jsonpath={.data.KEY}` with the base64 of
+#: `<NAME>/<KEY>` and `get configmap core-configmap` with the database name of $DATABASE (empty if unset), and
+#: records its arguments, so the test sees what the script asks of the cluster and what it makes of the answers.
+KUBECTL = """#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+case "$4" in
+  secret) key="${7#jsonpath=\\{.data.}"; printf '%s' "$5/${key%\\}}" | base64 ;;
+  configmap) printf '%s' "${DATABASE:-}" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("role", "database"), [("user", ""), ("user", "htc"), ("admin", "htc")])
+def test_the_scripts_read_the_cluster_for_the_kubernetes_target(
+    tmp_path: Path, role: str, database: str
+) -> None:
+    kubectl = tmp_path / "bin" / "kubectl"
+    kubectl.parent.mkdir()
+    kubectl.write_text(KUBECTL)
+    kubectl.chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {
+        **os.environ,
+        "PATH": f"{kubectl.parent}:{os.environ['PATH']}",
+        "CALLS": str(calls),
+        "DATABASE": database,
+        "NAMESPACE": "htc-ns",
+        "PRINT_ONLY": "1",
+    }
+    done = subprocess.run(
+        [str(SCRIPTS / f"access-mongo-as-{role}.sh"), "kubernetes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = shlex.split(done.stdout)
+    expected_db = database or "database"
+    assert printed[:7] == ["kubectl", "-n", "htc-ns", "exec", "-it", "mongodb-db-ps-rs0-0", "--"]
+    assert printed[8] == f"mongodb://{POD_HOST}:27017/{expected_db}"
+    if role == "user":
+        password = "application-user-password/password"
+        assert printed[-6:] == [
+            "-u",
+            "application_user",
+            "-p",
+            password,
+            "--authenticationDatabase",
+            expected_db,
+        ]
+    else:
+        user, password = (f"mongodb-db-ps-secrets/MONGODB_DATABASE_ADMIN_{k}" for k in ("USER", "PASSWORD"))
+        assert printed[-6:] == ["-u", user, "-p", password, "--authenticationDatabase", "admin"]
+    asked = calls.read_text().splitlines()
+    assert all(line.startswith("-n htc-ns get ") for line in asked)
+    assert any("configmap core-configmap" in line for line in asked)

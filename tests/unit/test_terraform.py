@@ -34,14 +34,9 @@ import pytest
 import armonik_core.tls
 from armonik_deploy.certificates import ServerIdentity, ensure_certificates
 from armonik_deploy.kubernetes import Rendered, helm, render
-from armonik_deploy.kubernetes.apply import (
-    CHART_USERS,
-    INSTALL_CHARTS_VARIABLE,
-    declares_variable,
-    make_certificates,
-    terraform_variables,
-)
 from armonik_deploy.kubernetes.apply import QUICK_DEPLOY as APPLY_WORKING_DIR
+from armonik_deploy.kubernetes.apply import make_certificates, terraform_variables
+from armonik_deploy.kubernetes.chart_releases import CHART_USERS, INSTALL_CHARTS_VARIABLE, declares_variable
 from armonik_deploy.kubernetes.settings import (
     CLIENT_TLS_SECRET,
     CONTROL,

@@ -5,7 +5,8 @@
 #   $GENERATED/deploy/plan.json (GENERATED defaults to the repository's generated/); admin needs
 #   MONGODB_ADMIN_USER and MONGODB_ADMIN_PASSWORD.
 # kubernetes: mongosh inside the replica set's first pod of namespace $NAMESPACE (default armonik), with the
-#   password of the deployment's secret and the CA the operator mounts.
+#   password of the deployment's secret, its database (MongoDB__DatabaseName of core-configmap) and the CA the
+#   operator mounts.
 # Set PRINT_ONLY=1 to print the command instead of running it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -22,7 +23,9 @@ if [ "$target" = kubernetes ]; then
   else
     args+=(--password "$(secret_value application-user-password password)")
   fi
-  args+=(--namespace "$namespace")
+  # The database the application user is defined in: the deployment's own (core settings), "database" by default.
+  database="$(kubectl -n "$namespace" get configmap core-configmap -o 'jsonpath={.data.MongoDB__DatabaseName}' 2>/dev/null || true)"
+  args+=(--namespace "$namespace" --database "${database:-database}")
 else
   args+=(--generated "${GENERATED:-$root/generated}")
   args+=(--admin-user "${MONGODB_ADMIN_USER:-}" --admin-password "${MONGODB_ADMIN_PASSWORD:-}")
