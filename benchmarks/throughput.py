@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,7 +162,7 @@ def destroy(generated: Path) -> None:
 
 def armonik_run(
     endpoint: str, tasks: int, round_trips: int, show: bool, pids: dict[str, list[int]] | None = None
-) -> tuple[Rate, list[float]]:
+) -> tuple[Rate, list[float], dict[str, float]]:
     with grpc.insecure_channel(endpoint) as channel:
         sessions, results, task_client = (
             ArmoniKSessions(channel),
@@ -215,15 +216,52 @@ def armonik_run(
         )
 
         latencies = []
+        trips: list[tuple[str, dict[str, float]]] = []
         for i in range(round_trips):
             t0 = time.perf_counter()
+            clock = {"start": time.time()}
             out = results.create_results_metadata([f"rt-{i}"], session)[f"rt-{i}"].result_id
-            task_client.submit_tasks(session, [TaskDefinition(payload, [out])])
+            clock["output created"] = time.time()
+            (task,) = task_client.submit_tasks(session, [TaskDefinition(payload, [out])])
+            clock["submit call returned"] = time.time()
             events.wait_for_result_availability([out], session)
+            clock["client told the result is ready"] = time.time()
             results.download_result_data(out, session)
+            clock["result downloaded"] = time.time()
             latencies.append(time.perf_counter() - t0)
+            trips.append((task.id, clock))
+        milestones = round_trip_milestones(task_client, trips)
         sessions.close_session(session)
-    return rate, latencies
+    return rate, latencies, milestones
+
+
+#: The task's own timestamps (server side) shown in the round trip, in the order they happen.
+TASK_MILESTONES = (
+    ("task submitted", "submitted_at"),
+    ("taken by an agent", "acquired_at"),
+    ("worker called", "started_at"),
+    ("outcome recorded", "ended_at"),
+)
+
+
+def round_trip_milestones(
+    task_client: ArmoniKTasks, trips: list[tuple[str, dict[str, float]]]
+) -> dict[str, float]:
+    """Where a round trip's time goes: the median time (ms) from its start to each milestone, from the client's
+    clock and from the timestamps the control plane records on the task (same machine, same clock)."""
+    samples: dict[str, list[float]] = {}
+    for task_id, clock in trips:
+        task = task_client.get_task(task_id)
+        points = dict(clock)
+        for label, attribute in TASK_MILESTONES:
+            stamp = getattr(task, attribute)
+            if stamp is not None:
+                points[label] = stamp.timestamp()
+        for label, when in points.items():
+            if label != "start":
+                samples.setdefault(label, []).append(1000 * (when - clock["start"]))
+    medians = {label: statistics.median(values) for label, values in samples.items()}
+    return dict(sorted(medians.items(), key=lambda item: item[1]))
 
 
 def main() -> None:
@@ -247,7 +285,7 @@ def main() -> None:
         from tests.s3_server import S3Server
 
         s3 = S3Server().start()
-    runs: dict[str, tuple[Rate, list[float]]] = {}
+    runs: dict[str, tuple[Rate, list[float], dict[str, float]]] = {}
     try:
         for combo in combos:
             with tempfile.TemporaryDirectory(prefix="ak-throughput-") as tmp:
@@ -268,7 +306,7 @@ def main() -> None:
     finally:
         if s3 is not None:
             s3.stop()
-    armonik, latencies = runs[describe(combos[0])]
+    armonik, latencies, milestones = runs[describe(combos[0])]
 
     console.print("measuring the worker protocol ceiling ...")
     ceiling = protocol_ceiling(args.tasks, args.pairs)
@@ -281,13 +319,14 @@ def main() -> None:
         "protocol_ceiling_calls_per_second": round(ceiling.per_second, 1),
         "armonik_percent_of_ceiling": round(100 * armonik.per_second / ceiling.per_second, 1),
         "armonik_round_trip": {k: round(v, 2) for k, v in summary(latencies).items()},
+        "armonik_round_trip_milestones_ms": {k: round(v, 2) for k, v in milestones.items()},
         "backends": {
             name: {
                 "tasks_per_second": round(rate.per_second, 1),
                 "percent_of_ceiling": round(100 * rate.per_second / ceiling.per_second, 1),
                 "round_trip": {k: round(v, 2) for k, v in summary(trips).items()},
             }
-            for name, (rate, trips) in runs.items()
+            for name, (rate, trips, _) in runs.items()
         },
     }
     cores = os.cpu_count() or 1
@@ -316,6 +355,15 @@ def main() -> None:
             "dask round trip p50 / p99", "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**summary(dask_latencies))
         )
     Console().print(table)
+    if milestones:
+        steps = Table(
+            "milestone", "ms from the start", "step (ms)", title="A round trip, step by step (medians)"
+        )
+        previous = 0.0
+        for label, at in milestones.items():
+            steps.add_row(label, f"{at:.2f}", f"{at - previous:.2f}")
+            previous = at
+        Console().print(steps)
     if armonik_cpu:
         budget = Table("process", "ArmoniK", "protocol ceiling", title="CPU per task (ms, all threads)")
         for label, role, ceiling_role in BUDGET_ROWS:
@@ -331,7 +379,7 @@ def main() -> None:
         Console().print(budget)
     if len(runs) > 1:
         per_backend = Table("backends", "tasks/s", "% of ceiling", "round trip p50 / p99", title="By backend")
-        for name, (rate, trips) in runs.items():
+        for name, (rate, trips, _) in runs.items():
             per_backend.add_row(
                 name,
                 f"{rate.per_second:,.0f}",

@@ -42,3 +42,20 @@ def test_throughput_reports_rates_round_trips_and_cpu_per_task() -> None:
     bound = 1000 * cpu["cores"] / sum(cpu["armonik"].values())
     assert abs(figures["armonik_cpu_bound_tasks_per_second"] - bound) <= 0.1
     assert "CPU per task (ms, all threads)" in done.stdout
+    # the round trip step by step: every milestone, in the order they happen, the last one the download
+    milestones = figures["armonik_round_trip_milestones_ms"]
+    assert set(milestones) == {
+        "output created",
+        "task submitted",
+        "taken by an agent",
+        "submit call returned",
+        "worker called",
+        "outcome recorded",
+        "client told the result is ready",
+        "result downloaded",
+    }
+    order = list(milestones)
+    assert order.index("task submitted") < order.index("taken by an agent") < order.index("worker called")
+    assert order.index("worker called") < order.index("outcome recorded") < order.index("result downloaded")
+    assert order[-1] == "result downloaded" and list(milestones.values()) == sorted(milestones.values())
+    assert "A round trip, step by step (medians)" in done.stdout
