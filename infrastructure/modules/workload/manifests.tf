@@ -2,15 +2,21 @@
 # with the renderer's) without a cluster or a provider; main.tf applies them.
 locals {
   armonik  = var.user != null
-  own_keys = ["config_maps", "secrets", "ports"]
+  own_keys = ["config_maps", "secrets", "ports", "resources"]
+  # A container's limits and requests without their empty maps (none at all: no `resources`), and the pod
+  # without an empty nodeSelector or tolerations, as the renderer writes them: callers pass their variables as
+  # they are, empty or not.
+  resources = [for c in var.containers : { for kind, values in try(c.resources, {}) : kind => values if length(values) > 0 }]
+  prunable  = ["nodeSelector", "tolerations"]
   mounts = concat(
     [for v in var.volumes : { name = v.name, mountPath = v.mount_path }],
     [for s in var.secret_volumes : { name = s.name, mountPath = s.mount_path, readOnly = true }],
   )
-  containers = [for c in var.containers : merge(
+  containers = [for i, c in var.containers : merge(
     local.armonik ? { imagePullPolicy = "IfNotPresent" } : {},
     local.armonik ? { securityContext = { allowPrivilegeEscalation = false, capabilities = { drop = ["ALL"] } } } : {},
     { for key, value in c : key => value if !contains(local.own_keys, key) },
+    length(local.resources[i]) > 0 ? { resources = local.resources[i] } : {},
     can(c.ports) ? { ports = [for name, port in c.ports : { name = name, containerPort = port, protocol = "TCP" }] } : {},
     can(c.config_maps) || can(c.secrets) ? { envFrom = concat(
       [for name in try(c.config_maps, []) : { configMapRef = { name = name } }],
@@ -27,7 +33,7 @@ locals {
   )
   pod = merge(
     local.armonik ? { securityContext = { runAsUser = var.user, runAsGroup = var.user, fsGroup = var.user, runAsNonRoot = var.user != 0 } } : {},
-    var.pod,
+    { for key, value in var.pod : key => value if !contains(local.prunable, key) || try(length(value) > 0, true) },
     { containers = local.containers },
     length(local.volumes) > 0 ? { volumes = local.volumes } : {},
   )

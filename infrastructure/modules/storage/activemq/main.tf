@@ -1,15 +1,11 @@
 # ActiveMQ (AMQP 1.0): a Deployment + Service, as upstream's module and armonik_deploy/kubernetes/services.py
 # (the broker keeps no state the deployment relies on across pods). Ready once it accepts AMQP connections.
-locals {
-  resources = { for kind, values in { limits = var.limits, requests = var.requests } : kind => values if length(values) > 0 }
-}
-
 module "workload" {
   source    = "../../workload"
   namespace = var.namespace
   name      = "activemq"
   labels    = { app = "armonik", service = "activemq" }
-  containers = [merge({
+  containers = [{
     name            = "activemq"
     image           = var.image
     imagePullPolicy = "IfNotPresent"
@@ -20,7 +16,8 @@ module "workload" {
       { name = "ACTIVEMQ_OPTS_MEMORY", value = var.opts_memory },
     ]
     readinessProbe = { tcpSocket = { port = "amqp" }, periodSeconds = 10, failureThreshold = 3, initialDelaySeconds = 10 }
-  }, length(local.resources) > 0 ? { resources = local.resources } : {})]
-  pod      = length(var.node_selector) > 0 ? { nodeSelector = var.node_selector } : {}
+    resources      = { limits = var.limits, requests = var.requests }
+  }]
+  pod      = { nodeSelector = var.node_selector }
   services = [{ name = "activemq", ports = { amqp = 5672, console = 8161 } }]
 }

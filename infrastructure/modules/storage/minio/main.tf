@@ -1,15 +1,11 @@
 # MinIO (S3): a StatefulSet with a claim for the objects (they must outlive the pod) + Service, as
 # armonik_deploy/kubernetes/services.py; the bucket is made at start, before the server runs.
-locals {
-  resources = { for kind, values in { limits = var.limits, requests = var.requests } : kind => values if length(values) > 0 }
-}
-
 module "workload" {
   source    = "../../workload"
   namespace = var.namespace
   name      = "minio"
   labels    = { app = "armonik", service = "minio" }
-  containers = [merge({
+  containers = [{
     name            = "minio"
     image           = var.image
     imagePullPolicy = "IfNotPresent"
@@ -21,8 +17,9 @@ module "workload" {
     ]
     volumeMounts   = [{ name = "data", mountPath = "/data" }]
     readinessProbe = { httpGet = { path = "/minio/health/ready", port = "s3" }, periodSeconds = 10, failureThreshold = 3 }
-  }, length(local.resources) > 0 ? { resources = local.resources } : {})]
-  pod = length(var.node_selector) > 0 ? { nodeSelector = var.node_selector } : {}
+    resources      = { limits = var.limits, requests = var.requests }
+  }]
+  pod = { nodeSelector = var.node_selector }
   stateful = {
     service_name = "minio"
     claims = [{

@@ -1,15 +1,11 @@
 # RabbitMQ: StatefulSet (stable host name for its data) + headless and client Services, as
 # armonik_deploy/kubernetes/services.py renders them. Ready once it accepts AMQP connections.
-locals {
-  resources = { for kind, values in { limits = var.limits, requests = var.requests } : kind => values if length(values) > 0 }
-}
-
 module "workload" {
   source    = "../../workload"
   namespace = var.namespace
   name      = "rabbitmq"
   labels    = { app = "armonik", service = "rabbitmq" }
-  containers = [merge({
+  containers = [{
     name            = "rabbitmq"
     image           = var.image
     imagePullPolicy = "IfNotPresent"
@@ -21,8 +17,9 @@ module "workload" {
     ]
     volumeMounts   = [{ name = "data", mountPath = "/bitnami/rabbitmq/mnesia" }]
     readinessProbe = { tcpSocket = { port = "amqp" }, periodSeconds = 10, failureThreshold = 3, initialDelaySeconds = 10 }
-  }, length(local.resources) > 0 ? { resources = local.resources } : {})]
-  pod = merge({ securityContext = { fsGroup = 1001 } }, length(var.node_selector) > 0 ? { nodeSelector = var.node_selector } : {})
+    resources      = { limits = var.limits, requests = var.requests }
+  }]
+  pod = { securityContext = { fsGroup = 1001 }, nodeSelector = var.node_selector }
   stateful = {
     service_name = "rabbitmq-headless"
     claims = [{

@@ -1,15 +1,11 @@
 # Redis: a Deployment without persistence + Service, as upstream's module and
 # armonik_deploy/kubernetes/services.py (Redis as an object cache). Ready once it accepts connections.
-locals {
-  resources = { for kind, values in { limits = var.limits, requests = var.requests } : kind => values if length(values) > 0 }
-}
-
 module "workload" {
   source    = "../../workload"
   namespace = var.namespace
   name      = "redis"
   labels    = { app = "armonik", service = "redis" }
-  containers = [merge({
+  containers = [{
     name            = "redis"
     image           = var.image
     imagePullPolicy = "IfNotPresent"
@@ -21,7 +17,8 @@ module "workload" {
     ports          = { redis = 6379 }
     env            = [{ name = "REDIS_PASSWORD", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "Redis__Password" } } }]
     readinessProbe = { tcpSocket = { port = "redis" }, periodSeconds = 5, failureThreshold = 3 }
-  }, length(local.resources) > 0 ? { resources = local.resources } : {})]
-  pod      = length(var.node_selector) > 0 ? { nodeSelector = var.node_selector } : {}
+    resources      = { limits = var.limits, requests = var.requests }
+  }]
+  pod      = { nodeSelector = var.node_selector }
   services = [{ name = "redis", ports = { redis = 6379 } }]
 }
