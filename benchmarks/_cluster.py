@@ -7,6 +7,7 @@ Deliberately independent of the test suite: a benchmark runs the control plane t
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -122,3 +123,15 @@ def cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU time consumed so far by this process (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU time of this process's children that have exited and been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

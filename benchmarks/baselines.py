@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from _cluster import children_cpu_seconds, cpu_seconds
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,21 +27,6 @@ class Rate:
     @property
     def per_second(self) -> float:
         return self.tasks / self.seconds if self.seconds else 0.0
-
-
-def _proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a live process so far (0.0 if it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def protocol_ceiling(tasks: int, pairs: int) -> Rate:
@@ -67,8 +53,8 @@ def protocol_ceiling(tasks: int, pairs: int) -> Rate:
             )
             agents.append((sockets, root / f"folder-{i}", share[i]))
         time.sleep(1.0)  # the workers' start-up is not part of their cost per call
-        workers_before = sum(_proc_cpu(w.pid) for w in workers)
-        children_before = _children_cpu()
+        workers_before = sum((cpu_seconds(w.pid) or 0.0) for w in workers)
+        children_before = children_cpu_seconds()
         started = time.perf_counter()
         runs = [
             subprocess.Popen(
@@ -86,8 +72,8 @@ def protocol_ceiling(tasks: int, pairs: int) -> Rate:
         ]
         outputs = [json.loads(run.communicate(timeout=600)[0]) for run in runs]
         wall = time.perf_counter() - started
-        agents_cpu = _children_cpu() - children_before  # includes the agents' start-up: an upper bound
-        workers_cpu = sum(_proc_cpu(w.pid) for w in workers) - workers_before
+        agents_cpu = children_cpu_seconds() - children_before  # includes the agents' start-up: an upper bound
+        workers_cpu = sum((cpu_seconds(w.pid) or 0.0) for w in workers) - workers_before
         for worker in workers:
             worker.terminate()
             worker.wait(10)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import threading
@@ -30,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from _cluster import ControlPlaneHandle, cpu_seconds, peak_rss_bytes, start_control_plane_process
+from _cluster import (
+    ControlPlaneHandle,
+    cpu_seconds,
+    own_cpu_seconds,
+    peak_rss_bytes,
+    start_control_plane_process,
+)
 from armonik.client import ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Task, TaskDefinition, TaskOptions, TaskStatus
 from rich.console import Console
@@ -111,11 +116,6 @@ def shards(count: int, parts: int) -> list[range]:
     return pieces
 
 
-def client_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 @dataclass
 class Phase:
     seconds: float
@@ -129,7 +129,7 @@ def in_parallel(
     """Run `work(client_index, shard)` on `clients` threads; return wall-clock and CPU seconds."""
     pieces = shards(count, clients)
     server_before = cpu_seconds(server_pid) if server_pid else None
-    client_before = client_cpu_seconds()
+    client_before = own_cpu_seconds()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(pieces)) as pool:
         for future in [pool.submit(work, i, piece) for i, piece in enumerate(pieces)]:
@@ -141,7 +141,7 @@ def in_parallel(
         if server_before is not None and server_after is not None
         else None
     )
-    return Phase(seconds, server_cpu, round(client_cpu_seconds() - client_before, 2))
+    return Phase(seconds, server_cpu, round(own_cpu_seconds() - client_before, 2))
 
 
 def run(args: argparse.Namespace, endpoint: str, server_pid: int | None, console: Console) -> Figures:

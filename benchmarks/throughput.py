@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cluster import cpu_seconds, free_port  # noqa: E402
+from _cluster import cpu_seconds, free_port, own_cpu_seconds  # noqa: E402
 from baselines import Rate, dask_baseline, protocol_ceiling, summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -143,15 +142,10 @@ def deployment_pids(generated: Path) -> dict[str, list[int]]:
     return pids
 
 
-def _own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def cpu_by_role(pids: dict[str, list[int]]) -> dict[str, float]:
     """CPU seconds used so far by each role's processes, and by this client process."""
     used = {role: sum(cpu_seconds(pid) or 0.0 for pid in ids) for role, ids in pids.items()}
-    used["client"] = _own_cpu()
+    used["client"] = own_cpu_seconds()
     return used
 
 
