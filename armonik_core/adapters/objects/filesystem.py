@@ -185,20 +185,24 @@ class FilesystemObjectStorage(ObjectStorage):
         if objects:
             await asyncio.to_thread(self._write_many, dict(objects))
 
+    def _read_if_small(self, key: str, path: Path) -> bytes | None:
+        """The object's bytes if it is small (the usual input or result of a short task), read on the spot:
+        opening, reading and closing it cost a few microseconds each, where a thread hop costs a hundred.
+        None for a larger object, which goes through threads. ObjectNotFound if it is missing."""
+        try:
+            if os.stat(path).st_size > _INLINE_COPY:
+                return None
+            with open(path, "rb") as source:
+                return source.read()
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
     async def get(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
         path = self.path_of(key)
-        # A small object (the usual result of a short task) is read on the spot: opening, reading and closing
-        # it are a few microseconds each, where every thread hop would cost a hundred.
-        try:
-            small = os.stat(path).st_size <= _INLINE_COPY
-            if small:
-                with open(path, "rb") as source:
-                    data = source.read()
-        except FileNotFoundError:
-            raise ObjectNotFound(key) from None
-        if small:
+        data = self._read_if_small(key, path)
+        if data is not None:
             for start in range(0, len(data), chunk_size):
                 yield data[start : start + chunk_size]
             return
@@ -227,14 +231,8 @@ class FilesystemObjectStorage(ObjectStorage):
 
     async def export_to_file(self, key: str, path: Path) -> int:
         # A copy, not a link: a worker writing into its input file must not alter the stored object.
-        # Small objects are copied on the spot: a thread hop costs more than copying a few kilobytes.
-        try:
-            size = os.stat(self.path_of(key)).st_size
-        except FileNotFoundError:
-            raise ObjectNotFound(key) from None
-        if size <= _INLINE_COPY:
-            with open(self.path_of(key), "rb") as source:
-                data = source.read()
+        data = self._read_if_small(key, self.path_of(key))
+        if data is not None:
             with open(path, "wb") as target:
                 target.write(data)
             return len(data)

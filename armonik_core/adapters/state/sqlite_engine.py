@@ -210,12 +210,7 @@ class SqliteEngine:
             raise RuntimeError("the state store is closed")
 
         def run() -> T:
-            conn = self._reader()
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("COMMIT")
+            return _in_read_transaction(self._reader(), fn)
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
@@ -228,12 +223,7 @@ class SqliteEngine:
             return await self.read(fn)
         if self._closed:
             raise RuntimeError("the state store is closed")
-        conn = self._writer_conn
-        conn.execute("BEGIN")
-        try:
-            return fn(conn)
-        finally:
-            conn.execute("COMMIT")
+        return _in_read_transaction(self._writer_conn, fn)
 
     def close(self) -> None:
         if self._closed:
@@ -249,6 +239,15 @@ class SqliteEngine:
         with self._reader_lock:
             for conn in self._reader_conns:
                 conn.close()
+
+
+def _in_read_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """`fn` in one transaction: every query it makes sees the same committed state."""
+    conn.execute("BEGIN")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
