@@ -69,7 +69,7 @@ from armonik_deploy.kubernetes.chart_releases import (
     uninstall_charts,
     write_charts_record,
 )
-from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout, environment
+from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout, environment, last_lines
 from armonik_deploy.kubernetes.settings import control_plane_identity, mongodb_identity
 from armonik_deploy.outputs import write_outputs
 from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions, read_variables
@@ -156,8 +156,7 @@ def write_tfvars(path: Path, variables: Mapping[str, Any]) -> Path:
 
 
 def stderr_tail(stderr: str, lines: int = STDERR_TAIL_LINES) -> str:
-    kept = [line.rstrip() for line in stderr.splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
+    return "\n".join(last_lines(stderr, lines))
 
 
 def terraform_error(step: str, working_dir: Path, code: int, stderr: str) -> DeployError:

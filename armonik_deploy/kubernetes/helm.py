@@ -30,6 +30,7 @@ import yaml
 
 from armonik_deploy.kubernetes import armonik
 from armonik_deploy.kubernetes.context import Context, Credentials
+from armonik_deploy.kubernetes.layout import last_lines
 from armonik_deploy.kubernetes.objects import Manifest
 from armonik_deploy.parameters import HelmChart, Parameters, Versions
 
@@ -205,10 +206,7 @@ def in_apply_order(
 
 # -- pyhelm3 -------------------------------------------------------------------------------------------------
 def _tail(text: str | bytes | None, lines: int = STDERR_TAIL_LINES) -> str:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    kept = [line.rstrip() for line in (text or "").splitlines() if line.strip()]
-    return " | ".join(kept[-lines:])
+    return " | ".join(last_lines(text, lines))
 
 
 def _helm_failure(exc: BaseException) -> str:

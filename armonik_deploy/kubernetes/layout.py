@@ -1,4 +1,5 @@
-"""Where a Kubernetes deployment keeps its files, and the error every step of it raises."""
+"""Where a Kubernetes deployment keeps its files, the error every step of it raises, and the end of a tool's
+output that such an error quotes."""
 
 from __future__ import annotations
 
@@ -60,3 +61,12 @@ def environment(overrides: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def last_lines(output: str | bytes | None, count: int) -> list[str]:
+    """The last `count` non-blank lines of a tool's output (terraform's, helm's stderr), right-stripped: what an
+    error quotes of it."""
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    kept = [line.rstrip() for line in (output or "").splitlines() if line.strip()]
+    return kept[-count:]
