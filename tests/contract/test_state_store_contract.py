@@ -734,7 +734,14 @@ async def test_documents_follow_upstream_layout(mongo_backend: StateBackend) -> 
     assert (await store.get_session(SID)).options.options == {"a.b": "dotted"}
     assert (await store.get_task(t.task_id)).options.options == {"$key": "v"}
     names = {index["name"] for index in db["TaskData"].list_indexes()}
-    assert {"SessionId_Status", "Options.PartitionId_Status", "OwnerPodId", "InitialTaskId"} <= names
+    assert {
+        "SessionId_Status__id",
+        "SessionId__id",
+        "Options.PartitionId_Status",
+        "OwnerPodId",
+        "InitialTaskId",
+    } <= names
+    assert "SessionId_Status__id" in {index["name"] for index in db["Result"].list_indexes()}
     # Indexes are created once per store, idempotently: a second store on the database starts fine.
     await mongo_backend.open().get_session(SID)
 

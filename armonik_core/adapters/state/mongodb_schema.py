@@ -440,11 +440,13 @@ class _Index:
 
 
 #: What the units of work look up (statuses per session and partition, owners, dependents, the initial
-#: attempt of retries) and what listings commonly filter and sort on (dates). Ascending rather than
-#: upstream's hashed indexes: the same index then serves equality, ranges and sorts.
+#: attempt of retries) and what listings commonly filter and sort on (dates; a session's tasks by id and its
+#: results by status then id, the SDK's default listings). Ascending rather than upstream's hashed indexes:
+#: the same index then serves equality, ranges and sorts.
 INDEXES: dict[str, tuple[_Index, ...]] = {
     TASKS: (
-        _Index(("SessionId", "Status")),
+        _Index(("SessionId", "Status", "_id")),
+        _Index(("SessionId", "_id")),
         _Index(("Status", "SubmittedDate")),
         _Index(("Options.PartitionId", "Status")),
         _Index(("OwnerPodId",)),
@@ -454,7 +456,7 @@ INDEXES: dict[str, tuple[_Index, ...]] = {
         _Index(("EndDate",)),
     ),
     RESULTS: (
-        _Index(("SessionId", "Status")),
+        _Index(("SessionId", "Status", "_id")),
         _Index(("OwnerTaskId",)),
         _Index(("CreationDate",)),
     ),

@@ -55,8 +55,14 @@ def compile_filter(flt: Filter, column_for: ColumnFor) -> tuple[str, list[Any]]:
             disjuncts.extend(f"{expression}{_IS_PARAMETER}" for _ in values)
             params.extend(values)
             continue
-        # COALESCE: a compiled condition is 1 or 0, never NULL (an unset column IN (...) would be NULL).
-        disjuncts.append(f"COALESCE({expression} IN ({','.join('?' * len(values))}), 0)")
+        if len(values) == 1:  # the usual `session_id == X`
+            disjuncts.append(f"{expression}{_IS_PARAMETER}")
+        else:
+            # A compiled condition is 1 or 0, never NULL, and an unset column IN (...) would be NULL: the
+            # NULL test makes it 0 without wrapping the column in a function (COALESCE), which would hide
+            # it from its index and turn every listing of a session into a scan of the whole table.
+            places = ",".join("?" * len(values))
+            disjuncts.append(f"({expression} IN ({places}) AND {expression} IS NOT NULL)")
         params.extend(values)
     return "(" + _balanced(" OR ", disjuncts) + ")", params
 

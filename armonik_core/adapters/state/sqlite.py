@@ -91,6 +91,22 @@ class _SqlGraphView:
         return {row["result_id"]: ResultStatus(row["status"]) for row in rows}
 
 
+def listing_statements(
+    table: str, columns: Sequence[str], query: ListQuery
+) -> tuple[str, str, tuple[Any, ...]]:
+    """The count of a listing and the SELECT of its page, with their parameters (the page's bounds are in
+    the SELECT's text: they are integers). The schema's indexes are laid out for these statements: a
+    session's tasks by id, and its results by status then id (what the SDK and the CLI ask by default),
+    are read in index order, a page at a time, however large the session."""
+    column_for = schema.column_resolver(table)
+    where, params = compile_filter(query.filter, column_for)
+    order = compile_order(query.sort, column_for) or "rowid"
+    offset, limit = common.page_window(query.page, query.page_size)
+    count = f"SELECT COUNT(*) FROM {table} WHERE {where}"
+    select = f"SELECT {_columns(columns)} FROM {table} WHERE {where} ORDER BY {order} LIMIT {limit:d} OFFSET {offset:d}"
+    return count, select, tuple(params)
+
+
 class SqliteStateStore(common.ChangeFeedStore):
     def __init__(
         self, path: str | Path, *, synchronous: str = "FULL", clock: Clock = time.time, outbox: bool = True
@@ -111,18 +127,11 @@ class SqliteStateStore(common.ChangeFeedStore):
     async def _list(
         self, table: str, columns: Sequence[str], query: ListQuery, convert: Callable[[sqlite3.Row], R]
     ) -> tuple[int, list[R]]:
-        column_for = schema.column_resolver(table)
-        where, params = compile_filter(query.filter, column_for)
-        order = compile_order(query.sort, column_for) or "rowid"
-        offset, limit = common.page_window(query.page, query.page_size)
+        count, select, params = listing_statements(table, columns, query)
 
         def run(conn: sqlite3.Connection) -> tuple[int, list[R]]:
-            total = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT {_columns(columns)} FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-                (*params, limit, offset),
-            ).fetchall()
-            return total, [convert(row) for row in rows]
+            total = conn.execute(count, params).fetchone()[0]
+            return total, [convert(row) for row in conn.execute(select, params).fetchall()]
 
         return await self._engine.read(run)
 

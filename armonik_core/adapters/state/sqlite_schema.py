@@ -89,7 +89,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     started_at REAL, processed_at REAL, ended_at REAL, pod_ttl REAL,
     {_OPTION_DDL}
 );
-CREATE INDEX IF NOT EXISTS tasks_session_status ON tasks(session_id, status);
+-- counts by status, and a session's tasks in id order (the SDK's and the CLI's default listing), of one
+-- status or of all: each listing must find its index, or the planner walks a whole session for a rare status
+DROP INDEX IF EXISTS tasks_session_status;
+CREATE INDEX IF NOT EXISTS tasks_session_status_task ON tasks(session_id, status, task_id);
+CREATE INDEX IF NOT EXISTS tasks_session_task ON tasks(session_id, task_id);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
 CREATE INDEX IF NOT EXISTS tasks_partition_status ON tasks(opt_partition_id, status);
 CREATE TABLE IF NOT EXISTS results (
@@ -105,7 +109,9 @@ CREATE TABLE IF NOT EXISTS results (
     opaque_id BLOB NOT NULL DEFAULT x'',
     manual_deletion INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS results_session_status ON results(session_id, status);
+-- counts by status, and a session's results in the SDK's default order (status, then id)
+DROP INDEX IF EXISTS results_session_status;
+CREATE INDEX IF NOT EXISTS results_session_status_result ON results(session_id, status, result_id);
 CREATE INDEX IF NOT EXISTS results_owner ON results(owner_task_id);
 -- inputs a waiting task still lacks; a row disappears when its result completes
 CREATE TABLE IF NOT EXISTS task_waits (
