@@ -231,6 +231,38 @@ async def test_cancelling_a_session_cancels_tasks_and_aborts_results(store: Stat
         await store.submit_tasks(SID, [task([spare], payload)])
 
 
+async def test_cancelling_a_session_stops_running_tasks_through_their_agents(store: StateStore) -> None:
+    """A task an agent holds goes CANCELLING (the agent ends it), the others CANCELLED with their end time;
+    the results still to produce are aborted, and listeners hear of every task and result that changed."""
+    recorder = Recorder()
+    store.add_listener(recorder)
+    (payload,) = await results(store, "payload", completed=True)
+    running_out, queued_out, waiting_out = await results(store, "running", "queued", "waiting")
+    running, queued = task([running_out], payload), task([queued_out], payload)
+    waiting = task([waiting_out], payload, deps=[running_out])
+    await store.submit_tasks(SID, [running, queued, waiting])
+    assert (await store.acquire_task(running.task_id, "agent-1", "host-1")).task is not None
+
+    await store.apply_session_action(SID, SessionAction.CANCEL)
+
+    stored = {t.task_id: t for t in await store.get_tasks([running.task_id, queued.task_id, waiting.task_id])}
+    assert stored[running.task_id].status == TaskStatus.CANCELLING
+    assert stored[running.task_id].ended_at is None
+    for cancelled in (queued, waiting):
+        assert stored[cancelled.task_id].status == TaskStatus.CANCELLED
+        assert stored[cancelled.task_id].ended_at is not None
+    await settle()
+    task_changes = {c.entity_id: c.status for c in recorder.of(EventType.TASK_STATUS_UPDATE)}
+    assert task_changes[running.task_id] == int(TaskStatus.CANCELLING)
+    assert task_changes[queued.task_id] == task_changes[waiting.task_id] == int(TaskStatus.CANCELLED)
+    aborted = {
+        c.entity_id
+        for c in recorder.of(EventType.RESULT_STATUS_UPDATE)
+        if c.status == int(ResultStatus.ABORTED)
+    }
+    assert aborted == {running_out, queued_out, waiting_out}
+
+
 async def test_purge_and_delete_drop_the_data(store: StateStore) -> None:
     (kept,) = await results(store, "kept", manual_deletion=True)
     stored, waiting = await results(store, "stored", "waiting")

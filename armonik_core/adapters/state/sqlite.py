@@ -32,7 +32,13 @@ from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.sessions import SessionAction
 from armonik_core.domain.statuses import EventType, ResultStatus, SessionStatus, TaskStatus
-from armonik_core.domain.tasks import Acquisition, can_retry, decide_acquisition, make_retry
+from armonik_core.domain.tasks import (
+    Acquisition,
+    can_retry,
+    cancellation_status,
+    decide_acquisition,
+    make_retry,
+)
 
 R = TypeVar("R")
 CHUNK = 900
@@ -206,7 +212,7 @@ class SqliteStateStore(common.ChangeFeedStore):
                 moved = _move_session_tasks(
                     conn, changes, session_id, sessions.RESUME_TASKS, submitted_at=now
                 )
-                outcome.to_enqueue = _enqueue(conn, moved)
+                outcome.to_enqueue = _enqueue_messages(conn, moved)
             elif action is SessionAction.CANCEL:
                 _cancel_session_tasks(conn, changes, session_id, now)
             elif action in (SessionAction.PURGE, SessionAction.DELETE):
@@ -676,14 +682,7 @@ def _enqueue(conn: sqlite3.Connection, tasks: Iterable[Task]) -> list[QueueMessa
     """Record ready tasks in the outbox; the caller publishes the returned messages after commit.
 
     Without an outbox (the queue is rebuilt from the SUBMITTED tasks themselves), only the messages."""
-    messages = [common.queue_message(t) for t in tasks]
-    if not getattr(conn, "outbox", True):
-        return messages
-    conn.executemany(
-        "INSERT OR REPLACE INTO outbox (task_id, session_id, partition_id, priority) VALUES (?, ?, ?, ?)",
-        [(m.task_id, m.session_id, m.partition_id, m.priority) for m in messages],
-    )
-    return messages
+    return _enqueue_messages(conn, [common.queue_message(t) for t in tasks])
 
 
 def _set_task_status(
@@ -741,17 +740,48 @@ def _move_session_tasks(
     session_id: str,
     moves: dict[TaskStatus, TaskStatus],
     **timestamps: float,
-) -> list[Task]:
-    moved: list[Task] = []
+) -> list[QueueMessage]:
+    """Move a whole session's tasks between statuses, set-wise; returns the queue messages of those moved.
+
+    A session may hold millions of tasks: one UPDATE per move, and only what the changes and the messages
+    need read back, where loading each task would cost seconds and gigabytes."""
+    moved: list[QueueMessage] = []
     for source, target in moves.items():
-        rows = conn.execute(
-            f"SELECT {_columns(schema.TASK_COLUMNS)} FROM tasks WHERE session_id = ? AND status = ?",
-            (session_id, int(source)),
-        ).fetchall()
-        tasks = [schema.task_from_row(r) for r in rows]
-        _set_task_status(conn, changes, tasks, target, **timestamps)
-        moved.extend(tasks)
+        moved += _update_session_tasks(conn, changes, session_id, (source,), target, **timestamps)
     return moved
+
+
+def _update_session_tasks(
+    conn: sqlite3.Connection,
+    changes: list[Change],
+    session_id: str,
+    sources: Sequence[TaskStatus],
+    target: TaskStatus,
+    **timestamps: float,
+) -> list[QueueMessage]:
+    if not sources:
+        return []
+    where = f"session_id = ? AND status IN ({','.join(str(int(s)) for s in sources)})"
+    rows = conn.execute(
+        f"SELECT task_id, opt_partition_id, opt_priority FROM tasks WHERE {where}", (session_id,)
+    ).fetchall()
+    if not rows:
+        return []
+    assignments = ", ".join(["status = ?", *(f"{name} = ?" for name in timestamps)])
+    conn.execute(
+        f"UPDATE tasks SET {assignments} WHERE {where}", (int(target), *timestamps.values(), session_id)
+    )
+    changes.extend(Change(EventType.TASK_STATUS_UPDATE, session_id, r[0], int(target)) for r in rows)
+    return [QueueMessage(r[0], session_id, r[1], r[2]) for r in rows]
+
+
+def _enqueue_messages(conn: sqlite3.Connection, messages: list[QueueMessage]) -> list[QueueMessage]:
+    if getattr(conn, "outbox", True) and messages:
+        conn.executemany(
+            "INSERT OR REPLACE INTO outbox (task_id, session_id, partition_id, priority) VALUES (?, ?, ?, ?)",
+            [(m.task_id, m.session_id, m.partition_id, m.priority) for m in messages],
+        )
+    return messages
 
 
 def _cancel(conn: sqlite3.Connection, changes: list[Change], tasks: list[Task], now: float) -> None:
@@ -797,17 +827,27 @@ def _abort_results(conn: sqlite3.Connection, changes: list[Change], result_ids: 
 def _cancel_session_tasks(
     conn: sqlite3.Connection, changes: list[Change], session_id: str, now: float
 ) -> None:
-    finals = ",".join(str(int(s)) for s in common.NOT_TO_CANCEL)
-    rows = conn.execute(
-        f"SELECT {_columns(schema.TASK_COLUMNS)} FROM tasks WHERE session_id = ? AND status NOT IN ({finals})",
-        (session_id,),
-    ).fetchall()
-    _cancel(conn, changes, [schema.task_from_row(r) for r in rows], now)
-    leftovers = conn.execute(
-        "SELECT result_id FROM results WHERE session_id = ? AND status = ?",
-        (session_id, int(ResultStatus.CREATED)),
-    ).fetchall()
-    _abort_results(conn, changes, [r["result_id"] for r in leftovers])
+    """Cancel a whole session set-wise: its tasks not yet ended (CANCELLING where an agent holds them), and
+    the results still to produce. The abort cascade of a task cancellation has nothing to add here, since a
+    task only waits on results of its own session, all of which are aborted."""
+    by_target: dict[TaskStatus, list[TaskStatus]] = {}
+    for status in TaskStatus:
+        target = cancellation_status(status)
+        if target is not None:
+            by_target.setdefault(target, []).append(status)
+    cancelled = by_target.get(TaskStatus.CANCELLED, [])
+    _update_session_tasks(conn, changes, session_id, cancelled, TaskStatus.CANCELLED, ended_at=now)
+    _update_session_tasks(
+        conn, changes, session_id, by_target.get(TaskStatus.CANCELLING, []), TaskStatus.CANCELLING
+    )
+    conn.execute(
+        "DELETE FROM task_waits WHERE task_id IN (SELECT task_id FROM tasks WHERE session_id = ? AND status = ?)",
+        (session_id, int(TaskStatus.CANCELLED)),
+    )
+    where, params = "session_id = ? AND status = ?", (session_id, int(ResultStatus.CREATED))
+    aborted = conn.execute(f"SELECT result_id FROM results WHERE {where}", params).fetchall()
+    conn.execute(f"UPDATE results SET status = ? WHERE {where}", (int(ResultStatus.ABORTED), *params))
+    changes.extend(common.result_status_changes(session_id, [r[0] for r in aborted], ResultStatus.ABORTED))
     conn.execute("DELETE FROM outbox WHERE session_id = ?", (session_id,))
 
 
