@@ -91,3 +91,72 @@ async def test_small_lookups_run_on_the_loop_and_large_ones_on_the_readers(inlin
     assert await inline.engine.lookup(where) == (["one"], threading.get_ident())
     found, thread = await inline.engine.lookup(where, keys=10_000)
     assert found == ["one"] and thread != threading.get_ident()
+
+
+async def test_a_long_unit_runs_off_the_loop_and_writes_wait_behind_it(inline: Engine) -> None:
+    """A unit over a whole session may take seconds: the loop keeps answering lookups (lease renewals are
+    served meanwhile), and writes submitted during it are committed after it, in order."""
+    engine = inline.engine
+    started, release = threading.Event(), threading.Event()
+    loop_thread = threading.get_ident()
+
+    def long_unit(conn: sqlite3.Connection, changes: list[Change]) -> int:
+        started.set()
+        assert release.wait(10)
+        conn.execute("INSERT INTO t (v) VALUES ('long')")
+        changes.append(Change(EventType.NEW_RESULT, "session", "long"))
+        return threading.get_ident()
+
+    before = asyncio.ensure_future(engine.write(insert("before")))
+    long_write = asyncio.ensure_future(engine.write_long(long_unit))
+    while not started.is_set():
+        await asyncio.sleep(0.001)
+    after = asyncio.ensure_future(engine.write(insert("after")))
+    assert await engine.lookup(values) == ["before"]  # the loop is free, and sees what is committed
+    await asyncio.sleep(0.05)
+    assert not after.done()  # waits for the long unit
+    release.set()
+    assert await long_write != loop_thread
+    await asyncio.gather(before, after)
+    assert await engine.read(values) == ["before", "long", "after"]
+    assert inline.commits == [["before"], ["long"], ["after"]]
+
+
+async def test_a_long_unit_that_fails_changes_nothing(inline: Engine) -> None:
+    with pytest.raises(ValueError, match="refused"):
+        await inline.engine.write_long(insert("long", fail=True))
+    await inline.engine.write(insert("next"))
+    assert await inline.engine.read(values) == ["next"]
+    assert inline.commits == [["next"]]
+
+
+async def test_a_long_unit_on_the_writer_thread_is_an_ordinary_write(tmp_path: Path) -> None:
+    db = Engine(tmp_path, "FULL")
+    try:
+        await db.engine.write_long(insert("long"))
+        assert await db.engine.read(values) == ["long"]
+    finally:
+        db.engine.close()
+
+
+async def test_a_long_unit_whose_caller_gives_up_still_commits(inline: Engine) -> None:
+    """The connection is the unit's thread's until it ends: a cancelled caller neither interrupts it nor lets
+    other writes use the connection meanwhile."""
+    started, release = threading.Event(), threading.Event()
+
+    def long_unit(conn: sqlite3.Connection, changes: list[Change]) -> None:
+        started.set()
+        assert release.wait(10)
+        conn.execute("INSERT INTO t (v) VALUES ('long')")
+
+    caller = asyncio.ensure_future(inline.engine.write_long(long_unit))
+    while not started.is_set():
+        await asyncio.sleep(0.001)
+    caller.cancel()
+    after = asyncio.ensure_future(inline.engine.write(insert("after")))
+    await asyncio.sleep(0.02)
+    assert not after.done()
+    release.set()
+    await after
+    assert caller.cancelled()
+    assert await inline.engine.read(values) == ["long", "after"]

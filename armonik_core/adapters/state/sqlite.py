@@ -127,6 +127,7 @@ class SqliteStateStore(common.ChangeFeedStore):
         self._engine.run_setup(schema.DDL)
 
     async def close(self) -> None:
+        await self._engine.idle()
         self._engine.close()
 
     # -- generic listing ---------------------------------------------------------------------------------
@@ -228,7 +229,8 @@ class SqliteStateStore(common.ChangeFeedStore):
             _save_session_state(conn, session)
             return outcome
 
-        return await self._engine.write(unit)
+        # A whole session's tasks may be millions of rows: off the event loop, in one transaction.
+        return await self._engine.write_long(unit)
 
     # -- results -----------------------------------------------------------------------------------------
     async def create_results(

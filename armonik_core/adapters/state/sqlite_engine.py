@@ -92,6 +92,9 @@ class SqliteEngine:
         self._inline = synchronous.upper() in ("OFF", "NORMAL")
         #: Units waiting for the loop's next group commit, per event loop (inline mode).
         self._pending: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
+        #: Set while a long unit holds the writer's connection on a thread (inline mode): group commits and
+        #: on-loop lookups wait, or go to the readers, until it is done.
+        self._long_unit: asyncio.Future[None] | None = None
         if not self._inline:
             self._writer.start()
 
@@ -122,8 +125,48 @@ class SqliteEngine:
             self._jobs.put(job)
         return await future
 
+    async def write_long(self, unit: WriteUnit[T]) -> T:
+        """A unit that may run for seconds (it moves a whole session's tasks): in inline mode it runs on a
+        thread, still in one transaction, so that the event loop goes on serving reads and lease renewals;
+        a loop blocked that long would let leases run out and give running tasks to other agents. Writes
+        submitted meanwhile are committed after it, in order. On the writer thread it is an ordinary write."""
+        if not self._inline:
+            return await self.write(unit)
+        if self._closed:
+            raise RuntimeError("the state store is closed")
+        loop = asyncio.get_running_loop()
+        await self.idle()
+        if loop in self._pending:  # submitted before this unit: committed before it
+            self._commit_pending(loop)
+        job: _Job[T] = _Job(unit, loop, loop.create_future())
+        self._long_unit = loop.create_future()
+        work = asyncio.ensure_future(asyncio.to_thread(self._run_group, [job]))
+        work.add_done_callback(lambda done: self._end_long_unit(job, done))
+        # A caller cancelled meanwhile leaves the unit to end (and commit) on its thread: the connection is
+        # the thread's until then.
+        await asyncio.shield(work)
+        return await job.future
+
+    def _end_long_unit(self, job: _Job[Any], work: asyncio.Future[Any]) -> None:
+        long_unit, self._long_unit = self._long_unit, None
+        if long_unit is not None:
+            long_unit.set_result(None)
+        if work.cancelled() or work.exception() is not None:
+            _settle(job.future, False, work.exception() or RuntimeError("the unit was not run"))
+        else:
+            self._settle_all(*work.result())
+        for waiting in list(self._pending):  # the group commits held back meanwhile
+            waiting.call_soon(self._commit_pending, waiting)
+
+    async def idle(self) -> None:
+        """Until no long unit runs (before closing)."""
+        while self._long_unit is not None:
+            await asyncio.shield(self._long_unit)
+
     def _commit_pending(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the event loop: commit what this turn of the loop submitted, in groups of at most MAX_GROUP."""
+        if self._long_unit is not None:
+            return  # the long unit's end schedules this again
         batch = self._pending.pop(loop, [])
         for start in range(0, len(batch), MAX_GROUP):
             group = batch[start : start + MAX_GROUP]
@@ -219,7 +262,7 @@ class SqliteEngine:
         writer's connection, which holds no open transaction between two turns of the loop and so sees what
         is committed, as a reader would; a thread hop would cost more than the read. Larger reads, and every
         read in thread mode, go to the reader pool."""
-        if not self._inline or keys > INLINE_LOOKUP_KEYS:
+        if not self._inline or keys > INLINE_LOOKUP_KEYS or self._long_unit is not None:
             return await self.read(fn)
         if self._closed:
             raise RuntimeError("the state store is closed")
