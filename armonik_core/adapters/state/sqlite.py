@@ -435,13 +435,21 @@ class SqliteStateStore(common.ChangeFeedStore):
         statuses = (int(TaskStatus.SUBMITTED), int(TaskStatus.DISPATCHED), int(TaskStatus.PROCESSING))
 
         def run(conn: sqlite3.Connection) -> tuple[list[QueueMessage], list[tuple[QueueMessage, str]]]:
-            rows = conn.execute(
+            # Millions of rows at start-up: plain tuples read as they come (no Row objects, no list of them),
+            # and one copy of each session id and partition name shared by all their messages, which the
+            # in-memory queue keeps for as long as the tasks wait.
+            cursor = conn.cursor()
+            cursor.row_factory = None
+            rows = cursor.execute(
                 "SELECT task_id, session_id, opt_partition_id, opt_priority, status, owner_pod_id FROM tasks "
                 "WHERE status IN (?, ?, ?) ORDER BY submitted_at",
                 statuses,
-            ).fetchall()
+            )
+            shared: dict[str, str] = {}
             ready, held = [], []
             for task_id, session_id, partition, priority, status, owner in rows:
+                session_id = shared.setdefault(session_id, session_id)
+                partition = shared.setdefault(partition, partition)
                 message = QueueMessage(task_id, session_id, partition, priority)
                 if status == statuses[0]:
                     ready.append(message)
