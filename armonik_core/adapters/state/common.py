@@ -27,6 +27,12 @@ DEFAULT_PAGE_SIZE = 100
 RUNNING_STATUSES = (TaskStatus.DISPATCHED, TaskStatus.PROCESSING, TaskStatus.CANCELLING)
 #: The statuses of tasks a session's cancellation leaves as they are: ended, or being cancelled already.
 NOT_TO_CANCEL = (*FINAL_TASK_STATUSES, TaskStatus.CANCELLING)
+#: The statuses each cancellation target is reached from (`cancellation_status`), for stores that move a
+#: whole session's tasks at once rather than task by task.
+CANCELLATION_SOURCES: dict[TaskStatus, tuple[TaskStatus, ...]] = {
+    target: tuple(s for s in TaskStatus if cancellation_status(s) is target)
+    for target in (TaskStatus.CANCELLED, TaskStatus.CANCELLING)
+}
 
 
 class ChangeFeedStore(StateStore):

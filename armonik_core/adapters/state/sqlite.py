@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,13 +32,7 @@ from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.sessions import SessionAction
 from armonik_core.domain.statuses import EventType, ResultStatus, SessionStatus, TaskStatus
-from armonik_core.domain.tasks import (
-    Acquisition,
-    can_retry,
-    cancellation_status,
-    decide_acquisition,
-    make_retry,
-)
+from armonik_core.domain.tasks import Acquisition, can_retry, decide_acquisition, make_retry
 
 R = TypeVar("R")
 CHUNK = 900
@@ -695,6 +689,11 @@ def _enqueue(conn: sqlite3.Connection, tasks: Iterable[Task]) -> list[QueueMessa
     return _enqueue_messages(conn, [common.queue_message(t) for t in tasks])
 
 
+def _status_assignments(timestamps: Mapping[str, float]) -> str:
+    """The SET clause of a status move: the status, then each timestamp, as parameters in that order."""
+    return ", ".join(["status = ?", *(f"{name} = ?" for name in timestamps)])
+
+
 def _set_task_status(
     conn: sqlite3.Connection,
     changes: list[Change],
@@ -702,7 +701,7 @@ def _set_task_status(
     status: TaskStatus,
     **timestamps: float,
 ) -> None:
-    assignments = ", ".join(["status = ?", *(f"{name} = ?" for name in timestamps)])
+    assignments = _status_assignments(timestamps)
     rows = []
     for task in tasks:
         task.status = status
@@ -777,9 +776,9 @@ def _update_session_tasks(
     ).fetchall()
     if not rows:
         return []
-    assignments = ", ".join(["status = ?", *(f"{name} = ?" for name in timestamps)])
     conn.execute(
-        f"UPDATE tasks SET {assignments} WHERE {where}", (int(target), *timestamps.values(), session_id)
+        f"UPDATE tasks SET {_status_assignments(timestamps)} WHERE {where}",
+        (int(target), *timestamps.values(), session_id),
     )
     changes.extend(Change(EventType.TASK_STATUS_UPDATE, session_id, r[0], int(target)) for r in rows)
     return [QueueMessage(r[0], session_id, r[1], r[2]) for r in rows]
@@ -840,16 +839,10 @@ def _cancel_session_tasks(
     """Cancel a whole session set-wise: its tasks not yet ended (CANCELLING where an agent holds them), and
     the results still to produce. The abort cascade of a task cancellation has nothing to add here, since a
     task only waits on results of its own session, all of which are aborted."""
-    by_target: dict[TaskStatus, list[TaskStatus]] = {}
-    for status in TaskStatus:
-        target = cancellation_status(status)
-        if target is not None:
-            by_target.setdefault(target, []).append(status)
-    cancelled = by_target.get(TaskStatus.CANCELLED, [])
-    _update_session_tasks(conn, changes, session_id, cancelled, TaskStatus.CANCELLED, ended_at=now)
-    _update_session_tasks(
-        conn, changes, session_id, by_target.get(TaskStatus.CANCELLING, []), TaskStatus.CANCELLING
-    )
+    sources = common.CANCELLATION_SOURCES
+    cancelled, cancelling = TaskStatus.CANCELLED, TaskStatus.CANCELLING
+    _update_session_tasks(conn, changes, session_id, sources[cancelled], cancelled, ended_at=now)
+    _update_session_tasks(conn, changes, session_id, sources[cancelling], cancelling)
     conn.execute(
         "DELETE FROM task_waits WHERE task_id IN (SELECT task_id FROM tasks WHERE session_id = ? AND status = ?)",
         (session_id, int(TaskStatus.CANCELLED)),
