@@ -95,6 +95,7 @@ class PollingAgent:
         if not self._stopping.is_set():
             log.info("stop requested")
             self._stopping.set()
+            self._exchange.stop_acquiring()
             if self._runner is not None:
                 self._arm_grace_delay(self._runner)
         elif self._runner is not None:

@@ -6,7 +6,12 @@ much CPU on each side. Paying it per task (take, then report) would double the c
 - the agent holds up to `batch` tasks of its partition when tasks are short (`next_task(ahead)`), and tops
   its queue up once it runs below half, in one call for several tasks;
 - an outcome is sent at once when the agent has nothing else queued (a lone task's result is available
-  without delay), otherwise it waits up to `report_delay` to share a call with the outcomes that follow;
+  without delay), and that call also waits for the agent's next task, which it would otherwise ask for in a
+  call of its own right after; with other tasks queued, an outcome waits up to `report_delay` to share a
+  call with the outcomes that follow;
+- an acquisition that brought fewer tasks than it asked for found the partition's queue empty: the agent
+  does not ask again while it runs them (the outcome of the last one asks), which spares a call that would
+  find nothing and competes with the worker for the CPU;
 - one call is in flight at most: what accumulates meanwhile leaves with the next one, so the batches grow
   by themselves when the backend is slow and shrink to one task when it is fast;
 - a call carries the outcomes and the acquisition together (`ComputeBackend.exchange`).
@@ -44,6 +49,10 @@ class TaskExchange:
         self._flush_timer: asyncio.TimerHandle | None = None
         #: How many tasks to hold beyond the one running (0 when tasks are long).
         self._ahead = 0
+        #: The last acquisition brought fewer tasks than asked: the partition's queue was empty then.
+        self._drained = False
+        #: No more acquisitions (the agent is stopping): outcomes leave without asking for tasks.
+        self._stopped = False
 
     def held(self) -> list[AcquiredTask]:
         """Tasks whose leases this agent must keep alive besides the one running."""
@@ -58,7 +67,8 @@ class TaskExchange:
         while True:
             if self._queue:
                 task = self._queue.popleft()
-                if len(self._queue) * 2 < self._ahead or (self._ahead and not self._queue):
+                low = len(self._queue) * 2 < self._ahead or (self._ahead and not self._queue)
+                if low and not self._drained:
                     self._send(wait=False)
                 return task
             if long_polled:
@@ -72,17 +82,29 @@ class TaskExchange:
     def report(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
         """Queue an outcome for the backend: sent now when the agent has nothing queued, else batched."""
         self._unreported.append((acquired, outcome))
-        if not self._queue or len(self._unreported) >= self._batch or outcome.kind is OutcomeKind.RELEASED:
+        if outcome.kind is OutcomeKind.RELEASED or self._stopped:
+            self._send(wait=False)
+        elif not self._queue:
+            self._send(wait=True)  # the agent's next step is to wait for a task: this call does both
+        elif len(self._unreported) >= self._batch:
             self._send(wait=False)
         else:
             self._arm_flush()
 
+    def stop_acquiring(self) -> None:
+        """Take no more tasks: the agent is stopping, and outcomes reported from now on do not wait for one."""
+        self._stopped = True
+
     async def close(self, message: str) -> None:
         """Give back the tasks not run, report what is left and wait for the last call."""
-        while self._queue:
-            self._unreported.append((self._queue.popleft(), TaskOutcome(OutcomeKind.RELEASED, message)))
+        self.stop_acquiring()
         self._ahead = 0
-        while self._flight is not None or self._unreported:
+        while True:
+            # A call in flight may still bring tasks: they are given back too, not left to their leases.
+            while self._queue:
+                self._unreported.append((self._queue.popleft(), TaskOutcome(OutcomeKind.RELEASED, message)))
+            if self._flight is None and not self._unreported:
+                return
             flight = self._flight or self._send(wait=False)
             await asyncio.shield(flight)
 
@@ -106,7 +128,9 @@ class TaskExchange:
         finished, self._unreported = self._unreported, []
         self._sending = [acquired for acquired, _ in finished]
         wanted = max(self._ahead + 1 - len(self._queue), 0) if (wait or self._ahead) else 0
-        if wait:
+        if self._stopped:
+            wanted, wait = 0, False
+        elif wait:
             wanted = max(wanted, 1)
         flight = asyncio.get_running_loop().create_task(self._call(finished, wanted, wait))
         self._flight = flight
@@ -127,6 +151,8 @@ class TaskExchange:
         finally:
             self._sending = []
             self._flight = None
+        if wanted:
+            self._drained = len(got) < wanted
         self._queue.extend(got)
         if self._unreported:
             if not self._queue or len(self._unreported) >= self._batch:

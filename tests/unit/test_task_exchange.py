@@ -1,0 +1,216 @@
+"""How the polling agent's exchange with its backend spends round trips (`TaskExchange`).
+
+The backend here is an in-memory `ComputeBackend` that records every `exchange` call: what it reported,
+how many tasks it asked for and whether it was allowed to wait for them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from armonik_core.domain.options import TaskOptions
+from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
+from armonik_core.domain.records import Result, Task
+from armonik_core.domain.statuses import TaskStatus
+from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
+from armonik_core.polling_agent.exchange import TaskExchange
+
+REQUEST = AcquireRequest("default", "agent-1", "host", wait_seconds=0.5)
+
+
+def acquired(number: int) -> AcquiredTask:
+    task = Task(
+        task_id=f"t{number}",
+        session_id="s",
+        status=TaskStatus.DISPATCHED,
+        options=TaskOptions(max_duration=10, max_retries=1, priority=1, partition_id="default"),
+        payload_id=f"payload-{number}",
+        created_at=time.time(),
+    )
+    return AcquiredTask(task, task.options, ["default"], lease=f"lease-{number}")
+
+
+@dataclass
+class Call:
+    reported: list[str]
+    wanted: int
+    wait: float
+
+
+class RecordingBackend(ComputeBackend):
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.queued: list[AcquiredTask] = []
+        self.arrived = asyncio.Event()
+
+    def add(self, *tasks: AcquiredTask) -> None:
+        self.queued.extend(tasks)
+        self.arrived.set()
+
+    async def exchange(
+        self, finished: Sequence[tuple[AcquiredTask, TaskOutcome]], request: AcquireRequest | None
+    ) -> list[AcquiredTask]:
+        call = Call(
+            [a.task.task_id for a, _ in finished],
+            request.max_tasks if request else 0,
+            request.wait_seconds if request else 0.0,
+        )
+        self.calls.append(call)
+        if request is None:
+            return []
+        if not self.queued and request.wait_seconds:
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), request.wait_seconds)
+            except asyncio.TimeoutError:
+                return []
+        got, self.queued = self.queued[: request.max_tasks], self.queued[request.max_tasks :]
+        return got
+
+    async def acquire(
+        self, partition_id: str, agent_id: str, hostname: str, wait_seconds: float
+    ) -> AcquiredTask | None:
+        raise AssertionError("the exchange goes through exchange()")
+
+    async def start(self, acquired: AcquiredTask) -> None:
+        raise AssertionError("not used")
+
+    async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:
+        return set()
+
+    async def finish(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
+        raise AssertionError("the exchange goes through exchange()")
+
+    async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
+        return []
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+SUCCESS = TaskOutcome(OutcomeKind.SUCCESS)
+
+
+async def test_a_lone_outcome_and_the_wait_for_the_next_task_share_one_call() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=8)
+    backend.add(acquired(1))
+    first = await exchange.next_task(ahead=7)
+    assert first is not None
+    exchange.report(first, SUCCESS)
+    waiting = asyncio.ensure_future(exchange.next_task(ahead=7))
+    await settle()
+    backend.add(acquired(2))
+    second = await asyncio.wait_for(waiting, 2)
+    assert second is not None and second.task.task_id == "t2"
+    # The outcome of t1 went out with a waiting acquisition: no separate call to report it, then wait.
+    assert backend.calls[1:] == [Call(["t1"], 8, REQUEST.wait_seconds)]
+    await exchange.close("done")
+
+
+async def test_a_reported_task_is_held_until_its_call_returns() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=8)
+    backend.add(acquired(1))
+    first = await exchange.next_task(ahead=7)
+    assert first is not None
+    exchange.report(first, SUCCESS)
+    await settle()
+    assert [a.task.task_id for a in exchange.held()] == ["t1"]
+    backend.add(acquired(2))
+    second = await asyncio.wait_for(exchange.next_task(ahead=7), 2)
+    assert second is not None
+    assert exchange.held() == []
+    await exchange.close("done")
+
+
+async def test_no_top_up_after_an_acquisition_that_drained_the_queue() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=8)
+    backend.add(acquired(1))
+    task = await exchange.next_task(ahead=7)  # asked for up to 8, got 1: nothing else is queued
+    assert task is not None
+    await settle()
+    assert len(backend.calls) == 1, "a top-up right after a short acquisition would find nothing"
+    await exchange.close("done")
+
+
+async def test_a_full_acquisition_is_topped_up_once_the_agent_runs_low() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=4)
+    backend.add(*(acquired(n) for n in range(10)))
+    taken = [await exchange.next_task(ahead=3)]  # 4 asked, 4 got
+    await settle()
+    assert len(backend.calls) == 1
+    taken += [await exchange.next_task(ahead=3), await exchange.next_task(ahead=3)]  # one left: below half
+    await settle()
+    assert len(backend.calls) == 2
+    assert backend.calls[1] == Call([], 3, 0.0)
+    assert all(t is not None for t in taken)
+    await exchange.close("done")
+
+
+async def test_queued_outcomes_share_a_call_and_leave_after_the_report_delay() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=8, report_delay=0.05)
+    backend.add(*(acquired(n) for n in range(8)))
+    first = await exchange.next_task(ahead=7)
+    second = await exchange.next_task(ahead=7)
+    assert first is not None and second is not None
+    exchange.report(first, SUCCESS)
+    exchange.report(second, SUCCESS)
+    await settle()
+    assert len(backend.calls) == 1, "outcomes wait while other tasks are queued"
+    await asyncio.sleep(0.1)
+    assert backend.calls[1].reported == ["t0", "t1"]
+    assert backend.calls[1].wait == 0.0, "an agent with tasks queued does not wait for more"
+    await exchange.close("done")
+
+
+async def test_closing_gives_back_tasks_that_arrive_during_the_close() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=8)
+    backend.add(acquired(1))
+    first = await exchange.next_task(ahead=7)
+    assert first is not None
+    exchange.report(first, SUCCESS)  # its call waits for the next task
+    await settle()
+    closing = asyncio.ensure_future(exchange.close("stopping"))
+    await settle()
+    backend.add(acquired(2))  # the waiting call brings t2 back while the exchange closes
+    await asyncio.wait_for(closing, 2)
+    released = [c for c in backend.calls if "t2" in c.reported]
+    assert released, "a task that came back during the close must be given back, not left to its lease"
+    assert released[-1].wanted == 0
+    assert exchange.held() == []
+
+
+async def test_a_released_outcome_leaves_at_once_without_waiting() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=8)
+    backend.add(acquired(1))
+    first = await exchange.next_task(ahead=7)
+    assert first is not None
+    exchange.report(first, TaskOutcome(OutcomeKind.RELEASED, "stopping"))
+    await settle()
+    assert backend.calls[-1].reported == ["t1"]
+    assert backend.calls[-1].wait == 0.0
+    await exchange.close("done")
+
+
+async def test_an_agent_that_stops_reports_without_asking_for_another_task() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=8)
+    backend.add(acquired(1))
+    first = await exchange.next_task(ahead=7)
+    assert first is not None
+    exchange.stop_acquiring()
+    backend.add(acquired(2))
+    exchange.report(first, SUCCESS)
+    await exchange.close("stopping")
+    assert backend.calls[-1] == Call(["t1"], 0, 0.0)
+    assert backend.queued and backend.queued[0].task.task_id == "t2", "t2 stays in the queue for others"
