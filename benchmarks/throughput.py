@@ -233,7 +233,9 @@ def armonik_run(
 TASK_MILESTONES = (
     ("task submitted", "submitted_at"),
     ("taken by an agent", "acquired_at"),
+    ("inputs staged", "fetched_at"),
     ("worker called", "started_at"),
+    ("worker answered", "processed_at"),
     ("outcome recorded", "ended_at"),
 )
 

@@ -45,3 +45,8 @@ class TaskOutcome:
     #: When the inputs were staged and the worker called (POSIX seconds), for a task whose start was not
     #: reported separately: short tasks report it with their outcome, sparing a round trip each.
     started_at: float | None = None
+    #: When the inputs were in the data folder (`fetched_at`) and when the worker answered (`processed_at`),
+    #: on the agent's clock: the store records them rather than the moment the outcome reached it, so that
+    #: the task's timestamps tell staging, processing and reporting apart.
+    fetched_at: float | None = None
+    processed_at: float | None = None

@@ -116,6 +116,8 @@ def outcome_to_json(o: TaskOutcome) -> dict[str, Any]:
         "completions": [[c.result_id, c.size, _b64(c.opaque_id)] for c in o.completions],
         "subtasks": [task_to_json(t) for t in o.subtasks],
         "started_at": o.started_at,
+        "fetched_at": o.fetched_at,
+        "processed_at": o.processed_at,
     }
 
 
@@ -129,6 +131,8 @@ def outcome_from_json(d: dict[str, Any]) -> TaskOutcome:
         ],
         subtasks=[task_from_json(t) for t in d["subtasks"]],
         started_at=d.get("started_at"),
+        fetched_at=d.get("fetched_at"),
+        processed_at=d.get("processed_at"),
     )
 
 

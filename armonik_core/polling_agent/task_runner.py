@@ -151,7 +151,10 @@ class TaskRunner:
         #: The outcome's report to the backend, once the run is over (when the runner reports it).
         self.report: asyncio.Future[None] | None = None
         self._start_report: asyncio.TimerHandle | None = None
+        #: The run's timestamps, reported with its outcome: inputs staged, worker called, worker answered.
+        self._fetched_at: float | None = None
         self._started_at: float | None = None
+        self._processed_at: float | None = None
         self._interrupt_kind = OutcomeKind.CANCELLED
         self._interrupt_message = ""
         #: True when the run was given back because the worker did not answer its health check.
@@ -202,7 +205,8 @@ class TaskRunner:
                 self._service.unbind()
             if outcome.kind is not OutcomeKind.SUCCESS:
                 await self._discard(run)
-            outcome.started_at = self._started_at
+            outcome.fetched_at, outcome.started_at = self._fetched_at, self._started_at
+            outcome.processed_at = self._processed_at
             if report or torn_down:
                 # The report goes out first; the folder (a few files) is emptied in place while the backend
                 # works: a thread hop would cost more than the unlinks.
@@ -299,6 +303,7 @@ class TaskRunner:
             raise _Failed(TaskOutcome(OutcomeKind.RELEASED, "The worker is not ready"))
         if isinstance(staged, BaseException):
             raise staged
+        self._fetched_at = time.time()
         request = ProcessRequest(
             communication_token=run.token,
             session_id=task.session_id,
@@ -314,7 +319,9 @@ class TaskRunner:
         self._service.bind(run)
         self._started_at = time.time()
         try:
-            return await self._worker.process(request, timeout)
+            reply = await self._worker.process(request, timeout)
+            self._processed_at = time.time()
+            return reply
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise _Failed(

@@ -290,11 +290,38 @@ async def test_a_short_task_reports_its_start_with_its_outcome(store: StateStore
     assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
     # Stores keep times to the millisecond (BSON dates): a whole millisecond after the acquisition, and the
     # outcome reported after it.
-    started = math.ceil(time.time() * 1000) / 1000
-    await asyncio.sleep(0.002)
-    outcome = TaskOutcome(OutcomeKind.SUCCESS, completions=[DataCompletion(out, 1, b"o")], started_at=started)
+    millis = math.ceil(time.time() * 1000)
+    fetched, started, processed = (millis / 1000, (millis + 1) / 1000, (millis + 2) / 1000)
+    await asyncio.sleep(0.004)
+    outcome = TaskOutcome(
+        OutcomeKind.SUCCESS,
+        completions=[DataCompletion(out, 1, b"o")],
+        started_at=started,
+        fetched_at=fetched,
+        processed_at=processed,
+    )
     await store.finish_task(t.task_id, "agent-1", outcome)
     done = await store.get_task(t.task_id)
     assert done.status == TaskStatus.COMPLETED
-    assert done.started_at == done.fetched_at == started
-    assert done.acquired_at <= done.started_at <= done.ended_at  # type: ignore[operator]
+    # The agent's own times: inputs staged, worker called, worker answered; the end is when it was recorded.
+    assert (done.fetched_at, done.started_at, done.processed_at) == (fetched, started, processed)
+    assert done.acquired_at <= done.fetched_at <= done.started_at <= done.processed_at <= done.ended_at  # type: ignore[operator]
+
+
+async def test_an_agent_clock_ahead_of_the_store_never_puts_processing_after_the_end(
+    store: StateStore,
+) -> None:
+    (payload,) = await results(store, "payload", completed=True)
+    (out,) = await results(store, "out")
+    t = task([out], payload)
+    await store.submit_tasks(SID, [t])
+    assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
+    started = math.ceil(time.time() * 1000) / 1000
+    await asyncio.sleep(0.002)
+    outcome = TaskOutcome(
+        OutcomeKind.SUCCESS, completions=[DataCompletion(out, 1, b"o")], started_at=started, processed_at=1e10
+    )
+    await store.finish_task(t.task_id, "agent-1", outcome)
+    done = await store.get_task(t.task_id)
+    assert done.fetched_at == done.started_at == started  # an agent that does not say: fetched when started
+    assert done.started_at <= done.processed_at == done.ended_at  # type: ignore[operator]

@@ -49,13 +49,16 @@ def test_throughput_reports_rates_round_trips_and_cpu_per_task() -> None:
         "task submitted",
         "taken by an agent",
         "submit call returned",
+        "inputs staged",
         "worker called",
+        "worker answered",
         "outcome recorded",
         "client told the result is ready",
         "result downloaded",
     }
     order = list(milestones)
-    assert order.index("task submitted") < order.index("taken by an agent") < order.index("worker called")
-    assert order.index("worker called") < order.index("outcome recorded") < order.index("result downloaded")
+    assert order.index("task submitted") < order.index("taken by an agent") < order.index("inputs staged")
+    assert order.index("inputs staged") < order.index("worker called") < order.index("worker answered")
+    assert order.index("worker answered") < order.index("outcome recorded") < order.index("result downloaded")
     assert order[-1] == "result downloaded" and list(milestones.values()) == sorted(milestones.values())
     assert "A round trip, step by step (medians)" in done.stdout

@@ -435,6 +435,9 @@ async def test_inputs_are_staged_and_notified_outputs_become_objects(running: Ru
     # A short task reports its start with its outcome rather than in a round trip of its own.
     assert backend.started == []
     assert outcome.started_at is not None and abs(outcome.started_at - time.time()) < 60
+    # Inputs staged, then the worker called, then its answer: the agent's own times, in that order.
+    assert outcome.fetched_at is not None and outcome.processed_at is not None
+    assert outcome.fetched_at <= outcome.started_at <= outcome.processed_at <= time.time()
     assert backend.acquisitions[0] == ("default", "agent-test", "host-test")
     assert not outcome.created_results and not outcome.subtasks
 

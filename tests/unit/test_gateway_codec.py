@@ -35,7 +35,16 @@ def test_outcome_round_trip() -> None:
         opaque_id=b"\x00\xff",
         manual_deletion=True,
     )
-    outcome = TaskOutcome(OutcomeKind.SUCCESS, "fine", [made], [DataCompletion("o", 7, b"\x01key")], [sub])
+    outcome = TaskOutcome(
+        OutcomeKind.SUCCESS,
+        "fine",
+        [made],
+        [DataCompletion("o", 7, b"\x01key")],
+        [sub],
+        started_at=10.25,
+        fetched_at=10.125,
+        processed_at=11.5,
+    )
     decoded = codec.outcome_from_json(codec.loads(codec.dumps(codec.outcome_to_json(outcome))))
     assert decoded == outcome
 

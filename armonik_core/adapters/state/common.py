@@ -107,12 +107,26 @@ def results_named_by(tasks: Iterable[Task]) -> set[str]:
 
 
 # -- outcomes of a run -----------------------------------------------------------------------------------------
-def reported_start(task: Task, outcome: TaskOutcome) -> float | None:
-    """When the run started, if the outcome says so and the task does not know yet (a released task never
-    started: it is given back unrun)."""
+def reported_start(task: Task, outcome: TaskOutcome) -> tuple[float, float] | None:
+    """When the run's inputs were fetched and when it started, if the outcome says so and the task does not
+    know yet (a released task never started: it is given back unrun)."""
     if outcome.started_at is None or task.started_at is not None or outcome.kind is OutcomeKind.RELEASED:
         return None
-    return outcome.started_at
+    fetched = (
+        outcome.started_at if outcome.fetched_at is None else min(outcome.fetched_at, outcome.started_at)
+    )
+    return fetched, outcome.started_at
+
+
+def processed_time(task: Task, outcome: TaskOutcome, now: float) -> float:
+    """When the worker answered, as the agent saw it, kept between the run's start and `now` (the agent's
+    clock and the store's may differ a little); `now` when the agent did not say."""
+    answered = outcome.processed_at
+    if answered is None:
+        return now
+    if task.started_at is not None:
+        answered = max(answered, task.started_at)
+    return min(answered, now)
 
 
 def failure_status(kind: OutcomeKind) -> TaskStatus:

@@ -832,9 +832,9 @@ class MongoStateStore(common.ChangeFeedStore):
             held = _claim(db, task, _state_of(doc))
             if held is None:
                 return []
-            started = common.reported_start(task, outcome)
-            if started is not None:
-                task.started_at = task.fetched_at = schema.round_time(started)
+            start = common.reported_start(task, outcome)
+            if start is not None:
+                task.fetched_at, task.started_at = (schema.round_time(at) for at in start)
                 held.extra += ["started_at", "fetched_at"]
             if cancelled:
                 _cancel_running(db, changes, held, now)
@@ -1276,7 +1276,8 @@ def _apply_success(
         _fail(db, changes, held, TaskStatus.ERROR, unfinished, now)
         return messages
     task.error = ""
-    _finalize(db, changes, held, TaskStatus.COMPLETED, now, ("error",), processed_at=now, ended_at=now)
+    processed = schema.round_time(common.processed_time(task, outcome, now))
+    _finalize(db, changes, held, TaskStatus.COMPLETED, now, ("error",), processed_at=processed, ended_at=now)
     return messages
 
 

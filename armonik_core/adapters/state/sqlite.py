@@ -404,12 +404,11 @@ class SqliteStateStore(common.ChangeFeedStore):
             task = _load_tasks(conn, [task_id]).get(task_id)
             if task is None or task.owner_pod_id != agent_id or task.status not in common.RUNNING_STATUSES:
                 return []
-            started = common.reported_start(task, outcome)
-            if started is not None:
-                task.started_at = task.fetched_at = started
+            start = common.reported_start(task, outcome)
+            if start is not None:
+                task.fetched_at, task.started_at = start
                 conn.execute(
-                    "UPDATE tasks SET started_at = ?, fetched_at = ? WHERE task_id = ?",
-                    (started, started, task_id),
+                    "UPDATE tasks SET fetched_at = ?, started_at = ? WHERE task_id = ?", (*start, task_id)
                 )
             if task.status == TaskStatus.CANCELLING or outcome.kind is OutcomeKind.CANCELLED:
                 _cancel_running(conn, changes, task, now)
@@ -594,7 +593,8 @@ def _apply_success(
         _fail(conn, changes, task, TaskStatus.ERROR, unfinished, now)
         return messages
     conn.execute("UPDATE tasks SET error = '' WHERE task_id = ?", (task.task_id,))
-    _set_task_status(conn, changes, [task], TaskStatus.COMPLETED, processed_at=now, ended_at=now)
+    processed = common.processed_time(task, outcome, now)
+    _set_task_status(conn, changes, [task], TaskStatus.COMPLETED, processed_at=processed, ended_at=now)
     return messages
 
 
