@@ -92,6 +92,21 @@ def _fields_of(flt: Filter) -> set[str]:
     return {c.field.path for conj in flt.any_of for c in conj}
 
 
+def _named_ids(flt: Filter, field: str) -> list[str] | None:
+    """The ids a filter names when it is nothing but `field == id` alternatives, which is how the SDK waits
+    for results (`wait_for_result_availability`): the replay then looks those records up by key, on the
+    event loop, instead of listing the session (a count and a page on a reader thread) for each wait."""
+    ids = []
+    for conjunction in flt.any_of:
+        if len(conjunction) != 1:
+            return None
+        (condition,) = conjunction
+        if condition.field.path != field or condition.op is not Op.EQ or not isinstance(condition.value, str):
+            return None
+        ids.append(condition.value)
+    return list(dict.fromkeys(ids)) or None
+
+
 def _scoped(session_id: str, flt: Filter) -> Filter:
     """The filter restricted to one session (added to every conjunction of the DNF)."""
     in_session = Condition(FieldRef("session_id"), FieldKind.STRING, Op.EQ, session_id)
@@ -154,13 +169,27 @@ class EventsService(EventsServicer):
 
     async def _replay(self, sub: _Subscription) -> AsyncIterator[Response]:
         if EventType.NEW_TASK in sub.wanted:
-            async for task in self._pages(self._b.state.list_tasks, _scoped(sub.session_id, sub.task_filter)):
-                yield new_task_event(task)
+            task_ids = _named_ids(sub.task_filter, "task_id")
+            if task_ids is not None:
+                for task in await self._b.state.get_tasks(task_ids):
+                    if task.session_id == sub.session_id:
+                        yield new_task_event(task)
+            else:
+                async for task in self._pages(
+                    self._b.state.list_tasks, _scoped(sub.session_id, sub.task_filter)
+                ):
+                    yield new_task_event(task)
         if EventType.NEW_RESULT in sub.wanted:
-            async for result in self._pages(
-                self._b.state.list_results, _scoped(sub.session_id, sub.result_filter)
-            ):
-                yield new_result_event(result)
+            result_ids = _named_ids(sub.result_filter, "result_id")
+            if result_ids is not None:
+                for result in await self._b.state.get_results(result_ids):
+                    if result.session_id == sub.session_id:
+                        yield new_result_event(result)
+            else:
+                async for result in self._pages(
+                    self._b.state.list_results, _scoped(sub.session_id, sub.result_filter)
+                ):
+                    yield new_result_event(result)
 
     @staticmethod
     async def _pages(list_fn: Any, flt: Filter) -> AsyncIterator[Any]:

@@ -514,3 +514,37 @@ def test_event_stream_filters_and_unknown_session(
     unknown.join()
     assert isinstance(unknown.error, grpc.RpcError)
     assert unknown.error.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_replay_by_ids_names_only_the_sessions_own_records(
+    control_plane: Any, sessions: ArmoniKSessions, results: ArmoniKResults, tasks: ArmoniKTasks
+) -> None:
+    """A filter made of id equalities only (the SDK's wait for results) is replayed by key: records of
+    another session and unknown ids named in it are not replayed."""
+    sid, other = sessions.create_session(options()), sessions.create_session(options())
+    g, h = Builder(results, tasks, sid), Builder(results, tasks, other)
+    done, pending = g.inline("done"), g.empty("pending")[0]
+    foreign = h.inline("foreign")
+    task = g.submit(done, [pending])
+    foreign_task = h.submit(foreign, h.empty("foreign-out"))
+    by_ids = Result.result_id == done
+    for rid in (pending, foreign, "no-such-result"):
+        by_ids = by_ids | (Result.result_id == rid)
+    task_ids = (Task.id == task) | (Task.id == foreign_task) | (Task.id == "no-such-task")
+    result_sub = Subscription(
+        control_plane.endpoint, sid, [EventTypes.NEW_RESULT], lambda *_: False, result_filter=by_ids
+    )
+    task_sub = Subscription(
+        control_plane.endpoint, sid, [EventTypes.NEW_TASK], lambda *_: False, task_filter=task_ids
+    )
+    try:
+        assert result_sub.wait_until(lambda evs: len(evs) >= 2), "the replay"
+        assert task_sub.wait_until(lambda evs: len(evs) >= 1), "the replay"
+        time.sleep(0.3)  # anything else would have come with the replay
+    finally:
+        result_sub.background.close()
+        task_sub.background.close()
+    assert sorted((e.result_id, e.status) for _, e in result_sub.events) == sorted(
+        [(done, ResultStatus.COMPLETED), (pending, ResultStatus.CREATED)]
+    )
+    assert [(e.task_id, e.status) for _, e in task_sub.events] == [(task, TaskStatus.SUBMITTED)]
