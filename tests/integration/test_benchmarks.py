@@ -1,4 +1,4 @@
-"""The throughput benchmark runs end to end on a small workload and reports consistent figures."""
+"""The benchmark scripts run end to end on small workloads and report consistent figures."""
 
 from __future__ import annotations
 
@@ -62,3 +62,28 @@ def test_throughput_reports_rates_round_trips_and_cpu_per_task() -> None:
     assert order.index("worker answered") < order.index("outcome recorded") < order.index("result downloaded")
     assert order[-1] == "result downloaded" and list(milestones.values()) == sorted(milestones.values())
     assert "A round trip, step by step (medians)" in done.stdout
+
+
+def test_listing_reads_every_task_of_a_session_page_by_page() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "listing.py"),
+            "--tasks",
+            "2500",
+            "--page-size",
+            "500",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["tasks"] == 2500 and figures["page_size"] == 500
+    assert figures["pages"] == 6  # five full pages, then the empty one that ends the read
+    assert 0 < figures["first_page_ms"] and 0 < figures["median_page_ms"] and figures["read_seconds"] > 0
+    assert figures["control_plane_cpu_seconds"] is not None and figures["analytics_seconds"] > 0
+    assert "Reading a session of 2,500 tasks" in done.stdout

@@ -47,37 +47,47 @@ def result_query(flt: SdkFilter, direction: int = Direction.ASC) -> ListQuery:
     )
 
 
-def plans(store: SqliteStateStore, table: str, columns: tuple[str, ...], query: ListQuery) -> tuple[str, str]:
-    count, select, params = listing_statements(table, columns, query)
+def plans(
+    store: SqliteStateStore, table: str, columns: tuple[str, ...], query: ListQuery
+) -> tuple[str, str, str]:
+    """The plans of the count, of the page at its OFFSET, and of the page read after a known row (the
+    next page of a client paging through the listing; empty when the sort allows none)."""
+    listing = listing_statements(table, columns, query)
     conn = store._engine._reader()  # the store's own connection: its schema and indexes
 
-    def plan(sql: str) -> str:
+    def plan(sql: str, params: tuple[object, ...]) -> str:
         return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
 
-    return plan(count), plan(select)
+    after = ""
+    if listing.keyset is not None:
+        after = plan(listing.keyset.after, (*listing.params, *[0] * listing.keyset.width))
+    return plan(listing.count, listing.params), plan(listing.select, listing.params), after
 
 
 @pytest.mark.parametrize("direction", [Direction.ASC, Direction.DESC])
 async def test_a_sessions_tasks_by_id_walk_an_index(store: SqliteStateStore, direction: int) -> None:
-    count, select = plans(
+    count, select, after = plans(
         store, "tasks", schema.TASK_COLUMNS, task_query(Task.session_id == "s", direction=direction)
     )
     assert "SCAN" not in count and "(session_id=?)" in count
     assert "SEARCH tasks USING INDEX tasks_session_task (session_id=?)" in select
     assert "TEMP B-TREE" not in select
+    # The next page starts in the index where the last one ended.
+    assert "SEARCH tasks USING INDEX tasks_session_task (session_id=? AND task_id" in after
+    assert "TEMP B-TREE" not in after
 
 
 async def test_a_sessions_tasks_of_one_status_are_found_on_an_index(store: SqliteStateStore) -> None:
     """Not by walking the session in id order to find the few in error."""
     query = task_query((Task.session_id == "s") & (Task.status == TaskStatus.ERROR))
-    count, select = plans(store, "tasks", schema.TASK_COLUMNS, query)
+    count, select, _ = plans(store, "tasks", schema.TASK_COLUMNS, query)
     assert "COVERING INDEX tasks_session_status_task (session_id=? AND status=?)" in count
     assert "INDEX tasks_session_status_task (session_id=? AND status=?)" in select
     assert "TEMP B-TREE" not in select
 
 
 async def test_one_task_by_id_is_a_lookup(store: SqliteStateStore) -> None:
-    count, select = plans(store, "tasks", schema.TASK_COLUMNS, task_query(Task.id == "t"))
+    count, select, _ = plans(store, "tasks", schema.TASK_COLUMNS, task_query(Task.id == "t"))
     assert "(task_id=?)" in count and "(task_id=?)" in select
     assert "SCAN" not in count + select
 
@@ -85,7 +95,9 @@ async def test_one_task_by_id_is_a_lookup(store: SqliteStateStore) -> None:
 @pytest.mark.parametrize("direction", [Direction.ASC, Direction.DESC])
 async def test_a_sessions_results_by_status_walk_an_index(store: SqliteStateStore, direction: int) -> None:
     query = result_query(Result.session_id == "s", direction)
-    count, select = plans(store, "results", schema.RESULT_COLUMNS, query)
+    count, select, after = plans(store, "results", schema.RESULT_COLUMNS, query)
     assert "SCAN" not in count
     assert "SEARCH results USING INDEX results_session_status_result (session_id=?)" in select
     assert "TEMP B-TREE" not in select
+    assert "SEARCH results USING INDEX results_session_status_result (session_id=? AND" in after
+    assert "TEMP B-TREE" not in after

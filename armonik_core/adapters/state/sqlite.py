@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from armonik_core.adapters.state.base import (
 )
 from armonik_core.adapters.state.sql_filters import compile_filter, compile_order
 from armonik_core.adapters.state.sqlite_engine import SqliteEngine
+from armonik_core.adapters.state.sqlite_paging import Keyset, PagingCache, keyset_condition
 from armonik_core.domain import graph, sessions
 from armonik_core.domain.changes import Change
 from armonik_core.domain.errors import FailedPrecondition, NotFound
@@ -91,20 +93,52 @@ class _SqlGraphView:
         return {row["result_id"]: ResultStatus(row["status"]) for row in rows}
 
 
-def listing_statements(
-    table: str, columns: Sequence[str], query: ListQuery
-) -> tuple[str, str, tuple[Any, ...]]:
+@dataclass(frozen=True, slots=True)
+class ListingStatements:
     """The count of a listing and the SELECT of its page, with their parameters (the page's bounds are in
-    the SELECT's text: they are integers). The schema's indexes are laid out for these statements: a
-    session's tasks by id, and its results by status then id (what the SDK and the CLI ask by default),
-    are read in index order, a page at a time, however large the session."""
+    the SELECT's text: they are integers), and, when the sort allows it, the SELECT of the page that
+    follows a known row (`sqlite_paging`)."""
+
+    count: str
+    select: str
+    params: tuple[Any, ...]
+    limit: int
+    keyset: Keyset | None
+    #: The listing whatever its page: the paging cache's key.
+    identity: Hashable
+
+
+def listing_statements(table: str, columns: Sequence[str], query: ListQuery) -> ListingStatements:
+    """The schema's indexes are laid out for these statements: a session's tasks by id, and its results by
+    status then id (what the SDK and the CLI ask by default), are read in index order, a page at a time,
+    however large the session."""
     column_for = schema.column_resolver(table)
     where, params = compile_filter(query.filter, column_for)
     order = compile_order(query.sort, column_for) or "rowid"
     offset, limit = common.page_window(query.page, query.page_size)
     count = f"SELECT COUNT(*) FROM {table} WHERE {where}"
-    select = f"SELECT {_columns(columns)} FROM {table} WHERE {where} ORDER BY {order} LIMIT {limit:d} OFFSET {offset:d}"
-    return count, select, tuple(params)
+    selected = _columns(columns)
+    sort_columns = [column_for(key.field) for key in query.sort]
+    keyset = None
+    if (
+        sort_columns
+        and sort_columns[-1] == schema.ID_COLUMNS.get(table)
+        and set(sort_columns) <= schema.NON_NULL_COLUMNS[table]
+        and len({key.descending for key in query.sort}) == 1
+    ):
+        # The sort values close every row, so that the last one read tells where the next page starts.
+        selected = f"{selected}, {_columns(sort_columns)}"
+        after = keyset_condition(sort_columns, query.sort[0].descending)
+        keyset = Keyset(
+            f"SELECT {selected} FROM {table} WHERE {where} AND {after} ORDER BY {order} LIMIT {limit:d}",
+            len(sort_columns),
+        )
+    select = (
+        f"SELECT {selected} FROM {table} WHERE {where} ORDER BY {order} LIMIT {limit:d} OFFSET {offset:d}"
+    )
+    return ListingStatements(
+        count, select, tuple(params), limit, keyset, (table, where, *params, order, limit)
+    )
 
 
 class SqliteStateStore(common.ChangeFeedStore):
@@ -119,6 +153,7 @@ class SqliteStateStore(common.ChangeFeedStore):
         self._clock = clock
         self._engine = SqliteEngine(self._path, self._dispatch, synchronous=synchronous, outbox=outbox)
         self._engine.run_setup(schema.DDL)
+        self._paging = PagingCache()
 
     async def close(self) -> None:
         await self._engine.idle()
@@ -128,13 +163,33 @@ class SqliteStateStore(common.ChangeFeedStore):
     async def _list(
         self, table: str, columns: Sequence[str], query: ListQuery, convert: Callable[[sqlite3.Row], R]
     ) -> tuple[int, list[R]]:
-        count, select, params = listing_statements(table, columns, query)
+        """A page and the listing's total. A client reading page after page while nothing is committed gets
+        the total counted for an earlier page, and each page read from where the previous one ended rather
+        than at its OFFSET (`sqlite_paging`)."""
+        listing = listing_statements(table, columns, query)
+        generation = self._engine.generation
+        known_total = self._paging.total(generation, listing.identity)
+        keyset = listing.keyset
+        start = self._paging.start_after(generation, listing.identity, query.page) if keyset else None
 
-        def run(conn: sqlite3.Connection) -> tuple[int, list[R]]:
-            total = conn.execute(count, params).fetchone()[0]
-            return total, [convert(row) for row in conn.execute(select, params).fetchall()]
+        def run(conn: sqlite3.Connection) -> tuple[int, list[R], tuple[Any, ...] | None]:
+            total = known_total
+            if total is None:
+                total = conn.execute(listing.count, listing.params).fetchone()[0]
+            if keyset is not None and start is not None:
+                rows = conn.execute(keyset.after, (*listing.params, *start)).fetchall()
+            else:
+                rows = conn.execute(listing.select, listing.params).fetchall()
+            last = (
+                tuple(rows[-1])[-keyset.width :]
+                if keyset is not None and len(rows) == listing.limit
+                else None
+            )
+            return total, [convert(row) for row in rows], last
 
-        return await self._engine.read(run)
+        total, page, last = await self._engine.read(run)
+        self._paging.remember(generation, self._engine.generation, listing.identity, total, query.page, last)
+        return total, page
 
     # -- partitions --------------------------------------------------------------------------------------
     async def upsert_partitions(self, partitions: Sequence[Partition]) -> None:

@@ -95,8 +95,15 @@ class SqliteEngine:
         #: Set while a long unit holds the writer's connection on a thread (inline mode): group commits and
         #: on-loop lookups wait, or go to the readers, until it is done.
         self._long_unit: asyncio.Future[None] | None = None
+        self._generation = 0
         if not self._inline:
             self._writer.start()
+
+    @property
+    def generation(self) -> int:
+        """Moves before and after every commit: a read started and ended at the same generation saw the
+        database as it still is (the engine is the database's only writer)."""
+        return self._generation
 
     @property
     def inline(self) -> bool:
@@ -206,6 +213,7 @@ class SqliteEngine:
         conn = self._writer_conn
         outcomes: list[tuple[_Job[Any], bool, Any]] = []
         changes: list[Change] = []
+        self._generation += 1
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
@@ -227,6 +235,8 @@ class SqliteEngine:
                 conn.execute("ROLLBACK")
             outcomes = [(job, False, exc) for job in batch]
             changes = []
+        finally:
+            self._generation += 1
         return outcomes, changes
 
     def _settle_all(self, settled: list[tuple[_Job[Any], bool, Any]], changes: list[Change]) -> None:

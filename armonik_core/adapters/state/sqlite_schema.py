@@ -439,3 +439,33 @@ def column_resolver(table: str):  # type: ignore[no-untyped-def]
         return name
 
     return column_for
+
+
+#: Each table's id, which ends every listing's sort (no two rows tie).
+ID_COLUMNS = {
+    "tasks": "task_id",
+    "results": "result_id",
+    "sessions": "session_id",
+    "partitions": "partition_id",
+}
+
+
+def _non_null_columns() -> dict[str, frozenset[str]]:
+    """The columns of each table that never hold NULL (NOT NULL, or the primary key the store always
+    sets), read from the DDL itself through an in-memory database built from it."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(DDL)
+        return {
+            table: frozenset(
+                row[1] for row in conn.execute(f"PRAGMA table_info({table})") if row[3] or row[5]
+            )
+            for table in ID_COLUMNS
+        }
+    finally:
+        conn.close()
+
+
+#: Columns a listing can be read in keyset order on (`sqlite_paging`): a row value with a NULL in it
+#: compares as unknown, so a sort column that may be NULL cannot resume a listing after a given row.
+NON_NULL_COLUMNS = _non_null_columns()
