@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from armonik_core.adapters.state.sql_filters import json_member
@@ -166,18 +167,38 @@ def options_to_row(options: TaskOptions) -> tuple[Any, ...]:
     )
 
 
-def options_from_row(row: sqlite3.Row) -> TaskOptions:
+# Records are read from rows by position: each SELECT reads a table's `*_COLUMNS` first, in order. A name
+# lookup in an `sqlite3.Row` compares the name with every column's, case-insensitively: reading a task by
+# names cost three times as much as by position, on every page of every listing.
+_TASK_STATUSES = {int(s): s for s in TaskStatus}
+_RESULT_STATUSES = {int(s): s for s in ResultStatus}
+
+
+def options_from_values(values: Sequence[Any]) -> TaskOptions:
+    """Options from the values of `OPTION_COLUMNS`, in order."""
+    (
+        max_duration,
+        max_retries,
+        priority,
+        partition_id,
+        name,
+        version,
+        namespace,
+        service,
+        engine,
+        options,
+    ) = values
     return TaskOptions(
-        max_duration=row["opt_max_duration"],
-        max_retries=row["opt_max_retries"],
-        priority=row["opt_priority"],
-        partition_id=row["opt_partition_id"],
-        application_name=row["opt_application_name"],
-        application_version=row["opt_application_version"],
-        application_namespace=row["opt_application_namespace"],
-        application_service=row["opt_application_service"],
-        engine_type=row["opt_engine_type"],
-        options=json.loads(row["opt_options"]),
+        max_duration=max_duration,
+        max_retries=max_retries,
+        priority=priority,
+        partition_id=partition_id,
+        application_name=name,
+        application_version=version,
+        application_namespace=namespace,
+        application_service=service,
+        engine_type=engine,
+        options=json.loads(options),
     )
 
 
@@ -213,19 +234,21 @@ def session_to_row(s: Session) -> tuple[Any, ...]:
     )
 
 
-def session_from_row(row: sqlite3.Row) -> Session:
+def session_from_row(row: Sequence[Any]) -> Session:
+    """A session from a row that starts with `SESSION_COLUMNS`, in order."""
+    (session_id, status, partitions, client, worker, created, cancelled, closed, purged, deleted) = row[:10]
     return Session(
-        session_id=row["session_id"],
-        status=SessionStatus(row["status"]),
-        partition_ids=json.loads(row["partition_ids"]),
-        options=options_from_row(row),
-        created_at=row["created_at"],
-        client_submission=bool(row["client_submission"]),
-        worker_submission=bool(row["worker_submission"]),
-        cancelled_at=row["cancelled_at"],
-        closed_at=row["closed_at"],
-        purged_at=row["purged_at"],
-        deleted_at=row["deleted_at"],
+        session_id=session_id,
+        status=SessionStatus(status),
+        partition_ids=json.loads(partitions),
+        options=options_from_values(row[10 : 10 + len(OPTION_COLUMNS)]),
+        created_at=created,
+        client_submission=bool(client),
+        worker_submission=bool(worker),
+        cancelled_at=cancelled,
+        closed_at=closed,
+        purged_at=purged,
+        deleted_at=deleted,
     )
 
 
@@ -287,32 +310,61 @@ def task_to_row(t: Task) -> tuple[Any, ...]:
     )
 
 
-def task_from_row(row: sqlite3.Row) -> Task:
+_TASK_OWN_COLUMNS = len(TASK_COLUMNS) - len(OPTION_COLUMNS)
+
+
+def task_from_row(row: Sequence[Any]) -> Task:
+    """A task from a row that starts with `TASK_COLUMNS`, in order."""
+    (
+        task_id,
+        session_id,
+        status,
+        payload_id,
+        initial_task_id,
+        created_by,
+        owner_pod_id,
+        pod_hostname,
+        status_message,
+        error,
+        outputs,
+        dependencies,
+        parents,
+        retries,
+        created_at,
+        submitted_at,
+        received_at,
+        acquired_at,
+        fetched_at,
+        started_at,
+        processed_at,
+        ended_at,
+        pod_ttl,
+    ) = row[:_TASK_OWN_COLUMNS]
     return Task(
-        task_id=row["task_id"],
-        session_id=row["session_id"],
-        status=TaskStatus(row["status"]),
-        options=options_from_row(row),
-        payload_id=row["payload_id"],
-        created_at=row["created_at"],
-        expected_output_ids=split_ids(row["expected_output_ids"]),
-        data_dependencies=split_ids(row["data_dependencies"]),
-        parent_task_ids=split_ids(row["parent_task_ids"]),
-        retry_of_ids=split_ids(row["retry_of_ids"]),
-        initial_task_id=row["initial_task_id"],
-        created_by=row["created_by"],
-        owner_pod_id=row["owner_pod_id"],
-        pod_hostname=row["pod_hostname"],
-        status_message=row["status_message"],
-        error=row["error"],
-        submitted_at=row["submitted_at"],
-        received_at=row["received_at"],
-        acquired_at=row["acquired_at"],
-        fetched_at=row["fetched_at"],
-        started_at=row["started_at"],
-        processed_at=row["processed_at"],
-        ended_at=row["ended_at"],
-        pod_ttl=row["pod_ttl"],
+        task_id=task_id,
+        session_id=session_id,
+        status=_TASK_STATUSES[status],
+        options=options_from_values(row[_TASK_OWN_COLUMNS : len(TASK_COLUMNS)]),
+        payload_id=payload_id,
+        created_at=created_at,
+        expected_output_ids=split_ids(outputs),
+        data_dependencies=split_ids(dependencies),
+        parent_task_ids=split_ids(parents),
+        retry_of_ids=split_ids(retries),
+        initial_task_id=initial_task_id,
+        created_by=created_by,
+        owner_pod_id=owner_pod_id,
+        pod_hostname=pod_hostname,
+        status_message=status_message,
+        error=error,
+        submitted_at=submitted_at,
+        received_at=received_at,
+        acquired_at=acquired_at,
+        fetched_at=fetched_at,
+        started_at=started_at,
+        processed_at=processed_at,
+        ended_at=ended_at,
+        pod_ttl=pod_ttl,
     )
 
 
@@ -348,19 +400,33 @@ def result_to_row(r: Result) -> tuple[Any, ...]:
     )
 
 
-def result_from_row(row: sqlite3.Row) -> Result:
+def result_from_row(row: Sequence[Any]) -> Result:
+    """A result from a row that starts with `RESULT_COLUMNS`, in order."""
+    (
+        result_id,
+        session_id,
+        name,
+        owner_task_id,
+        status,
+        created_at,
+        completed_at,
+        size,
+        created_by,
+        opaque_id,
+        manual_deletion,
+    ) = row[: len(RESULT_COLUMNS)]
     return Result(
-        result_id=row["result_id"],
-        session_id=row["session_id"],
-        name=row["name"],
-        status=ResultStatus(row["status"]),
-        created_at=row["created_at"],
-        owner_task_id=row["owner_task_id"],
-        created_by=row["created_by"],
-        completed_at=row["completed_at"],
-        size=row["size"],
-        opaque_id=bytes(row["opaque_id"]),
-        manual_deletion=bool(row["manual_deletion"]),
+        result_id=result_id,
+        session_id=session_id,
+        name=name,
+        status=_RESULT_STATUSES[status],
+        created_at=created_at,
+        owner_task_id=owner_task_id,
+        created_by=created_by,
+        completed_at=completed_at,
+        size=size,
+        opaque_id=bytes(opaque_id),
+        manual_deletion=bool(manual_deletion),
     )
 
 
