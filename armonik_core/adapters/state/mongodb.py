@@ -1415,9 +1415,15 @@ def _abort_results(db: _Db, changes: list[Change], result_ids: list[str]) -> Non
 
 
 def _cancel_session_tasks(db: _Db, changes: list[Change], session_id: str, now: float) -> None:
+    """Cancel a whole session: its tasks not yet ended (CANCELLING where an agent holds them), and the
+    results still to produce. The abort cascade of a task cancellation has nothing to add here, since a task
+    only waits on results of its own session, all of which are aborted: no graph is walked. The tasks are
+    still read, as each one's durations are stored with it."""
     finals = [int(s) for s in common.NOT_TO_CANCEL]
     docs = db.find(schema.TASKS, {"SessionId": session_id, "Status": {"$nin": finals}})
-    _cancel(db, changes, [schema.task_from_document(d) for d in docs], now)
+    by_target = common.cancellation_targets(schema.task_from_document(d) for d in docs)
+    _set_task_status(db, changes, by_target.get(TaskStatus.CANCELLED, []), TaskStatus.CANCELLED, ended_at=now)
+    _set_task_status(db, changes, by_target.get(TaskStatus.CANCELLING, []), TaskStatus.CANCELLING)
     leftovers = db.find(
         schema.RESULTS, {"SessionId": session_id, "Status": int(ResultStatus.CREATED)}, {"_id": 1}
     )
