@@ -113,12 +113,18 @@ class FilesystemObjectStorage(ObjectStorage):
         not across a power loss; it is the right trade for tiny task outputs written at high rates."""
         self._root = Path(root)
         self._root.mkdir(parents=True, exist_ok=True)
+        self._root_name = str(self._root)
         self._fsync = fsync
 
     def path_of(self, key: str) -> Path:
         """Where the object of `key` lives (exposed for operators and tests)."""
+        return Path(self._file_of(key))
+
+    def _file_of(self, key: str) -> str:
+        """`path_of` as a string: the paths of a short task's objects are built a few times per task, and
+        `pathlib` cost more than the system calls that use them."""
         shard, name = object_file_name(key)
-        return self._root / shard / name
+        return f"{self._root_name}/{shard}/{name}"
 
     def _open_temporary(self, target: Path) -> _LockedFile:
         target.parent.mkdir(exist_ok=True)
@@ -185,22 +191,21 @@ class FilesystemObjectStorage(ObjectStorage):
         if objects:
             await asyncio.to_thread(self._write_many, dict(objects))
 
-    def _read_if_small(self, key: str, path: Path) -> bytes | None:
+    def _read_if_small(self, key: str, path: str) -> bytes | None:
         """The object's bytes if it is small (the usual input or result of a short task), read on the spot:
         opening, reading and closing it cost a few microseconds each, where a thread hop costs a hundred.
         None for a larger object, which goes through threads. ObjectNotFound if it is missing."""
         try:
-            if os.stat(path).st_size > _INLINE_COPY:
-                return None
             with open(path, "rb") as source:
-                return source.read()
+                data = source.read(_INLINE_COPY + 1)
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
+        return data if len(data) <= _INLINE_COPY else None
 
     async def get(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
-        path = self.path_of(key)
+        path = self._file_of(key)
         data = self._read_if_small(key, path)
         if data is not None:
             for start in range(0, len(data), chunk_size):
@@ -231,7 +236,7 @@ class FilesystemObjectStorage(ObjectStorage):
 
     async def export_to_file(self, key: str, path: Path) -> int:
         # A copy, not a link: a worker writing into its input file must not alter the stored object.
-        data = self._read_if_small(key, self.path_of(key))
+        data = self._read_if_small(key, self._file_of(key))
         if data is not None:
             with open(path, "wb") as target:
                 target.write(data)
@@ -266,12 +271,15 @@ class FilesystemObjectStorage(ObjectStorage):
         if not self._fsync:
             # On the same file system the output file becomes the object by a rename: a few syscalls, cheaper
             # than a thread hop. Across file systems the copy goes to a thread.
-            target = self.path_of(key)
-            target.parent.mkdir(exist_ok=True)
-            size = path.stat().st_size
+            target = self._file_of(key)
+            size = os.stat(path).st_size
             os.chmod(path, _OBJECT_MODE)
             try:
-                os.replace(path, target)
+                try:
+                    os.replace(path, target)
+                except FileNotFoundError:  # the first object of its shard: the directory is made then
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    os.replace(path, target)
                 return size
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
@@ -288,7 +296,7 @@ class FilesystemObjectStorage(ObjectStorage):
     def _unlink_all(self, keys: Collection[str]) -> None:
         for key in keys:
             try:
-                os.unlink(self.path_of(key))
+                os.unlink(self._file_of(key))
             except FileNotFoundError:
                 pass
 
