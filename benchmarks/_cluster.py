@@ -1,4 +1,4 @@
-"""Starting a control plane process for a benchmark, and reading its memory high-water mark.
+"""Starting a control plane process for a benchmark, reading its memory and CPU, and the progress bar.
 
 Deliberately independent of the test suite: a benchmark runs the control plane the way a user does
 (`python -m armonik_core.control_plane`, configured through `Section__Key` environment variables).
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,3 +137,15 @@ def children_cpu_seconds() -> float:
     """User + system CPU time of this process's children that have exited and been waited for."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def count_progress(console: Console, show: bool) -> Progress:
+    """A bar counting tasks, with the time elapsed (`show=False`: nothing drawn, for logs)."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show,
+    )

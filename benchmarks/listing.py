@@ -29,12 +29,11 @@ from armonik.common import Task, TaskDefinition, TaskOptions
 from armonik_analytics import ArmoniKStatistics
 from armonik_analytics.metrics import AvgThroughput
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cluster import cpu_seconds, start_control_plane_process  # noqa: E402
+from _cluster import count_progress, cpu_seconds, start_control_plane_process  # noqa: E402
 
 console = Console(stderr=True)
 
@@ -46,14 +45,7 @@ def fill(channel: grpc.Channel, tasks: int, show: bool) -> str:
     )
     session = sessions.create_session(options, partition_ids=["default"])
     payload = results.create_results({"payload": b""}, session)["payload"].result_id
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not show,
-    ) as progress:
+    with count_progress(console, show) as progress:
         bar = progress.add_task("submitting", total=tasks)
         for start in range(0, tasks, 1000):
             names = [f"out-{i}" for i in range(start, min(start + 1000, tasks))]

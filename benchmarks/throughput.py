@@ -38,12 +38,11 @@ import grpc
 from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import TaskDefinition, TaskOptions
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cluster import cpu_seconds, free_port, own_cpu_seconds  # noqa: E402
+from _cluster import count_progress, cpu_seconds, free_port, own_cpu_seconds  # noqa: E402
 from baselines import Rate, dask_baseline, protocol_ceiling, summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -183,14 +182,7 @@ def armonik_run(
         ]
         cpu_before = cpu_by_role(pids or {})
         started = time.perf_counter()
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not show,
-        ) as progress:
+        with count_progress(console, show) as progress:
             bar = progress.add_task("no-op tasks", total=tasks)
             for start in range(0, tasks, 1000):
                 chunk = outputs[start : start + 1000]

@@ -167,17 +167,23 @@ def _fill_options(msg: objects_pb2.TaskOptions, options: TaskOptions) -> None:
         msg.options.update(options.options)
 
 
+def _task_scalars(t: Task) -> dict[str, Any]:
+    return {
+        "id": t.task_id,
+        "session_id": t.session_id,
+        "owner_pod_id": t.owner_pod_id,
+        "initial_task_id": t.initial_task_id,
+        "status": int(t.status),
+        "status_message": t.status_message,
+        "payload_id": t.payload_id,
+        "created_by": t.created_by,
+        "pod_hostname": t.pod_hostname,
+    }
+
+
 def task_to_detailed(t: Task) -> tasks_common_pb2.TaskDetailed:
     msg = tasks_common_pb2.TaskDetailed(
-        id=t.task_id,
-        session_id=t.session_id,
-        owner_pod_id=t.owner_pod_id,
-        initial_task_id=t.initial_task_id,
-        status=int(t.status),  # type: ignore[arg-type]
-        status_message=t.status_message,
-        payload_id=t.payload_id,
-        created_by=t.created_by,
-        pod_hostname=t.pod_hostname,
+        **_task_scalars(t),
         parent_task_ids=t.parent_task_ids,
         data_dependencies=t.data_dependencies,
         expected_output_ids=t.expected_output_ids,
@@ -191,15 +197,7 @@ def task_to_detailed(t: Task) -> tasks_common_pb2.TaskDetailed:
 
 def task_to_summary(t: Task, with_errors: bool = True) -> tasks_common_pb2.TaskSummary:
     msg = tasks_common_pb2.TaskSummary(
-        id=t.task_id,
-        session_id=t.session_id,
-        owner_pod_id=t.owner_pod_id,
-        initial_task_id=t.initial_task_id,
-        status=int(t.status),  # type: ignore[arg-type]
-        status_message=t.status_message,
-        payload_id=t.payload_id,
-        created_by=t.created_by,
-        pod_hostname=t.pod_hostname,
+        **_task_scalars(t),
         count_parent_task_ids=len(t.parent_task_ids),
         count_data_dependencies=len(t.data_dependencies),
         count_expected_output_ids=len(t.expected_output_ids),

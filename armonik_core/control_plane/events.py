@@ -168,28 +168,30 @@ class EventsService(EventsServicer):
             self._b.state.remove_listener(listener)
 
     async def _replay(self, sub: _Subscription) -> AsyncIterator[Response]:
+        state = self._b.state
         if EventType.NEW_TASK in sub.wanted:
-            task_ids = _named_ids(sub.task_filter, "task_id")
-            if task_ids is not None:
-                for task in await self._b.state.get_tasks(task_ids):
-                    if task.session_id == sub.session_id:
-                        yield new_task_event(task)
-            else:
-                async for task in self._pages(
-                    self._b.state.list_tasks, _scoped(sub.session_id, sub.task_filter)
-                ):
-                    yield new_task_event(task)
+            async for task in self._existing(
+                sub, sub.task_filter, "task_id", state.get_tasks, state.list_tasks
+            ):
+                yield new_task_event(task)
         if EventType.NEW_RESULT in sub.wanted:
-            result_ids = _named_ids(sub.result_filter, "result_id")
-            if result_ids is not None:
-                for result in await self._b.state.get_results(result_ids):
-                    if result.session_id == sub.session_id:
-                        yield new_result_event(result)
-            else:
-                async for result in self._pages(
-                    self._b.state.list_results, _scoped(sub.session_id, sub.result_filter)
-                ):
-                    yield new_result_event(result)
+            async for result in self._existing(
+                sub, sub.result_filter, "result_id", state.get_results, state.list_results
+            ):
+                yield new_result_event(result)
+
+    async def _existing(
+        self, sub: _Subscription, flt: Filter, id_field: str, get_fn: Any, list_fn: Any
+    ) -> AsyncIterator[Any]:
+        """The session's records the filter selects: looked up by key when it only names ids."""
+        ids = _named_ids(flt, id_field)
+        if ids is None:
+            async for record in self._pages(list_fn, _scoped(sub.session_id, flt)):
+                yield record
+            return
+        for record in await get_fn(ids):
+            if record.session_id == sub.session_id:
+                yield record
 
     @staticmethod
     async def _pages(list_fn: Any, flt: Filter) -> AsyncIterator[Any]:

@@ -7,29 +7,26 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_throughput_reports_rates_round_trips_and_cpu_per_task() -> None:
+def run_benchmark(script: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run a benchmark script as a user does; its figures are the JSON of its last line."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "throughput.py"),
-            "--tasks",
-            "60",
-            "--round-trips",
-            "5",
-            "--no-dask",
-            "--no-progress",
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-progress"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return done, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_throughput_reports_rates_round_trips_and_cpu_per_task() -> None:
+    done, figures = run_benchmark("throughput.py", "--tasks", "60", "--round-trips", "5", "--no-dask")
     assert figures["tasks"] == 60 and figures["pairs"] == 2
     assert figures["armonik_tasks_per_second"] > 0 and figures["protocol_ceiling_calls_per_second"] > 0
     assert figures["armonik_round_trip"]["p50_ms"] <= figures["armonik_round_trip"]["p99_ms"]
@@ -65,23 +62,7 @@ def test_throughput_reports_rates_round_trips_and_cpu_per_task() -> None:
 
 
 def test_listing_reads_every_task_of_a_session_page_by_page() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "listing.py"),
-            "--tasks",
-            "2500",
-            "--page-size",
-            "500",
-            "--no-progress",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    done, figures = run_benchmark("listing.py", "--tasks", "2500", "--page-size", "500")
     assert figures["tasks"] == 2500 and figures["page_size"] == 500
     assert figures["pages"] == 6  # five full pages, then the empty one that ends the read
     assert 0 < figures["first_page_ms"] and 0 < figures["median_page_ms"] and figures["read_seconds"] > 0

@@ -95,12 +95,18 @@ async def settle() -> None:
 SUCCESS = TaskOutcome(OutcomeKind.SUCCESS)
 
 
-async def test_a_lone_outcome_and_the_wait_for_the_next_task_share_one_call() -> None:
+async def one_task_taken() -> tuple[RecordingBackend, TaskExchange, AcquiredTask]:
+    """An exchange (batches of 8) whose agent took the one task queued, t1."""
     backend = RecordingBackend()
     exchange = TaskExchange(backend, REQUEST, batch=8)
     backend.add(acquired(1))
     first = await exchange.next_task(ahead=7)
-    assert first is not None
+    assert first is not None and first.task.task_id == "t1"
+    return backend, exchange, first
+
+
+async def test_a_lone_outcome_and_the_wait_for_the_next_task_share_one_call() -> None:
+    backend, exchange, first = await one_task_taken()
     exchange.report(first, SUCCESS)
     waiting = asyncio.ensure_future(exchange.next_task(ahead=7))
     await settle()
@@ -113,11 +119,7 @@ async def test_a_lone_outcome_and_the_wait_for_the_next_task_share_one_call() ->
 
 
 async def test_a_reported_task_is_held_until_its_call_returns() -> None:
-    backend = RecordingBackend()
-    exchange = TaskExchange(backend, REQUEST, batch=8)
-    backend.add(acquired(1))
-    first = await exchange.next_task(ahead=7)
-    assert first is not None
+    backend, exchange, first = await one_task_taken()
     exchange.report(first, SUCCESS)
     await settle()
     assert [a.task.task_id for a in exchange.held()] == ["t1"]
@@ -129,11 +131,7 @@ async def test_a_reported_task_is_held_until_its_call_returns() -> None:
 
 
 async def test_no_top_up_after_an_acquisition_that_drained_the_queue() -> None:
-    backend = RecordingBackend()
-    exchange = TaskExchange(backend, REQUEST, batch=8)
-    backend.add(acquired(1))
-    task = await exchange.next_task(ahead=7)  # asked for up to 8, got 1: nothing else is queued
-    assert task is not None
+    backend, exchange, _ = await one_task_taken()  # asked for up to 8, got 1: nothing else is queued
     await settle()
     assert len(backend.calls) == 1, "a top-up right after a short acquisition would find nothing"
     await exchange.close("done")
@@ -172,11 +170,7 @@ async def test_queued_outcomes_share_a_call_and_leave_after_the_report_delay() -
 
 
 async def test_closing_gives_back_tasks_that_arrive_during_the_close() -> None:
-    backend = RecordingBackend()
-    exchange = TaskExchange(backend, REQUEST, batch=8)
-    backend.add(acquired(1))
-    first = await exchange.next_task(ahead=7)
-    assert first is not None
+    backend, exchange, first = await one_task_taken()
     exchange.report(first, SUCCESS)  # its call waits for the next task
     await settle()
     closing = asyncio.ensure_future(exchange.close("stopping"))
@@ -190,11 +184,7 @@ async def test_closing_gives_back_tasks_that_arrive_during_the_close() -> None:
 
 
 async def test_a_released_outcome_leaves_at_once_without_waiting() -> None:
-    backend = RecordingBackend()
-    exchange = TaskExchange(backend, REQUEST, batch=8)
-    backend.add(acquired(1))
-    first = await exchange.next_task(ahead=7)
-    assert first is not None
+    backend, exchange, first = await one_task_taken()
     exchange.report(first, TaskOutcome(OutcomeKind.RELEASED, "stopping"))
     await settle()
     assert backend.calls[-1].reported == ["t1"]
@@ -203,11 +193,7 @@ async def test_a_released_outcome_leaves_at_once_without_waiting() -> None:
 
 
 async def test_an_agent_that_stops_reports_without_asking_for_another_task() -> None:
-    backend = RecordingBackend()
-    exchange = TaskExchange(backend, REQUEST, batch=8)
-    backend.add(acquired(1))
-    first = await exchange.next_task(ahead=7)
-    assert first is not None
+    backend, exchange, first = await one_task_taken()
     exchange.stop_acquiring()
     backend.add(acquired(2))
     exchange.report(first, SUCCESS)
