@@ -131,41 +131,61 @@ class _Subscription:
         self.inbox: asyncio.Queue[list[Change] | None] = asyncio.Queue()
 
     def relevant(self, changes: Iterable[Change]) -> list[Change]:
-        return [c for c in changes if c.session_id == self.session_id and c.kind in self.wanted]
+        """The changes of its session (all of `changes` are) of the kinds the subscription wants."""
+        return [c for c in changes if c.kind in self.wanted]
 
 
 class EventsService(EventsServicer):
+    """Streams are indexed by session: the store's commits reach only the streams of the sessions they
+    touch, and a stream wakes up only for a change it wants. Every stream listening to every commit made
+    each waiting client cost the control plane a wake-up per commit of any session."""
+
     def __init__(self, backends: Backends) -> None:
         self._b = backends
-        self._subscriptions: set[_Subscription] = set()
+        self._by_session: dict[str, set[_Subscription]] = {}
+        backends.state.add_listener(self._deliver)
 
     def shutdown(self) -> None:
         """End every open stream with UNAVAILABLE, so clients reconnect instead of waiting out the grace
         period; an error and not a normal end, which the SDK would take for "everything arrived"."""
-        for sub in self._subscriptions:
-            sub.inbox.put_nowait(None)
+        for subs in self._by_session.values():
+            for sub in subs:
+                sub.inbox.put_nowait(None)
+
+    def _deliver(self, changes: list[Change]) -> None:
+        if not self._by_session:
+            return
+        touched: dict[str, list[Change]] = {}
+        for change in changes:
+            if change.session_id in self._by_session:
+                touched.setdefault(change.session_id, []).append(change)
+        for session_id, session_changes in touched.items():
+            for sub in self._by_session[session_id]:
+                relevant = sub.relevant(session_changes)
+                if relevant:
+                    sub.inbox.put_nowait(relevant)
 
     @streaming
     async def GetEvents(self, request: pb.EventSubscriptionRequest, context: Ctx) -> AsyncIterator[Response]:
         await self._b.state.get_session(request.session_id)
         sub = _Subscription(request)
-        listener = sub.inbox.put_nowait
-        self._b.state.add_listener(listener)
-        self._subscriptions.add(sub)
+        self._by_session.setdefault(sub.session_id, set()).add(sub)
         try:
             async for event in self._replay(sub):
                 yield event
             while True:
-                batch = await sub.inbox.get()
-                if batch is None:
+                changes = await sub.inbox.get()
+                if changes is None:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "The control plane is shutting down")
                     return
-                changes = sub.relevant(batch)
                 for event in await self._filtered(sub, changes):
                     yield event
         finally:
-            self._subscriptions.discard(sub)
-            self._b.state.remove_listener(listener)
+            subs = self._by_session.get(sub.session_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_session[sub.session_id]
 
     async def _replay(self, sub: _Subscription) -> AsyncIterator[Response]:
         state = self._b.state
