@@ -33,7 +33,7 @@ from armonik_core.adapters.objects.base import ObjectStorage
 from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.polling_agent.agent_service import AgentService
 from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
-from armonik_core.polling_agent.exchange import TaskExchange
+from armonik_core.polling_agent.exchange import TaskExchange, tasks_to_hold
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.polling_agent.task_runner import TaskRunner
 from armonik_core.polling_agent.worker_client import WorkerClient
@@ -182,9 +182,8 @@ class PollingAgent:
         return False
 
     async def _next_task(self) -> AcquiredTask | None:
-        ahead = (
-            self.settings.message_batch_size - 1 if self._last_seconds < self.settings.prefetch_below else 0
-        )
+        settings = self.settings
+        ahead = tasks_to_hold(self._last_seconds, settings.prefetch_below, settings.message_batch_size)
         try:
             return await self._exchange.next_task(ahead)
         except asyncio.CancelledError:

@@ -34,6 +34,16 @@ from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, Com
 log = logging.getLogger("armonik.polling_agent")
 
 
+def tasks_to_hold(last_seconds: float, budget: float, batch: int) -> int:
+    """How many tasks an agent holds beyond the one running: as many as fit in `budget` seconds of work at
+    the pace of the last task, a batch at most; none after a task that took `budget` or longer. Tasks held
+    by a busy agent wait while another agent may be idle: holding a bounded amount of work, rather than a
+    whole batch of any short tasks, keeps the end of a session balanced across agents."""
+    if budget <= 0 or last_seconds >= budget:
+        return 0
+    return min(batch - 1, int(budget / max(last_seconds, 1e-9)))
+
+
 class TaskExchange:
     def __init__(
         self, backend: ComputeBackend, request: AcquireRequest, batch: int = 8, report_delay: float = 0.01

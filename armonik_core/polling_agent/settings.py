@@ -10,8 +10,9 @@ Variables (case-insensitive names; defaults in brackets):
 - `Pollster__AgentId` [`<hostname>-<pid>`]: the owner recorded on the tasks this agent runs.
 - `Pollster__GraceDelay` [5 s]: on SIGTERM, how long the current task may go on before it is released.
 - `Pollster__HeartbeatSeconds` [2]: period of the lease renewals (which also bring cancellations).
-- `Pollster__PrefetchBelowSeconds` [0.5 s]: take tasks ahead of the current one when tasks are shorter.
-- `ComputePlane__MessageBatchSize` [8]: how many tasks an agent takes at once and holds when tasks are short
+- `Pollster__PrefetchBelowSeconds` [0.5 s]: take tasks ahead of the current one, as many as fit in this
+  much work at the pace of the last task.
+- `ComputePlane__MessageBatchSize` [16]: how many tasks an agent takes at once and holds when tasks are short
   (upstream's default is 1).
 - `Components__ObjectStorage` [filesystem]: `redis` or `s3` (with their `Redis__*`, `S3__*` settings).
 - `Pollster__ReportDelay` [0.01 s]: how long an outcome may wait to be reported with the next ones, while the
@@ -131,13 +132,14 @@ class AgentSettings:
     grace_delay: float = 5.0
     heartbeat_seconds: float = 2.0
     acquire_wait: float = 2.0
-    #: Take the next task while the current one runs when tasks last less than this (0 disables): short
-    #: tasks then follow each other without a round trip in between; long ones do not hold a second task
-    #: that another agent could be running.
+    #: Take tasks ahead of the current one, as many as fit in this many seconds of work at the pace of the
+    #: last task (0 disables): short tasks then follow each other without a round trip in between; a task
+    #: this long or longer holds no other that another agent could be running (`tasks_to_hold`).
     prefetch_below: float = 0.5
     #: Tasks an agent takes at once and holds when tasks are short (`ComputePlane__MessageBatchSize`;
-    #: upstream's default is 1, ours 8: one round trip to the backend then serves several tasks).
-    message_batch_size: int = 8
+    #: upstream's default is 1, ours 16: one round trip to the backend then serves several tasks; how much
+    #: work that holds is bounded by `prefetch_below`).
+    message_batch_size: int = 16
     #: How long an outcome may wait to share its report with the next ones while more tasks are queued.
     report_delay: float = 0.01
     staging_parallelism: int = 8
@@ -195,7 +197,7 @@ class AgentSettings:
             acquire_wait=duration("Pollster__AcquireWait", 2.0),
             prefetch_below=duration("Pollster__PrefetchBelowSeconds", 0.5),
             message_batch_size=int(
-                positive("ComputePlane__MessageBatchSize", env.get_int("ComputePlane__MessageBatchSize", 8))
+                positive("ComputePlane__MessageBatchSize", env.get_int("ComputePlane__MessageBatchSize", 16))
             ),
             report_delay=duration("Pollster__ReportDelay", 0.01),
             staging_parallelism=int(

@@ -15,7 +15,7 @@ from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Result, Task
 from armonik_core.domain.statuses import TaskStatus
 from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
-from armonik_core.polling_agent.exchange import TaskExchange
+from armonik_core.polling_agent.exchange import TaskExchange, tasks_to_hold
 
 REQUEST = AcquireRequest("default", "agent-1", "host", wait_seconds=0.5)
 
@@ -200,3 +200,13 @@ async def test_an_agent_that_stops_reports_without_asking_for_another_task() -> 
     await exchange.close("stopping")
     assert backend.calls[-1] == Call(["t1"], 0, 0.0)
     assert backend.queued and backend.queued[0].task.task_id == "t2", "t2 stays in the queue for others"
+
+
+def test_an_agent_holds_as_much_work_as_its_budget_and_never_more_than_a_batch() -> None:
+    assert tasks_to_hold(0.002, budget=0.5, batch=8) == 7  # tiny tasks: a batch, less the running one
+    assert tasks_to_hold(0.1, budget=0.5, batch=8) == 5  # half a second of work at 0.1 s a task
+    assert tasks_to_hold(0.3, budget=0.5, batch=8) == 1
+    assert tasks_to_hold(0.5, budget=0.5, batch=8) == 0  # as long as the budget: holds nothing
+    assert tasks_to_hold(float("inf"), budget=0.5, batch=8) == 0  # the first task: its length is unknown
+    assert tasks_to_hold(0.0, budget=0.5, batch=1) == 0  # batches of one: never ahead
+    assert tasks_to_hold(0.001, budget=0.0, batch=8) == 0  # prefetching disabled
