@@ -617,7 +617,6 @@ def _apply_success(
     conn: sqlite3.Connection, changes: list[Change], task: Task, outcome: TaskOutcome, now: float
 ) -> list[QueueMessage]:
     """A successful run: its new results, its data, its subtasks, then the task itself COMPLETED."""
-    session = _load_session(conn, task.session_id)
     created = outcome.created_results
     if created:
         conn.executemany(_INSERT_RESULT, [schema.result_to_row(r) for r in created])
@@ -633,6 +632,7 @@ def _apply_success(
     changes.extend(common.result_status_changes(task.session_id, produced, ResultStatus.COMPLETED))
     messages: list[QueueMessage] = []
     if outcome.subtasks:
+        session = _load_session(conn, task.session_id)
         messages += _insert_tasks(conn, changes, session, outcome.subtasks, task.task_id, now)
     messages += _resolve_dependents(conn, changes, produced, now)
     owners = {
