@@ -60,8 +60,12 @@ _RESULT_FIELDS = (
 )
 
 
+#: One encoder for every message: `json.dumps` with arguments builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def loads(data: bytes) -> Any:
