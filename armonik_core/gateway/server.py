@@ -96,7 +96,9 @@ class ComputeGateway:
         }
 
     async def start(self, request: dict[str, Any]) -> bool:
-        return await self._b.state.start_task(request["task_id"], request["agent_id"])
+        return await self._b.state.start_task(
+            request["task_id"], request["agent_id"], request.get("fetched_at"), request.get("started_at")
+        )
 
     async def heartbeat(self, request: dict[str, Any]) -> list[str]:
         agent, now = request.get("agent_id"), time.monotonic()

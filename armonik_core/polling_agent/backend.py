@@ -52,8 +52,11 @@ class ComputeBackend(ABC):
         """Take the next task of the partition, waiting up to `wait_seconds` for one; None if none came."""
 
     @abstractmethod
-    async def start(self, acquired: AcquiredTask) -> None:
-        """The task's inputs are in place and the worker is about to run it (PROCESSING)."""
+    async def start(
+        self, acquired: AcquiredTask, fetched_at: float | None = None, started_at: float | None = None
+    ) -> None:
+        """The task's inputs are in place and the worker is about to run it (PROCESSING); the times are the
+        agent's, when it knows them (a start reported late still records when the run began)."""
 
     @abstractmethod
     async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:

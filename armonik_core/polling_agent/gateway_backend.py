@@ -58,8 +58,11 @@ class GatewayBackend(ComputeBackend):
             "outcome": codec.outcome_to_json(outcome),
         }
 
-    async def start(self, acquired: AcquiredTask) -> None:
-        await self._call("Start", {"task_id": acquired.task.task_id, "agent_id": self._agent_id})
+    async def start(
+        self, acquired: AcquiredTask, fetched_at: float | None = None, started_at: float | None = None
+    ) -> None:
+        request = {"task_id": acquired.task.task_id, "agent_id": self._agent_id}
+        await self._call("Start", {**request, "fetched_at": fetched_at, "started_at": started_at})
 
     async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:
         if not acquired:

@@ -344,7 +344,9 @@ class TaskRunner:
             self._worker.check_early(self._settings.worker_check_timeout)
 
     def _report_start(self) -> None:
-        starting = asyncio.ensure_future(self._backend.start(self.acquired))
+        starting = asyncio.ensure_future(
+            self._backend.start(self.acquired, self._fetched_at, self._started_at)
+        )
         starting.add_done_callback(self._log_failed_start)
 
     def _log_failed_start(self, starting: asyncio.Future[None]) -> None:

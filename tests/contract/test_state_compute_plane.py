@@ -102,6 +102,27 @@ async def test_acquire_and_start_record_the_agent_and_times(store: StateStore) -
     assert stored.submitted_at <= stored.acquired_at <= stored.started_at  # type: ignore[operator]
 
 
+async def test_a_start_reported_late_records_the_agents_own_times(store: StateStore) -> None:
+    """A long task's start reaches the store a moment after the agent called the worker: the agent's times
+    are kept (never after the store's now, nor fetched after started)."""
+    (payload,) = await results(store, "payload", completed=True)
+    first, second = task(await results(store, "out-1"), payload), task(await results(store, "out-2"), payload)
+    await store.submit_tasks(SID, [first, second])
+    for t in (first, second):
+        assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
+    millis = math.ceil(time.time() * 1000)
+    fetched, started = millis / 1000, (millis + 1) / 1000  # whole milliseconds: BSON dates keep no more
+    await asyncio.sleep(0.01)
+    assert await store.start_task(first.task_id, "agent-1", fetched, started)
+    stored = await store.get_task(first.task_id)
+    assert (stored.fetched_at, stored.started_at) == (fetched, started)
+    # An agent whose clock runs ahead: its times are brought back to the store's.
+    assert await store.start_task(second.task_id, "agent-1", time.time() + 3600, time.time() + 7200)
+    stored = await store.get_task(second.task_id)
+    assert stored.fetched_at is not None and stored.started_at is not None
+    assert stored.fetched_at <= stored.started_at <= time.time() + 1
+
+
 async def test_success_completes_outputs_and_releases_dependents(store: StateStore) -> None:
     (payload,) = await results(store, "payload", completed=True)
     out, final = await results(store, "out", "final")

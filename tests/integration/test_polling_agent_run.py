@@ -188,6 +188,8 @@ class FakeBackend(ComputeBackend):
         self.results: dict[str, Result] = {}
         self.acquisitions: list[tuple[str, str, str]] = []
         self.started: list[str] = []
+        #: (task id, fetched_at, started_at, when the report arrived) of each start reported.
+        self.start_reports: list[tuple[str, float | None, float | None, float]] = []
         self.heartbeats: list[list[str]] = []
         self.finished: list[tuple[str, TaskOutcome]] = []
         self.cancelled: set[str] = set()
@@ -203,8 +205,11 @@ class FakeBackend(ComputeBackend):
         except asyncio.TimeoutError:
             return None
 
-    async def start(self, acquired: AcquiredTask) -> None:
+    async def start(
+        self, acquired: AcquiredTask, fetched_at: float | None = None, started_at: float | None = None
+    ) -> None:
         self.started.append(acquired.task.task_id)
+        self.start_reports.append((acquired.task.task_id, fetched_at, started_at, time.time()))
 
     async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:
         ids = [a.task.task_id for a in acquired]
@@ -516,6 +521,22 @@ async def test_a_task_longer_than_max_duration_times_out(running: Running, tmp_p
     assert outcome.kind is OutcomeKind.TIMEOUT, outcome.message
     assert "DEADLINE_EXCEEDED" in outcome.message
     assert elapsed < 3
+
+
+async def test_a_long_task_reports_its_start_with_the_agents_own_times(
+    running: Running, tmp_path: Path
+) -> None:
+    """A task still running after a moment has its start reported on its own, a little after the worker was
+    called: the report carries when the inputs were staged and the worker called, not the moment it left."""
+    marker = tmp_path / "never"
+    acquired = await running.backend.submit({"action": "sleep", "seconds": 0.5, "marker": str(marker)})
+    outcome = await running.backend.outcome(acquired)
+    assert outcome.kind is OutcomeKind.SUCCESS
+    [(task_id, fetched_at, started_at, reported_at)] = running.backend.start_reports
+    assert task_id == acquired.task.task_id
+    assert fetched_at is not None and started_at is not None
+    assert fetched_at <= started_at < reported_at
+    assert reported_at - started_at >= 0.05, "the report leaves a moment after the start it records"
 
 
 async def test_cancellation_seen_in_a_heartbeat_cancels_the_run(running: Running, tmp_path: Path) -> None:

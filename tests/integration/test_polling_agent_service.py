@@ -41,7 +41,9 @@ class ResultsOnly(ComputeBackend):
     ) -> AcquiredTask | None:
         raise AssertionError("the Agent API never acquires tasks")
 
-    async def start(self, acquired: AcquiredTask) -> None:
+    async def start(
+        self, acquired: AcquiredTask, fetched_at: float | None = None, started_at: float | None = None
+    ) -> None:
         raise AssertionError("the Agent API never starts tasks")
 
     async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:

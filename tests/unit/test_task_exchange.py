@@ -74,7 +74,9 @@ class RecordingBackend(ComputeBackend):
     ) -> AcquiredTask | None:
         raise AssertionError("the exchange goes through exchange()")
 
-    async def start(self, acquired: AcquiredTask) -> None:
+    async def start(
+        self, acquired: AcquiredTask, fetched_at: float | None = None, started_at: float | None = None
+    ) -> None:
         raise AssertionError("not used")
 
     async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:

@@ -176,8 +176,12 @@ class StateStore(ABC):
         A task left running by an agent whose lease expired is retried instead (its attempt crashed)."""
 
     @abstractmethod
-    async def start_task(self, task_id: str, agent_id: str) -> bool:
-        """The agent staged the inputs and calls the worker: PROCESSING. False if the task is no longer its."""
+    async def start_task(
+        self, task_id: str, agent_id: str, fetched_at: float | None = None, started_at: float | None = None
+    ) -> bool:
+        """The agent staged the inputs and calls the worker: PROCESSING. False if the task is no longer its.
+
+        `fetched_at` and `started_at` are the agent's own times (`common.start_times`); now when not given."""
 
     @abstractmethod
     async def finish_task(self, task_id: str, agent_id: str, outcome: TaskOutcome) -> list[QueueMessage]:

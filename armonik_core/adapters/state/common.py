@@ -107,6 +107,15 @@ def results_named_by(tasks: Iterable[Task]) -> set[str]:
 
 
 # -- outcomes of a run -----------------------------------------------------------------------------------------
+def start_times(fetched_at: float | None, started_at: float | None, now: float) -> tuple[float, float]:
+    """(fetched, started) of a run reported started: the agent's times when it gives them, kept in order
+    and never after `now` (the agent's clock and the store's may differ a little); `now` otherwise. An agent
+    reports a long task's start a moment after calling the worker: its own times say when it really began."""
+    started = now if started_at is None else min(started_at, now)
+    fetched = started if fetched_at is None else min(fetched_at, started)
+    return fetched, started
+
+
 def reported_start(task: Task, outcome: TaskOutcome) -> tuple[float, float] | None:
     """When the run's inputs were fetched and when it started, if the outcome says so and the task does not
     know yet (a released task never started: it is given back unrun)."""

@@ -794,14 +794,18 @@ class MongoStateStore(common.ChangeFeedStore):
 
         return await self._write("acquiring a task", unit)
 
-    async def start_task(self, task_id: str, agent_id: str) -> bool:
-        now = schema.to_date(self._now())
+    async def start_task(
+        self, task_id: str, agent_id: str, fetched_at: float | None = None, started_at: float | None = None
+    ) -> bool:
+        fetched, begun = (
+            schema.to_date(at) for at in common.start_times(fetched_at, started_at, self._now())
+        )
 
         def unit(db: _Db, changes: list[Change]) -> bool:
             started = db.swap(
                 schema.TASKS,
                 {"_id": task_id, "OwnerPodId": agent_id, "Status": int(TaskStatus.DISPATCHED)},
-                {"$set": {"Status": int(TaskStatus.PROCESSING), "FetchedDate": now, "StartDate": now}},
+                {"$set": {"Status": int(TaskStatus.PROCESSING), "FetchedDate": fetched, "StartDate": begun}},
                 {"SessionId": 1},
             )
             if started is None:

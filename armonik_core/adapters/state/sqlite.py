@@ -440,14 +440,18 @@ class SqliteStateStore(common.ChangeFeedStore):
 
         return await self._engine.write(unit)
 
-    async def start_task(self, task_id: str, agent_id: str) -> bool:
-        now = self._clock()
+    async def start_task(
+        self, task_id: str, agent_id: str, fetched_at: float | None = None, started_at: float | None = None
+    ) -> bool:
+        fetched, started = common.start_times(fetched_at, started_at, self._clock())
 
         def unit(conn: sqlite3.Connection, changes: list[Change]) -> bool:
             task = _load_tasks(conn, [task_id]).get(task_id)
             if task is None or task.owner_pod_id != agent_id or task.status != TaskStatus.DISPATCHED:
                 return False
-            _set_task_status(conn, changes, [task], TaskStatus.PROCESSING, fetched_at=now, started_at=now)
+            _set_task_status(
+                conn, changes, [task], TaskStatus.PROCESSING, fetched_at=fetched, started_at=started
+            )
             return True
 
         return await self._engine.write(unit)
