@@ -23,18 +23,30 @@ from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.statuses import TaskStatus
 
 
+def _set_timestamp(field: Timestamp, seconds: float) -> None:
+    field.seconds = whole = int(seconds)
+    field.nanos = int(round((seconds - whole) * 1e9)) % 1_000_000_000
+
+
+def _set_duration(field: Duration, seconds: float) -> None:
+    field.seconds = whole = int(seconds)
+    field.nanos = int(round((seconds - whole) * 1e9))
+
+
 def timestamp(seconds: float | None) -> Timestamp | None:
     if seconds is None:
         return None
-    whole = int(seconds)
-    return Timestamp(seconds=whole, nanos=int(round((seconds - whole) * 1e9)) % 1_000_000_000)
+    stamp = Timestamp()
+    _set_timestamp(stamp, seconds)
+    return stamp
 
 
 def duration(seconds: float | None) -> Duration | None:
     if seconds is None:
         return None
-    whole = int(seconds)
-    return Duration(seconds=whole, nanos=int(round((seconds - whole) * 1e9)))
+    span = Duration()
+    _set_duration(span, seconds)
+    return span
 
 
 def seconds_of(value: Duration) -> float:
@@ -62,18 +74,24 @@ def optional_options(parent: Any, field: str) -> TaskOptions | None:
 
 
 def options_to_proto(options: TaskOptions) -> objects_pb2.TaskOptions:
-    return objects_pb2.TaskOptions(
-        options=options.options,
-        max_duration=duration(options.max_duration),
-        max_retries=options.max_retries,
-        priority=options.priority,
-        partition_id=options.partition_id,
-        application_name=options.application_name,
-        application_version=options.application_version,
-        application_namespace=options.application_namespace,
-        application_service=options.application_service,
-        engine_type=options.engine_type,
-    )
+    msg = objects_pb2.TaskOptions()
+    _fill_options(msg, options)
+    return msg
+
+
+def _fill_options(msg: objects_pb2.TaskOptions, options: TaskOptions) -> None:
+    """Write `options` into `msg`, which may be a sub-message of a task or a session."""
+    _set_duration(msg.max_duration, options.max_duration)
+    msg.max_retries = options.max_retries
+    msg.priority = options.priority
+    msg.partition_id = options.partition_id
+    msg.application_name = options.application_name
+    msg.application_version = options.application_version
+    msg.application_namespace = options.application_namespace
+    msg.application_service = options.application_service
+    msg.engine_type = options.engine_type
+    if options.options:
+        msg.options.update(options.options)
 
 
 def task_from_creation(
@@ -140,31 +158,12 @@ def _fill_task_common(msg: Any, t: Task) -> None:
     for name in _TASK_TIMES:
         seconds = getattr(t, name)
         if seconds is not None:
-            field = getattr(msg, name)
-            field.seconds = whole = int(seconds)
-            field.nanos = int(round((seconds - whole) * 1e9)) % 1_000_000_000
+            _set_timestamp(getattr(msg, name), seconds)
     for name in _TASK_DURATIONS:
         seconds = getattr(t, name)
         if seconds is not None:
-            field = getattr(msg, name)
-            field.seconds = whole = int(seconds)
-            field.nanos = int(round((seconds - whole) * 1e9))
+            _set_duration(getattr(msg, name), seconds)
     _fill_options(msg.options, t.options)
-
-
-def _fill_options(msg: objects_pb2.TaskOptions, options: TaskOptions) -> None:
-    msg.max_duration.seconds = whole = int(options.max_duration)
-    msg.max_duration.nanos = int(round((options.max_duration - whole) * 1e9))
-    msg.max_retries = options.max_retries
-    msg.priority = options.priority
-    msg.partition_id = options.partition_id
-    msg.application_name = options.application_name
-    msg.application_version = options.application_version
-    msg.application_namespace = options.application_namespace
-    msg.application_service = options.application_service
-    msg.engine_type = options.engine_type
-    if options.options:
-        msg.options.update(options.options)
 
 
 def _task_scalars(t: Task) -> dict[str, Any]:

@@ -61,8 +61,13 @@ class GatewayBackend(ComputeBackend):
     async def start(
         self, acquired: AcquiredTask, fetched_at: float | None = None, started_at: float | None = None
     ) -> None:
-        request = {"task_id": acquired.task.task_id, "agent_id": self._agent_id}
-        await self._call("Start", {**request, "fetched_at": fetched_at, "started_at": started_at})
+        request = {
+            "task_id": acquired.task.task_id,
+            "agent_id": self._agent_id,
+            "fetched_at": fetched_at,
+            "started_at": started_at,
+        }
+        await self._call("Start", request)
 
     async def heartbeat(self, acquired: Sequence[AcquiredTask]) -> set[str]:
         if not acquired:

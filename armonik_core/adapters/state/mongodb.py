@@ -1384,9 +1384,16 @@ def _cancel(db: _Db, changes: list[Change], tasks: list[Task], now: float) -> No
     cancelled = by_target.get(TaskStatus.CANCELLED, [])
     downstream: list[Change] = []
     _abort_downstream(db, downstream, [t.task_id for t in cancelled], TaskStatus.CANCELLED, now)
-    _set_task_status(db, changes, cancelled, TaskStatus.CANCELLED, ended_at=now)
-    _set_task_status(db, changes, by_target.get(TaskStatus.CANCELLING, []), TaskStatus.CANCELLING)
+    _move_to_cancellation(db, changes, by_target, now)
     changes.extend(downstream)
+
+
+def _move_to_cancellation(
+    db: _Db, changes: list[Change], by_target: dict[TaskStatus, list[Task]], now: float
+) -> None:
+    """Tasks to CANCELLED (ended now), or to CANCELLING where an agent holds them (`cancellation_targets`)."""
+    _set_task_status(db, changes, by_target.get(TaskStatus.CANCELLED, []), TaskStatus.CANCELLED, ended_at=now)
+    _set_task_status(db, changes, by_target.get(TaskStatus.CANCELLING, []), TaskStatus.CANCELLING)
 
 
 def _abort_downstream(
@@ -1426,8 +1433,7 @@ def _cancel_session_tasks(db: _Db, changes: list[Change], session_id: str, now: 
     finals = [int(s) for s in common.NOT_TO_CANCEL]
     docs = db.find(schema.TASKS, {"SessionId": session_id, "Status": {"$nin": finals}})
     by_target = common.cancellation_targets(schema.task_from_document(d) for d in docs)
-    _set_task_status(db, changes, by_target.get(TaskStatus.CANCELLED, []), TaskStatus.CANCELLED, ended_at=now)
-    _set_task_status(db, changes, by_target.get(TaskStatus.CANCELLING, []), TaskStatus.CANCELLING)
+    _move_to_cancellation(db, changes, by_target, now)
     leftovers = db.find(
         schema.RESULTS, {"SessionId": session_id, "Status": int(ResultStatus.CREATED)}, {"_id": 1}
     )
