@@ -105,9 +105,12 @@ def authenticating_s3() -> Iterator[AuthenticatingS3]:
             aws_secret_access_key=SECRET_KEY,
         )
         writer = _iam_user(iam, "writer", ["s3:*"])
-        # A read-only user. moto names the permission of HEAD on a bucket s3:HeadBucket (AWS: s3:ListBucket).
+        # A read-only user. moto names the permission of HEAD on a bucket s3:HeadBucket (AWS: s3:ListBucket),
+        # and since 5.2 that of HEAD on an object s3:HeadObject (AWS: s3:GetObject).
         reader = _iam_user(
-            iam, "reader", ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:HeadBucket"]
+            iam,
+            "reader",
+            ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:HeadBucket", "s3:HeadObject"],
         )
         server.enable_authentication()
         yield AuthenticatingS3(server, writer, reader)
