@@ -228,11 +228,12 @@ class PollingAgent:
                 started = asyncio.get_running_loop().time()
                 outcome = await self._run(runner)
                 self._last_seconds = asyncio.get_running_loop().time() - started
-                self._exchange.report(acquired, outcome)
                 # A worker whose call was abandoned (cancelled, timed out) may still be busy with it: wait until
-                # it answers again rather than hand it a task it cannot take yet.
+                # it answers again rather than hand it a task it cannot take yet, and take none meanwhile
+                # (another agent runs it).
                 if runner.worker_unhealthy or outcome.kind in (OutcomeKind.CANCELLED, OutcomeKind.TIMEOUT):
                     healthy = False
+                self._exchange.report(acquired, outcome, take_next=healthy)
                 if outcome.kind in _ABANDONED:  # the worker may still write into the folder: take another
                     self._data_folder = self._new_data_folder()
         finally:

@@ -33,6 +33,9 @@ from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, Com
 
 log = logging.getLogger("armonik.polling_agent")
 
+#: Why tasks held ahead are given back when the agent's worker cannot take them.
+_CANNOT_RUN = "The agent's worker cannot take a task now"
+
 
 def tasks_to_hold(last_seconds: float, budget: float, batch: int) -> int:
     """How many tasks an agent holds beyond the one running: as many as fit in `budget` seconds of work at
@@ -63,6 +66,8 @@ class TaskExchange:
         self._drained = False
         #: No more acquisitions (the agent is stopping): outcomes leave without asking for tasks.
         self._stopped = False
+        #: No acquisitions until the agent asks for its next task (its worker cannot take one now).
+        self._paused = False
 
     def held(self) -> list[AcquiredTask]:
         """Tasks whose leases this agent must keep alive besides the one running."""
@@ -73,6 +78,7 @@ class TaskExchange:
 
         `ahead` > 0 lets the agent hold that many more tasks (short tasks); 0 holds none (long tasks)."""
         self._ahead = min(ahead, self._batch - 1)
+        self._paused = False
         long_polled = False
         while True:
             if self._queue:
@@ -89,10 +95,18 @@ class TaskExchange:
                 long_polled = True
             await asyncio.shield(flight)
 
-    def report(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
-        """Queue an outcome for the backend: sent now when the agent has nothing queued, else batched."""
+    def report(self, acquired: AcquiredTask, outcome: TaskOutcome, take_next: bool = True) -> None:
+        """Queue an outcome for the backend: sent now when the agent has nothing queued, else batched.
+
+        `take_next=False`: the agent cannot run a task until its worker answers again (it is still busy with
+        an abandoned call, or not serving): the outcome leaves at once with the tasks held ahead, given
+        back, and no task is taken until the agent asks for its next one, so that other agents run them."""
         self._unreported.append((acquired, outcome))
-        if outcome.kind is OutcomeKind.RELEASED or self._stopped:
+        if not take_next:
+            self._paused = True
+            self._give_back_queued(_CANNOT_RUN)
+            self._send(wait=False)
+        elif outcome.kind is OutcomeKind.RELEASED or self._stopped:
             self._send(wait=False)
         elif not self._queue:
             self._send(wait=True)  # the agent's next step is to wait for a task: this call does both
@@ -111,12 +125,15 @@ class TaskExchange:
         self._ahead = 0
         while True:
             # A call in flight may still bring tasks: they are given back too, not left to their leases.
-            while self._queue:
-                self._unreported.append((self._queue.popleft(), TaskOutcome(OutcomeKind.RELEASED, message)))
+            self._give_back_queued(message)
             if self._flight is None and not self._unreported:
                 return
             flight = self._flight or self._send(wait=False)
             await asyncio.shield(flight)
+
+    def _give_back_queued(self, message: str) -> None:
+        while self._queue:
+            self._unreported.append((self._queue.popleft(), TaskOutcome(OutcomeKind.RELEASED, message)))
 
     # -- calls ---------------------------------------------------------------------------------------------
     def _arm_flush(self) -> None:
@@ -138,7 +155,7 @@ class TaskExchange:
         finished, self._unreported = self._unreported, []
         self._sending = [acquired for acquired, _ in finished]
         wanted = max(self._ahead + 1 - len(self._queue), 0) if (wait or self._ahead) else 0
-        if self._stopped:
+        if self._stopped or self._paused:
             wanted, wait = 0, False
         elif wait:
             wanted = max(wanted, 1)
@@ -164,6 +181,8 @@ class TaskExchange:
         if wanted:
             self._drained = len(got) < wanted
         self._queue.extend(got)
+        if self._paused:  # asked for before the pause: given back as well
+            self._give_back_queued(_CANNOT_RUN)
         if self._unreported:
             if not self._queue or len(self._unreported) >= self._batch:
                 self._send(wait=False)

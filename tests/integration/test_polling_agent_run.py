@@ -557,6 +557,26 @@ async def test_cancellation_seen_in_a_heartbeat_cancels_the_run(running: Running
     assert files_left(running.shared) == []
 
 
+async def test_an_agent_takes_no_task_while_its_worker_is_busy_with_a_cancelled_one(
+    running: Running, tmp_path: Path
+) -> None:
+    """The worker goes on with a cancelled task until it returns; a task taken meanwhile would wait for it
+    while another agent could run it."""
+    marker = tmp_path / "wake-up"
+    long = await running.backend.submit({"action": "sleep", "seconds": 5, "marker": str(marker)})
+    deadline = time.monotonic() + 5
+    while long.task.task_id not in running.backend.started and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    running.backend.cancelled.add(long.task.task_id)
+    assert (await running.backend.outcome(long)).kind is OutcomeKind.CANCELLED
+
+    quick = await running.backend.submit({"action": "inspect"})
+    await asyncio.sleep(0.5)
+    assert running.backend.queue.qsize() == 1, "the agent took a task its worker cannot run yet"
+    marker.touch()  # the worker returns from the cancelled task: the agent takes the next one
+    assert (await running.backend.outcome(quick)).kind is OutcomeKind.SUCCESS
+
+
 async def test_get_resource_data(running: Running) -> None:
     backend = running.backend
     session_id = "session-" + new_id()

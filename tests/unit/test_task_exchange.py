@@ -212,3 +212,22 @@ def test_an_agent_holds_as_much_work_as_its_budget_and_never_more_than_a_batch()
     assert tasks_to_hold(float("inf"), budget=0.5, batch=8) == 0  # the first task: its length is unknown
     assert tasks_to_hold(0.0, budget=0.5, batch=1) == 0  # batches of one: never ahead
     assert tasks_to_hold(0.001, budget=0.0, batch=8) == 0  # prefetching disabled
+
+
+async def test_an_agent_that_cannot_run_tasks_gives_back_those_held_and_takes_none_until_it_asks() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=4)
+    backend.add(*(acquired(n) for n in range(4)))
+    first = await exchange.next_task(ahead=3)  # t0 runs, t1..t3 held ahead
+    assert first is not None
+    backend.add(acquired(4))
+    exchange.report(first, TaskOutcome(OutcomeKind.CANCELLED, "cancelled"), take_next=False)
+    await settle()
+    assert backend.calls[-1] == Call(["t0", "t1", "t2", "t3"], 0, 0.0)
+    assert exchange.held() == []
+    assert [t.task.task_id for t in backend.queued] == ["t4"], "no task taken while the worker is busy"
+
+    # The worker answers again: the agent asks for its next task, and takes one.
+    following = await asyncio.wait_for(exchange.next_task(ahead=3), 2)
+    assert following is not None and following.task.task_id == "t4"
+    await exchange.close("done")
