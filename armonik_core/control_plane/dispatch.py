@@ -70,6 +70,11 @@ class TaskDispatcher:
         for partition in {m.partition_id for m in messages}:
             self._signal(partition).set()
 
+    def wake_all(self) -> None:
+        """Wake every wait for publication (the control plane is stopping)."""
+        for signal in self._published.values():
+            signal.set()
+
     def _signal(self, partition_id: str) -> asyncio.Event:
         return self._published.setdefault(partition_id, asyncio.Event())
 

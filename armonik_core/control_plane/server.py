@@ -110,16 +110,20 @@ class ControlPlane:
     backends: Backends
     port: int
     events: EventsService
+    gateway: ComputeGateway
 
     async def stop(self, grace: float = 5.0) -> None:
         self.events.shutdown()
+        self.gateway.shutdown()
         await self.server.stop(grace)
         await close_backends(self.backends)
 
 
-def add_services(server: grpc.aio.Server, backends: Backends) -> EventsService:
-    """Register every service; returns the Events service, which needs telling when the server stops."""
+def add_services(server: grpc.aio.Server, backends: Backends) -> tuple[EventsService, ComputeGateway]:
+    """Register every service; returns those with long-lived streams, which need telling when the server
+    stops."""
     events = EventsService(backends)
+    gateway = ComputeGateway(backends, backends.settings.lease_seconds)
     sessions_service_pb2_grpc.add_SessionsServicer_to_server(SessionsService(backends), server)
     tasks_service_pb2_grpc.add_TasksServicer_to_server(TasksService(backends), server)
     results_service_pb2_grpc.add_ResultsServicer_to_server(ResultsService(backends), server)
@@ -131,14 +135,14 @@ def add_services(server: grpc.aio.Server, backends: Backends) -> EventsService:
         HealthChecksService(backends), server
     )
     auth_service_pb2_grpc.add_AuthenticationServicer_to_server(AuthenticationService(), server)
-    add_gateway(server, ComputeGateway(backends, backends.settings.lease_seconds))
-    return events
+    add_gateway(server, gateway)
+    return events, gateway
 
 
 async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
     backends = await open_backends(settings)
     server = grpc.aio.server(options=GRPC_OPTIONS)
-    events = add_services(server, backends)
+    events, gateway = add_services(server, backends)
     address = f"{settings.host}:{settings.port}"
     tls = settings.tls
     port = (
@@ -157,4 +161,4 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
             "tls": "off" if tls is None else "mtls" if tls.mtls else "on",
         },
     )
-    return ControlPlane(server, backends, port, events)
+    return ControlPlane(server, backends, port, events, gateway)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,8 @@ from armonik_core.gateway import codec
 log = logging.getLogger("armonik.gateway")
 
 SERVICE = "armonik_py.ComputeGateway"
+#: The agents' exchanges, one long-lived stream per agent (see `polling_agent.gateway_backend`).
+EXCHANGE_STREAM = "ExchangeStream"
 #: How long a message stays leased to an agent without a heartbeat before another agent may take it.
 LEASE_SECONDS = 15.0
 #: While waiting for work, look at the queue this often anyway (expired leases come back without a publish).
@@ -47,6 +49,18 @@ class ComputeGateway:
         self._lease_seconds = lease_seconds
         self._held: dict[str, _Holding] = {}
         self._renewals: set[asyncio.Future[None]] = set()
+        #: Exchange streams waiting for their agent's next request (ended at once on shutdown).
+        self._idle_streams: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    def shutdown(self) -> None:
+        """End the agents' exchange streams and long polls now, so that the server stops without waiting
+        out its grace period: a stream ends between two exchanges (an exchange under way is answered
+        first), a long poll returns no task. Agents open a new stream to the next control plane."""
+        self._closing = True
+        for stream in self._idle_streams:
+            stream.cancel()
+        self._b.dispatcher.wake_all()
 
     def _renewed(self, renewal: asyncio.Future[None]) -> None:
         self._renewals.discard(renewal)
@@ -156,12 +170,47 @@ class ComputeGateway:
                     return acquired
                 continue
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._closing:
                 return []
             await self._b.dispatcher.wait_for_publication(partition, min(remaining, RECHECK_SECONDS))
 
     async def get_results(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         return [codec.result_to_json(r) for r in await self._b.state.get_results(request["result_ids"])]
+
+    async def exchange_stream(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """An agent's exchanges, answered one by one in order on its stream. A failed exchange ends the
+        stream with the status a unary call would have had; the agent opens a new one."""
+        handler = asyncio.current_task()
+        assert handler is not None
+        pending = requests.__aiter__()
+        while not self._closing:
+            self._idle_streams.add(handler)
+            try:
+                request = await pending.__anext__()
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                # Cancelled by `shutdown`: end the call normally. A cancelled handler that lets its
+                # cancellation through leaves the call open (grpc.aio sends no status), and the server would
+                # wait out its grace period for it.
+                if self._closing:
+                    return
+                raise
+            finally:
+                self._idle_streams.discard(handler)
+            try:
+                reply = await self.exchange(codec.loads(request))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                code, message = status_for(exc)
+                if code is grpc.StatusCode.INTERNAL:
+                    log.exception("compute gateway %s failed", EXCHANGE_STREAM)
+                await context.abort(code, message)
+                raise AssertionError("unreachable") from exc
+            yield codec.dumps(reply)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -169,7 +218,7 @@ class ComputeGateway:
             "Start": self.start,
             "Heartbeat": self.heartbeat,
             "Finish": self.finish,
-            "Exchange": self.exchange,
+            "Exchange": self.exchange,  # the unary form, as agents of earlier versions call it
             "GetResults": self.get_results,
         }
 
@@ -192,4 +241,5 @@ def _rpc(name: str, handler: Handler) -> grpc.RpcMethodHandler:
 
 def add_gateway(server: grpc.aio.Server, gateway: ComputeGateway) -> None:
     handlers = {name: _rpc(name, fn) for name, fn in gateway.handlers().items()}
+    handlers[EXCHANGE_STREAM] = grpc.stream_stream_rpc_method_handler(gateway.exchange_stream)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
