@@ -27,7 +27,10 @@ class TaskDispatcher:
         self._state = state
         self._queue = queue
         self._outbox = outbox
-        self._published: dict[str, asyncio.Event] = {}
+        #: Publications so far, per partition: a long poll compares it before and after looking at the queue.
+        self._publications: dict[str, int] = {}
+        #: Acquisitions waiting for a publication, per partition.
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._retry: asyncio.Task[None] | None = None
 
     async def publish(self, messages: Sequence[QueueMessage]) -> None:
@@ -68,25 +71,48 @@ class TaskDispatcher:
         if self._outbox:
             await self._state.clear_outbox([m.task_id for m in messages])
         for partition in {m.partition_id for m in messages}:
-            self._signal(partition).set()
+            self._announce(partition)
+
+    def _announce(self, partition_id: str) -> None:
+        self._publications[partition_id] = self._publications.get(partition_id, 0) + 1
+        for waiter in self._waiters.pop(partition_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def wake_all(self) -> None:
         """Wake every wait for publication (the control plane is stopping)."""
-        for signal in self._published.values():
-            signal.set()
+        for partition_id in list(self._waiters):
+            self._announce(partition_id)
 
-    def _signal(self, partition_id: str) -> asyncio.Event:
-        return self._published.setdefault(partition_id, asyncio.Event())
+    def publications(self, partition_id: str) -> int:
+        """How many publications the partition has had: read before looking at the queue, and given to
+        `wait_for_publication`, it makes a publication in between end the wait at once."""
+        return self._publications.get(partition_id, 0)
 
-    async def wait_for_publication(self, partition_id: str, timeout: float) -> None:
-        """Return when tasks are published on the partition (or after `timeout`): agents waiting for work
-        wake at once instead of polling the queue."""
-        signal = self._signal(partition_id)
-        signal.clear()
+    def waiting(self, partition_id: str) -> int:
+        """How many acquisitions wait for the partition's next publication."""
+        return len(self._waiters.get(partition_id, ()))
+
+    async def wait_for_publication(self, partition_id: str, timeout: float, seen: int) -> None:
+        """Return when tasks are published on the partition after its `seen`-th publication (at once if
+        that happened already), or after `timeout`: agents waiting for work wake at once instead of
+        polling the queue. A future and a timer per wait: `asyncio.wait_for` on an event would add a task
+        and two turns of the loop to every wake-up."""
+        if self.publications(partition_id) != seen:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.setdefault(partition_id, []).append(waiter)
+        timer = loop.call_later(timeout, _resolve, waiter)
         try:
-            await asyncio.wait_for(signal.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+            await waiter
+        finally:
+            timer.cancel()
+            waiters = self._waiters.get(partition_id)
+            if waiters is not None and waiter in waiters:  # timed out or cancelled: not woken
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[partition_id]
 
     async def recover(self) -> int:
         """Publish whatever a previous run committed but did not confirm published."""
@@ -100,3 +126,8 @@ class TaskDispatcher:
         if total:
             log.info("re-published %d ready tasks left in the outbox", total)
         return total
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

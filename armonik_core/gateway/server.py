@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -27,6 +27,7 @@ LEASE_SECONDS = 15.0
 RECHECK_SECONDS = 1.0
 
 Handler = Callable[[Any], Awaitable[Any]]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -148,7 +149,7 @@ class ComputeGateway:
         (its task's lease runs out and another agent retries it)."""
         finished = request.get("finished") or []
         if finished:
-            done = await asyncio.gather(*(self.finish(item) for item in finished), return_exceptions=True)
+            done = await _side_by_side([self.finish(item) for item in finished])
             for item, failure in zip(finished, done, strict=True):
                 if isinstance(failure, BaseException):
                     log.error("could not apply an outcome of agent %s: %s", item.get("agent_id"), failure)
@@ -162,17 +163,23 @@ class ComputeGateway:
         limit = max(1, int(request.get("max_tasks", 1)))
         deadline = time.monotonic() + float(request.get("wait_seconds", 0))
         while True:
+            seen = self._b.dispatcher.publications(partition)
             leases = await self._b.queue.pull(partition, limit, self._lease_seconds, agent)
             if leases:
-                taken = await asyncio.gather(*(self._take(lease, agent, hostname) for lease in leases))
-                acquired = [item for item in taken if item is not None]
+                taken = await _side_by_side([self._take(lease, agent, hostname) for lease in leases])
+                acquired = [item for item in taken if isinstance(item, dict)]
+                failures = [item for item in taken if isinstance(item, BaseException)]
+                if failures and not acquired:
+                    raise failures[0]
+                for failure in failures:  # its lease runs out and the task goes to another agent
+                    log.error("could not hand a task to agent %s: %s", agent, failure)
                 if acquired:
                     return acquired
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closing:
                 return []
-            await self._b.dispatcher.wait_for_publication(partition, min(remaining, RECHECK_SECONDS))
+            await self._b.dispatcher.wait_for_publication(partition, min(remaining, RECHECK_SECONDS), seen)
 
     async def get_results(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         return [codec.result_to_json(r) for r in await self._b.state.get_results(request["result_ids"])]
@@ -221,6 +228,17 @@ class ComputeGateway:
             "Exchange": self.exchange,  # the unary form, as agents of earlier versions call it
             "GetResults": self.get_results,
         }
+
+
+async def _side_by_side(jobs: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
+    """`asyncio.gather(*jobs, return_exceptions=True)`, awaited directly when there is one job (an agent
+    taking tasks one at a time): a task and two turns of the loop less on the round trip."""
+    if len(jobs) == 1:
+        try:
+            return [await jobs[0]]
+        except Exception as exc:
+            return [exc]
+    return await asyncio.gather(*jobs, return_exceptions=True)
 
 
 def _rpc(name: str, handler: Handler) -> grpc.RpcMethodHandler:
