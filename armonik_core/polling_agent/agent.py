@@ -35,7 +35,8 @@ from armonik_core.polling_agent.agent_service import AgentService
 from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
 from armonik_core.polling_agent.exchange import TaskExchange, tasks_to_hold
 from armonik_core.polling_agent.settings import AgentSettings
-from armonik_core.polling_agent.task_runner import TaskRunner
+from armonik_core.polling_agent.spare_files import SpareFiles
+from armonik_core.polling_agent.task_runner import ABANDONED, TaskRunner
 from armonik_core.polling_agent.worker_client import WorkerClient
 
 log = logging.getLogger("armonik.polling_agent")
@@ -45,9 +46,6 @@ SERVER_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.so_reuseport", 0),
 ]
-
-#: Outcomes after which the worker may still be busy with the task (its call was abandoned).
-_ABANDONED = (OutcomeKind.CANCELLED, OutcomeKind.TIMEOUT, OutcomeKind.RELEASED, OutcomeKind.CRASH)
 
 #: Pause after a failed acquisition (backend unreachable) before trying again.
 ACQUIRE_ERROR_PAUSE = 1.0
@@ -78,6 +76,8 @@ class PollingAgent:
         #: The data folders tasks were given, the current one last (all removed when the agent stops).
         self._folders: list[Path] = []
         self._data_folder = self._new_data_folder()
+        self._spares = SpareFiles(settings.shared_cache_folder / f"{settings.agent_id}-spare")
+        self._folders.append(self._spares.folder)
 
     def _new_data_folder(self) -> Path:
         """The data folder tasks are given, reused while runs end normally."""
@@ -224,6 +224,7 @@ class PollingAgent:
                     service=self.service,
                     worker=worker,
                     data_folder=self._data_folder,
+                    spares=self._spares,
                 )
                 started = asyncio.get_running_loop().time()
                 outcome = await self._run(runner)
@@ -234,7 +235,7 @@ class PollingAgent:
                 if runner.worker_unhealthy or outcome.kind in (OutcomeKind.CANCELLED, OutcomeKind.TIMEOUT):
                     healthy = False
                 self._exchange.report(acquired, outcome, take_next=healthy)
-                if outcome.kind in _ABANDONED:  # the worker may still write into the folder: take another
+                if outcome.kind in ABANDONED:  # the worker may still write into the folder: take another
                     self._data_folder = self._new_data_folder()
         finally:
             await self._exchange.close("The agent is shutting down")

@@ -56,11 +56,15 @@ from armonik_core.ids import new_id
 from armonik_core.polling_agent.agent_service import AgentService, TaskRun, data_file, new_object_keys
 from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
 from armonik_core.polling_agent.settings import AgentSettings
+from armonik_core.polling_agent.spare_files import SpareFiles
 from armonik_core.polling_agent.worker_client import WorkerClient
 
 log = logging.getLogger("armonik.polling_agent")
 
 T = TypeVar("T")
+
+#: Outcomes after which the worker may still be busy with the task (its call was abandoned).
+ABANDONED = frozenset({OutcomeKind.CANCELLED, OutcomeKind.TIMEOUT, OutcomeKind.RELEASED, OutcomeKind.CRASH})
 
 #: A task still running after this long reports its start (PROCESSING) at once; a shorter one with its outcome.
 START_REPORT_DELAY = 0.1
@@ -89,15 +93,16 @@ def _make_folder(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
-def _empty_folder(path: Path, remove: bool) -> None:
-    """A task's data folder holds a few files: unlink them directly, which costs a fraction of `rmtree`'s
-    careful descent; anything else (a folder the worker made) goes through `rmtree`."""
+def _empty_folder(path: Path, remove: bool, spares: SpareFiles | None = None) -> None:
+    """A task's data folder holds a few files: kept as `spares` for the next inputs, or unlinked directly,
+    which costs a fraction of `rmtree`'s careful descent; anything else (a folder the worker made) goes
+    through `rmtree`."""
     try:
         with os.scandir(path) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
-                else:
+                elif spares is None or not spares.keep(entry.path):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
         if remove:
@@ -136,10 +141,13 @@ class TaskRunner:
         service: AgentService,
         worker: WorkerClient,
         data_folder: Path | None = None,
+        spares: SpareFiles | None = None,
     ) -> None:
         self.acquired = acquired
         #: A folder of the agent's, reused from task to task (emptied, not removed), or None for a fresh one.
         self._reused_folder = data_folder
+        #: Files kept from earlier tasks, for this task's inputs; its own are kept in turn if it ended normally.
+        self._spares = spares
         self._settings = settings
         self._backend = backend
         self._objects = objects
@@ -212,7 +220,9 @@ class TaskRunner:
                 # works: a thread hop would cost more than the unlinks.
                 self.report = asyncio.ensure_future(self._finish(outcome))
                 await asyncio.sleep(0)
-            _empty_folder(run.data_folder, remove=self._reused_folder is None)
+            # A worker whose call was abandoned may still use its files: those are not kept for other tasks.
+            spares = None if outcome.kind in ABANDONED else self._spares
+            _empty_folder(run.data_folder, remove=self._reused_folder is None, spares=spares)
             if report and self.report is not None:
                 await self.report
         # One line per task at thousands of tasks per second is noise and a measurable cost: successes are
@@ -371,7 +381,10 @@ class TaskRunner:
 
         def export(result_id: str) -> Callable[[], Awaitable[int]]:
             key = results[result_id].opaque_id.decode(errors="replace")
-            return lambda: self._objects.export_to_file(key, data_file(run.data_folder, result_id))
+            target = data_file(run.data_folder, result_id)
+            if self._spares is not None:
+                self._spares.place(str(target))  # written in place: no new file (see `SpareFiles`)
+            return lambda: self._objects.export_to_file(key, target)
 
         try:
             await _bounded(self._settings.staging_parallelism, [export(rid) for rid in wanted])

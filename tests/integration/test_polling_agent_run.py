@@ -407,8 +407,16 @@ async def running(tmp_path: Path, sockets: Sockets) -> AsyncIterator[Running]:
 
 
 def files_left(shared: Path) -> list[Path]:
-    """Files left in the shared cache folder (the agent keeps its own, emptied, data folders there)."""
-    return [path for path in shared.rglob("*") if not path.is_dir()]
+    """Files left in the shared cache folder (the agent keeps its own, emptied, data folders there, and the
+    emptied files it keeps for the next inputs)."""
+    return [
+        path for path in shared.rglob("*") if not path.is_dir() and not path.parent.name.endswith("-spare")
+    ]
+
+
+def spare_files(running: Running) -> list[Path]:
+    folder = running.shared / f"{running.settings.agent_id}-spare"
+    return sorted(folder.iterdir()) if folder.exists() else []
 
 
 # -- tests -------------------------------------------------------------------------------------------------
@@ -445,6 +453,26 @@ async def test_inputs_are_staged_and_notified_outputs_become_objects(running: Ru
     assert outcome.fetched_at <= outcome.started_at <= outcome.processed_at <= time.time()
     assert backend.acquisitions[0] == ("default", "agent-test", "host-test")
     assert not outcome.created_results and not outcome.subtasks
+
+
+async def test_the_files_of_a_task_become_the_input_files_of_the_next(running: Running) -> None:
+    """Emptied and kept, not unlinked: see `SpareFiles`. The next task reads its own data, and nothing of
+    the longer data the same files held before."""
+    backend = running.backend
+    first = await backend.submit({"action": "inspect"}, deps=[b"a long first input" * 100, b"second input"])
+    assert (await backend.outcome(first)).kind is OutcomeKind.SUCCESS
+    await running.idle()
+    kept = spare_files(running)
+    assert len(kept) == 3 and all(path.stat().st_size == 0 for path in kept)  # the payload and both inputs
+    inodes = {path.stat().st_ino for path in kept}
+
+    following = await backend.submit({"action": "inspect"}, deps=[b"short", b"x"])
+    outcome = await backend.outcome(following)
+    assert outcome.kind is OutcomeKind.SUCCESS, outcome.message
+    report = json.loads(await backend.data(outcome, following.task.expected_output_ids[0]))
+    assert report["deps"] == dict(zip(following.task.data_dependencies, ["short", "x"], strict=True))
+    await running.idle()
+    assert {path.stat().st_ino for path in spare_files(running)} == inodes, "the same files, kept again"
 
 
 async def test_worker_side_results_and_subtasks(running: Running) -> None:
@@ -555,6 +583,7 @@ async def test_cancellation_seen_in_a_heartbeat_cancels_the_run(running: Running
     assert outcome.kind is OutcomeKind.CANCELLED
     await running.idle()
     assert files_left(running.shared) == []
+    assert spare_files(running) == [], "a worker still busy may use its files: they are not kept"
 
 
 async def test_an_agent_takes_no_task_while_its_worker_is_busy_with_a_cancelled_one(
