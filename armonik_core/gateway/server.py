@@ -207,17 +207,7 @@ class ComputeGateway:
                 raise
             finally:
                 self._idle_streams.discard(handler)
-            try:
-                reply = await self.exchange(codec.loads(request))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                code, message = status_for(exc)
-                if code is grpc.StatusCode.INTERNAL:
-                    log.exception("compute gateway %s failed", EXCHANGE_STREAM)
-                await context.abort(code, message)
-                raise AssertionError("unreachable") from exc
-            yield codec.dumps(reply)
+            yield await _answer(EXCHANGE_STREAM, self.exchange, request, context)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -241,18 +231,23 @@ async def _side_by_side(jobs: list[Coroutine[Any, Any, T]]) -> list[T | BaseExce
     return await asyncio.gather(*jobs, return_exceptions=True)
 
 
+async def _answer(name: str, handler: Handler, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    """The handler's reply to `request`, encoded; a failure aborts the call with the status it maps to."""
+    try:
+        return codec.dumps(await handler(codec.loads(request)))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        code, message = status_for(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            log.exception("compute gateway %s failed", name)
+        await context.abort(code, message)
+        raise AssertionError("unreachable") from exc
+
+
 def _rpc(name: str, handler: Handler) -> grpc.RpcMethodHandler:
     async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        try:
-            return codec.dumps(await handler(codec.loads(request)))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            code, message = status_for(exc)
-            if code is grpc.StatusCode.INTERNAL:
-                log.exception("compute gateway %s failed", name)
-            await context.abort(code, message)
-            raise AssertionError("unreachable") from exc
+        return await _answer(name, handler, request, context)
 
     return grpc.unary_unary_rpc_method_handler(call)
 

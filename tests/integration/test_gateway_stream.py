@@ -45,6 +45,13 @@ def status_of(endpoint: str, task_id: str) -> Any:
         return ArmoniKTasks(channel).get_task(task_id)
 
 
+async def takes_a_new_task_on_a_second_stream(backend: GatewayBackend, endpoint: str) -> None:
+    (task_id,) = submit(endpoint, 1)
+    (taken,) = await backend.exchange([], request())
+    assert taken.task.task_id == task_id
+    assert backend.streams_opened == 2
+
+
 async def test_exchanges_travel_on_one_stream(control_plane: Any) -> None:
     first, second, third = submit(control_plane.endpoint, 3)
     backend = GatewayBackend(control_plane.endpoint, AGENT)
@@ -82,10 +89,7 @@ async def test_a_restarted_control_plane_gets_a_new_stream(control_plane: Any) -
         assert await backend.exchange([], request(wait_seconds=0.0)) == []
         control_plane.kill()
         control_plane.start()
-        (task_id,) = submit(control_plane.endpoint, 1)
-        (taken,) = await backend.exchange([], request())
-        assert taken.task.task_id == task_id
-        assert backend.streams_opened == 2
+        await takes_a_new_task_on_a_second_stream(backend, control_plane.endpoint)
     finally:
         await backend.close()
 
@@ -124,9 +128,6 @@ async def test_an_unanswered_exchange_times_out_and_the_next_one_uses_a_new_stre
                 await backend.exchange([], request(wait_seconds=0.0))
         finally:
             control_plane.process.send_signal(signal.SIGCONT)
-        (task_id,) = submit(control_plane.endpoint, 1)
-        (taken,) = await backend.exchange([], request())
-        assert taken.task.task_id == task_id
-        assert backend.streams_opened == 2
+        await takes_a_new_task_on_a_second_stream(backend, control_plane.endpoint)
     finally:
         await backend.close()
