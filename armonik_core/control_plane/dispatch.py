@@ -3,9 +3,17 @@
 The store records ready tasks in its outbox within the transaction that made them ready; publishing to
 the queue happens after commit, then the outbox rows are cleared. A crash in between leaves the rows,
 which `recover` publishes again at start-up: a task can be published twice (consumers acquire tasks with
-a conditional update, so a duplicate is skipped) but never zero times. A queue that refuses a publication
-(a broker restarting) does not fail the request whose change is committed: the rows stay in the outbox and
-are published again in the background, with a growing pause, until the queue takes them.
+a conditional update, so a duplicate is skipped) but never zero times.
+
+Since the outbox already guarantees the publication, the request that made the tasks ready does not wait for
+it: publications are handed to one background publisher, which sends whatever accumulated meanwhile in one
+batch (a broker confirms a batch in about the time it confirms one message). A client's SubmitTasks then
+costs its commit, not a broker's confirmation as well (1.5 ms of a 2.5 ms call on RabbitMQ here). A queue
+that refuses a publication (a broker restarting) fails no request: the rows stay in the outbox and are
+published again in the background, with a growing pause, until the queue takes them.
+
+Without an outbox (the in-memory queue, rebuilt from the state store at start-up) a publication is a few
+dictionary operations and is made at once.
 """
 
 from __future__ import annotations
@@ -18,6 +26,13 @@ from armonik_core.adapters.queue.base import QueueMessage, TaskQueue
 from armonik_core.adapters.state.base import StateStore
 
 log = logging.getLogger("armonik.dispatch")
+
+#: Publications waiting for the background publisher beyond which a request waits for them to leave.
+MAX_PENDING = 50_000
+#: The most tasks one publication carries (the outbox is read back in batches of the same size).
+MAX_BATCH = 10_000
+#: How long closing waits for the pending publications (what is left stays in the outbox).
+CLOSE_WAIT = 10.0
 
 
 class TaskDispatcher:
@@ -32,23 +47,47 @@ class TaskDispatcher:
         #: Acquisitions waiting for a publication, per partition.
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._retry: asyncio.Task[None] | None = None
+        #: Committed ready tasks not handed to the queue yet, and the background publisher sending them.
+        self._pending: list[QueueMessage] = []
+        self._publisher: asyncio.Task[None] | None = None
 
     async def publish(self, messages: Sequence[QueueMessage]) -> None:
+        """Publish tasks made ready by a committed change (in the outbox): at once without an outbox,
+        otherwise in the background, unless `MAX_PENDING` publications already wait (then after them)."""
         if not messages:
             return
         if not self._outbox:
             await self._publish(messages)
             return
+        if self._retry is not None and not self._retry.done():
+            return  # the queue refuses publications: the retry publishes the whole outbox, these included
+        self._pending.extend(messages)
+        publisher = self._publisher
+        if publisher is None:
+            publisher = self._publisher = asyncio.get_running_loop().create_task(self._drain())
+        if len(self._pending) > MAX_PENDING:
+            await asyncio.shield(publisher)
+
+    async def _drain(self) -> None:
+        """Publish what is pending, in batches of what accumulated during the previous one."""
         try:
-            await self._publish(messages)
-        except Exception as exc:
-            log.warning(
-                "could not publish %d ready tasks now; they stay in the outbox and are published again: %s",
-                len(messages),
-                exc,
-            )
-            if self._retry is None or self._retry.done():
-                self._retry = asyncio.get_running_loop().create_task(self._republish())
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    await self._publish(batch)
+                except Exception as exc:
+                    self._pending = []  # all of them are in the outbox, which the retry publishes
+                    log.warning(
+                        "could not publish %d ready tasks now; they stay in the outbox and are published "
+                        "again: %s",
+                        len(batch),
+                        exc,
+                    )
+                    if self._retry is None or self._retry.done():
+                        self._retry = asyncio.get_running_loop().create_task(self._republish())
+                    return
+        finally:
+            self._publisher = None
 
     async def _republish(self, first_pause: float = 0.5, longest_pause: float = 10.0) -> None:
         pause = first_pause
@@ -62,6 +101,14 @@ class TaskDispatcher:
                 pause = min(pause * 2, longest_pause)
 
     async def close(self) -> None:
+        """Publish what is pending (what cannot be stays in the outbox, for the next start), then stop."""
+        publisher = self._publisher
+        if publisher is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(publisher), CLOSE_WAIT)
+            except asyncio.TimeoutError:
+                publisher.cancel()
+                await asyncio.gather(publisher, return_exceptions=True)
         if self._retry is not None:
             self._retry.cancel()
             await asyncio.gather(self._retry, return_exceptions=True)

@@ -1,0 +1,145 @@
+"""Publication of ready tasks through the outbox (`TaskDispatcher` with a queue of its own).
+
+The state store is the embedded SQLite store, the queue the in-memory one behind a gate the test opens and
+closes (a broker that is slow to confirm, or refuses): the requests that made tasks ready must not wait for
+the queue, nothing may be lost, and publications that pile up leave together."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from armonik_core.adapters.queue.base import QueueMessage
+from armonik_core.adapters.queue.memory import MemoryQueue
+from armonik_core.adapters.state.sqlite import SqliteStateStore
+from armonik_core.control_plane.dispatch import TaskDispatcher
+from armonik_core.domain.options import TaskOptions
+from armonik_core.domain.records import Partition, Result, Session, Task
+from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
+from armonik_core.ids import new_id
+
+SID = "session"
+
+
+class GatedQueue(MemoryQueue):
+    """The in-memory queue, whose publications wait for `gate` and fail while `refusing` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.refusing = False
+        self.batches: list[int] = []
+
+    async def publish(self, messages: Sequence[QueueMessage]) -> None:
+        await self.gate.wait()
+        if self.refusing:
+            raise ConnectionError("the broker is restarting")
+        self.batches.append(len(messages))
+        await super().publish(messages)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStateStore]:
+    state = SqliteStateStore(tmp_path / "state.db", synchronous="NORMAL")
+    await state.upsert_partitions([Partition("default")])
+    options = TaskOptions(partition_id="default", max_retries=1)
+    await state.create_session(Session(SID, SessionStatus.RUNNING, ["default"], options, time.time()))
+    yield state
+    await state.close()
+
+
+async def ready_tasks(store: SqliteStateStore, count: int) -> list[QueueMessage]:
+    """`count` tasks submitted ready to run: their messages, in the outbox until published."""
+    payload = Result(new_id(), SID, "payload", ResultStatus.COMPLETED, time.time(), owner_task_id=SID)
+    outputs = [Result(new_id(), SID, "out", ResultStatus.CREATED, time.time()) for _ in range(count)]
+    await store.create_results(SID, [payload, *outputs])
+    options = TaskOptions(partition_id="default", max_retries=1)
+    tasks = []
+    for output in outputs:
+        task_id = new_id()
+        tasks.append(
+            Task(
+                task_id,
+                SID,
+                TaskStatus.CREATING,
+                options,
+                payload.result_id,
+                time.time(),
+                [output.result_id],
+                [],
+                [SID],
+                initial_task_id=task_id,
+            )
+        )
+    return await store.submit_tasks(SID, tasks)
+
+
+async def until(condition: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_request_does_not_wait_for_the_queue_and_nothing_is_lost(store: SqliteStateStore) -> None:
+    queue = GatedQueue()
+    dispatcher = TaskDispatcher(store, queue)
+    queue.gate.clear()  # the broker is slow to confirm
+    first = await ready_tasks(store, 1)
+    await asyncio.wait_for(dispatcher.publish(first), 1.0)
+    # Publications made while the first one is under way leave together, in one batch, after it.
+    later = [await ready_tasks(store, 2), await ready_tasks(store, 3)]
+    for messages in later:
+        await asyncio.wait_for(dispatcher.publish(messages), 1.0)
+    assert len(await store.pending_outbox()) == 6, "in the outbox until the queue confirms"
+
+    queue.gate.set()
+    await until(lambda: queue.batches == [1, 5])
+    assert await queue.depth("default") == 6
+    await until_outbox_empty(store)
+    await dispatcher.close()
+
+
+async def until_outbox_empty(store: SqliteStateStore) -> None:
+    deadline = time.monotonic() + 5
+    while await store.pending_outbox():
+        assert time.monotonic() < deadline, "the outbox was not cleared"
+        await asyncio.sleep(0.01)
+
+
+async def test_closing_publishes_what_is_pending(store: SqliteStateStore) -> None:
+    queue = GatedQueue()
+    dispatcher = TaskDispatcher(store, queue)
+    queue.gate.clear()
+    await dispatcher.publish(await ready_tasks(store, 4))
+    closing = asyncio.ensure_future(dispatcher.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done(), "closing waits for the pending publication"
+    queue.gate.set()
+    await asyncio.wait_for(closing, 2.0)
+    assert await queue.depth("default") == 4
+    assert await store.pending_outbox() == []
+
+
+async def test_a_refused_publication_stays_in_the_outbox_and_is_published_once_the_queue_is_back(
+    store: SqliteStateStore,
+) -> None:
+    queue = GatedQueue()
+    dispatcher = TaskDispatcher(store, queue)
+    queue.refusing = True
+    await asyncio.wait_for(dispatcher.publish(await ready_tasks(store, 2)), 1.0)
+    await asyncio.sleep(0.1)  # the publication failed: the retry loop runs
+    # Tasks made ready while the queue refuses are not lost either: the retry publishes the whole outbox.
+    await asyncio.wait_for(dispatcher.publish(await ready_tasks(store, 3)), 1.0)
+    assert len(await store.pending_outbox()) == 5
+
+    queue.refusing = False
+    await until(lambda: queue.batches != [], timeout=5.0)
+    await until_outbox_empty(store)
+    assert await queue.depth("default") == 5
+    await dispatcher.close()
