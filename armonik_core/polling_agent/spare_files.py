@@ -7,6 +7,10 @@ freed in the last few minutes, reading each one's entry on the way, so that unde
 cost 0.2 ms of CPU here, and the worker's own output files paid as much. A kept file is emptied and renamed
 out of the way instead of unlinked, then renamed into place for the next input: two renames and an open,
 about ten microseconds, on any file system, and no inode is freed, so every other creation stays cheap too.
+
+What a worker wants to keep of its inputs past its Process call it copies: a hard link to an input file, which
+would survive upstream's deletion of the data folder, is emptied here. The files of a call that was abandoned
+(cancelled, timed out) are never kept, since the worker may still be using them.
 """
 
 from __future__ import annotations
