@@ -50,6 +50,8 @@ class TaskDispatcher:
         #: Committed ready tasks not handed to the queue yet, and the background publisher sending them.
         self._pending: list[QueueMessage] = []
         self._publisher: asyncio.Task[None] | None = None
+        #: Set when tasks are left to the outbox while the retry runs (see `_republish`).
+        self._left_to_outbox = False
 
     async def publish(self, messages: Sequence[QueueMessage]) -> None:
         """Publish tasks made ready by a committed change (in the outbox): at once without an outbox,
@@ -60,7 +62,8 @@ class TaskDispatcher:
             await self._publish(messages)
             return
         if self._retry is not None and not self._retry.done():
-            return  # the queue refuses publications: the retry publishes the whole outbox, these included
+            self._leave_to_outbox()  # the queue refuses publications: the retry publishes the outbox
+            return
         self._pending.extend(messages)
         publisher = self._publisher
         if publisher is None:
@@ -83,22 +86,33 @@ class TaskDispatcher:
                         len(batch),
                         exc,
                     )
-                    if self._retry is None or self._retry.done():
-                        self._retry = asyncio.get_running_loop().create_task(self._republish())
+                    self._leave_to_outbox()
                     return
         finally:
             self._publisher = None
 
     async def _republish(self, first_pause: float = 0.5, longest_pause: float = 10.0) -> None:
+        """Publish the outbox until the queue takes it. Tasks left to the outbox while a pass runs may have
+        been committed after that pass read it: another pass follows at once."""
         pause = first_pause
+        await asyncio.sleep(pause)
         while True:
-            await asyncio.sleep(pause)
+            self._left_to_outbox = False
             try:
                 await self.recover()
-                return
             except Exception as exc:
                 log.warning("the queue still refuses the outbox's tasks (next try in %g s): %s", pause, exc)
+                await asyncio.sleep(pause)
                 pause = min(pause * 2, longest_pause)
+                continue
+            if not self._left_to_outbox:
+                return
+
+    def _leave_to_outbox(self) -> None:
+        """The tasks being published are left to the outbox, which the retry publishes."""
+        self._left_to_outbox = True
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.get_running_loop().create_task(self._republish())
 
     async def close(self) -> None:
         """Publish what is pending (what cannot be stays in the outbox, for the next start), then stop."""

@@ -43,12 +43,16 @@ class GatedQueue(MemoryQueue):
         await super().publish(messages)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStateStore]:
-    state = SqliteStateStore(tmp_path / "state.db", synchronous="NORMAL")
+async def prepare(state: SqliteStateStore) -> None:
     await state.upsert_partitions([Partition("default")])
     options = TaskOptions(partition_id="default", max_retries=1)
     await state.create_session(Session(SID, SessionStatus.RUNNING, ["default"], options, time.time()))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStateStore]:
+    state = SqliteStateStore(tmp_path / "state.db", synchronous="NORMAL")
+    await prepare(state)
     yield state
     await state.close()
 
@@ -143,3 +147,48 @@ async def test_a_refused_publication_stays_in_the_outbox_and_is_published_once_t
     await until_outbox_empty(store)
     assert await queue.depth("default") == 5
     await dispatcher.close()
+
+
+class SlowOutboxStore(SqliteStateStore):
+    """The embedded store, whose reads of an empty outbox return only once `release` is set: a read that
+    ran before a commit but answers after it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, synchronous="NORMAL")
+        self.release = asyncio.Event()
+        self.release.set()
+        self.empty_reads_waiting = 0
+
+    async def pending_outbox(self, limit: int = 10_000) -> list[QueueMessage]:
+        rows = await super().pending_outbox(limit)
+        if not rows:
+            self.empty_reads_waiting += 1
+            try:
+                await self.release.wait()
+            finally:
+                self.empty_reads_waiting -= 1
+        return rows
+
+
+async def test_tasks_left_to_the_outbox_while_the_retry_reads_it_are_published_too(tmp_path: Path) -> None:
+    """The retry publishes the outbox until a read finds it empty; tasks made ready while that last read
+    runs are left to the outbox (the queue still looks unavailable) and must not wait there for the next
+    start of the control plane."""
+    store = SlowOutboxStore(tmp_path / "state.db")
+    await prepare(store)
+    queue = GatedQueue()
+    dispatcher = TaskDispatcher(store, queue)
+    try:
+        queue.refusing = True
+        await dispatcher.publish(await ready_tasks(store, 1))
+        await asyncio.sleep(0.1)  # the publication failed: the retry waits before its first pass
+        queue.refusing = False
+        store.release.clear()
+        await until(lambda: store.empty_reads_waiting > 0, timeout=5.0)  # the retry's last read, under way
+        await dispatcher.publish(await ready_tasks(store, 2))
+        store.release.set()
+        await until(lambda: queue.batches == [1, 2], timeout=5.0)
+        assert await queue.depth("default") == 3
+    finally:
+        await dispatcher.close()
+        await store.close()
