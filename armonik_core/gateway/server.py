@@ -132,6 +132,10 @@ class ComputeGateway:
         return sorted(await self._b.state.cancelled_tasks([lease.message.task_id for lease in leases]))
 
     async def finish(self, request: dict[str, Any]) -> None:
+        await self._b.queue.ack([await self._record(request)])
+
+    async def _record(self, request: dict[str, Any]) -> Lease:
+        """Record an agent's outcome; returns the lease to acknowledge."""
         lease = codec.lease_from_json(request["lease"])
         holding = self._holding(lease, request["agent_id"])
         if holding is not None:  # the current lease; a late agent's own (stale) lease acks nothing
@@ -141,18 +145,25 @@ class ComputeGateway:
         await self._b.dispatcher.publish(messages)
         if holding is not None:
             self._held.pop(lease.message.task_id, None)
-        await self._b.queue.ack([lease])
+        return lease
 
     async def exchange(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         """An agent's outcomes and its next tasks in one round trip. The outcomes are applied side by side,
-        so the state store commits them together; one that fails is logged and does not hold back the rest
-        (its task's lease runs out and another agent retries it)."""
+        so the state store commits them together, and their leases acknowledged in one call (one broker
+        operation, not one per task); one that fails is logged and does not hold back the rest (its task's
+        lease runs out and another agent retries it)."""
         finished = request.get("finished") or []
         if finished:
-            done = await _side_by_side([self.finish(item) for item in finished])
+            done = await _side_by_side([self._record(item) for item in finished])
+            recorded = [lease for lease in done if isinstance(lease, Lease)]
             for item, failure in zip(finished, done, strict=True):
                 if isinstance(failure, BaseException):
                     log.error("could not apply an outcome of agent %s: %s", item.get("agent_id"), failure)
+            if recorded:
+                try:
+                    await self._b.queue.ack(recorded)
+                except Exception as exc:  # the outcomes are recorded: a message back in the queue is skipped
+                    log.warning("could not acknowledge %d finished tasks: %s", len(recorded), exc)
         wanted = request.get("acquire")
         if not wanted:
             return []

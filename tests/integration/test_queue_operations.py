@@ -1,8 +1,10 @@
-"""Publication of ready tasks through the outbox (`TaskDispatcher` with a queue of its own).
+"""The control plane's operations on a queue of its own: publication of ready tasks through the outbox
+(`TaskDispatcher`), and acknowledgement of the tasks agents finished (`ComputeGateway`).
 
 The state store is the embedded SQLite store, the queue the in-memory one behind a gate the test opens and
 closes (a broker that is slow to confirm, or refuses): the requests that made tasks ready must not wait for
-the queue, nothing may be lost, and publications that pile up leave together."""
+the queue, nothing may be lost, and publications that pile up leave together. Queue operations are broker
+round trips: the outcomes an agent reports together are acknowledged together."""
 
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from armonik_core.adapters.queue.base import QueueMessage
+from armonik_core.adapters.queue.base import Lease, QueueMessage
 from armonik_core.adapters.queue.memory import MemoryQueue
 from armonik_core.adapters.state.sqlite import SqliteStateStore
+from armonik_core.control_plane.context import Backends
 from armonik_core.control_plane.dispatch import TaskDispatcher
 from armonik_core.domain.options import TaskOptions
+from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
+from armonik_core.gateway import codec
+from armonik_core.gateway.server import ComputeGateway
 from armonik_core.ids import new_id
 
 SID = "session"
@@ -34,6 +40,12 @@ class GatedQueue(MemoryQueue):
         self.gate.set()
         self.refusing = False
         self.batches: list[int] = []
+
+        self.acks: list[int] = []
+
+    async def ack(self, leases: Sequence[Lease]) -> None:
+        self.acks.append(len(leases))
+        await super().ack(leases)
 
     async def publish(self, messages: Sequence[QueueMessage]) -> None:
         await self.gate.wait()
@@ -192,3 +204,22 @@ async def test_tasks_left_to_the_outbox_while_the_retry_reads_it_are_published_t
     finally:
         await dispatcher.close()
         await store.close()
+
+
+async def test_the_outcomes_of_an_exchange_are_acknowledged_in_one_call(store: SqliteStateStore) -> None:
+    queue = GatedQueue()
+    dispatcher = TaskDispatcher(store, queue)
+    gateway = ComputeGateway(Backends(store, None, queue, dispatcher, None))  # type: ignore[arg-type]
+    await dispatcher.publish(await ready_tasks(store, 3))
+    acquire = {"partition_id": "default", "agent_id": "agent", "hostname": "host", "wait_seconds": 2.0}
+    taken = await gateway.exchange({"acquire": {**acquire, "max_tasks": 3}})
+    assert len(taken) == 3
+
+    failed = codec.outcome_to_json(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
+    finished = [{"lease": item["lease"], "agent_id": "agent", "outcome": failed} for item in taken]
+    assert await gateway.exchange({"finished": finished}) == []
+    assert queue.acks == [3], "one acknowledgement for the three outcomes"
+    assert await queue.depth("default") == 0
+    for item in taken:
+        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.ERROR
+    await dispatcher.close()
