@@ -36,8 +36,10 @@ accepts a persistent message after storing it in KahaDB). `ack` settles deliveri
 broker (ActiveMQ settles first): a client that dies right after an ack may see the message redelivered.
 
 Depth: the broker's statistics plugin (`<statisticsBrokerPlugin/>`) answers a message sent to
-`ActiveMQ.Statistics.Destination.<queue>` with the queue's counters; depth = size - inflightCount: exact, one
-round trip, no browsing. A release returns once the broker confirmed it, so a depth that follows counts it.
+`ActiveMQ.Statistics.Destination.<queue>` with the queue's counters; depth = size - inflightCount: one round
+trip, no browsing. A release returns once the broker confirmed it, so a depth that follows counts it; but the
+broker updates its in-flight count in its own time after a dispatch, and settles acks without confirming them,
+so a depth right after a pull or an ack may be a moment behind (a message too many).
 
 Threading: proton is callback based and not thread safe. Each client runs one proton `Container` on a thread
 of its own; the async methods hand it closures through an `EventInjector` and wait on futures. A thread of our
