@@ -7,7 +7,8 @@ stream, headers and trailers included, on both sides. A no-op task's round trip 
 (the acquisition's reply, then the outcome), and every short task pays its share of an exchange in CPU.
 
 A stream that broke (the control plane restarted, the connection dropped) is replaced by a new one at the
-next exchange; the exchange it was carrying fails as a unary call would, and the leases of its tasks run out.
+next exchange. A request the control plane cannot have read goes again on the new stream; one it may have
+read fails as a unary call would, and the leases of its tasks run out.
 """
 
 from __future__ import annotations
@@ -118,15 +119,12 @@ class GatewayBackend(ComputeBackend):
                 return _UNREAD
             reply = await call.read()
             return _UNREAD if reply is grpc.aio.EOF else reply
-        except asyncio.CancelledError:
+        except BaseException as exc:
             self._drop(call)
-            if expired:
+            if expired and isinstance(exc, asyncio.CancelledError):
                 raise asyncio.TimeoutError(
                     f"no exchange reply from the control plane in {timeout:g} s"
                 ) from None
-            raise
-        except BaseException:
-            self._drop(call)
             raise
         finally:
             timer.cancel()
