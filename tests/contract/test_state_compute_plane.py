@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -346,3 +346,31 @@ async def test_an_agent_clock_ahead_of_the_store_never_puts_processing_after_the
     done = await store.get_task(t.task_id)
     assert done.fetched_at == done.started_at == started  # an agent that does not say: fetched when started
     assert done.started_at <= done.processed_at == done.ended_at  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "outcome_of",
+    [
+        pytest.param(lambda out: TaskOutcome(OutcomeKind.ERROR, "boom"), id="error"),
+        pytest.param(lambda out: TaskOutcome(OutcomeKind.CRASH, "lost"), id="crash"),
+        pytest.param(lambda out: TaskOutcome(OutcomeKind.SUCCESS), id="success-without-its-output"),
+    ],
+)
+async def test_a_short_task_that_fails_still_records_its_start(
+    store: StateStore, outcome_of: Callable[[str], TaskOutcome]
+) -> None:
+    (payload,) = await results(store, "payload", completed=True)
+    (out,) = await results(store, "out")
+    t = task([out], payload)
+    await store.submit_tasks(SID, [t])
+    assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
+    millis = math.ceil(time.time() * 1000)
+    fetched, started = millis / 1000, (millis + 1) / 1000
+    await asyncio.sleep(0.003)
+    outcome = outcome_of(out)
+    outcome.fetched_at, outcome.started_at = fetched, started
+    await store.finish_task(t.task_id, "agent-1", outcome)
+    done = await store.get_task(t.task_id)
+    assert done.status in (TaskStatus.ERROR, TaskStatus.RETRIED)
+    assert (done.fetched_at, done.started_at) == (fetched, started)
+    assert done.started_at <= done.ended_at  # type: ignore[operator]
