@@ -19,6 +19,7 @@ dictionary operations and is made at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Sequence
 
@@ -44,8 +45,9 @@ class TaskDispatcher:
         self._outbox = outbox
         #: Publications so far, per partition: a long poll compares it before and after looking at the queue.
         self._publications: dict[str, int] = {}
-        #: Acquisitions waiting for a publication, per partition.
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        #: Acquisitions waiting for a publication, per partition, the longest waiting first. A waiter's result
+        #: is True when a publication woke it, False when its time ran out.
+        self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._retry: asyncio.Task[None] | None = None
         #: Committed ready tasks not handed to the queue yet, and the background publisher sending them.
         self._pending: list[QueueMessage] = []
@@ -131,19 +133,29 @@ class TaskDispatcher:
         await self._queue.publish(messages)
         if self._outbox:
             await self._state.clear_outbox([m.task_id for m in messages])
-        for partition in {m.partition_id for m in messages}:
-            self._announce(partition)
+        for partition, count in collections.Counter(m.partition_id for m in messages).items():
+            self._publications[partition] = self._publications.get(partition, 0) + 1
+            self._wake(partition, count)
 
-    def _announce(self, partition_id: str) -> None:
-        self._publications[partition_id] = self._publications.get(partition_id, 0) + 1
-        for waiter in self._waiters.pop(partition_id, ()):
-            if not waiter.done():
-                waiter.set_result(None)
+    def _wake(self, partition_id: str, count: int | None) -> None:
+        """Wake `count` waits of the partition (None: all of them), the longest waiting first.
+
+        A publication of n tasks wakes n waits, not every agent waiting for work: with many idle agents, one
+        task would otherwise send all of them to the queue, where all but one find nothing. A woken wait that
+        finds the task taken meanwhile (by an agent that was not waiting) simply waits again."""
+        waiters = self._waiters.get(partition_id)
+        while waiters and (count is None or count > 0):
+            waiter = waiters.pop(0)
+            if not waiter.done():  # a wait whose time ran out is not woken, and takes no wake from others
+                waiter.set_result(True)
+                count = None if count is None else count - 1
+        if not waiters:
+            self._waiters.pop(partition_id, None)
 
     def wake_all(self) -> None:
         """Wake every wait for publication (the control plane is stopping)."""
         for partition_id in list(self._waiters):
-            self._announce(partition_id)
+            self._wake(partition_id, None)
 
     def publications(self, partition_id: str) -> int:
         """How many publications the partition has had: read before looking at the queue, and given to
@@ -158,15 +170,20 @@ class TaskDispatcher:
         """Return when tasks are published on the partition after its `seen`-th publication (at once if
         that happened already), or after `timeout`: agents waiting for work wake at once instead of
         polling the queue. A future and a timer per wait: `asyncio.wait_for` on an event would add a task
-        and two turns of the loop to every wake-up."""
+        and two turns of the loop to every wake-up. A wait woken and cancelled before it could look at the
+        queue (its agent went away) passes its wake on to the next wait."""
         if self.publications(partition_id) != seen:
             return
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+        waiter: asyncio.Future[bool] = loop.create_future()
         self._waiters.setdefault(partition_id, []).append(waiter)
-        timer = loop.call_later(timeout, _resolve, waiter)
+        timer = loop.call_later(timeout, _time_out, waiter)
         try:
             await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._wake(partition_id, 1)
+            raise
         finally:
             timer.cancel()
             waiters = self._waiters.get(partition_id)
@@ -189,6 +206,6 @@ class TaskDispatcher:
         return total
 
 
-def _resolve(waiter: asyncio.Future[None]) -> None:
+def _time_out(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
-        waiter.set_result(None)
+        waiter.set_result(False)

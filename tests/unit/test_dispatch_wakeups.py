@@ -65,3 +65,59 @@ async def test_wake_all_ends_every_wait() -> None:
     await asyncio.sleep(0)
     tasks.wake_all()
     await asyncio.wait_for(asyncio.gather(*waits), 1.0)
+
+
+def waits_on(tasks: TaskDispatcher, count: int, partition: str = "p") -> list[asyncio.Future[None]]:
+    return [
+        asyncio.ensure_future(tasks.wait_for_publication(partition, 30.0, tasks.publications(partition)))
+        for _ in range(count)
+    ]
+
+
+async def settle(waits: list[asyncio.Future[None]]) -> None:
+    for wait in waits:
+        wait.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)
+
+
+async def test_a_publication_wakes_as_many_waits_as_it_has_tasks() -> None:
+    """With many idle agents, one task must not send every one of them to the queue to find it gone."""
+    tasks = dispatcher()
+    waits = waits_on(tasks, 4)
+    await asyncio.sleep(0)
+    await tasks.publish([message("t1")])
+    await asyncio.sleep(0)
+    assert [wait.done() for wait in waits] == [True, False, False, False], "the longest waiting goes first"
+    assert tasks.waiting("p") == 3
+    await tasks.publish([message("t2"), message("t3"), message("t4", "q")])
+    await asyncio.sleep(0)
+    assert [wait.done() for wait in waits] == [True, True, True, False]
+    await settle(waits)
+    assert tasks.waiting("p") == 0
+
+
+async def test_a_woken_wait_cancelled_before_it_looks_passes_its_wake_on() -> None:
+    """The agent of a woken long poll went away before its poll looked at the queue: the task it would have
+    taken wakes another agent instead of waiting for the next recheck."""
+    tasks = dispatcher()
+    waits = waits_on(tasks, 2)
+    await asyncio.sleep(0)
+    await tasks.publish([message("t1")])
+    waits[0].cancel()  # woken (its future resolved), cancelled before it ran again
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert waits[0].cancelled()
+    assert waits[1].done() and not waits[1].cancelled()
+    assert tasks.waiting("p") == 0
+
+
+async def test_a_timed_out_wait_takes_no_wake_from_the_others() -> None:
+    tasks = dispatcher()
+    early = asyncio.ensure_future(tasks.wait_for_publication("p", 0.01, tasks.publications("p")))
+    waits = waits_on(tasks, 1)
+    await asyncio.sleep(0.03)
+    assert early.done()
+    await tasks.publish([message("t1")])
+    await asyncio.sleep(0)
+    assert waits[0].done()
+    await settle(waits)
