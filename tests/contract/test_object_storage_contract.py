@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Protocol
 import pytest
 
 from armonik_core.adapters.objects.base import ObjectNotFound, ObjectStorage
+from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
 
 
 class StorageBackend(Protocol):
@@ -262,3 +264,34 @@ async def test_files_in_and_out(storage: ObjectStorage, ns: str, tmp_path: Path)
     assert await storage.size(f"{ns}/empty") == 0
     with pytest.raises(ObjectNotFound):
         await storage.export_to_file(f"{ns}/missing", tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("size", [1, 64 * 1024, 64 * 1024 + 1, 200 * 1024])
+async def test_small_and_medium_files_in_and_out(
+    storage: ObjectStorage, ns: str, tmp_path: Path, size: int
+) -> None:
+    """Around the size below which the filesystem store copies on the spot: exact bytes both ways, and a
+    staged file that already exists (a recycled input file, longer than the object) holds just the object."""
+    data = os.urandom(size)
+    produced = tmp_path / "output"
+    produced.write_bytes(data)
+    assert await storage.import_file(f"{ns}/out-{size}", produced) == size
+    staged = tmp_path / "input"
+    staged.write_bytes(b"x" * (size + 100))
+    assert await storage.export_to_file(f"{ns}/out-{size}", staged) == size
+    assert staged.read_bytes() == data
+    assert await storage.get_bytes(f"{ns}/out-{size}") == data
+
+
+async def test_an_output_file_the_worker_kept_private_is_stored_readable(
+    storage: ObjectStorage, ns: str, tmp_path: Path
+) -> None:
+    """A worker running with umask 077 creates its outputs 0600; the object must still be readable by
+    whoever serves it (the control plane may run as another user)."""
+    produced = tmp_path / "private"
+    produced.write_bytes(b"secret-ish")
+    produced.chmod(0o600)
+    assert await storage.import_file(f"{ns}/private", produced) == 10
+    assert await storage.get_bytes(f"{ns}/private") == b"secret-ish"
+    if isinstance(storage, FilesystemObjectStorage):
+        assert stat.S_IMODE(storage.path_of(f"{ns}/private").stat().st_mode) == 0o644

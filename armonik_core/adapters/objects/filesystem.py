@@ -28,6 +28,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
@@ -51,6 +52,33 @@ def object_file_name(key: str) -> tuple[str, str]:
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
     prefix = _UNSAFE.sub("_", key[:_PREFIX_LENGTH])
     return digest[:2], f"{prefix}~{digest}"
+
+
+def _read_at_most(path: str | Path, limit: int) -> bytes:
+    """Up to `limit` bytes of a file, with plain system calls: `open()` would add an fstat, an ioctl and an
+    lseek to every small object an agent stages or a client downloads (its buffering, unused here)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, limit)
+        while 0 < len(data) < limit:  # a short read is the end of a regular file, as a rule: checked anyway
+            more = os.read(fd, limit - len(data))
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+def _write_whole(path: str | Path, data: bytes) -> None:
+    """Create or truncate `path` and write `data` into it, with plain system calls (see `_read_at_most`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -196,8 +224,7 @@ class FilesystemObjectStorage(ObjectStorage):
         opening, reading and closing it cost a few microseconds each, where a thread hop costs a hundred.
         None for a larger object, which goes through threads. ObjectNotFound if it is missing."""
         try:
-            with open(path, "rb") as source:
-                data = source.read(_INLINE_COPY + 1)
+            data = _read_at_most(path, _INLINE_COPY + 1)
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
         return data if len(data) <= _INLINE_COPY else None
@@ -238,8 +265,7 @@ class FilesystemObjectStorage(ObjectStorage):
         # A copy, not a link: a worker writing into its input file must not alter the stored object.
         data = self._read_if_small(key, self._file_of(key))
         if data is not None:
-            with open(path, "wb") as target:
-                target.write(data)
+            _write_whole(path, data)
             return len(data)
         return await asyncio.to_thread(self._export, key, path)
 
@@ -272,8 +298,10 @@ class FilesystemObjectStorage(ObjectStorage):
             # On the same file system the output file becomes the object by a rename: a few syscalls, cheaper
             # than a thread hop. Across file systems the copy goes to a thread.
             target = self._file_of(key)
-            size = os.stat(path).st_size
-            os.chmod(path, _OBJECT_MODE)
+            status = os.stat(path)
+            if stat.S_IMODE(status.st_mode) != _OBJECT_MODE:  # as a worker usually creates it: no chmod then
+                os.chmod(path, _OBJECT_MODE)
+            size = status.st_size
             try:
                 try:
                     os.replace(path, target)
