@@ -53,3 +53,23 @@ def test_an_invalid_choice_exits_with_status_2_before_anything_runs() -> None:
     )
     assert done.returncode == 2
     assert "prog: invalid configuration: Runtime__EventLoop must be one of" in done.stderr
+
+
+def test_what_a_process_holds_once_started_is_out_of_the_collectors_sight() -> None:
+    """A full collection walks only what the process made since it started serving (see `settle_heap`)."""
+    script = """
+import gc
+from armonik_core.process import run_event_loop
+held = [[] for _ in range(1000)]  # made before the loop: start-up state
+
+async def main():
+    tracked = {id(o) for o in gc.get_objects()}
+    return gc.get_freeze_count(), any(id(item) in tracked for item in held)
+
+frozen, seen = run_event_loop(main(), "test")
+print(frozen, seen)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    frozen, seen = done.stdout.split()
+    assert int(frozen) >= 1000 and seen == "False"
