@@ -1,12 +1,13 @@
 """The worker protocol and nothing else: an agent that calls `Worker.Process` in a loop and answers
-`NotifyResultData`, with no storage, queue or control plane. Measures the ceiling any agent can reach.
+`NotifyResultData`, with no storage, queue or control plane. Measures the ceiling any agent can reach, so it
+runs on the event loop the deployment's agents run on (`Runtime__EventLoop`, uvloop by default): on the
+standard loop the ceiling came out 7 to 9 % lower, which flattered the share of it the deployment reaches.
 
 Usage: python _protocol_agent.py AGENT_SOCKET WORKER_SOCKET FOLDER CALLS  -> prints calls/s as JSON
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 import grpc
 from armonik.protogen.common import agent_common_pb2, objects_pb2, worker_common_pb2
 from armonik.protogen.worker import agent_service_pb2_grpc, worker_service_pb2_grpc
+
+from armonik_core.process import run_event_loop
 
 
 class NotifyOnly(agent_service_pb2_grpc.AgentServicer):
@@ -55,4 +58,4 @@ async def main(agent_socket: str, worker_socket: str, folder: Path, calls: int) 
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])))
+    run_event_loop(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])), "protocol agent")
