@@ -68,6 +68,16 @@ async def running(store: StateStore, t: Task, agent: str = "agent-1") -> None:
     assert await store.start_task(t.task_id, agent)
 
 
+async def acquired_by_agent_1(store: StateStore) -> tuple[Task, str]:
+    """A task of one output, submitted and acquired by agent-1 (not started): the task and its output."""
+    (payload,) = await results(store, "payload", completed=True)
+    (out,) = await results(store, "out")
+    t = task([out], payload)
+    await store.submit_tasks(SID, [t])
+    assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
+    return t, out
+
+
 async def status_of(store: StateStore, task_id: str) -> TaskStatus:
     return (await store.get_task(task_id)).status
 
@@ -304,11 +314,7 @@ async def test_an_outcome_from_another_agent_is_ignored(store: StateStore) -> No
 
 
 async def test_a_short_task_reports_its_start_with_its_outcome(store: StateStore) -> None:
-    (payload,) = await results(store, "payload", completed=True)
-    (out,) = await results(store, "out")
-    t = task([out], payload)
-    await store.submit_tasks(SID, [t])
-    assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
+    t, out = await acquired_by_agent_1(store)
     # Stores keep times to the millisecond (BSON dates): a whole millisecond after the acquisition, and the
     # outcome reported after it.
     millis = math.ceil(time.time() * 1000)
@@ -332,11 +338,7 @@ async def test_a_short_task_reports_its_start_with_its_outcome(store: StateStore
 async def test_an_agent_clock_ahead_of_the_store_never_puts_processing_after_the_end(
     store: StateStore,
 ) -> None:
-    (payload,) = await results(store, "payload", completed=True)
-    (out,) = await results(store, "out")
-    t = task([out], payload)
-    await store.submit_tasks(SID, [t])
-    assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
+    t, out = await acquired_by_agent_1(store)
     started = math.ceil(time.time() * 1000) / 1000
     await asyncio.sleep(0.002)
     outcome = TaskOutcome(
@@ -359,11 +361,7 @@ async def test_an_agent_clock_ahead_of_the_store_never_puts_processing_after_the
 async def test_a_short_task_that_fails_still_records_its_start(
     store: StateStore, outcome_of: Callable[[str], TaskOutcome]
 ) -> None:
-    (payload,) = await results(store, "payload", completed=True)
-    (out,) = await results(store, "out")
-    t = task([out], payload)
-    await store.submit_tasks(SID, [t])
-    assert (await store.acquire_task(t.task_id, "agent-1", "host-1")).task is not None
+    t, out = await acquired_by_agent_1(store)
     millis = math.ceil(time.time() * 1000)
     fetched, started = millis / 1000, (millis + 1) / 1000
     await asyncio.sleep(0.003)
