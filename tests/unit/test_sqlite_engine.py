@@ -160,3 +160,48 @@ async def test_a_long_unit_whose_caller_gives_up_still_commits(inline: Engine) -
     await after
     assert caller.cancelled()
     assert await inline.engine.read(values) == ["long", "after"]
+
+
+def page_units(count: int) -> list[WriteUnit[int]]:
+    """Units that write a page of data each."""
+    return [insert(f"{i:06d}" + "x" * 4090) for i in range(count)]
+
+
+async def test_commits_on_the_loop_never_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint copies the log into the database file and syncs both: 5 to 29 ms that the event loop
+    would spend blocked. Past the 1,000 pages after which SQLite checkpoints by itself in the committing
+    connection, the database file still holds nothing of the data when the checkpointer has not run."""
+    db = SqliteEngine(
+        tmp_path / "db.sqlite", on_commit=lambda _: None, synchronous="NORMAL", checkpoint_seconds=3600
+    )
+    try:
+        db.run_setup("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+        before = (tmp_path / "db.sqlite").stat().st_size
+        for _ in range(15):
+            await asyncio.gather(*(db.write(unit) for unit in page_units(100)))
+        assert (tmp_path / "db.sqlite").stat().st_size == before
+        assert (tmp_path / "db.sqlite-wal").stat().st_size > 1500 * 4096
+        assert len(await db.read(values)) == 1500
+    finally:
+        db.close()
+
+
+async def test_the_checkpointer_copies_the_log_into_the_database_in_the_background(tmp_path: Path) -> None:
+    db = SqliteEngine(
+        tmp_path / "db.sqlite", on_commit=lambda _: None, synchronous="NORMAL", checkpoint_seconds=0.05
+    )
+    try:
+        db.run_setup("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+        await asyncio.gather(*(db.write(unit) for unit in page_units(300)))
+        deadline = asyncio.get_running_loop().time() + 5
+        while (tmp_path / "db.sqlite").stat().st_size < 300 * 4096:
+            assert asyncio.get_running_loop().time() < deadline, "the log was not checkpointed"
+            await asyncio.sleep(0.02)
+        # The log is reused from its start once checkpointed: it stops growing under a steady flow of writes.
+        for _ in range(5):
+            await asyncio.gather(*(db.write(unit) for unit in page_units(300)))
+            await asyncio.sleep(0.2)
+        assert (tmp_path / "db.sqlite-wal").stat().st_size < 1200 * 4096
+        assert len(await db.read(values)) == 1800
+    finally:
+        db.close()
