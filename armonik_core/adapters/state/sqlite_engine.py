@@ -343,9 +343,8 @@ class _Checkpointer:
             seen = now
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except (
-                sqlite3.Error
-            ) as exc:  # the next look tries again; the log meanwhile grows, nothing is lost
+            except sqlite3.Error as exc:
+                # The next look tries again; the log grows meanwhile, and nothing is lost.
                 log.warning("could not checkpoint the state database: %s", exc)
 
     def close(self) -> None:
