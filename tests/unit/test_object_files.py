@@ -55,7 +55,7 @@ def thread_hops(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return hops
 
 
-@pytest.mark.parametrize("size", [0, 10, base._INLINE_FILE])
+@pytest.mark.parametrize("size", [0, 10, base.INLINE_SIZE])
 async def test_small_files_move_without_a_thread_hop(
     tmp_path: Path, thread_hops: list[Any], size: int
 ) -> None:
@@ -73,7 +73,7 @@ async def test_small_files_move_without_a_thread_hop(
 
 async def test_large_files_are_read_and_written_on_threads(tmp_path: Path, thread_hops: list[Any]) -> None:
     storage = DictStorage()
-    data = bytes(range(256)) * (3 * base._FILE_BLOCK // 256 + 7)
+    data = bytes(range(256)) * (3 * base.FILE_BLOCK // 256 + 7)
     output = tmp_path / "output"
     output.write_bytes(data)
     assert await storage.import_file("out", output) == len(data)

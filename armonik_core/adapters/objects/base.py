@@ -8,11 +8,12 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
 from pathlib import Path
 
-_FILE_BLOCK = 1 << 20
-#: Files and chunks up to this size are read or written on the spot rather than on a thread: a short task's
-#: input and output are a few bytes, and a thread hop (about a tenth of a millisecond of CPU, a context switch
-#: each way) costs far more than writing them to the page cache.
-_INLINE_FILE = 64 * 1024
+#: Bytes a file is read or written by per thread hop: large enough to amortise the hop, small enough for memory.
+FILE_BLOCK = 1 << 20
+#: Files, objects and chunks up to this size are read or written on the spot rather than on a thread: a short
+#: task's input and output are a few bytes, and a thread hop (about a tenth of a millisecond of CPU, a context
+#: switch each way) costs far more than moving them through the page cache.
+INLINE_SIZE = 64 * 1024
 
 
 class ObjectNotFound(KeyError):
@@ -52,8 +53,8 @@ class ObjectStorage(ABC):
         Streams by default; a backend on local files copies in the kernel instead."""
         size = 0
         with open(path, "wb") as file:
-            async for chunk in self.get(key, _FILE_BLOCK):
-                if len(chunk) <= _INLINE_FILE:
+            async for chunk in self.get(key, FILE_BLOCK):
+                if len(chunk) <= INLINE_SIZE:
                     file.write(chunk)
                 else:
                     await asyncio.to_thread(file.write, chunk)
@@ -67,11 +68,11 @@ class ObjectStorage(ABC):
 
         async def blocks() -> AsyncIterator[bytes]:
             with open(path, "rb") as file:
-                if os.fstat(file.fileno()).st_size <= _INLINE_FILE:
+                if os.fstat(file.fileno()).st_size <= INLINE_SIZE:
                     if data := file.read():  # a small file (the worker is done with it): read on the spot
                         yield data
                     return
-                while block := await asyncio.to_thread(file.read, _FILE_BLOCK):
+                while block := await asyncio.to_thread(file.read, FILE_BLOCK):
                     yield block
 
         size = await self.put(key, blocks())

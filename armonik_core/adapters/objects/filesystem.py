@@ -13,7 +13,7 @@ object's directory, fsyncs it, then `os.replace`s it onto the object's name and 
 therefore see the old object or the new one, never a partial one, and a write that returned survives a crash.
 A writer killed mid-way leaves a `.tmp-*` file behind, which no reader ever opens.
 
-All file I/O runs in worker threads (`asyncio.to_thread`); reads and writes move about `_IO_BLOCK` bytes per
+All file I/O runs in worker threads (`asyncio.to_thread`); reads and writes move about `FILE_BLOCK` bytes per
 thread hop (or one chunk, if the caller asks for larger chunks), so memory stays bounded whatever the object
 size, and streams of small chunks do not pay a thread hop each.
 
@@ -35,12 +35,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Collection, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import ObjectNotFound, ObjectStorage
+from .base import FILE_BLOCK, INLINE_SIZE, ObjectNotFound, ObjectStorage
 
-#: Bytes moved per thread hop: large enough to amortise the hop, small enough for memory.
-_IO_BLOCK = 1 << 20
-#: Objects up to this size are read and staged without a thread hop.
-_INLINE_COPY = 64 * 1024
 _PREFIX_LENGTH = 40
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _TEMP_PREFIX = ".tmp-"
@@ -172,13 +168,13 @@ class FilesystemObjectStorage(ObjectStorage):
         pending: list[bytes] = []
         pending_size = 0
         try:
-            # Small chunks are gathered into blocks of about _IO_BLOCK so that a stream of tiny chunks does
+            # Small chunks are gathered into blocks of about FILE_BLOCK so that a stream of tiny chunks does
             # not cost a thread hop each.
             async for chunk in chunks:
                 pending.append(chunk)
                 pending_size += len(chunk)
                 size += len(chunk)
-                if pending_size >= _IO_BLOCK:
+                if pending_size >= FILE_BLOCK:
                     block = b"".join(pending)
                     pending, pending_size = [], 0
                     await asyncio.to_thread(file.write, block)
@@ -224,10 +220,10 @@ class FilesystemObjectStorage(ObjectStorage):
         opening, reading and closing it cost a few microseconds each, where a thread hop costs a hundred.
         None for a larger object, which goes through threads. ObjectNotFound if it is missing."""
         try:
-            data = _read_at_most(path, _INLINE_COPY + 1)
+            data = _read_at_most(path, INLINE_SIZE + 1)
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
-        return data if len(data) <= _INLINE_COPY else None
+        return data if len(data) <= INLINE_SIZE else None
 
     async def get(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
         if chunk_size <= 0:
@@ -242,8 +238,8 @@ class FilesystemObjectStorage(ObjectStorage):
             file = _LockedFile(await asyncio.to_thread(open, path, "rb"), str(path))
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
-        # Read several chunks per thread hop when chunks are small, never more than about _IO_BLOCK.
-        block_size = chunk_size * max(1, _IO_BLOCK // chunk_size)
+        # Read several chunks per thread hop when chunks are small, never more than about FILE_BLOCK.
+        block_size = chunk_size * max(1, FILE_BLOCK // chunk_size)
         try:
             while True:
                 block = await asyncio.to_thread(file.read, block_size)
@@ -282,7 +278,7 @@ class FilesystemObjectStorage(ObjectStorage):
             file = self._open_temporary(target)
             try:
                 with open(path, "rb") as source:
-                    while block := source.read(_IO_BLOCK):
+                    while block := source.read(FILE_BLOCK):
                         file.write(block)
                 file.commit(target, self._fsync)
             except BaseException:
