@@ -325,7 +325,7 @@ class _Checkpointer:
         path: Path,
         synchronous: str,
         generation: Callable[[], int],
-        interval: float = CHECKPOINT_SECONDS,
+        interval: float,
     ) -> None:
         self._conn = connect(path, synchronous)
         self._generation = generation
