@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -699,3 +700,22 @@ def test_armonik_cli_lists_the_completed_tasks_of_a_session(
             listed = cli("task", "list", "-f", f'status = completed and session_id = "{sid}"')
             expected = clients.tasks.count_tasks_by_status(Task.session_id == sid)[TaskStatus.COMPLETED]
             assert len(listed) == expected
+
+
+# -- the README's first session ----------------------------------------------------------------------------------
+def test_the_readme_sdk_example_runs_as_written(deployment: Deployment) -> None:
+    """The README's SDK example is the first code a newcomer runs: it must work as printed (only the endpoint
+    is this deployment's)."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(blocks) == 1, "the README has one Python example"
+    example = blocks[0]
+    assert '"127.0.0.1:5001"' in example
+    done = subprocess.run(
+        [PYTHON, "-c", example.replace('"127.0.0.1:5001"', repr(deployment.endpoint))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("Hello World!")
