@@ -53,9 +53,13 @@ def quote_id(value: str, limit: int = QUOTED_ID_LENGTH) -> str:
     return f"{value[:limit]}... ({len(value)} characters)"
 
 
-def shorten_words(text: str, limit: int = QUOTED_ID_LENGTH * 2) -> str:
-    """A message with every run of non-blank characters longer than `limit` quoted by `quote_id`: the ids a
+#: A word of a message longer than this is cut (a file path of the agent's is usually shorter).
+LONG_WORD = 120
+
+
+def shorten_words(text: str) -> str:
+    """A message with every run of non-blank characters longer than `LONG_WORD` quoted by `quote_id`: the ids a
     message names, however it was built."""
-    if len(text) <= limit:
+    if len(text) <= LONG_WORD:
         return text
-    return " ".join(quote_id(word, limit) for word in text.split(" "))
+    return " ".join(word if len(word) <= LONG_WORD else quote_id(word) for word in text.split(" "))
