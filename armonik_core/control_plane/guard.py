@@ -107,13 +107,18 @@ def _plan(descriptor: Descriptor, cache: dict[str, _Plan | None]) -> _Plan | Non
 def _check(message: Any, plan: _Plan, limits: InputLimits) -> None:
     bound = limits.max_id_length
     for name, repeated in plan.ids:
-        values = getattr(message, name) if repeated else (getattr(message, name),)
-        for value in values:
-            if len(value) > bound:
-                raise Refused(
-                    f"{name} {quote_id(value)} is too long: ids are at most {bound} characters "
-                    "(ArmoniK ids are UUIDs of 36)"
-                )
+        if repeated:
+            values = getattr(message, name)
+            if not values or max(map(len, values)) <= bound:
+                continue
+            value = next(v for v in values if len(v) > bound)
+        else:
+            value = getattr(message, name)
+            if len(value) <= bound:
+                continue
+        raise Refused(
+            f"{name} {quote_id(value)} is too long: ids are at most {bound} characters (ArmoniK ids are UUIDs of 36)"
+        )
     for name, repeated, inner in plan.messages:
         if repeated:
             for item in getattr(message, name):
