@@ -144,8 +144,8 @@ class _Method:
         self.limits = limits
         self.plan = _plan(method.input_type, cache)
 
-    async def refuse(self, request: Any, context: grpc.aio.ServicerContext) -> None:
-        """Abort with INVALID_ARGUMENT if the request cannot be served; nothing otherwise."""
+    def problem(self, request: Any, context: grpc.aio.ServicerContext) -> str | None:
+        """Why the request cannot be served (None: it can); logged here, on the spot."""
         if isinstance(request, Undecodable):
             log.warning(
                 "%s refused: undecodable request (%s)",
@@ -153,44 +153,34 @@ class _Method:
                 request.reason,
                 extra={"method": self.name, "peer": context.peer()},
             )
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"The request is not a valid {request.type_name} message ({request.reason})",
-            )
+            return f"The request is not a valid {request.type_name} message ({request.reason})"
         if self.plan is not None:
             try:
                 _check(request, self.plan, self.limits)
             except Refused as refused:
-                log.info("%s refused: %s (INVALID_ARGUMENT)", self.name, refused)
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(refused))
+                log.info("%s refused: %s (INVALID_ARGUMENT)", self.name, refused, extra={"method": self.name})
+                return str(refused)
+        return None
 
     async def checked(
         self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         """A request stream whose messages are checked as they come."""
         async for request in requests:
-            await self.refuse(request, context)
+            if (problem := self.problem(request, context)) is not None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             yield request
 
 
-def _unimplemented(name: str, streamed_request: bool) -> Callable[..., Any]:
+def _unimplemented(name: str) -> Callable[..., Any]:
+    """A handler for any kind of method: the request (or stream) is not read."""
     message = f"{name} is not implemented by this control plane"
 
-    async def abort(context: grpc.aio.ServicerContext) -> None:
+    async def handler(_request: Any, context: grpc.aio.ServicerContext) -> None:
         log.debug("%s called: UNIMPLEMENTED", name)
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
 
-    if streamed_request:
-
-        async def handler(requests: Any, context: grpc.aio.ServicerContext) -> None:
-            await abort(context)
-
-        return handler
-
-    async def unary_handler(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await abort(context)
-
-    return unary_handler
+    return handler
 
 
 def _implemented(servicer: object, name: str) -> Callable[..., Any] | None:
@@ -218,11 +208,13 @@ def _handler(method: MethodDescriptor, behavior: Callable[..., Any], guard: _Met
         return grpc.stream_unary_rpc_method_handler(stream_in, request, response)
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await guard.refuse(request, context)
+        if (problem := guard.problem(request, context)) is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         return await behavior(request, context)
 
     async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await guard.refuse(request, context)
+        if (problem := guard.problem(request, context)) is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         async for item in behavior(request, context):
             yield item
 
@@ -234,7 +226,7 @@ def _handler(method: MethodDescriptor, behavior: Callable[..., Any], guard: _Met
 def _unimplemented_handler(method: MethodDescriptor, name: str) -> grpc.RpcMethodHandler:
     request = _tolerant(GetMessageClass(method.input_type))
     response = GetMessageClass(method.output_type).SerializeToString
-    handler = _unimplemented(name, method.client_streaming)
+    handler = _unimplemented(name)
     kind = {
         (False, False): grpc.unary_unary_rpc_method_handler,
         (False, True): grpc.unary_stream_rpc_method_handler,
