@@ -1,7 +1,7 @@
 """A worker killed again and again under load costs no task a retry it did not cause, and loses none.
 
-A local deployment (`armonik-deploy deploy`, embedded backends) with two agent + worker pairs runs a thousand
-short tasks, each echoing its own payload into its own result. Meanwhile the workers are SIGKILLed several
+A local deployment (`armonik-deploy deploy`, embedded backends) with two agent + worker pairs runs 1,500
+short tasks (20 ms each), each echoing its own payload into its own result. Meanwhile the workers are SIGKILLed several
 times, about a second apart, and the supervisor restarts each one after a second. An agent whose worker
 cannot be reached gives back the task it was about to run and the tasks it held ahead, without using their
 retries, takes no task while its worker is down, and resumes when the worker answers its health check.
