@@ -37,3 +37,29 @@ def new_ids(count: int) -> list[str]:
 
 def new_id() -> str:
     return new_ids(1)[0]
+
+
+#: How much of an id a message or a log line shows: a UUID whole, a longer string cut with its length said.
+QUOTED_ID_LENGTH = 40
+
+
+def quote_id(value: str, limit: int = QUOTED_ID_LENGTH) -> str:
+    """An id as messages and logs show it: whole when it is short, else its start and its length.
+
+    Ids come from clients; one of 20,000 characters echoed whole into an error message overflows gRPC's
+    metadata (the client then sees RESOURCE_EXHAUSTED instead of the error) and floods the logs."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value)} characters)"
+
+
+#: A word of a message longer than this is cut (a file path of the agent's is usually shorter).
+LONG_WORD = 120
+
+
+def shorten_words(text: str) -> str:
+    """A message with every run of non-blank characters longer than `LONG_WORD` quoted by `quote_id`: the ids a
+    message names, however it was built."""
+    if len(text) <= LONG_WORD:
+        return text
+    return " ".join(word if len(word) <= LONG_WORD else quote_id(word) for word in text.split(" "))

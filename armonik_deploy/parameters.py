@@ -16,6 +16,8 @@ and ignored by the local target. A few keys exist for the local target only (mar
       stop_grace_period = 10                 # SIGTERM -> SIGKILL delay (compute plane: its
                                              # termination_grace_period_seconds)
       health_timeout    = 60                 # seconds `deploy` waits for the control plane to be healthy
+      log_max_bytes     = 52428800           # a process's log past this size is rotated (0: never)
+      log_files_kept    = 3                  # rotated copies kept (<name>.log.1, .2, ...)
     }
     control_plane    = { port = 5001, command = [...], env = {...} }          # command, env: local
     metrics_exporter = { port = 9419, command = [...], env = {...} }          # port, command, env: local
@@ -293,6 +295,8 @@ class Local:
     max_restart_delay: float = field(default=30.0, metadata=constraint(min=0))
     stop_grace_period: float = field(default=10.0, metadata=constraint(min=0))
     health_timeout: float = field(default=60.0, metadata=constraint(min=0))
+    log_max_bytes: int = field(default=50 * 1024 * 1024, metadata=constraint(min=0))
+    log_files_kept: int = field(default=3, metadata=constraint(min=0))
 
 
 # -- the whole file ---------------------------------------------------------------------------------------

@@ -104,6 +104,9 @@ class Plan:
     metrics_url: str | None = None
     warnings: list[str] = field(default_factory=list)
     version: int = PLAN_VERSION
+    #: Size-based rotation of the processes' log files (armonik_deploy.logrotate).
+    log_max_bytes: int = 50 * 1024 * 1024
+    log_files_kept: int = 3
     #: TLS of the client endpoint (`ingress.tls`); None: plain HTTP/2.
     tls: TlsPlan | None = None
 
@@ -389,6 +392,8 @@ def build_plan(
         restart_delay=local.restart_delay,
         max_restart_delay=max(local.max_restart_delay, local.restart_delay),
         health_timeout=local.health_timeout,
+        log_max_bytes=local.log_max_bytes,
+        log_files_kept=local.log_files_kept,
         metrics_url=metrics_url,
         warnings=warnings,
         tls=tls,

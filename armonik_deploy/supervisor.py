@@ -12,6 +12,7 @@ with its output appended to `<generated>/logs/<name>.log`. Then:
 - SIGHUP re-reads the plan and applies it: processes that left the plan are stopped, processes whose command,
   working directory or environment changed are restarted, new ones are started, and the others are left alone
   (environment keys the plan marks "live" are updated without a restart);
+- every few seconds, a log file past `log_max_bytes` is rotated (`armonik_deploy.logrotate`);
 - SIGTERM or SIGINT stops every process (the compute plane and the metrics exporter first, then the control
   plane): SIGTERM to its process group, SIGKILL after its grace period; then the supervisor exits.
 
@@ -34,10 +35,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from armonik_deploy import procs
+from armonik_deploy import logrotate, procs
 from armonik_deploy.plan import PARTITIONS_PREFIX, JobSpec, Plan, ProcessSpec
 
 TICK = 0.1
+#: How often the log files' sizes are looked at (armonik_deploy.logrotate).
+ROTATION_PERIOD = 5.0
 STABLE_AFTER = 10.0
 
 
@@ -145,6 +148,7 @@ class Supervisor:
     #: The plan whose processes all run (or wait for a restart); `plan` is set when its apply begins.
     applied_plan_id: str | None = None
     started_wall: float = field(default_factory=time.time)
+    next_rotation: float = 0.0
 
     # -- logging and state -------------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -413,6 +417,12 @@ class Supervisor:
                 dirty = True
         if dirty:
             self.write_state()
+        if self.plan is not None and now >= self.next_rotation:
+            self.next_rotation = now + ROTATION_PERIOD
+            for name in logrotate.rotate_folder(
+                self.layout.logs, self.plan.log_max_bytes, self.plan.log_files_kept
+            ):
+                self.log(f"{name} rotated (over {self.plan.log_max_bytes} bytes)")
 
     def run(self) -> int:
         self.install_signals()

@@ -20,7 +20,9 @@ from armonik_core.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    QuotaExceeded,
 )
+from armonik_core.ids import shorten_words
 
 log = logging.getLogger("armonik.control_plane")
 
@@ -29,16 +31,18 @@ _CODES: dict[type[ArmoniKError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 R = TypeVar("R")
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status and message for an error; ids the message quotes are cut to a readable length."""
     for kind, code in _CODES.items():
         if isinstance(exc, kind):
-            return code, str(exc)
-    return grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}"
+            return code, shorten_words(str(exc))
+    return grpc.StatusCode.INTERNAL, shorten_words(f"Internal error: {type(exc).__name__}: {exc}")
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:

@@ -21,6 +21,8 @@ from armonik_core.control_plane import filters
 from armonik_core.control_plane.context import Backends, list_query
 from armonik_core.control_plane.convert import result_to_proto
 from armonik_core.control_plane.errors import streaming, unary
+from armonik_core.control_plane.limits import InputLimits
+from armonik_core.control_plane.quota import SessionDataQuota
 from armonik_core.domain.errors import FailedPrecondition, InvalidArgument, NotFound, describe_missing
 from armonik_core.domain.records import Result
 from armonik_core.domain.statuses import ResultStatus
@@ -37,6 +39,8 @@ def new_object_key() -> str:
 class ResultsService(ResultsServicer):
     def __init__(self, backends: Backends) -> None:
         self._b = backends
+        limit = InputLimits.from_env(backends.settings.environment).max_session_data_bytes
+        self._quota = SessionDataQuota(backends.state, limit)
 
     @unary
     async def GetServiceConfiguration(
@@ -88,8 +92,14 @@ class ResultsService(ResultsServicer):
                     manual_deletion=item.manual_deletion,
                 )
             )
-        await self._b.objects.put_many(objects)
-        await self._b.state.create_results(request.session_id, results)
+        size = sum(len(data) for data in objects.values())
+        await self._quota.reserve(request.session_id, size)
+        try:
+            await self._b.objects.put_many(objects)
+            await self._b.state.create_results(request.session_id, results)
+        except BaseException:
+            self._quota.release(request.session_id, size)
+            raise
         return pb.CreateResultsResponse(results=[result_to_proto(r) for r in results])
 
     @unary
@@ -112,14 +122,24 @@ class ResultsService(ResultsServicer):
                 f"Result {result_id} is {result.status.name}: only a CREATED result can receive data"
             )
 
+        reserved = 0
+
         async def chunks() -> AsyncIterator[bytes]:
+            nonlocal reserved
             async for message in request_iterator:
                 if message.WhichOneof("type") != "data_chunk":
                     raise InvalidArgument("After the result id, an upload may only carry data chunks")
+                if self._quota.enabled:
+                    await self._quota.reserve(session_id, len(message.data_chunk))
+                    reserved += len(message.data_chunk)
                 yield message.data_chunk
 
         key = new_object_key()
-        size = await self._b.objects.put(key, chunks())
+        try:
+            size = await self._b.objects.put(key, chunks())
+        except BaseException:
+            self._quota.release(session_id, reserved)
+            raise
         messages = await self._b.state.complete_results(
             session_id, [ResultCompletion(result_id, size, key.encode())]
         )

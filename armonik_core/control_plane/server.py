@@ -6,17 +6,6 @@ import logging
 from dataclasses import dataclass
 
 import grpc
-from armonik.protogen.client import (
-    applications_service_pb2_grpc,
-    auth_service_pb2_grpc,
-    events_service_pb2_grpc,
-    health_checks_service_pb2_grpc,
-    partitions_service_pb2_grpc,
-    results_service_pb2_grpc,
-    sessions_service_pb2_grpc,
-    tasks_service_pb2_grpc,
-    versions_service_pb2_grpc,
-)
 
 from armonik_core.adapters import factory
 from armonik_core.adapters.queue.base import TaskQueue
@@ -27,7 +16,9 @@ from armonik_core.control_plane.applications import ApplicationsService
 from armonik_core.control_plane.context import Backends
 from armonik_core.control_plane.dispatch import TaskDispatcher
 from armonik_core.control_plane.events import EventsService
+from armonik_core.control_plane.guard import add_guarded
 from armonik_core.control_plane.info import AuthenticationService, HealthChecksService, VersionsService
+from armonik_core.control_plane.limits import InputLimits
 from armonik_core.control_plane.partitions import PartitionsService
 from armonik_core.control_plane.results import ResultsService
 from armonik_core.control_plane.sessions import SessionsService
@@ -124,17 +115,21 @@ def add_services(server: grpc.aio.Server, backends: Backends) -> tuple[EventsSer
     stops."""
     events = EventsService(backends)
     gateway = ComputeGateway(backends, backends.settings.lease_seconds)
-    sessions_service_pb2_grpc.add_SessionsServicer_to_server(SessionsService(backends), server)
-    tasks_service_pb2_grpc.add_TasksServicer_to_server(TasksService(backends), server)
-    results_service_pb2_grpc.add_ResultsServicer_to_server(ResultsService(backends), server)
-    events_service_pb2_grpc.add_EventsServicer_to_server(events, server)
-    partitions_service_pb2_grpc.add_PartitionsServicer_to_server(PartitionsService(backends), server)
-    applications_service_pb2_grpc.add_ApplicationsServicer_to_server(ApplicationsService(backends), server)
-    versions_service_pb2_grpc.add_VersionsServicer_to_server(VersionsService(), server)
-    health_checks_service_pb2_grpc.add_HealthChecksServiceServicer_to_server(
-        HealthChecksService(backends), server
-    )
-    auth_service_pb2_grpc.add_AuthenticationServicer_to_server(AuthenticationService(), server)
+    # Client services behind the request guard (armonik_core.control_plane.guard): undecodable requests,
+    # overlong ids and oversized pages are refused before a handler runs.
+    limits = InputLimits.from_env(backends.settings.environment)
+    for servicer in (
+        SessionsService(backends),
+        TasksService(backends),
+        ResultsService(backends),
+        events,
+        PartitionsService(backends),
+        ApplicationsService(backends),
+        VersionsService(),
+        HealthChecksService(backends),
+        AuthenticationService(),
+    ):
+        add_guarded(server, servicer, limits)
     add_gateway(server, gateway)
     return events, gateway
 

@@ -21,6 +21,10 @@ The sequence follows ArmoniK.Core's `TaskHandler`:
      and for every result created with its data;
    - `Output.error` -> ERROR with the worker's details (not retried);
    - DEADLINE_EXCEEDED -> TIMEOUT (not retried);
+   - UNAVAILABLE before the call reached the worker (no connection: the worker is down or restarting) ->
+     RELEASED (queued again, no retry used), and the agent takes no task until the worker answers again;
+     UNAVAILABLE once the worker had the call (it died while processing) -> CRASH, as below, and the agent
+     waits for the worker too (`never_reached`);
    - any other gRPC error (a worker crash, a Python worker whose function raised: INTERNAL) or failure of
      the agent -> CRASH, `Worker returned error <code>: <details>` (retried while retries remain);
    - a missing input object -> ERROR (retrying cannot bring it back); another staging failure -> CRASH;
@@ -82,6 +86,20 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details()}"
     return f"{type(exc).__name__}: {exc}"
+
+
+#: What gRPC says when a call could not be sent: no connection to the worker (its socket missing, or nobody
+#: listening), or the request could not be written to a connection the worker had closed.
+_NOT_SENT = ("failed to connect", "connect failed", "Connection refused", "No such file", "Broken pipe")
+
+
+def never_reached(exc: grpc.aio.AioRpcError) -> bool:
+    """True when an UNAVAILABLE Process call never reached the worker: the task cannot be at fault, and is
+    given back without using a retry. A call the worker had received when its connection dropped ("Socket
+    closed", "Connection reset") is a worker that died while processing the task: for all the agent can
+    tell, the task made it crash, and it is retried, as upstream does."""
+    details = exc.details() or ""
+    return any(marker in details for marker in _NOT_SENT)
 
 
 def _make_folder(path: Path) -> None:
@@ -341,6 +359,8 @@ class TaskRunner:
                         f"(Worker returned error {_describe(exc)})",
                     )
                 ) from exc
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                raise _Failed(self._unreachable(exc)) from exc
             raise _Failed(TaskOutcome(OutcomeKind.CRASH, f"Worker returned error {_describe(exc)}")) from exc
         except (_Failed, asyncio.CancelledError):
             raise
@@ -352,6 +372,16 @@ class TaskRunner:
             if self._service.current is run:
                 self._service.unbind()
             self._worker.check_early(self._settings.worker_check_timeout)
+
+    def _unreachable(self, exc: grpc.aio.AioRpcError) -> TaskOutcome:
+        """The outcome of a Process call the worker did not answer (UNAVAILABLE); see `never_reached`.
+
+        Either way the agent takes no task until the worker answers its health check again."""
+        self.worker_unhealthy = True
+        if never_reached(exc):
+            log.warning("worker %s unreachable: task %s given back", self._worker.target, self.task_id)
+            return TaskOutcome(OutcomeKind.RELEASED, f"The worker could not be reached ({_describe(exc)})")
+        return TaskOutcome(OutcomeKind.CRASH, f"Worker returned error {_describe(exc)}")
 
     def _report_start(self) -> None:
         starting = asyncio.ensure_future(
