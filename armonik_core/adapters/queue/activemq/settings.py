@@ -14,6 +14,8 @@ from proton import SSLDomain
 
 from armonik_core.settings.environment import ConfigurationError, Environment
 
+from ..amqp_settings import check_scheme_and_port, read_amqp
+
 #: JMS priorities ActiveMQ orders a queue by.
 JMS_LEVELS = 10
 #: Characters ActiveMQ reads as wildcards or separators in a destination name.
@@ -45,10 +47,7 @@ class ActiveMQSettings:
     operation_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.scheme not in ("AMQP", "AMQPS"):
-            raise ConfigurationError(f"Amqp__Scheme={self.scheme!r}: expected AMQP or AMQPS")
-        if not 0 < self.port < 65536:
-            raise ConfigurationError(f"Amqp__Port={self.port}: expected a TCP port")
+        check_scheme_and_port(self.scheme, self.port)
         if self.max_priority < 1:
             raise ConfigurationError(f"Amqp__MaxPriority={self.max_priority}: expected at least 1")
         if self.link_credit < 1:
@@ -64,19 +63,9 @@ class ActiveMQSettings:
     def from_env(cls, env: Environment) -> ActiveMQSettings:
         default = cls()
         return cls(
-            host=env.get("Amqp__Host", default.host),
-            port=env.get_int("Amqp__Port", default.port),
-            user=env.get("Amqp__User", default.user),
-            password=env.get("Amqp__Password", default.password),
-            scheme=env.get("Amqp__Scheme", default.scheme).strip().upper(),
-            ca_path=env.get("Amqp__CaPath", default.ca_path),
-            allow_host_mismatch=env.get_bool("Amqp__AllowHostMismatch", default.allow_host_mismatch),
-            allow_insecure_tls=env.get_bool("Amqp__AllowInsecureTls", default.allow_insecure_tls),
-            max_priority=env.get_int("Amqp__MaxPriority", default.max_priority),
-            prefix=env.get("Amqp__Prefix", default.prefix),
+            **read_amqp(env, default),
             separator=env.get("Amqp__Separator", default.separator),
             link_credit=env.get_int("Amqp__LinkCredit", default.link_credit),
-            max_retries=env.get_int("Amqp__MaxRetries", default.max_retries),
         )
 
     @property

@@ -15,6 +15,8 @@ import pika
 
 from armonik_core.settings.environment import ConfigurationError, Environment
 
+from ..amqp_settings import check_scheme_and_port, read_amqp
+
 
 @dataclass(frozen=True, slots=True)
 class RabbitMQSettings:
@@ -41,10 +43,7 @@ class RabbitMQSettings:
     queue_expires_seconds: float | None = None
 
     def __post_init__(self) -> None:
-        if self.scheme not in ("AMQP", "AMQPS"):
-            raise ConfigurationError(f"Amqp__Scheme={self.scheme!r}: expected AMQP or AMQPS")
-        if not 1 <= self.port <= 65535:
-            raise ConfigurationError(f"Amqp__Port={self.port}: expected a TCP port (1-65535)")
+        check_scheme_and_port(self.scheme, self.port)
         if not 1 <= self.max_priority <= 255:
             raise ConfigurationError(f"Amqp__MaxPriority={self.max_priority}: expected 1 to 255")
         if self.max_retries < 1:
@@ -54,20 +53,7 @@ class RabbitMQSettings:
 
     @classmethod
     def from_env(cls, env: Environment | None = None) -> RabbitMQSettings:
-        env = env or Environment()
-        return cls(
-            host=env.get("Amqp__Host", "127.0.0.1"),
-            port=env.get_int("Amqp__Port", 5672),
-            user=env.get("Amqp__User", "guest"),
-            password=env.get("Amqp__Password", "guest"),
-            scheme=env.get("Amqp__Scheme", "AMQP").strip().upper(),
-            ca_path=env.get("Amqp__CaPath", ""),
-            allow_insecure_tls=env.get_bool("Amqp__AllowInsecureTls", False),
-            allow_host_mismatch=env.get_bool("Amqp__AllowHostMismatch", False),
-            max_priority=env.get_int("Amqp__MaxPriority", 10),
-            prefix=env.get("Amqp__Prefix", ""),
-            max_retries=env.get_int("Amqp__MaxRetries", 5),
-        )
+        return cls(**read_amqp(env or Environment(), cls()))
 
     @property
     def address(self) -> str:
