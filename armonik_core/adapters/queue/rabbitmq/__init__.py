@@ -42,7 +42,7 @@ takes more than asked; if a concurrent consumer empties the queue meanwhile, the
 
 Counting. `depth` is the ready count of a passive declare (0 for a queue never declared, without creating
 it); held deliveries are not counted. RabbitMQ answers a count ahead of the requeues still waiting in the
-queue's mailbox, so a give-back (release, expiry) ends with a round trip on its channel (`_Link.barrier`)
+queue's mailbox, so a give-back (release, expiry) ends with a round trip on its channel (`link.Link.barrier`)
 that lets the queue catch up before this client counts again; the count is exact in practice for the
 client's own give-backs, and a moment behind for other clients' (and for the deliveries of a connection
 that just closed).
