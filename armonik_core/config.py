@@ -8,87 +8,17 @@ the variable's name so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from armonik_core.domain.records import Partition
-
-if TYPE_CHECKING:  # armonik_core.tls reads its settings through this module: imported where used
-    from armonik_core.tls import ServerTlsSettings
+from armonik_core.settings import components
+from armonik_core.settings.environment import ConfigurationError as ConfigurationError
+from armonik_core.settings.environment import Environment as Environment
+from armonik_core.tls import ServerTlsSettings
 
 DEFAULT_PARTITIONS = ("default", "pymonik")
-
-
-_SERILOG_LEVELS = {
-    "verbose": "DEBUG",
-    "debug": "DEBUG",
-    "information": "INFO",
-    "info": "INFO",
-    "warning": "WARNING",
-    "error": "ERROR",
-    "fatal": "CRITICAL",
-    "critical": "CRITICAL",
-}
-
-
-class ConfigurationError(ValueError):
-    """A setting has a value that cannot be used; the message names the variable."""
-
-
-class Environment:
-    """Case-insensitive view of `Section__Key` variables."""
-
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        source = os.environ if environ is None else environ
-        self._values = {key.lower(): value for key, value in source.items()}
-
-    def get(self, key: str, default: str) -> str:
-        return self._values.get(key.lower(), default)
-
-    def get_int(self, key: str, default: int) -> int:
-        raw = self.get(key, str(default))
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigurationError(f"{key}={raw!r}: expected an integer") from None
-
-    def get_float(self, key: str, default: float) -> float:
-        raw = self.get(key, str(default))
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigurationError(f"{key}={raw!r}: expected a number") from None
-
-    def log_level(self) -> str:
-        """`Serilog__MinimumLevel` (upstream's names: Verbose, Debug, Information, Warning, Error, Fatal, or
-        Python's) as a Python logging level name."""
-        raw = self.get("Serilog__MinimumLevel", "Information")
-        level = _SERILOG_LEVELS.get(raw.strip().lower())
-        if level is None:
-            raise ConfigurationError(
-                f"Serilog__MinimumLevel={raw!r}: expected one of Verbose, Debug, Information, Warning, Error, Fatal"
-            )
-        return level
-
-    def get_bool(self, key: str, default: bool) -> bool:
-        raw = self.get(key, str(default)).strip().lower()
-        if raw in ("1", "true", "yes", "on"):
-            return True
-        if raw in ("0", "false", "no", "off"):
-            return False
-        raise ConfigurationError(f"{key}={raw!r}: expected true or false")
-
-    def indexed(self, prefix: str) -> list[str]:
-        """Values of `prefix__0`, `prefix__1`, ... in index order (the .NET array convention)."""
-        head = prefix.lower() + "__"
-        found: list[tuple[int, str]] = []
-        for key, value in self._values.items():
-            if key.startswith(head) and key[len(head) :].isdigit():
-                found.append((int(key[len(head) :]), value))
-        return [value for _, value in sorted(found)]
 
 
 def parse_partition(raw: str, variable: str) -> Partition:
@@ -153,11 +83,9 @@ class ControlPlaneSettings:
         lease = env.get_float("ComputeGateway__LeaseSeconds", 15.0)
         if lease <= 0:
             raise ConfigurationError("ComputeGateway__LeaseSeconds must be positive")
-        from armonik_core.adapters import factory  # the factory reads its choices through this module
-
-        queue_storage = factory.queue_storage(env)
-        table_storage = factory.table_storage(env)
-        object_storage = factory.object_storage(env)
+        queue_storage = components.queue_storage(env)
+        table_storage = components.table_storage(env)
+        object_storage = components.object_storage(env)
         if queue_storage == "memory" and table_storage != "sqlite":
             # The in-memory queue is an index kept by the one process writing the state; with a shared
             # database it would be one copy among several.
@@ -184,6 +112,4 @@ class ControlPlaneSettings:
 
 
 def _server_tls(env: Environment) -> ServerTlsSettings | None:
-    from armonik_core.tls import ServerTlsSettings
-
     return ServerTlsSettings.from_env(env)

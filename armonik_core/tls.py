@@ -29,7 +29,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from armonik_core.config import ConfigurationError, Environment
+from armonik_core.settings.environment import ConfigurationError, Environment
 
 CERTIFICATE_FILE = "ControlPlane__Tls__CertificateFile"
 KEY_FILE = "ControlPlane__Tls__KeyFile"

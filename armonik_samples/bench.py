@@ -29,7 +29,7 @@ import typer
 from armonik.common import Output, TaskDefinition
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from armonik_samples import common
+from armonik_samples import cli, common
 from armonik_samples.common import Handler
 
 SAMPLE = "bench"
@@ -264,8 +264,8 @@ def _opt(name: str, help_text: str, *flags: str, **kwargs: Any) -> Any:
     return typer.Option(*flags, envvar=ENV + name, help=help_text, **kwargs)
 
 
+@cli.client_command
 def command(
-    endpoint: common.EndpointOption = common.DEFAULT_ENDPOINT,
     partition: Annotated[str, _opt("Partition", "Partition of the tasks", "--partition", "-p")] = "default",
     n_tasks: Annotated[int, _opt("NTasks", "Number of tasks", "--ntasks", min=1)] = 100,
     task_duration_ms: Annotated[
@@ -316,10 +316,7 @@ def command(
     task_priority: Annotated[int, _opt("TaskPriority", "Tasks' priority", "--task-priority")] = 1,
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra task option key=value")] = None,
     timeout: common.TimeoutOption = 3600.0,
-    ca: common.CaOption = None,
-    cert: common.CertOption = None,
-    key: common.KeyOption = None,
-) -> None:
+) -> cli.Body:
     """Submit NTasks independent tasks, wait, download, and report the session's throughput."""
     options = BenchOptions(
         n_tasks=n_tasks,
@@ -341,7 +338,7 @@ def command(
         task_priority=task_priority,
         options=common.parse_key_values(option or []),
     )
-    common.run_client(common.Endpoint(endpoint, ca, cert, key), lambda client: run(client, options, timeout))
+    return lambda client: run(client, options, timeout)
 
 
 def main() -> None:

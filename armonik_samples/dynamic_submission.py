@@ -15,9 +15,9 @@ import random
 from typing import Annotated, Any
 
 import typer
-from armonik.common import Output, TaskDefinition
+from armonik.common import Output
 
-from armonik_samples import common
+from armonik_samples import cli, common
 from armonik_samples.common import Handler
 
 SAMPLE = "dynamic_submission"
@@ -48,41 +48,15 @@ def process(handler: Handler) -> Any:
     if len(values) <= threshold:
         handler.send_results({output: sum(values).to_bytes(8, "little", signed=True)})
         return Output()
-    parts = chunks(values, threshold)
-    names = [f"part {i}" for i in range(len(parts))]
-    results = handler.create_results_metadata(names)
-    payloads = handler.create_results(
-        {
-            **{f"payload {name}": table(part, threshold) for name, part in zip(names, parts, strict=True)},
-            "aggregation payload": json.dumps({"aggregate": True}).encode("utf-8"),
-        },
-        batch_size=100,
-    )
-    part_ids = [results[name].result_id for name in names]
-    handler.submit_tasks(
-        [
-            *(
-                TaskDefinition(payloads[f"payload {name}"].result_id, expected_output_ids=[part_id])
-                for name, part_id in zip(names, part_ids, strict=True)
-            ),
-            TaskDefinition(
-                payloads["aggregation payload"].result_id,
-                expected_output_ids=list(handler.expected_results),
-                data_dependencies=part_ids,
-            ),
-        ]
-    )
+    parts = {f"part {i}": table(part, threshold) for i, part in enumerate(chunks(values, threshold))}
+    cli.fork_join(handler, parts, json.dumps({"aggregate": True}).encode("utf-8"))
     return Output()
 
 
 def run(client: common.Client, partition: str, size: int, threshold: int, seed: int, timeout: float) -> None:
     values = random_values(size, seed)
     session_id = client.create_session(common.session_options(SAMPLE, partition), partition)
-    result_id = client.results.create_results_metadata(["result"], session_id)["result"].result_id
-    payload = client.results.create_results({"table": table(values, threshold)}, session_id)["table"]
-    client.tasks.submit_tasks(
-        session_id, [TaskDefinition(payload.result_id, expected_output_ids=[result_id])]
-    )
+    (result_id,) = cli.submit_task(client, session_id, table(values, threshold), ["result"])
     subtasks = len(chunks(values, threshold)) if size > threshold else 0
     label = f"{size} values, {subtasks} subtasks" if subtasks else f"{size} values"
     common.wait_for_results(client, session_id, [result_id], timeout=timeout, label=label)
@@ -100,22 +74,16 @@ def random_values(size: int, seed: int) -> list[int]:
     return [rng.randint(-1000, 1000) for _ in range(size)]
 
 
+@cli.client_command
 def command(
-    endpoint: common.EndpointOption = common.DEFAULT_ENDPOINT,
     partition: common.PartitionOption = "default",
     size: Annotated[int, typer.Option("--size", help="Number of values in the table", min=0)] = 100,
     threshold: Annotated[int, typer.Option("--threshold", help="Most values a task sums itself", min=1)] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the random values")] = 0,
     timeout: common.TimeoutOption = 300.0,
-    ca: common.CaOption = None,
-    cert: common.CertOption = None,
-    key: common.KeyOption = None,
-) -> None:
+) -> cli.Body:
     """Sum a table of random values with as many subtasks as the table needs."""
-    common.run_client(
-        common.Endpoint(endpoint, ca, cert, key),
-        lambda client: run(client, partition, size, threshold, seed, timeout),
-    )
+    return lambda client: run(client, partition, size, threshold, seed, timeout)
 
 
 def main() -> None:

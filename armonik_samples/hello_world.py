@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from armonik.common import Output, TaskDefinition
+from armonik.common import Output
 
-from armonik_samples import common
+from armonik_samples import cli, common
 from armonik_samples.common import Handler
 
 SAMPLE = "hello_world"
@@ -30,11 +30,7 @@ def process(handler: Handler) -> Any:
 
 def run(client: common.Client, partition: str, name: str, timeout: float) -> None:
     session_id = client.create_session(common.session_options(SAMPLE, partition), partition)
-    result_id = client.results.create_results_metadata(["output"], session_id)["output"].result_id
-    payload = client.results.create_results({"payload": name.encode("utf-8")}, session_id)["payload"]
-    client.tasks.submit_tasks(
-        session_id, [TaskDefinition(payload.result_id, expected_output_ids=[result_id])]
-    )
+    (result_id,) = cli.submit_task(client, session_id, name.encode("utf-8"), ["output"])
     common.wait_for_results(client, session_id, [result_id], timeout=timeout, label="hello world")
     answer = client.download(session_id, result_id).decode("utf-8", errors="replace")
     print(answer)
@@ -43,19 +39,14 @@ def run(client: common.Client, partition: str, name: str, timeout: float) -> Non
     common.ok("hello world")
 
 
+@cli.client_command
 def command(
-    endpoint: common.EndpointOption = common.DEFAULT_ENDPOINT,
     partition: common.PartitionOption = "default",
     name: Annotated[str, typer.Option(help="The payload: who to greet")] = "World",
     timeout: common.TimeoutOption = 300.0,
-    ca: common.CaOption = None,
-    cert: common.CertOption = None,
-    key: common.KeyOption = None,
-) -> None:
+) -> cli.Body:
     """Submit one task that says hello, and print its answer."""
-    common.run_client(
-        common.Endpoint(endpoint, ca, cert, key), lambda client: run(client, partition, name, timeout)
-    )
+    return lambda client: run(client, partition, name, timeout)
 
 
 def main() -> None:

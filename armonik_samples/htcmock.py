@@ -31,7 +31,7 @@ import typer
 from armonik.common import Output, TaskDefinition
 from rich.table import Table
 
-from armonik_samples import common
+from armonik_samples import cli, common
 from armonik_samples.common import Handler
 
 SAMPLE = "htcmock"
@@ -155,32 +155,8 @@ def process(handler: Handler) -> Any:
         handler.send_results({output: encode_counts(counts, config.data_size, small_output)})
         return _outcome(handler)
 
-    names = [f"htcmock {level + 1}.{k}" for k in kids]
-    results = handler.create_results_metadata(names)
-    payloads = handler.create_results(
-        {
-            **{
-                f"payload {name}": node_payload(config, level + 1, k)
-                for name, k in zip(names, kids, strict=True)
-            },
-            "payload aggregation": node_payload(config, level, index, aggregate=True),
-        },
-        batch_size=100,
-    )
-    child_results = [results[name].result_id for name in names]
-    handler.submit_tasks(
-        [
-            *(
-                TaskDefinition(payloads[f"payload {name}"].result_id, expected_output_ids=[result_id])
-                for name, result_id in zip(names, child_results, strict=True)
-            ),
-            TaskDefinition(
-                payloads["payload aggregation"].result_id,
-                expected_output_ids=list(handler.expected_results),
-                data_dependencies=child_results,
-            ),
-        ]
-    )
+    children_payloads = {f"htcmock {level + 1}.{k}": node_payload(config, level + 1, k) for k in kids}
+    cli.fork_join(handler, children_payloads, node_payload(config, level, index, aggregate=True))
     return _outcome(handler)
 
 
@@ -268,8 +244,8 @@ def run(
     common.ok(f"{config.total_tasks} tasks")
 
 
+@cli.client_command
 def command(
-    endpoint: common.EndpointOption = common.DEFAULT_ENDPOINT,
     partition: Annotated[str, typer.Option("--partition", "-p", envvar=ENV + "Partition")] = "default",
     n_tasks: Annotated[
         int, typer.Option("--ntasks", envvar=ENV + "NTasks", help="Computing tasks", min=1)
@@ -317,10 +293,7 @@ def command(
     ] = True,
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra task option key=value")] = None,
     timeout: common.TimeoutOption = 3600.0,
-    ca: common.CaOption = None,
-    cert: common.CertOption = None,
-    key: common.KeyOption = None,
-) -> None:
+) -> cli.Body:
     """Grow a tree of tasks with busy work and aggregations; check its shape and print the throughput."""
     config = RunConfiguration(
         n_tasks=n_tasks,
@@ -337,10 +310,7 @@ def command(
         "TaskError": task_error,
         "TaskRpcException": task_rpc_exception,
     }
-    common.run_client(
-        common.Endpoint(endpoint, ca, cert, key),
-        lambda client: run(client, partition, config, task_options, purge_data, timeout),
-    )
+    return lambda client: run(client, partition, config, task_options, purge_data, timeout)
 
 
 def main() -> None:

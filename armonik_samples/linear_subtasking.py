@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from armonik.common import Output, TaskDefinition
 
-from armonik_samples import common
+from armonik_samples import cli, common
 from armonik_samples.common import Handler
 
 SAMPLE = "linear_subtasking"
@@ -46,11 +46,7 @@ def process(handler: Handler) -> Any:
 
 def run(client: common.Client, partition: str, levels: int, timeout: float) -> None:
     session_id = client.create_session(common.session_options(SAMPLE, partition), partition)
-    result_id = client.results.create_results_metadata(["result"], session_id)["result"].result_id
-    payload = client.results.create_results({"payload": payload_of(0, levels, 0)}, session_id)["payload"]
-    client.tasks.submit_tasks(
-        session_id, [TaskDefinition(payload.result_id, expected_output_ids=[result_id])]
-    )
+    (result_id,) = cli.submit_task(client, session_id, payload_of(0, levels, 0), ["result"])
     common.wait_for_results(
         client, session_id, [result_id], timeout=timeout, label=f"chain of {levels + 1} tasks"
     )
@@ -62,19 +58,14 @@ def run(client: common.Client, partition: str, levels: int, timeout: float) -> N
     common.ok(f"the output was handed over {levels} times")
 
 
+@cli.client_command
 def command(
-    endpoint: common.EndpointOption = common.DEFAULT_ENDPOINT,
     partition: common.PartitionOption = "default",
     levels: Annotated[int, typer.Option("--levels", "-n", help="Number of hand-overs", min=0)] = 5,
     timeout: common.TimeoutOption = 300.0,
-    ca: common.CaOption = None,
-    cert: common.CertOption = None,
-    key: common.KeyOption = None,
-) -> None:
+) -> cli.Body:
     """Submit a task that hands its output down a chain of subtasks."""
-    common.run_client(
-        common.Endpoint(endpoint, ca, cert, key), lambda client: run(client, partition, levels, timeout)
-    )
+    return lambda client: run(client, partition, levels, timeout)
 
 
 def main() -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from armonik.common import Output, TaskDefinition
+from armonik.common import Output
 
-from armonik_samples import common
+from armonik_samples import cli, common
 from armonik_samples.common import Handler
 
 SAMPLE = "multiple_results"
@@ -35,10 +35,7 @@ def process(handler: Handler) -> Any:
 def run(client: common.Client, partition: str, count: int, text: str, timeout: float) -> None:
     session_id = client.create_session(common.session_options(SAMPLE, partition), partition)
     names = [f"result {i}" for i in range(count)]
-    created = client.results.create_results_metadata(names, session_id)
-    result_ids = [created[name].result_id for name in names]
-    payload = client.results.create_results({"payload": text.encode("utf-8")}, session_id)["payload"]
-    client.tasks.submit_tasks(session_id, [TaskDefinition(payload.result_id, expected_output_ids=result_ids)])
+    result_ids = cli.submit_task(client, session_id, text.encode("utf-8"), names)
     common.wait_for_results(client, session_id, result_ids, timeout=timeout, label=f"{count} results")
     wrong = []
     for index, result_id in enumerate(result_ids):
@@ -51,20 +48,15 @@ def run(client: common.Client, partition: str, count: int, text: str, timeout: f
     common.ok(f"one task produced {count} results")
 
 
+@cli.client_command
 def command(
-    endpoint: common.EndpointOption = common.DEFAULT_ENDPOINT,
     partition: common.PartitionOption = "default",
     count: Annotated[int, typer.Option("--count", "-n", help="Number of results of the task", min=1)] = 5,
     text: Annotated[str, typer.Option("--payload", help="Text the task writes into each result")] = "Hello",
     timeout: common.TimeoutOption = 300.0,
-    ca: common.CaOption = None,
-    cert: common.CertOption = None,
-    key: common.KeyOption = None,
-) -> None:
+) -> cli.Body:
     """Submit one task that produces several results, and print each."""
-    common.run_client(
-        common.Endpoint(endpoint, ca, cert, key), lambda client: run(client, partition, count, text, timeout)
-    )
+    return lambda client: run(client, partition, count, text, timeout)
 
 
 def main() -> None:

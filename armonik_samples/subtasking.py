@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from armonik.common import Output, TaskDefinition
 
-from armonik_samples import common
+from armonik_samples import cli, common
 from armonik_samples.common import Handler
 
 SAMPLE = "subtasking"
@@ -84,20 +84,15 @@ def run(client: common.Client, partition: str, n: int, split: int, timeout: floa
     common.ok("fork-join sum")
 
 
+@cli.client_command
 def command(
     n: Annotated[int, typer.Argument(help="Number of values to sum (1..N)", min=1)] = 100,
-    endpoint: common.EndpointOption = common.DEFAULT_ENDPOINT,
     partition: common.PartitionOption = "default",
     split: Annotated[int, typer.Option("--split", "-s", help="Most values a task sums itself", min=1)] = 10,
     timeout: common.TimeoutOption = 300.0,
-    ca: common.CaOption = None,
-    cert: common.CertOption = None,
-    key: common.KeyOption = None,
-) -> None:
+) -> cli.Body:
     """Sum 1..N by splitting the values into subtasks and joining their results."""
-    common.run_client(
-        common.Endpoint(endpoint, ca, cert, key), lambda client: run(client, partition, n, split, timeout)
-    )
+    return lambda client: run(client, partition, n, split, timeout)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from typing import Annotated, Any
 import typer
 from armonik.common import Output, TaskDefinition
 
-from armonik_samples import common
+from armonik_samples import cli, common
 from armonik_samples.common import Handler
 
 SAMPLE = "testing"
@@ -126,8 +126,8 @@ def run(
     common.ok(f"{count} tasks with action {action}")
 
 
+@cli.client_command
 def command(
-    endpoint: common.EndpointOption = common.DEFAULT_ENDPOINT,
     partition: common.PartitionOption = "default",
     action: Annotated[str, typer.Option(help=f"One of {', '.join(ACTIONS)}")] = "echo",
     text: Annotated[str, typer.Option("--payload", help="Payload of each task")] = "ping",
@@ -138,19 +138,13 @@ def command(
         bool, typer.Option("--expect-failure", help="Succeed only if a result aborts")
     ] = False,
     timeout: common.TimeoutOption = 300.0,
-    ca: common.CaOption = None,
-    cert: common.CertOption = None,
-    key: common.KeyOption = None,
-) -> None:
+) -> cli.Body:
     """Submit tasks with a test behaviour and check the outcome."""
     if action not in ACTIONS:
         raise typer.BadParameter(f"unknown action {action!r}", param_hint="--action")
     extra = common.parse_key_values(option or [])
-    common.run_client(
-        common.Endpoint(endpoint, ca, cert, key),
-        lambda client: run(
-            client, partition, action, text, count, extra, max_retries, expect_failure, timeout
-        ),
+    return lambda client: run(
+        client, partition, action, text, count, extra, max_retries, expect_failure, timeout
     )
 
 

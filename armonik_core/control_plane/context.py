@@ -1,24 +1,12 @@
-"""What every service shares: the storage backends, the dispatcher and the settings."""
+"""What every client service shares: the backends (`armonik_core.services.backends`, shared with the compute
+gateway, and importable from here) and the page of a List request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from armonik_core.adapters.objects.base import ObjectStorage
-from armonik_core.adapters.queue.base import TaskQueue
-from armonik_core.adapters.state.base import StateStore
-from armonik_core.config import ControlPlaneSettings
-from armonik_core.control_plane.dispatch import TaskDispatcher
 from armonik_core.domain.filters import ListQuery
+from armonik_core.services.backends import Backends
 
-
-@dataclass(slots=True)
-class Backends:
-    state: StateStore
-    objects: ObjectStorage
-    queue: TaskQueue
-    dispatcher: TaskDispatcher
-    settings: ControlPlaneSettings
+__all__ = ["Backends", "list_query"]
 
 
 def list_query(request: object, flt: object, sort: object) -> ListQuery:

@@ -14,35 +14,13 @@ from typing import Any, TypeVar
 
 import grpc
 
-from armonik_core.domain.errors import (
-    AlreadyExists,
-    ArmoniKError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    QuotaExceeded,
-)
-from armonik_core.ids import shorten_words
+from armonik_core.services.errors import status_for
+
+__all__ = ["status_for", "streaming", "unary"]
 
 log = logging.getLogger("armonik.control_plane")
 
-_CODES: dict[type[ArmoniKError], grpc.StatusCode] = {
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
-
 R = TypeVar("R")
-
-
-def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status and message for an error; ids the message quotes are cut to a readable length."""
-    for kind, code in _CODES.items():
-        if isinstance(exc, kind):
-            return code, shorten_words(str(exc))
-    return grpc.StatusCode.INTERNAL, shorten_words(f"Internal error: {type(exc).__name__}: {exc}")
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:

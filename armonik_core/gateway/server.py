@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import grpc
 
 from armonik_core.adapters.queue.base import Lease
-from armonik_core.control_plane.context import Backends
-from armonik_core.control_plane.errors import status_for
 from armonik_core.gateway import codec
+from armonik_core.services.backends import Backends
+from armonik_core.services.errors import status_for
 
 log = logging.getLogger("armonik.gateway")
 

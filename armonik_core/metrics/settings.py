@@ -9,6 +9,7 @@ from pathlib import Path
 
 from armonik_core.config import ConfigurationError, Environment
 from armonik_core.domain.statuses import TaskStatus
+from armonik_core.settings import components
 
 #: Every status a task can be in (UNSPECIFIED never is).
 ALL_STATUSES: tuple[TaskStatus, ...] = tuple(s for s in TaskStatus if s is not TaskStatus.UNSPECIFIED)
@@ -75,10 +76,8 @@ class MetricsExporterSettings:
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> MetricsExporterSettings:
-        from armonik_core.adapters import factory
-
         env = Environment(environ)
-        queue_storage = factory.queue_storage(env)
+        queue_storage = components.queue_storage(env)
         port = env.get_int("MetricsExporter__Port", 9419)
         if not 0 <= port <= 65535:
             raise ConfigurationError(f"MetricsExporter__Port={port}: not a port number")
@@ -91,7 +90,7 @@ class MetricsExporterSettings:
             ),
             statuses=parse_metrics(env.get("MetricsExporter__Metrics", ""), "MetricsExporter__Metrics"),
             queue_depth=env.get_bool("MetricsExporter__QueueDepth", queue_storage != "memory"),
-            table_storage=factory.table_storage(env),
+            table_storage=components.table_storage(env),
             queue_storage=queue_storage,
             log_level=env.log_level(),
             environment=env,

@@ -49,6 +49,7 @@ from enum import Enum
 from pathlib import Path
 
 from armonik_core.config import ConfigurationError, Environment
+from armonik_core.settings import components
 from armonik_core.tls import ClientTlsSettings
 
 _TIMESPAN = re.compile(r"(?:(\d+)\.)?(\d+):(\d+)(?::(\d+(?:\.\d+)?))?")
@@ -169,8 +170,6 @@ class AgentSettings:
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> AgentSettings:
-        from armonik_core.adapters import factory  # the factory reads its choices through armonik_core.config
-
         env = Environment(environ)
 
         def duration(key: str, default: float) -> float:
@@ -226,7 +225,7 @@ class AgentSettings:
             ),
             log_level=env.log_level(),
             durable_objects=env.get("Embedded__SqliteSynchronous", "NORMAL").upper() in ("FULL", "EXTRA"),
-            object_storage=factory.object_storage(env),
+            object_storage=components.object_storage(env),
             environment=env,
             control_plane_tls=ClientTlsSettings.from_env(env, endpoint),
         )

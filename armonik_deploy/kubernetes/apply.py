@@ -1,6 +1,7 @@
 """`armonik-deploy deploy --target kubernetes`: certificates, Terraform, readiness, and the client's outputs.
 
-The steps, each failing with a `DeployError` that names it:
+The steps, each failing with a `DeployError` that names it (1 and 2 in `kubernetes.terraform`, 3 in
+`kubernetes.readiness`, 4 in `kubernetes.endpoint`; this module runs them, and keeps their names importable):
 
 1. Certificates (`armonik_deploy.certificates`, kept across deployments while valid) under
    `generated/certificates/`: an authority, a server certificate per in-cluster service the parameters enable
@@ -39,23 +40,13 @@ destroys the rest (the namespace last). A later deploy must keep the recorded wa
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
-import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from armonik_deploy.certificates import (
-    CertificateError,
-    Certificates,
-    KeyPair,
-    ServerIdentity,
-    ensure_certificates,
-)
+from armonik_deploy.certificates import Certificates
 from armonik_deploy.kubernetes import helm
 from armonik_deploy.kubernetes.chart_releases import (
     CHARTS,
@@ -69,350 +60,51 @@ from armonik_deploy.kubernetes.chart_releases import (
     uninstall_charts,
     write_charts_record,
 )
-from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout, environment, last_lines
-from armonik_deploy.kubernetes.settings import control_plane_identity, mongodb_identity
-from armonik_deploy.outputs import write_outputs
-from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions, read_variables
-from armonik_deploy.tls import CliCredentials, IngressTls, read_ingress_tls
-
-QUICK_DEPLOY = Path(__file__).resolve().parents[2] / "infrastructure" / "quick-deploy" / "localhost"
-DEFAULT_TIMEOUT = 600.0
-POLL_INTERVAL = 5.0
-#: How many lines of terraform's stderr an error quotes.
-STDERR_TAIL_LINES = 15
-#: What terraform init says when it cannot reach the registry or fetch a provider.
-_PROVIDER_FAILURES = (
-    "Failed to query available provider packages",
-    "Failed to install provider",
-    "could not connect to registry",
-    "Failed to download",
+from armonik_deploy.kubernetes.endpoint import (
+    Endpoint,
+    control_plane_endpoint,
+    uncovered_host,
+    write_kubernetes_outputs,
 )
+from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout
+from armonik_deploy.kubernetes.readiness import deployment_names, deployment_status, wait_ready
+from armonik_deploy.kubernetes.terraform import (
+    QUICK_DEPLOY,
+    TerraformRunner,
+    make_certificates,
+    terraform_error,
+    terraform_variables,
+    write_tfvars,
+)
+from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions, read_variables
+from armonik_deploy.tls import IngressTls, read_ingress_tls
+
+#: What the steps' modules define, importable from here as before.
+__all__ = [
+    "QUICK_DEPLOY",
+    "DeployError",
+    "Endpoint",
+    "KubernetesLayout",
+    "TerraformRunner",
+    "control_plane_endpoint",
+    "deploy",
+    "deployment_status",
+    "destroy",
+    "make_certificates",
+    "prepare",
+    "terraform_error",
+    "terraform_variables",
+    "uncovered_host",
+    "wait_ready",
+    "write_kubernetes_outputs",
+]
+
+DEFAULT_TIMEOUT = 600.0
 
 #: The deployment's namespace in the quick-deploy, created alone first when a chart is installed into it.
 NAMESPACE_RESOURCE = "kubernetes_namespace.armonik"
 
 Dict = Mapping[str, Any]
-
-
-# -- 1. certificates ----------------------------------------------------------------------------------------
-def service_hosts(service: str, namespace: str) -> list[str]:
-    """The names a pod uses to reach a Service: fully qualified, short, and bare in the same namespace."""
-    return [f"{service}.{namespace}.svc.cluster.local", f"{service}.{namespace}.svc", service]
-
-
-def service_identities(params: Parameters) -> list[ServerIdentity]:
-    """A server identity per in-cluster service the parameters enable (file name -> the Service it names);
-    the control plane's and MongoDB's are the renderer's (`settings.control_plane_identity`,
-    `settings.mongodb_identity`: the replica set and each of its members), so that both certify the same."""
-    ns = params.namespace
-    out = [control_plane_identity(params.control_plane.name, ns)]
-    if params.mongodb is not None:
-        out.append(mongodb_identity(ns))
-    for name in ("rabbitmq", "activemq", "redis", "minio"):
-        if getattr(params, name) is not None:
-            out.append(ServerIdentity(name, service_hosts(name, ns)))
-    return out
-
-
-def make_certificates(params: Parameters, tls: IngressTls, folder: Path) -> Certificates:
-    try:
-        return ensure_certificates(
-            folder,
-            service_identities(params),
-            ["client"] if tls.mtls else [],
-            validity_days=tls.certificate_validity_days,
-            key_size=tls.certificate_key_size,
-        )
-    except CertificateError as exc:
-        raise DeployError(f"certificates: {exc}") from None
-
-
-# -- 2. terraform -------------------------------------------------------------------------------------------
-def terraform_variables(
-    parameters: Mapping[str, Any], versions: Mapping[str, Any], certificates: Certificates
-) -> dict[str, Any]:
-    """The parameters and versions as written (Terraform's variables have their names), and `certificates`:
-    the absolute paths of the authority, of each service's and each client's certificate and key."""
-
-    def pair(kp: KeyPair) -> dict[str, str]:
-        return {"certificate": str(kp.certificate.resolve()), "key": str(kp.key.resolve())}
-
-    return {
-        **parameters,
-        **versions,
-        "certificates": {
-            "folder": str(certificates.folder.resolve()),
-            "ca": pair(certificates.ca),
-            "servers": {name: pair(kp) for name, kp in certificates.servers.items()},
-            "clients": {name: pair(kp) for name, kp in certificates.clients.items()},
-        },
-    }
-
-
-def write_tfvars(path: Path, variables: Mapping[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(variables, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def stderr_tail(stderr: str, lines: int = STDERR_TAIL_LINES) -> str:
-    return "\n".join(last_lines(stderr, lines))
-
-
-def terraform_error(step: str, working_dir: Path, code: int, stderr: str) -> DeployError:
-    """The error of a failed terraform step; `init` failing to fetch providers says so (offline, proxy...)."""
-    flat = " ".join(stderr.split())
-    head = f"terraform {step} failed (exit {code}, in {working_dir})"
-    if step == "init" and any(marker in flat for marker in _PROVIDER_FAILURES):
-        providers = sorted(set(re.findall(r"provider (\S+/[^\s:]+):", flat)))
-        which = f" ({', '.join(providers)})" if providers else ""
-        head += (
-            f": the providers could not be installed{which}; terraform needs registry.terraform.io "
-            "(or a mirror: provider_installation in ~/.terraformrc) to download them"
-        )
-    return DeployError(f"{head}\n{stderr_tail(stderr)}")
-
-
-@dataclass(slots=True)
-class TerraformRunner:
-    """`terraform init/apply/destroy` in `working_dir`, the state and data folder in the layout."""
-
-    layout: KubernetesLayout
-    working_dir: Path = QUICK_DEPLOY
-
-    def _run(self, step: str, call: Callable[[Any], tuple[int, str, str]]) -> str:
-        from python_terraform import Terraform
-
-        tf = Terraform(working_dir=str(self.working_dir))
-        self.layout.folder.mkdir(parents=True, exist_ok=True)
-        env = {"TF_DATA_DIR": str(self.layout.data_dir), "TF_IN_AUTOMATION": "1"}
-        try:
-            with environment(env):
-                code, out, err = call(tf)
-        except FileNotFoundError:
-            raise DeployError(
-                f"terraform {step}: terraform is not on PATH (install Terraform >= 1.5)"
-            ) from None
-        if code != 0:
-            raise terraform_error(step, self.working_dir, code, err or out or "")
-        return out
-
-    def init(self) -> str:
-        return self._run("init", lambda tf: tf.init(capture_output=True))
-
-    def apply(self, var_file: Path, targets: Sequence[str] = ()) -> str:
-        """`terraform apply`; with `targets`, of those resources only (`-target`)."""
-        # skip_plan=True is python-terraform's -auto-approve; a list option is repeated (-target=a -target=b)
-        return self._run(
-            "apply",
-            lambda tf: tf.apply(
-                skip_plan=True,
-                var_file=str(var_file),
-                state=str(self.layout.state),
-                target=list(targets) or None,
-                capture_output=True,
-            ),
-        )
-
-    def destroy(self, var_file: Path, targets: Sequence[str] = ()) -> str:
-        """`terraform destroy`; with `targets`, of those resources (and what depends on them) only."""
-        # python-terraform adds -force by default, which Terraform >= 0.15 rejects: -auto-approve instead
-        from python_terraform import IsFlagged, IsNotFlagged
-
-        return self._run(
-            "destroy",
-            lambda tf: tf.destroy(
-                force=IsNotFlagged,
-                auto_approve=IsFlagged,
-                var_file=str(var_file),
-                state=str(self.layout.state),
-                target=list(targets) or None,
-                capture_output=True,
-            ),
-        )
-
-
-# -- 3. readiness -------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class DeploymentStatus:
-    ready: bool
-    detail: str
-    #: The rollout cannot finish by waiting (progress deadline exceeded).
-    failed: bool = False
-
-
-def deployment_status(deployment: Dict | None) -> DeploymentStatus:
-    """Whether a Deployment (the client's `to_dict()`) is rolled out: its controller observed the latest
-    spec, and it has as many updated and available replicas as it wants (0 wanted, e.g. scaled to zero by
-    KEDA, is ready)."""
-    if deployment is None:
-        return DeploymentStatus(False, "not found")
-    meta, spec, status = (deployment.get(k) or {} for k in ("metadata", "spec", "status"))
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            return DeploymentStatus(False, f"progress deadline exceeded: {condition.get('message')}", True)
-    observed, generation = status.get("observed_generation"), meta.get("generation")
-    if observed is None or (generation is not None and observed < generation):
-        return DeploymentStatus(False, "its latest spec is not observed yet")
-    wanted = 1 if spec.get("replicas") is None else int(spec["replicas"])
-    updated = int(status.get("updated_replicas") or 0)
-    available = int(status.get("available_replicas") or 0)
-    if updated < wanted:
-        return DeploymentStatus(False, f"{updated}/{wanted} replicas updated")
-    if available < wanted:
-        return DeploymentStatus(False, f"{available}/{wanted} replicas available")
-    return DeploymentStatus(True, f"{available}/{wanted} replicas available")
-
-
-def deployment_names(params: Parameters) -> list[str]:
-    """The Deployments a deployment waits for: the control plane's, then one per partition."""
-    return [params.control_plane.name, *(f"compute-plane-{p}" for p in params.compute_plane)]
-
-
-def wait_ready(
-    read: Callable[[str], Dict | None],
-    names: Sequence[str],
-    timeout: float,
-    *,
-    poll: float = POLL_INTERVAL,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Poll `read(name)` (a Deployment dict, None when absent) until every one is ready, else DeployError
-    naming each one still waited for and why."""
-    deadline = clock() + timeout
-    while True:
-        statuses = {name: deployment_status(read(name)) for name in names}
-        failed = {n: s for n, s in statuses.items() if s.failed}
-        pending = {n: s for n, s in statuses.items() if not s.ready}
-        if failed or (pending and clock() >= deadline):
-            why = "failed" if failed else f"not ready after {timeout:g}s"
-            listing = "; ".join(f"{n}: {s.detail}" for n, s in (failed or pending).items())
-            raise DeployError(f"waiting for the Deployments: {why}: {listing}")
-        if not pending:
-            return
-        sleep(max(0.0, min(poll, deadline - clock())))
-
-
-# -- 4. endpoint ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    host: str
-    port: int
-    #: How it was found (printed to the user).
-    how: str
-    #: A command to run first (ClusterIP: `kubectl port-forward`), or None.
-    needs: str | None = None
-
-    def url(self, tls: bool) -> str:
-        host = f"[{self.host}]" if _is_ipv6(self.host) else self.host
-        return f"{'https' if tls else 'http'}://{host}:{self.port}"
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
-    except ValueError:
-        return False
-
-
-_ADDRESS_PREFERENCE = ("ExternalIP", "InternalIP", "Hostname")
-
-
-def node_address(nodes: Sequence[Dict]) -> tuple[str, str, str] | None:
-    """(node, address type, address) of the first Ready node by name, preferring ExternalIP (reachable from
-    outside), then InternalIP (same network, e.g. kind, minikube, k3s), then its host name."""
-
-    def ready(node: Dict) -> bool:
-        conditions = (node.get("status") or {}).get("conditions") or []
-        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-    for node in sorted(filter(ready, nodes), key=lambda n: str((n.get("metadata") or {}).get("name"))):
-        addresses = (node.get("status") or {}).get("addresses") or []
-        by_type = {a.get("type"): a.get("address") for a in reversed(addresses) if a.get("address")}
-        for kind in _ADDRESS_PREFERENCE:
-            if by_type.get(kind):
-                return str((node.get("metadata") or {}).get("name")), kind, str(by_type[kind])
-    return None
-
-
-def control_plane_endpoint(service: Dict, nodes: Sequence[Dict]) -> Endpoint:
-    """Where a client outside the cluster reaches the control plane's Service (the client's `to_dict()`):
-
-    - LoadBalancer with an ingress: its IP, else its host name, on the Service port;
-    - NodePort, or LoadBalancer still pending (no cloud controller, e.g. kind): the node port on a Ready
-      node's address (`node_address`);
-    - ClusterIP: not reachable from outside; localhost on the Service port, after
-      `kubectl port-forward` (the control plane's certificate names localhost and 127.0.0.1 for this).
-    """
-    meta, spec = service.get("metadata") or {}, service.get("spec") or {}
-    name, ns = meta.get("name", "control-plane"), meta.get("namespace", "armonik")
-    kind = spec.get("type") or "ClusterIP"
-    ports = spec.get("ports") or []
-    if not ports:
-        raise DeployError(f"Service {ns}/{name} has no port")
-    port = next((p for p in ports if p.get("name") == "grpc"), ports[0])
-    if kind == "LoadBalancer":
-        for entry in ((service.get("status") or {}).get("load_balancer") or {}).get("ingress") or []:
-            host = entry.get("ip") or entry.get("hostname")
-            if host:
-                return Endpoint(str(host), int(port["port"]), f"LoadBalancer {ns}/{name} ingress")
-    if kind in ("LoadBalancer", "NodePort") and port.get("node_port"):
-        found = node_address(nodes)
-        if found is None:
-            raise DeployError(
-                f"Service {ns}/{name} is {kind}: no Ready node with an address for its node port"
-            )
-        node, address_type, address = found
-        pending = " (load balancer pending)" if kind == "LoadBalancer" else ""
-        return Endpoint(
-            address,
-            int(port["node_port"]),
-            f"NodePort of {ns}/{name}{pending} on node {node} ({address_type})",
-        )
-    if kind == "ClusterIP":
-        forward = f"kubectl -n {ns} port-forward svc/{name} {port['port']}:{port['port']}"
-        return Endpoint("localhost", int(port["port"]), f"ClusterIP {ns}/{name}, forwarded", needs=forward)
-    raise DeployError(f"Service {ns}/{name}: type {kind} has no endpoint for clients outside the cluster")
-
-
-# -- 4'. outputs ---------------------------------------------------------------------------------------------
-def write_kubernetes_outputs(
-    generated: Path, endpoint: Endpoint, tls: IngressTls, certificates: Certificates
-) -> tuple[Path, Path]:
-    """armonik-output.json and armonik-cli.yaml for the endpoint: https with the authority under TLS, and the
-    client certificate and key under mTLS (unless `generate_client_cert = false`: the user brings theirs)."""
-    named = CliCredentials()
-    if tls.tls:
-        named["certificate_authority"] = certificates.ca.certificate
-    if tls.mtls and tls.generate_client_cert and "client" in certificates.clients:
-        named["client_certificate"] = certificates.clients["client"].certificate
-        named["client_key"] = certificates.clients["client"].key
-    return write_outputs(generated, endpoint.url(tls.tls), **named)
-
-
-def uncovered_host(endpoint: Endpoint, certificates: Certificates) -> str | None:
-    """A warning when TLS clients would reject the endpoint: the control plane's certificate does not name
-    it (a load balancer or node address is known only after apply)."""
-    if endpoint.host.lower() in _control_plane_names(certificates):
-        return None
-    return (
-        f"the control plane's certificate does not name {endpoint.host}: TLS clients will reject it unless "
-        "they override the server name (e.g. control-plane.<namespace>.svc), or use a port-forward to localhost"
-    )
-
-
-def _control_plane_names(certificates: Certificates) -> set[str]:
-    from cryptography import x509
-
-    pair = certificates.servers.get("control-plane")
-    if pair is None:
-        return set()
-    cert = x509.load_pem_x509_certificate(pair.certificate.read_bytes())
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return {n.lower() for n in san.get_values_for_type(x509.DNSName)} | {
-        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
-    }
 
 
 # -- the commands -------------------------------------------------------------------------------------------

@@ -157,53 +157,35 @@ module "mongodb" {
 }
 
 module "rabbitmq" {
-  source        = "../../modules/storage/rabbitmq"
-  count         = var.rabbitmq != null ? 1 : 0
-  namespace     = kubernetes_namespace.armonik.metadata[0].name
-  image         = "${try(var.rabbitmq.image, "bitnamilegacy/rabbitmq")}:${coalesce(try(var.rabbitmq.tag, null), local.default_tags[try(var.rabbitmq.image, "bitnamilegacy/rabbitmq")])}"
-  service_type  = try(var.rabbitmq.service_type, "ClusterIP")
-  max_priority  = try(var.rabbitmq.max_priority, null)
-  prefix        = try(var.rabbitmq.prefix, null)
-  limits        = try(var.rabbitmq.limits, {})
-  requests      = try(var.rabbitmq.requests, {})
-  node_selector = try(var.rabbitmq.node_selector, {})
+  source    = "../../modules/storage/rabbitmq"
+  count     = var.rabbitmq != null ? 1 : 0
+  namespace = kubernetes_namespace.armonik.metadata[0].name
+  image     = "${try(var.rabbitmq.image, "bitnamilegacy/rabbitmq")}:${coalesce(try(var.rabbitmq.tag, null), local.default_tags[try(var.rabbitmq.image, "bitnamilegacy/rabbitmq")])}"
+  rabbitmq  = var.rabbitmq
 }
 
 module "activemq" {
-  source        = "../../modules/storage/activemq"
-  count         = var.activemq != null ? 1 : 0
-  namespace     = kubernetes_namespace.armonik.metadata[0].name
-  image         = "${try(var.activemq.image_name, "apache/activemq-classic")}:${coalesce(try(var.activemq.image_tag, null), local.default_tags[try(var.activemq.image_name, "apache/activemq-classic")])}"
-  opts_memory   = try(var.activemq.activemq_opts_memory, "-Xms1g -Xmx3g")
-  max_priority  = try(var.activemq.max_priority, null)
-  prefix        = try(var.activemq.prefix, null)
-  limits        = try(var.activemq.limits, {})
-  requests      = try(var.activemq.requests, {})
-  node_selector = try(var.activemq.node_selector, {})
+  source    = "../../modules/storage/activemq"
+  count     = var.activemq != null ? 1 : 0
+  namespace = kubernetes_namespace.armonik.metadata[0].name
+  image     = "${try(var.activemq.image_name, "apache/activemq-classic")}:${coalesce(try(var.activemq.image_tag, null), local.default_tags[try(var.activemq.image_name, "apache/activemq-classic")])}"
+  activemq  = var.activemq
 }
 
 module "redis" {
-  source             = "../../modules/storage/redis"
-  count              = var.redis != null ? 1 : 0
-  namespace          = kubernetes_namespace.armonik.metadata[0].name
-  image              = "${try(var.redis.image_name, "redis")}:${coalesce(try(var.redis.image_tag, null), local.default_tags[try(var.redis.image_name, "redis")])}"
-  max_memory         = try(var.redis.max_memory, null)
-  max_memory_samples = try(var.redis.max_memory_samples, null)
-  instance_name      = try(var.redis.instance_name, null)
-  limits             = try(var.redis.limits, {})
-  requests           = try(var.redis.requests, {})
-  node_selector      = try(var.redis.node_selector, {})
+  source    = "../../modules/storage/redis"
+  count     = var.redis != null ? 1 : 0
+  namespace = kubernetes_namespace.armonik.metadata[0].name
+  image     = "${try(var.redis.image_name, "redis")}:${coalesce(try(var.redis.image_tag, null), local.default_tags[try(var.redis.image_name, "redis")])}"
+  redis     = var.redis
 }
 
 module "minio" {
-  source        = "../../modules/storage/minio"
-  count         = var.minio != null ? 1 : 0
-  namespace     = kubernetes_namespace.armonik.metadata[0].name
-  image         = "${try(var.minio.image_name, "minio/minio")}:${coalesce(try(var.minio.image_tag, null), local.default_tags[try(var.minio.image_name, "minio/minio")])}"
-  bucket        = try(var.minio.default_bucket, "minio-bucket")
-  limits        = try(var.minio.limits, {})
-  requests      = try(var.minio.requests, {})
-  node_selector = try(var.minio.node_selector, {})
+  source    = "../../modules/storage/minio"
+  count     = var.minio != null ? 1 : 0
+  namespace = kubernetes_namespace.armonik.metadata[0].name
+  image     = "${try(var.minio.image_name, "minio/minio")}:${coalesce(try(var.minio.image_tag, null), local.default_tags[try(var.minio.image_name, "minio/minio")])}"
+  minio     = var.minio
 }
 
 module "control_plane_tls" {

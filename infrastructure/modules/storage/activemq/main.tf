@@ -11,13 +11,13 @@ module "workload" {
     imagePullPolicy = "IfNotPresent"
     ports           = { amqp = 5672, console = 8161 }
     env = [
-      { name = "ACTIVEMQ_CONNECTION_USER", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "Amqp__User" } } },
-      { name = "ACTIVEMQ_CONNECTION_PASSWORD", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "Amqp__Password" } } },
-      { name = "ACTIVEMQ_OPTS_MEMORY", value = var.opts_memory },
+      { name = "ACTIVEMQ_CONNECTION_USER", valueFrom = { secretKeyRef = { name = var.activemq.credentials_secret, key = "Amqp__User" } } },
+      { name = "ACTIVEMQ_CONNECTION_PASSWORD", valueFrom = { secretKeyRef = { name = var.activemq.credentials_secret, key = "Amqp__Password" } } },
+      { name = "ACTIVEMQ_OPTS_MEMORY", value = var.activemq.activemq_opts_memory },
     ]
     readinessProbe = { tcpSocket = { port = "amqp" }, periodSeconds = 10, failureThreshold = 3, initialDelaySeconds = 10 }
-    resources      = { limits = var.limits, requests = var.requests }
+    resources      = { limits = var.activemq.limits, requests = var.activemq.requests }
   }]
-  pod      = { nodeSelector = var.node_selector }
+  pod      = { nodeSelector = var.activemq.node_selector }
   services = [{ name = "activemq", ports = { amqp = 5672, console = 8161 } }]
 }

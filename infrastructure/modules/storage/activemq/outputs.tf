@@ -6,7 +6,7 @@ output "env" {
       Amqp__Host               = "activemq.${var.namespace}.svc"
       Amqp__Port               = "5672"
     },
-    var.max_priority == null ? {} : { Amqp__MaxPriority = tostring(var.max_priority) },
-    var.prefix == null ? {} : { Amqp__Prefix = var.prefix },
+    var.activemq.max_priority == null ? {} : { Amqp__MaxPriority = tostring(var.activemq.max_priority) },
+    var.activemq.prefix == null ? {} : { Amqp__Prefix = var.activemq.prefix },
   )
 }

@@ -1,37 +1,14 @@
 variable "namespace" { type = string }
-variable "image" {
-  description = "apache/activemq-classic:<tag>"
-  type        = string
-}
-variable "credentials_secret" {
-  description = "Secret with Amqp__User and Amqp__Password (the broker's connection user)"
-  type        = string
-  default     = "activemq-credentials"
-}
-variable "opts_memory" {
-  description = "upstream's activemq_opts_memory: the broker's JVM heap (ACTIVEMQ_OPTS_MEMORY)"
-  type        = string
-  default     = "-Xms1g -Xmx3g"
-}
-variable "max_priority" {
-  description = "Amqp__MaxPriority of the clients (null: theirs)"
-  type        = number
-  default     = null
-}
-variable "prefix" {
-  description = "Amqp__Prefix of the queue names (null: the clients')"
-  type        = string
-  default     = null
-}
-variable "limits" {
-  type    = map(string)
-  default = {}
-}
-variable "requests" {
-  type    = map(string)
-  default = {}
-}
-variable "node_selector" {
-  type    = map(string)
-  default = {}
+variable "image" { type = string } # apache/activemq-classic:<tag>
+# The parameters' `activemq` block as given (see ../README.md).
+variable "activemq" {
+  type = object({
+    activemq_opts_memory = optional(string, "-Xms1g -Xmx3g") # the broker's JVM heap (ACTIVEMQ_OPTS_MEMORY)
+    max_priority         = optional(number)                  # Amqp__MaxPriority of the clients (null: theirs)
+    prefix               = optional(string)                  # Amqp__Prefix of the queue names (null: the clients')
+    limits               = optional(map(string), {})
+    requests             = optional(map(string), {})
+    node_selector        = optional(map(string), {})
+    credentials_secret   = optional(string, "activemq-credentials") # with Amqp__User and Amqp__Password
+  })
 }

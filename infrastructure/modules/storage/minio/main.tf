@@ -9,22 +9,22 @@ module "workload" {
     name            = "minio"
     image           = var.image
     imagePullPolicy = "IfNotPresent"
-    command         = ["/bin/sh", "-c", "mkdir -p /data/${var.bucket} && exec minio server /data --console-address :9001"]
+    command         = ["/bin/sh", "-c", "mkdir -p /data/${var.minio.default_bucket} && exec minio server /data --console-address :9001"]
     ports           = { s3 = 9000, console = 9001 }
     env = [
-      { name = "MINIO_ROOT_USER", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "S3__Login" } } },
-      { name = "MINIO_ROOT_PASSWORD", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "S3__Password" } } },
+      { name = "MINIO_ROOT_USER", valueFrom = { secretKeyRef = { name = var.minio.credentials_secret, key = "S3__Login" } } },
+      { name = "MINIO_ROOT_PASSWORD", valueFrom = { secretKeyRef = { name = var.minio.credentials_secret, key = "S3__Password" } } },
     ]
     volumeMounts   = [{ name = "data", mountPath = "/data" }]
     readinessProbe = { httpGet = { path = "/minio/health/ready", port = "s3" }, periodSeconds = 10, failureThreshold = 3 }
-    resources      = { limits = var.limits, requests = var.requests }
+    resources      = { limits = var.minio.limits, requests = var.minio.requests }
   }]
-  pod = { nodeSelector = var.node_selector }
+  pod = { nodeSelector = var.minio.node_selector }
   stateful = {
     service_name = "minio"
     claims = [{
       metadata = { name = "data" }
-      spec     = { accessModes = ["ReadWriteOnce"], resources = { requests = { storage = var.storage_size } } }
+      spec     = { accessModes = ["ReadWriteOnce"], resources = { requests = { storage = var.minio.storage_size } } }
     }]
   }
   services = [{ name = "minio", ports = { s3 = 9000, console = 9001 } }]

@@ -3,6 +3,6 @@ output "env" {
   value = {
     Components__ObjectStorage = "s3"
     S3__EndpointUrl           = "http://minio.${var.namespace}.svc:9000"
-    S3__BucketName            = var.bucket
+    S3__BucketName            = var.minio.default_bucket
   }
 }

@@ -6,7 +6,7 @@ output "env" {
       Amqp__Host               = "rabbitmq.${var.namespace}.svc"
       Amqp__Port               = "5672"
     },
-    var.max_priority == null ? {} : { Amqp__MaxPriority = tostring(var.max_priority) },
-    var.prefix == null ? {} : { Amqp__Prefix = var.prefix },
+    var.rabbitmq.max_priority == null ? {} : { Amqp__MaxPriority = tostring(var.rabbitmq.max_priority) },
+    var.rabbitmq.prefix == null ? {} : { Amqp__Prefix = var.rabbitmq.prefix },
   )
 }

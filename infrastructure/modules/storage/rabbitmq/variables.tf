@@ -1,41 +1,15 @@
 variable "namespace" { type = string }
-variable "image" {
-  description = "bitnamilegacy/rabbitmq:<tag>"
-  type        = string
-}
-variable "credentials_secret" {
-  description = "Secret with Amqp__User and Amqp__Password"
-  type        = string
-  default     = "rabbitmq-credentials"
-}
-variable "storage_size" {
-  type    = string
-  default = "8Gi"
-}
-variable "service_type" {
-  description = "Of the client Service"
-  type        = string
-  default     = "ClusterIP"
-}
-variable "max_priority" {
-  description = "Amqp__MaxPriority of the clients (null: theirs)"
-  type        = number
-  default     = null
-}
-variable "prefix" {
-  description = "Amqp__Prefix of the queue names (null: the clients')"
-  type        = string
-  default     = null
-}
-variable "limits" {
-  type    = map(string)
-  default = {}
-}
-variable "requests" {
-  type    = map(string)
-  default = {}
-}
-variable "node_selector" {
-  type    = map(string)
-  default = {}
+variable "image" { type = string } # bitnamilegacy/rabbitmq:<tag>
+# The parameters' `rabbitmq` block as given (see ../README.md).
+variable "rabbitmq" {
+  type = object({
+    service_type       = optional(string, "ClusterIP") # of the client Service
+    max_priority       = optional(number)              # Amqp__MaxPriority of the clients (null: theirs)
+    prefix             = optional(string)              # Amqp__Prefix of the queue names (null: the clients')
+    storage_size       = optional(string, "8Gi")
+    limits             = optional(map(string), {})
+    requests           = optional(map(string), {})
+    node_selector      = optional(map(string), {})
+    credentials_secret = optional(string, "rabbitmq-credentials") # with Amqp__User and Amqp__Password
+  })
 }

@@ -11,14 +11,14 @@ module "workload" {
     imagePullPolicy = "IfNotPresent"
     args = concat(
       ["--requirepass", "$(REDIS_PASSWORD)", "--save", "", "--appendonly", "no"],
-      var.max_memory == null ? [] : ["--maxmemory", var.max_memory],
-      var.max_memory_samples == null ? [] : ["--maxmemory-samples", tostring(var.max_memory_samples)],
+      var.redis.max_memory == null ? [] : ["--maxmemory", var.redis.max_memory],
+      var.redis.max_memory_samples == null ? [] : ["--maxmemory-samples", tostring(var.redis.max_memory_samples)],
     )
     ports          = { redis = 6379 }
-    env            = [{ name = "REDIS_PASSWORD", valueFrom = { secretKeyRef = { name = var.credentials_secret, key = "Redis__Password" } } }]
+    env            = [{ name = "REDIS_PASSWORD", valueFrom = { secretKeyRef = { name = var.redis.credentials_secret, key = "Redis__Password" } } }]
     readinessProbe = { tcpSocket = { port = "redis" }, periodSeconds = 5, failureThreshold = 3 }
-    resources      = { limits = var.limits, requests = var.requests }
+    resources      = { limits = var.redis.limits, requests = var.redis.requests }
   }]
-  pod      = { nodeSelector = var.node_selector }
+  pod      = { nodeSelector = var.redis.node_selector }
   services = [{ name = "redis", ports = { redis = 6379 } }]
 }

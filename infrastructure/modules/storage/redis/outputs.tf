@@ -5,6 +5,6 @@ output "env" {
       Components__ObjectStorage = "redis"
       Redis__EndpointUrl        = "redis.${var.namespace}.svc:6379"
     },
-    var.instance_name == null ? {} : { Redis__InstanceName = var.instance_name },
+    var.redis.instance_name == null ? {} : { Redis__InstanceName = var.redis.instance_name },
   )
 }

@@ -1,34 +1,14 @@
 variable "namespace" { type = string }
-variable "image" {
-  description = "redis:<tag>"
-  type        = string
-}
-variable "credentials_secret" {
-  type    = string
-  default = "redis-credentials"
-}
-variable "max_memory" {
-  type    = string
-  default = null
-}
-variable "max_memory_samples" {
-  type    = number
-  default = null
-}
-variable "instance_name" {
-  description = "Redis__InstanceName: the prefix of the keys (null: none)"
-  type        = string
-  default     = null
-}
-variable "limits" {
-  type    = map(string)
-  default = {}
-}
-variable "requests" {
-  type    = map(string)
-  default = {}
-}
-variable "node_selector" {
-  type    = map(string)
-  default = {}
+variable "image" { type = string } # redis:<tag>
+# The parameters' `redis` block as given (see ../README.md).
+variable "redis" {
+  type = object({
+    max_memory         = optional(string)
+    max_memory_samples = optional(number)
+    instance_name      = optional(string) # Redis__InstanceName: the prefix of the keys (null: none)
+    limits             = optional(map(string), {})
+    requests           = optional(map(string), {})
+    node_selector      = optional(map(string), {})
+    credentials_secret = optional(string, "redis-credentials") # with Redis__Password
+  })
 }
