@@ -279,3 +279,32 @@ async def test_a_poison_task_crashes_after_two_runs_each_attempt_then_fails_and_
         await asyncio.wait_for(job, 30)
         await backend.close()
         await workers.close()
+
+
+async def test_waiting_for_the_worker_the_agent_still_hears_a_stop_and_a_cancellation(tmp_path: Path) -> None:
+    own = Sockets(tmp_path)
+    worker = start_worker(own)
+    running = await start_agent(agent_settings(tmp_path, own, worker_check_retries=50))
+    backend = running.backend
+    try:
+        # Cancelled while the agent waits: the task is not run again once the worker is back.
+        marker = tmp_path / "marker"
+        cancelled = await _worker_has_sleeping_task(running, marker)
+        stop_worker(worker)
+        await asyncio.sleep(0.5)
+        backend.cancelled.add(cancelled.task.task_id)
+        await asyncio.sleep(0.5)  # a heartbeat or more
+        worker = start_worker(own)
+        outcome = await backend.outcome(cancelled, timeout=30)
+        assert outcome.kind is OutcomeKind.CANCELLED, outcome.message
+        assert outcome.started_at is None, "the second run never started"
+
+        # Stopped while it waits: the task is given back, not counted as a crash.
+        stopped = await _worker_has_sleeping_task(running, marker)
+        stop_worker(worker)
+        await asyncio.sleep(0.5)
+        await running.stop()
+        assert _outcomes(running, stopped.task.task_id) == [OutcomeKind.RELEASED]
+    finally:
+        await running.stop()
+        stop_worker(worker)
