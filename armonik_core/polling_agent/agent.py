@@ -10,7 +10,9 @@ Main loop:
   checks the worker's health again; a task given back because the worker stopped answering sends the
   agent back to waiting for the worker;
 - meanwhile a heartbeat task renews the current task's lease every `heartbeat_seconds`; when the backend
-  answers that the task was cancelled, the run is cancelled (the worker's call too).
+  answers that the task was cancelled, the run is cancelled (the worker's call too);
+- a worker that dies with the task in hand does not cost that task a retry at once: the agent keeps the task
+  (its lease renewed), waits for the worker to answer again and runs the task once more (`_run_again`).
 
 `stop()` (SIGTERM/SIGINT in `__main__`) stops acquiring; a running task gets `grace_delay` seconds to end
 on its own, after which it is released (queued again, no retry counted); a second `stop()` releases it at
@@ -73,6 +75,8 @@ class PollingAgent:
         self._last_seconds = float("inf")
         self._server: grpc.aio.Server | None = None
         self._closing = False
+        #: When the last heartbeat that renewed the leases was sent (event loop time).
+        self._renewed_at = float("-inf")
         #: The data folders tasks were given, the current one last (all removed when the agent stops).
         self._folders: list[Path] = []
         self._data_folder = self._new_data_folder()
@@ -200,7 +204,6 @@ class PollingAgent:
         When tasks are short, tasks are taken several at a time ahead of the running one and outcomes are
         reported in batches, in the background (`TaskExchange`): consecutive tasks are separated by no round
         trip to the backend, and a round trip serves several tasks."""
-        settings = self.settings
         healthy = False
         try:
             while not self._stopping.is_set():
@@ -216,18 +219,15 @@ class PollingAgent:
                         acquired, TaskOutcome(OutcomeKind.RELEASED, "The agent is shutting down")
                     )
                     break
-                runner = TaskRunner(
-                    acquired,
-                    settings=settings,
-                    backend=self._backend,
-                    objects=self._objects,
-                    service=self.service,
-                    worker=worker,
-                    data_folder=self._data_folder,
-                    spares=self._spares,
-                )
+                runner = self._runner_for(acquired, worker)
                 started = asyncio.get_running_loop().time()
                 outcome = await self._run(runner)
+                if runner.worker_died:  # the error path's one branch: the task is run once more
+                    runner, again = await self._run_again(worker, runner, outcome, started)
+                    if again is None:  # its lease was lost meanwhile: the task is no longer this agent's
+                        healthy = False
+                        continue
+                    outcome = again
                 self._last_seconds = asyncio.get_running_loop().time() - started
                 # A worker whose call was abandoned (cancelled, timed out) may still be busy with it: wait until
                 # it answers again rather than hand it a task it cannot take yet, and take none meanwhile
@@ -240,6 +240,18 @@ class PollingAgent:
         finally:
             await self._exchange.close("The agent is shutting down")
 
+    def _runner_for(self, acquired: AcquiredTask, worker: WorkerClient) -> TaskRunner:
+        return TaskRunner(
+            acquired,
+            settings=self.settings,
+            backend=self._backend,
+            objects=self._objects,
+            service=self.service,
+            worker=worker,
+            data_folder=self._data_folder,
+            spares=self._spares,
+        )
+
     async def _run(self, runner: TaskRunner) -> TaskOutcome:
         """Run the task in this coroutine (no task or watcher per run); `stop()` arms the grace delay."""
         self._runner = runner
@@ -247,6 +259,49 @@ class PollingAgent:
             self._arm_grace_delay(runner)
         try:
             return await runner.run(report=False)
+        finally:
+            self._runner = None
+
+    async def _run_again(
+        self, worker: WorkerClient, dead: TaskRunner, crash: TaskOutcome, taken_at: float
+    ) -> tuple[TaskRunner, TaskOutcome | None]:
+        """The worker died with the task in hand: run the task once more on the restarted worker.
+
+        A worker killed from outside (out of memory for another reason, a node drained, an operator) costs
+        the task nothing; a task that kills every worker it runs on dies twice, and that second death is the
+        crash reported (a retry used, as upstream). The second run is a fresh run: a new communication token
+        and data folder, inputs staged again, a full `max_duration`; nothing of the dead run is kept (its
+        outcome carried its created results, subtasks and files, and is dropped; objects it stored were
+        deleted). Returns the runner whose worker state counts and the outcome to report: the crash when the
+        worker does not answer within one round of health checks, RELEASED when the agent stops meanwhile,
+        None when the task's lease was presumably lost (not renewed for `lease_seconds`): the backend may
+        have given the task away, and it is dropped without a report."""
+        settings = self.settings
+        self._exchange.give_back_held()  # the tasks taken ahead go to other agents meanwhile
+        self._data_folder = self._new_data_folder()  # the dead worker's files stay out of the second run
+        again = self._runner_for(dead.acquired, worker)
+        # Held as the current run: heartbeats renew its lease, a cancellation or the agent's stop reaches it.
+        self._runner = again
+        if self._stopping.is_set():
+            self._arm_grace_delay(again)
+        try:
+            log.warning("worker %s died with task %s: waiting to run it again", worker.target, again.task_id)
+            back = await worker.wait_healthy(
+                settings.worker_check_retries,
+                settings.worker_check_delay,
+                settings.worker_check_timeout,
+                self._stopping,
+            )
+            loop = asyncio.get_running_loop()
+            if loop.time() - max(self._renewed_at, taken_at) > self._backend.lease_seconds:
+                log.warning("task %s dropped: its lease was not renewed in time", again.task_id)
+                return dead, None
+            if not back:
+                if self._stopping.is_set():
+                    return dead, TaskOutcome(OutcomeKind.RELEASED, "The agent is shutting down")
+                return dead, crash
+            log.info("worker %s is back: running task %s again", worker.target, again.task_id)
+            return again, await again.run(report=False)
         finally:
             self._runner = None
 
@@ -267,11 +322,13 @@ class PollingAgent:
             held = ([runner.acquired] if runner else []) + self._exchange.held()
             if not held:
                 continue
+            sent = asyncio.get_running_loop().time()
             try:
                 cancelled = await asyncio.wait_for(self._backend.heartbeat(held), max(10.0, 5 * period))
             except Exception:
                 log.warning("heartbeat failed for %s", ", ".join(a.task.task_id for a in held), exc_info=True)
                 continue
+            self._renewed_at = sent
             if runner is not None and runner.task_id in cancelled and self._runner is runner:
                 log.info("task %s was cancelled", runner.task_id)
                 runner.cancel()

@@ -45,6 +45,10 @@ class AcquireRequest:
 
 
 class ComputeBackend(ABC):
+    #: How long a task's lease lasts without a heartbeat: past it the backend may give the task to another
+    #: agent, and an agent that could not renew it that long presumes it lost.
+    lease_seconds: float = 15.0
+
     @abstractmethod
     async def acquire(
         self, partition_id: str, agent_id: str, hostname: str, wait_seconds: float

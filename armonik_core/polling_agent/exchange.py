@@ -103,9 +103,7 @@ class TaskExchange:
         back, and no task is taken until the agent asks for its next one, so that other agents run them."""
         self._unreported.append((acquired, outcome))
         if not take_next:
-            self._paused = True
-            self._give_back_queued(_CANNOT_RUN)
-            self._send(wait=False)
+            self.give_back_held()
         elif outcome.kind is OutcomeKind.RELEASED or self._stopped:
             self._send(wait=False)
         elif not self._queue:
@@ -114,6 +112,14 @@ class TaskExchange:
             self._send(wait=False)
         else:
             self._arm_flush()
+
+    def give_back_held(self) -> None:
+        """The agent cannot run a task until its worker answers again: the tasks held ahead are given back at
+        once, and none is taken until the agent asks for its next one."""
+        self._paused = True
+        self._give_back_queued(_CANNOT_RUN)
+        if self._unreported:
+            self._send(wait=False)
 
     def stop_acquiring(self) -> None:
         """Take no more tasks: the agent is stopping, and outcomes reported from now on do not wait for one."""

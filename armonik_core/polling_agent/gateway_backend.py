@@ -22,7 +22,7 @@ import grpc
 from armonik_core.domain.outcomes import TaskOutcome
 from armonik_core.domain.records import Result
 from armonik_core.gateway import codec
-from armonik_core.gateway.server import EXCHANGE_STREAM, SERVICE
+from armonik_core.gateway.server import EXCHANGE_STREAM, LEASE_SECONDS, SERVICE
 from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.tls import ClientTlsSettings, aio_channel
@@ -32,6 +32,8 @@ _UNREAD = object()
 
 
 class GatewayBackend(ComputeBackend):
+    lease_seconds = LEASE_SECONDS
+
     def __init__(
         self,
         endpoint: str,

@@ -24,7 +24,8 @@ The sequence follows ArmoniK.Core's `TaskHandler`:
    - UNAVAILABLE before the call reached the worker (no connection: the worker is down or restarting) ->
      RELEASED (queued again, no retry used), and the agent takes no task until the worker answers again;
      UNAVAILABLE once the worker had the call (it died while processing) -> CRASH, as below, and the agent
-     waits for the worker too (`never_reached`);
+     waits for the worker too (`never_reached`); the agent then runs the task once more before it reports
+     that crash (`PollingAgent._run_again`);
    - any other gRPC error (a worker crash, a Python worker whose function raised: INTERNAL) or failure of
      the agent -> CRASH, `Worker returned error <code>: <details>` (retried while retries remain);
    - a missing input object -> ERROR (retrying cannot bring it back); another staging failure -> CRASH;
@@ -96,8 +97,9 @@ _NOT_SENT = ("failed to connect", "connect failed", "Connection refused", "No su
 def never_reached(exc: grpc.aio.AioRpcError) -> bool:
     """True when an UNAVAILABLE Process call never reached the worker: the task cannot be at fault, and is
     given back without using a retry. A call the worker had received when its connection dropped ("Socket
-    closed", "Connection reset") is a worker that died while processing the task: for all the agent can
-    tell, the task made it crash, and it is retried, as upstream does."""
+    closed", "Connection reset") is a worker that died while processing the task: the agent runs the task
+    once more on the restarted worker, and only a second death, which points at the task (a segmentation
+    fault, memory exhausted), ends it as a crash, retried as upstream does."""
     details = exc.details() or ""
     return any(marker in details for marker in _NOT_SENT)
 
@@ -185,6 +187,8 @@ class TaskRunner:
         self._interrupt_message = ""
         #: True when the run was given back because the worker did not answer its health check.
         self.worker_unhealthy = False
+        #: True when the worker died with the call in hand (the agent runs the task once more, see agent.py).
+        self.worker_died = False
 
     @property
     def task_id(self) -> str:
@@ -381,6 +385,7 @@ class TaskRunner:
         if never_reached(exc):
             log.warning("worker %s unreachable: task %s given back", self._worker.target, self.task_id)
             return TaskOutcome(OutcomeKind.RELEASED, f"The worker could not be reached ({_describe(exc)})")
+        self.worker_died = True
         return TaskOutcome(OutcomeKind.CRASH, f"Worker returned error {_describe(exc)}")
 
     def _report_start(self) -> None:

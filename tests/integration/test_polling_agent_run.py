@@ -44,7 +44,7 @@ def run_worker(gate: str | None) -> None:
     """An SDK worker; with `gate`, it reports NOT_SERVING while the file `gate` does not exist."""
     from datetime import timedelta
 
-    from armonik.common import Output
+    from armonik.common import Output, TaskDefinition
     from armonik.common import TaskOptions as SdkOptions
     from armonik.common.channel import create_channel
     from armonik.protogen.common import agent_common_pb2 as a
@@ -81,6 +81,20 @@ def run_worker(gate: str | None) -> None:
             return Output()
         if action == "error":
             return Output(spec["details"])
+        if action == "die":  # a poison task: it kills every worker that runs it
+            os.kill(os.getpid(), signal.SIGKILL)
+        if (
+            action == "die_once"
+        ):  # the first run leaves results, a subtask and an output, then its worker dies
+            if not os.path.exists(spec["marker"]):
+                open(spec["marker"], "w").close()
+                child = th.create_results({"dead-payload": b"from the dead run"})["dead-payload"].result_id
+                dead_out = th.create_results_metadata(["dead-out"])["dead-out"].result_id
+                th.submit_tasks([TaskDefinition(child, [dead_out])])
+                th.send_results({out: b"written by the dead run"})
+                os.kill(os.getpid(), signal.SIGKILL)
+            th.send_results({out: b"written by the second run"})
+            return Output()
         if action == "raise":
             raise RuntimeError("the worker function failed")
         if action == "sleep":
