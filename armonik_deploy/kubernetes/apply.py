@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from armonik_deploy.authentication import user_cert_name
 from armonik_deploy.certificates import (
     CertificateError,
     Certificates,
@@ -57,6 +58,7 @@ from armonik_deploy.certificates import (
     ensure_certificates,
 )
 from armonik_deploy.kubernetes import helm
+from armonik_deploy.kubernetes.auth import generated_user_certificates
 from armonik_deploy.kubernetes.chart_releases import (
     CHARTS,
     INSTALL_CHARTS_VARIABLE,
@@ -114,12 +116,15 @@ def service_identities(params: Parameters) -> list[ServerIdentity]:
     return out
 
 
-def make_certificates(params: Parameters, tls: IngressTls, folder: Path) -> Certificates:
+def make_certificates(
+    params: Parameters, tls: IngressTls, folder: Path, file: Path | None = None
+) -> Certificates:
+    users = generated_user_certificates(params, file, folder, tls) if file is not None and tls.mtls else []
     try:
         return ensure_certificates(
             folder,
             service_identities(params),
-            ["client"] if tls.mtls else [],
+            ["client", *users] if tls.mtls else [],
             validity_days=tls.certificate_validity_days,
             key_size=tls.certificate_key_size,
         )
@@ -385,7 +390,11 @@ def write_kubernetes_outputs(
     named = CliCredentials()
     if tls.tls:
         named["certificate_authority"] = certificates.ca.certificate
-    if tls.mtls and tls.generate_client_cert and "client" in certificates.clients:
+    admin = user_cert_name("admin")
+    if tls.mtls and admin in certificates.clients:  # authentication on: the admin's certificate
+        named["client_certificate"] = certificates.clients[admin].certificate
+        named["client_key"] = certificates.clients[admin].key
+    elif tls.mtls and tls.generate_client_cert and "client" in certificates.clients:
         named["client_certificate"] = certificates.clients["client"].certificate
         named["client_key"] = certificates.clients["client"].key
     return write_outputs(generated, endpoint.url(tls.tls), **named)
@@ -433,7 +442,7 @@ def prepare(
     params = load_parameters(parameters_file)
     versions = load_versions(versions_file)
     tls = read_ingress_tls(params, parameters_file)
-    certificates = make_certificates(params, tls, layout.certificates)
+    certificates = make_certificates(params, tls, layout.certificates, parameters_file)
     variables = terraform_variables(
         read_variables(parameters_file), read_variables(versions_file), certificates
     )

@@ -6,12 +6,19 @@ armonik_deploy.authentication), to be handed to their users as the local target 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from armonik_deploy.authentication import auth_plan, conf_data, user_cert_name
 from armonik_deploy.certificates import ensure_certificates
 from armonik_deploy.kubernetes.context import Context, RenderError
-from armonik_deploy.parameters import ParametersError
-from armonik_deploy.tls import read_ingress_tls
+from armonik_deploy.parameters import Parameters, ParametersError
+from armonik_deploy.tls import IngressTls, read_ingress_tls
+
+
+def generated_user_certificates(params: Parameters, file: Path, folder: Path, tls: IngressTls) -> list[str]:
+    """The certificate names of the users `deploy` generates certificates for (none without authentication)."""
+    plan = auth_plan(params, file, str(folder), tls.mtls, tls.generate_client_cert)
+    return [user_cert_name(u) for u in plan.generated_users] if plan else []
 
 
 def authentication_env(ctx: Context, mtls: bool) -> tuple[dict[str, str], dict[str, str]]:
