@@ -1,4 +1,5 @@
-"""The init job of the local target: write the partitions into the state database, then exit.
+"""The init job of the local target: write the partitions, and the users, roles and certificates when
+authentication data is given (`InitServices__Authentication__DataFile`), into the state database, then exit.
 
 Upstream runs a one-shot `init` Job before the control plane (`InitServices__*` settings); here the supervisor
 runs this module before the other processes and at every redeploy, so that a partition added to the parameters
@@ -14,9 +15,11 @@ import sys
 
 from armonik_core.adapters import factory
 from armonik_core.config import ConfigurationError, ControlPlaneSettings
+from armonik_core.control_plane.auth.init import write_authentication
+from armonik_core.domain.auth import AuthTables
 
 
-async def run(settings: ControlPlaneSettings) -> None:
+async def run(settings: ControlPlaneSettings) -> AuthTables | None:
     state = factory.open_state_store(
         settings.environment,
         settings.table_storage,
@@ -28,6 +31,7 @@ async def run(settings: ControlPlaneSettings) -> None:
         await state.upsert_partitions(settings.partitions)
     finally:
         await state.close()
+    return await write_authentication(settings)
 
 
 def main() -> None:
@@ -36,10 +40,20 @@ def main() -> None:
     except ConfigurationError as exc:
         print(f"armonik init: invalid configuration: {exc}", file=sys.stderr)
         sys.exit(2)
-    asyncio.run(run(settings))
+    try:
+        auth = asyncio.run(run(settings))
+    except ConfigurationError as exc:
+        print(f"armonik init: invalid authentication data: {exc}", file=sys.stderr)
+        sys.exit(2)
     names = ", ".join(p.partition_id for p in settings.partitions)
     where = settings.data_directory if settings.table_storage == "sqlite" else settings.table_storage
     print(f"armonik init: partitions {names} written to {where}", flush=True)
+    if auth is not None:
+        print(
+            f"armonik init: {len(auth.users)} users, {len(auth.roles)} roles, {len(auth.certificates)} certificates "
+            f"written to {where}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

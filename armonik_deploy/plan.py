@@ -260,6 +260,7 @@ def build_plan(
                 "Submitter__DefaultPartition": cp.default_partition,
                 **partition_env,
                 **(tls.server_env() if tls else {}),
+                **(tls.auth.control_plane_env() if tls and tls.auth else {}),
             },
             cwd=workdir,
             grace=local.stop_grace_period,
@@ -377,6 +378,7 @@ def build_plan(
             **fragment_env(configs.jobs),
             "Embedded__DataDirectory": data,
             **partition_env,
+            **(tls.auth.init_env() if tls and tls.auth else {}),
         },
         cwd=workdir,
     )

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
+from armonik_deploy.authentication import AuthPlan, auth_plan, user_cert_name, write_conf
 from armonik_deploy.certificates import (
     DEFAULT_KEY_SIZE,
     DEFAULT_RENEW_BEFORE_DAYS,
@@ -135,6 +136,12 @@ class TlsPlan:
     custom_client_ca_files: list[str] = field(default_factory=list)
     #: Whether armonik-cli.yaml names the generated client certificate (mTLS).
     cli_client_certificate: bool = True
+    #: Users, roles and their certificates (`authentication` block); None: authentication off.
+    auth: AuthPlan | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.auth, dict):  # read back from the plan's JSON
+            self.auth = AuthPlan(**self.auth)
 
     def path(self, name: str) -> str:
         return str(Path(self.folder) / name)
@@ -169,7 +176,11 @@ class TlsPlan:
     def cli_credentials(self) -> CliCredentials:
         """The certificate entries of armonik-cli.yaml (AKCONFIG)."""
         entries = CliCredentials(certificate_authority=Path(self.ca_file))
-        if self.mtls and self.cli_client_certificate:
+        user = self.auth.cli_user if self.auth else None
+        if self.mtls and user:  # authentication on: the admin's certificate, the agents' is no user
+            entries["client_certificate"] = Path(self.path(f"{user_cert_name(user)}.crt"))
+            entries["client_key"] = Path(self.path(f"{user_cert_name(user)}.key"))
+        elif self.mtls and self.cli_client_certificate:
             entries["client_certificate"] = Path(self.path(f"{CLIENT}.crt"))
             entries["client_key"] = Path(self.path(f"{CLIENT}.key"))
         return entries
@@ -192,6 +203,7 @@ def tls_plan(
     """The TLS part of a plan (None: plain endpoint), and warnings; a ParametersError for unusable keys."""
     settings = read_ingress_tls(params, file)
     if not settings.tls:
+        auth_plan(params, file, None, False, False)  # authentication without mTLS: the error says so
         return None, []
     base = file.resolve().parent
     custom = [
@@ -217,6 +229,7 @@ def tls_plan(
         custom_client_ca_files=custom if settings.mtls else [],
         cli_client_certificate=settings.generate_client_cert,
     )
+    plan.auth = auth_plan(params, file, plan.folder, settings.mtls, settings.generate_client_cert)
     return plan, warnings
 
 
@@ -230,11 +243,15 @@ def prepare_certificates(plan: Plan) -> Certificates | None:
     certificates = ensure_certificates(
         folder,
         [ServerIdentity(CONTROL_PLANE, tls.hosts)],
-        [CLIENT] if tls.mtls else [],
+        ([CLIENT] + [user_cert_name(u) for u in tls.auth.generated_users] if tls.auth else [CLIENT])
+        if tls.mtls
+        else [],
         validity_days=tls.validity_days,
         key_size=tls.key_size,
     )
     digest = certificates.digest()
+    if tls.auth is not None:
+        write_conf(tls.auth, folder, folder / f"{CLIENT}.crt")
     if tls.custom_client_ca_files:
         sources = [Path(tls.ca_file), *map(Path, tls.custom_client_ca_files)]
         bundle = _write_bundle(folder / CLIENT_CA_BUNDLE, sources)

@@ -48,13 +48,17 @@ class ControlPlaneProcess:
         )
         self.wait_ready(timeout)
 
+    def ready_channel(self) -> grpc.Channel:
+        """The channel readiness is checked on (a TLS port needs a TLS channel)."""
+        return grpc.insecure_channel(self.endpoint)
+
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"control plane exited: {self.logs()}")
-            with grpc.insecure_channel(self.endpoint) as channel:
+        with self.ready_channel() as channel:
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"control plane exited: {self.logs()}")
                 try:
                     grpc.channel_ready_future(channel).result(timeout=0.5)
                     return

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from armonik_core.adapters.objects.base import ObjectStorage
 from armonik_core.adapters.queue.base import TaskQueue
+from armonik_core.adapters.state.auth_base import AuthStore
 from armonik_core.adapters.state.base import StateStore
 from armonik_core.settings.components import object_storage, queue_storage, table_storage
 from armonik_core.settings.environment import ConfigurationError, Environment
@@ -37,6 +38,21 @@ def open_state_store(
 
     data_directory.mkdir(parents=True, exist_ok=True)
     return SqliteStateStore(data_directory / "state.db", synchronous=synchronous, outbox=outbox)
+
+
+def open_auth_store(env: Environment, kind: str, data_directory: Path) -> AuthStore:
+    """Users, roles and certificates, in the state's database (see adapters/state/auth_base.py)."""
+    if kind == "mongodb":
+        from armonik_core.adapters.state.mongodb import MongoSettings
+        from armonik_core.adapters.state.mongodb_auth import MongoAuthStore
+
+        settings = MongoSettings.from_env(env)
+        client = settings.connect()
+        return MongoAuthStore(client[settings.database(client)], owned_client=client)
+    from armonik_core.adapters.state.sqlite_auth import SqliteAuthStore
+
+    data_directory.mkdir(parents=True, exist_ok=True)
+    return SqliteAuthStore(data_directory / "state.db")
 
 
 def open_external_queue(env: Environment, kind: str, data_directory: Path, durable: bool) -> TaskQueue:

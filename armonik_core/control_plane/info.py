@@ -1,4 +1,4 @@
-"""The small services describing the deployment: Versions, HealthChecks and Authentication."""
+"""The small services describing the deployment: Versions and HealthChecks (Authentication: auth/service.py)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,9 @@ from importlib import metadata
 from typing import TypeAlias
 
 import grpc
-from armonik.protogen.client import (
-    applications_service_pb2,
-    events_service_pb2,
-    health_checks_service_pb2,
-    partitions_service_pb2,
-    results_service_pb2,
-    sessions_service_pb2,
-    tasks_service_pb2,
-    versions_service_pb2,
-)
-from armonik.protogen.client.auth_service_pb2_grpc import AuthenticationServicer
 from armonik.protogen.client.health_checks_service_pb2_grpc import HealthChecksServiceServicer
 from armonik.protogen.client.versions_service_pb2_grpc import VersionsServicer
-from armonik.protogen.common import auth_common_pb2, health_checks_common_pb2, versions_common_pb2
+from armonik.protogen.common import health_checks_common_pb2, versions_common_pb2
 
 import armonik_core
 from armonik_core.control_plane.context import Backends
@@ -79,34 +68,3 @@ class HealthChecksService(HealthChecksServiceServicer):
             self._probe("queue", self._b.queue.depth(default)),
         )
         return health_checks_common_pb2.CheckHealthResponse(services=services)
-
-
-def all_permissions() -> list[str]:
-    """`Service:Method` for every RPC of the client API, as ArmoniK names permissions."""
-    modules = (
-        applications_service_pb2,
-        events_service_pb2,
-        health_checks_service_pb2,
-        partitions_service_pb2,
-        results_service_pb2,
-        sessions_service_pb2,
-        tasks_service_pb2,
-        versions_service_pb2,
-    )
-    names: list[str] = []
-    for module in modules:
-        for service in module.DESCRIPTOR.services_by_name.values():
-            names.extend(f"{service.name}:{method.name}" for method in service.methods)
-    return sorted(names) + ["Authentication:GetCurrentUser"]
-
-
-class AuthenticationService(AuthenticationServicer):
-    """Authentication is off in this release: every caller is the anonymous user with every permission,
-    which is what the proto specifies for a deployment without authentication."""
-
-    @unary
-    async def GetCurrentUser(
-        self, request: auth_common_pb2.GetCurrentUserRequest, context: Ctx
-    ) -> auth_common_pb2.GetCurrentUserResponse:
-        user = auth_common_pb2.User(username="Anonymous", roles=[], permissions=all_permissions())
-        return auth_common_pb2.GetCurrentUserResponse(user=user)

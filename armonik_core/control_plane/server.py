@@ -13,11 +13,15 @@ from armonik_core.adapters.queue.memory import MemoryQueue
 from armonik_core.adapters.state.base import StateStore
 from armonik_core.config import ControlPlaneSettings
 from armonik_core.control_plane.applications import ApplicationsService
+from armonik_core.control_plane.auth import setup as auth_setup
+from armonik_core.control_plane.auth.authenticator import Authenticator
+from armonik_core.control_plane.auth.service import AuthenticationService
+from armonik_core.control_plane.auth.settings import AuthSettings
 from armonik_core.control_plane.context import Backends
 from armonik_core.control_plane.dispatch import TaskDispatcher
 from armonik_core.control_plane.events import EventsService
 from armonik_core.control_plane.guard import add_guarded
-from armonik_core.control_plane.info import AuthenticationService, HealthChecksService, VersionsService
+from armonik_core.control_plane.info import HealthChecksService, VersionsService
 from armonik_core.control_plane.limits import InputLimits
 from armonik_core.control_plane.partitions import PartitionsService
 from armonik_core.control_plane.results import ResultsService
@@ -102,15 +106,20 @@ class ControlPlane:
     port: int
     events: EventsService
     gateway: ComputeGateway
+    authenticator: Authenticator | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         self.events.shutdown()
         self.gateway.shutdown()
         await self.server.stop(grace)
         await close_backends(self.backends)
+        if self.authenticator is not None:
+            await self.authenticator.close()
 
 
-def add_services(server: grpc.aio.Server, backends: Backends) -> tuple[EventsService, ComputeGateway]:
+def add_services(
+    server: grpc.aio.Server, backends: Backends, auth: AuthSettings | None = None
+) -> tuple[EventsService, ComputeGateway]:
     """Register every service; returns those with long-lived streams, which need telling when the server
     stops."""
     events = EventsService(backends)
@@ -127,7 +136,7 @@ def add_services(server: grpc.aio.Server, backends: Backends) -> tuple[EventsSer
         ApplicationsService(backends),
         VersionsService(),
         HealthChecksService(backends),
-        AuthenticationService(),
+        AuthenticationService(auth or AuthSettings()),
     ):
         add_guarded(server, servicer, limits)
     add_gateway(server, gateway)
@@ -135,9 +144,14 @@ def add_services(server: grpc.aio.Server, backends: Backends) -> tuple[EventsSer
 
 
 async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
-    backends = await open_backends(settings)
-    server = grpc.aio.server(options=GRPC_OPTIONS)
-    events, gateway = add_services(server, backends)
+    authenticator = await auth_setup.open_authenticator(settings)
+    try:
+        backends = await open_backends(settings)
+    except BaseException:
+        await authenticator.close()
+        raise
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=auth_setup.interceptors(authenticator))
+    events, gateway = add_services(server, backends, authenticator.settings)
     address = f"{settings.host}:{settings.port}"
     tls = settings.tls
     port = (
@@ -147,6 +161,7 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
     )
     if port == 0:
         await close_backends(backends)
+        await authenticator.close()
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
     await server.start()
     log.info(
@@ -156,4 +171,4 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
             "tls": "off" if tls is None else "mtls" if tls.mtls else "on",
         },
     )
-    return ControlPlane(server, backends, port, events, gateway)
+    return ControlPlane(server, backends, port, events, gateway, authenticator)

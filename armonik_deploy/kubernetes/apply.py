@@ -125,7 +125,7 @@ def prepare(
     params = load_parameters(parameters_file)
     versions = load_versions(versions_file)
     tls = read_ingress_tls(params, parameters_file)
-    certificates = make_certificates(params, tls, layout.certificates)
+    certificates = make_certificates(params, tls, layout.certificates, parameters_file)
     variables = terraform_variables(
         read_variables(parameters_file), read_variables(versions_file), certificates
     )

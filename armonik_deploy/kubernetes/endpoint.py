@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from armonik_deploy.authentication import user_cert_name
 from armonik_deploy.certificates import Certificates
 from armonik_deploy.kubernetes.layout import DeployError
 from armonik_deploy.outputs import write_outputs
@@ -107,7 +108,11 @@ def write_kubernetes_outputs(
     named = CliCredentials()
     if tls.tls:
         named["certificate_authority"] = certificates.ca.certificate
-    if tls.mtls and tls.generate_client_cert and "client" in certificates.clients:
+    admin = user_cert_name("admin")
+    if tls.mtls and admin in certificates.clients:  # authentication on: the admin's certificate
+        named["client_certificate"] = certificates.clients[admin].certificate
+        named["client_key"] = certificates.clients[admin].key
+    elif tls.mtls and tls.generate_client_cert and "client" in certificates.clients:
         named["client_certificate"] = certificates.clients["client"].certificate
         named["client_key"] = certificates.clients["client"].key
     return write_outputs(generated, endpoint.url(tls.tls), **named)

@@ -36,6 +36,7 @@ from typing import Any
 
 from armonik_deploy.certificates import ServerIdentity, ensure_certificates
 from armonik_deploy.kubernetes import objects
+from armonik_deploy.kubernetes.auth import authentication_env
 from armonik_deploy.kubernetes.context import Context, RenderError
 from armonik_deploy.parameters import ParametersError, env_strings, fragment_env
 from armonik_deploy.plan import PARTITIONS_PREFIX, partition_json
@@ -226,6 +227,7 @@ def build_settings(ctx: Context) -> Settings:
         for i, (name, p) in enumerate(params.compute_plane.items())
     }
     server_tls, client_tls = _tls_env(ctx, out)
+    auth_env, init_auth = authentication_env(ctx, out.mtls)
     scheme = "https" if out.tls else "http"
     endpoint = f"{scheme}://{ctx.host(params.control_plane.name)}:{params.control_plane.port}"
     exporter = params.metrics_exporter
@@ -238,6 +240,7 @@ def build_settings(ctx: Context) -> Settings:
             "Submitter__DefaultPartition": params.control_plane.default_partition,
             **partitions,
             **server_tls,
+            **auth_env,
             **fragment_env(configs.control),
         },
         POLLING: {
@@ -248,7 +251,7 @@ def build_settings(ctx: Context) -> Settings:
             **fragment_env(configs.polling),
         },
         WORKER: {**fragment_env(configs.compute), **fragment_env(configs.worker)},
-        INIT: {**partitions, **fragment_env(configs.jobs)},
+        INIT: {**partitions, **init_auth, **fragment_env(configs.jobs)},
     }
     if exporter is not None:
         maps[METRICS] = {

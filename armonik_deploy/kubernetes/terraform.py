@@ -21,6 +21,7 @@ from armonik_deploy.certificates import (
     ServerIdentity,
     ensure_certificates,
 )
+from armonik_deploy.kubernetes.auth import generated_user_certificates
 from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout, environment, last_lines
 from armonik_deploy.kubernetes.settings import control_plane_identity, mongodb_identity
 from armonik_deploy.parameters import Parameters
@@ -58,12 +59,15 @@ def service_identities(params: Parameters) -> list[ServerIdentity]:
     return out
 
 
-def make_certificates(params: Parameters, tls: IngressTls, folder: Path) -> Certificates:
+def make_certificates(
+    params: Parameters, tls: IngressTls, folder: Path, file: Path | None = None
+) -> Certificates:
+    users = generated_user_certificates(params, file, folder, tls) if file is not None and tls.mtls else []
     try:
         return ensure_certificates(
             folder,
             service_identities(params),
-            ["client"] if tls.mtls else [],
+            ["client", *users] if tls.mtls else [],
             validity_days=tls.certificate_validity_days,
             key_size=tls.certificate_key_size,
         )

@@ -526,6 +526,7 @@ def test_partitions_versions_health_and_current_user(channel: grpc.Channel) -> N
     assert user.username == "Anonymous"
     assert list(user.permissions), "without authentication the anonymous user may do everything"
     assert "Sessions:CreateSession" in user.permissions
+    assert "HealthChecks:CheckHealth" in user.permissions and "General:Impersonate" in user.permissions
 
 
 def test_list_applications(

@@ -19,7 +19,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -87,19 +86,8 @@ class TlsControlPlane(ControlPlaneProcess):
             client_key=key,
         )
 
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self.channel() as channel:
-            while time.monotonic() < deadline:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"control plane exited: {self.logs()}")
-                try:
-                    grpc.channel_ready_future(channel).result(timeout=0.5)
-                    return
-                except grpc.FutureTimeoutError:
-                    continue
-        raise TimeoutError(f"control plane not ready over TLS after {timeout}s: {self.logs()}")
+    def ready_channel(self) -> grpc.Channel:
+        return self.channel()
 
 
 @pytest.fixture(scope="module")

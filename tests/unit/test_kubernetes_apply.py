@@ -369,3 +369,13 @@ def test_cli_rejects_an_unknown_target(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "--target aws: expected local or kubernetes" in result.stderr
+
+
+def test_with_authentication_the_cli_names_the_admins_certificate(tmp_path: Path) -> None:
+    data = {**PARAMETERS, "authentication": {"require_authentication": True, "require_authorization": True}}
+    layout = apply.KubernetesLayout(tmp_path / "generated")
+    ready = apply.prepare(write_parameters(tmp_path, data), VERSIONS, layout)
+    assert {"client", "user-admin", "user-submitter", "user-monitoring"} <= set(ready.certificates.clients)
+    endpoint = apply.Endpoint("203.0.113.3", 31001, "NodePort")
+    _, cli = apply.write_kubernetes_outputs(tmp_path, endpoint, ready.tls, ready.certificates)
+    assert f'client_certificate: "{ready.certificates.clients["user-admin"].certificate}"' in cli.read_text()

@@ -74,6 +74,7 @@ rabbitmq = { max_priority = 10 }
 redis = { max_memory = "2gb" }
 mongodb = { cluster = { replicas = 1, database_name = "armonik" }, persistence = {} }
 ingress = { tls = true, mtls = true, certificate_key_size = 2048 }
+authentication = { require_authentication = true, require_authorization = true, trusted_common_names = ["ingress"] }
 configurations = {
   core = { env = { Amqp__MaxPriority = "10" } }
   polling = { env = { ComputePlane__MessageBatchSize = 1 } }
@@ -723,3 +724,24 @@ def test_cli_render_without_helm_writes_ours_and_names_each_chart_left_out(tmp_p
         certificates=tmp_path / "c",
     )
     assert len(list((tmp_path / "k8s").glob("*.yaml"))) == len(expected.manifests)
+
+
+def test_variant_authentication_reaches_the_control_plane_and_the_init_job(
+    variant: Rendered, tmp_path: Path
+) -> None:
+    from armonik_core.control_plane.auth.init import DATA, tables_of
+    from armonik_core.control_plane.auth.setup import auth_settings
+
+    deployment = variant.get("Deployment", "control-plane")
+    cp_env = mounted_env(variant, deployment, containers(deployment)[0], tmp_path)
+    auth = auth_settings(ControlPlaneSettings.from_env(cp_env))
+    assert auth.require_authentication and auth.authorization and auth.trusted_common_names == {"ingress"}
+    init = container_env(variant, containers(variant.get("Job", "init"))[0])
+    tables = tables_of(init[DATA], DATA)
+    assert tables.users["admin"] == ["Admin"] and tables.users["deployment"] == ["Deployment"]
+    assert {c.cn for c in tables.certificates} == {
+        "client",
+        "user-admin",
+        "user-submitter",
+        "user-monitoring",
+    }
