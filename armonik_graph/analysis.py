@@ -130,7 +130,7 @@ class BlockingReport:
     paused: list[TaskState] = field(default_factory=list)
     #: results no task will make: the client has to upload them
     awaiting_upload: list[str] = field(default_factory=list)
-    #: unfinished tasks in their status for longer than the threshold
+    #: tasks running or queued for longer than the threshold (a waiting task waits for something upstream)
     stuck: list[TaskState] = field(default_factory=list)
     #: failed tasks (and aborted results) on the way: the result will never be ready unless they are retried
     doomed_by: list[TaskState] = field(default_factory=list)
@@ -181,9 +181,7 @@ def blocking(
         else:
             _visit_task(graph, node, report, stack, now)
     report.stuck = [
-        t
-        for t in report.running + report.queued + report.waiting
-        if t.for_seconds is not None and t.for_seconds > stuck_after
+        t for t in report.running + report.queued if t.for_seconds is not None and t.for_seconds > stuck_after
     ]
     report.estimate = remaining_work(graph, len(report.blocking_tasks))
     return report

@@ -29,7 +29,7 @@ from armonik.protogen.client.results_service_pb2_grpc import ResultsStub
 from armonik.protogen.common.results_common_pb2 import GetResultRequest
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
 
 from armonik_graph.analysis import BlockingReport, ancestors, blocking, summary
 from armonik_graph.connection import ConnectionError_, resolve
@@ -43,6 +43,8 @@ app = typer.Typer(
     help="The task graph of an ArmoniK session: structure, blockers, critical path.", no_args_is_help=True
 )
 console = Console()
+#: Ids are printed whole (folded over lines in a narrow terminal), since they are what one copies.
+ID = Column("task", overflow="fold", min_width=12)
 err = Console(stderr=True)
 
 Endpoint = Annotated[
@@ -160,7 +162,9 @@ def _print_blocking(report: BlockingReport) -> None:
     console.print(
         f"result {report.result_id}: {report.status}, made by {report.producer or 'no task (uploaded by the client)'}"
     )
-    table = Table("task", "status", "for (s)", "missing inputs / error", title="what it waits for")
+    table = Table(
+        ID, "status", "for (s)", Column("missing inputs / error", overflow="fold"), title="what it waits for"
+    )
     for group, style in (
         (report.running, "blue"),
         (report.queued, "yellow"),
@@ -212,7 +216,7 @@ def critical_path_cmd(
     if as_json:
         _print_json(path.to_dict())
         return
-    table = Table("task", "status", "waiting (s)", "queue (s)", "running (s)", title="critical path")
+    table = Table(ID, "status", "waiting (s)", "queue (s)", "running (s)", title="critical path")
     for s in path.steps:
         table.add_row(
             s.task_id,

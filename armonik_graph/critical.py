@@ -92,7 +92,7 @@ def critical_path(graph: SessionGraph, end_result: str | None = None) -> Critica
         report.total_queue_seconds += step.queue_seconds
         report.total_running_seconds += step.running_seconds
         report.finished_tasks += 1
-        if ended[node] > last_end:
+        if ended[node] >= last_end:  # on a tie, the task created later (events stamped together)
             last, last_end = node, ended[node]
     if end_result is not None:
         result = graph.index(end_result)

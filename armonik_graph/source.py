@@ -249,10 +249,9 @@ class LiveGraph:
 
     def _apply(self, events: list[Any]) -> list[str]:
         """Apply a batch; returns the tasks that failed in it (their error output is not in events)."""
-        now = time.time()
         failed = []
         for event in events:
-            self.graph.apply_event(event, now)
+            self.graph.apply_event(event)  # stamped with the time it is applied: events carry none
             if (
                 event.WhichOneof("update") == "task_status_update"
                 and event.task_status_update.status in _ERRORS

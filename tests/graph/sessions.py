@@ -47,13 +47,16 @@ class SessionBuilder:
     def upload(self, result_id: str, data: bytes = b"data") -> None:
         self.results.upload_result_data(result_id, self.session_id, data)
 
-    def task(self, name: str, order: dict[str, Any], deps: list[str] | None = None) -> tuple[str, str]:
-        """A task doing `order` (see graph_worker); returns (task id, id of its output)."""
+    def task(
+        self, name: str, order: dict[str, Any], deps: list[str] | None = None, output: str | None = None
+    ) -> tuple[str, str]:
+        """A task doing `order` (see graph_worker) whose output is `output` (a new result when None);
+        returns (task id, id of its output)."""
         payload = self.results.create_results(
             {f"{name}-payload": json.dumps(order).encode()}, self.session_id
         )
         payload_id = payload[f"{name}-payload"].result_id
-        output = self.empty(f"{name}-out")
+        output = output or self.empty(f"{name}-out")
         definition = TaskDefinition(payload_id, expected_output_ids=[output], data_dependencies=deps or [])
         task_id = self.tasks.submit_tasks(self.session_id, [definition])[0].id
         self.submitted.tasks[task_id] = (payload_id, [output], list(deps or []))
@@ -69,8 +72,9 @@ def rich_session(b: SessionBuilder, scratch: Path) -> dict[str, str]:
     ids["split"], split_out = b.task("split", {"do": "split", "n": 2}, [a_out])
     ids["flaky"], flaky_out = b.task("flaky", {"do": "flaky", "file": str(scratch / "flaky-marker")}, [a_out])
     ids["join"], join_out = b.task("join", {"do": "ok"}, [split_out, flaky_out])
-    ids["fail"], fail_out = b.task("fail", {"do": "fail"}, [a_out])
+    fail_out = b.empty("fail-out")  # its consumer is submitted before it can fail
     ids["doomed"], doomed_out = b.task("doomed", {"do": "ok"}, [fail_out])
+    ids["fail"], _ = b.task("fail", {"do": "fail"}, [a_out], output=fail_out)
     ids["late"] = b.empty("late")
     ids["after-late"], late_out = b.task("after-late", {"do": "ok"}, [join_out, ids["late"]])
     ids.update(a_out=a_out, split_out=split_out, join_out=join_out, fail_out=fail_out, doomed_out=doomed_out)
