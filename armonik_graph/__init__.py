@@ -4,7 +4,15 @@
 `summary`, `blocking` (analysis) and `critical_path` (critical) read it; `export` writes it out.
 """
 
-from armonik_graph.analysis import BlockingReport, Summary, ancestors, blocking, summary, task_levels
+from armonik_graph.analysis import (
+    BlockingReport,
+    Summary,
+    ancestors,
+    blocking,
+    levels_of,
+    summary,
+    task_levels,
+)
 from armonik_graph.critical import CriticalPath, critical_path
 from armonik_graph.export import FORMATS, export
 from armonik_graph.model import Edge, Kind, SessionGraph
@@ -25,6 +33,7 @@ __all__ = [
     "critical_path",
     "export",
     "fill_errors",
+    "levels_of",
     "rebuild",
     "summary",
     "task_levels",

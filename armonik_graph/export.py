@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TextIO
 from xml.sax.saxutils import escape, quoteattr
 
-from armonik_graph.analysis import task_levels
+from armonik_graph.analysis import levels_of
 from armonik_graph.model import Kind, SessionGraph
 
 COLORS = {
@@ -118,11 +118,11 @@ BOX_W, BOX_H, GAP_X, ROW_H = 150, 26, 14, 90
 
 def _layout(graph: SessionGraph, chosen: list[int]) -> dict[int, tuple[float, float]]:
     """Tasks in rows by level; a result under the task that owns it, or in the top row when uploaded."""
-    levels = task_levels(graph)
+    levels = levels_of(graph)
     rows: dict[int, list[int]] = {}
     for node in chosen:
         if graph.kind[node] == Kind.TASK:
-            rows.setdefault(levels.get(node, 0), []).append(node)
+            rows.setdefault(levels[node], []).append(node)
     place: dict[int, tuple[float, float]] = {}
     for lvl, row in rows.items():
         for i, node in enumerate(row):
@@ -186,8 +186,9 @@ def write_svg(
 def _write_collapsed_svg(graph: SessionGraph, out: TextIO) -> None:
     """One row per level, one box per status with its count, for graphs too large to draw node by node."""
     counts: dict[int, Counter[str]] = {}
-    for node, lvl in task_levels(graph).items():
-        counts.setdefault(lvl, Counter())[graph.status_name(node)] += 1
+    levels = levels_of(graph)
+    for node in graph.tasks():
+        counts.setdefault(levels[node], Counter())[graph.status_name(node)] += 1
     width = GAP_X + max((len(c) for c in counts.values()), default=1) * (BOX_W + GAP_X)
     out.write(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{len(counts) * 50 + 20}" '

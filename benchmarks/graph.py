@@ -10,7 +10,8 @@ earlier tasks (a tree of levels); one task in ten is a subtask that took its par
 (delegation); one in a hundred is a retry of a failed attempt. Each size runs in a child process of its own,
 so that its peak resident memory (`ru_maxrss`) is the library's plus one page, not an earlier run's.
 
-With `--endpoint` and `--session`, the same rebuild runs against a real cluster's session instead.
+With `--endpoint`, the rebuild runs against a real cluster instead: of `--session`, or of a session of
+`--submit` tasks (default 100,000) it submits first.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ def run_synthetic(n: int) -> dict[str, Any]:
         graph.add_result_records(ListResultsResponse.FromString(blob).results)
         build += time.perf_counter() - started
     built_rss = rss_mib()
+    built_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
     view = summary(graph)
     summary_s = time.perf_counter() - started
@@ -169,24 +171,52 @@ def run_synthetic(n: int) -> dict[str, Any]:
         "blocking_tasks": len(report.blocking_tasks),
         "events": count,
         "events_per_second": round(count / follow),
+        "peak_rss_after_build_mib": round(built_peak, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
-def run_cluster(endpoint: str, session: str) -> dict[str, Any]:
+def submit_session(channel: Any, n: int, batch: int = 1000) -> str:
+    """A session of `n` tasks, each with an output of its own and one shared payload, no dependencies
+    (with no agent running, they stay queued: the listing is what is measured)."""
+    from datetime import timedelta
+
+    from armonik.client import ArmoniKResults, ArmoniKSessions, ArmoniKTasks
+    from armonik.common import TaskDefinition, TaskOptions
+
+    options = TaskOptions(max_duration=timedelta(seconds=60), priority=1, max_retries=1)
+    session = ArmoniKSessions(channel).create_session(options)
+    results, tasks = ArmoniKResults(channel), ArmoniKTasks(channel)
+    payload = results.create_results({"payload": b"x"}, session)["payload"].result_id
+    for start in range(0, n, batch):
+        names = [f"out-{i}" for i in range(start, min(start + batch, n))]
+        outputs = results.create_results_metadata(names, session, batch_size=batch)
+        definitions = [
+            TaskDefinition(payload, expected_output_ids=[outputs[name].result_id]) for name in names
+        ]
+        tasks.submit_tasks(session, definitions, chunk_size=batch)
+    return session
+
+
+def run_cluster(endpoint: str, session: str | None, submit: int, page_size: int) -> dict[str, Any]:
     import grpc
 
     from armonik_graph import ApiSource, rebuild
 
     with grpc.insecure_channel(endpoint) as channel:
+        if session is None:
+            started = time.perf_counter()
+            session = submit_session(channel, submit)
+            print(f"submitted {submit} tasks in {time.perf_counter() - started:.1f}s", file=sys.stderr)
         started = time.perf_counter()
-        graph = rebuild(ApiSource(channel), session)
+        graph = rebuild(ApiSource(channel, page_size), session)
         build = time.perf_counter() - started
     view = summary(graph)
     return {
         "session": session,
         "tasks": view.tasks,
         "nodes": len(graph),
+        "page_size": page_size,
         "build_seconds": round(build, 2),
         "depth": view.depth,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -200,10 +230,12 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint")
-    parser.add_argument("--session")
+    parser.add_argument("--session", help="session to rebuild (default: submit one of --submit tasks)")
+    parser.add_argument("--submit", type=int, default=100_000)
+    parser.add_argument("--page-size", type=int, default=1000)
     args = parser.parse_args()
     if args.endpoint:
-        print(json.dumps(run_cluster(args.endpoint, args.session)))
+        print(json.dumps(run_cluster(args.endpoint, args.session, args.submit, args.page_size)))
         return
     if args.one:
         print(json.dumps(run_synthetic(args.tasks[0])))
