@@ -139,6 +139,8 @@ class LiveGraph:
         self.version = 0
         self.ready = threading.Event()
         self.error: BaseException | None = None
+        #: times the stream broke and the graph was rebuilt
+        self.reconnects = 0
         self._subscribe_wait = subscribe_wait
         self._buffer: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._call: Any = None
@@ -147,13 +149,20 @@ class LiveGraph:
 
     def start(self) -> LiveGraph:
         """Subscribe, then rebuild and follow in the background; `ready` is set once rebuilt."""
-        self._call = self.source.subscribe(self.session_id)
-        reader = threading.Thread(target=self._read, name="armonik-graph-events", daemon=True)
+        self._subscribe()
         worker = threading.Thread(target=self._run, name="armonik-graph-follow", daemon=True)
-        self._threads = [reader, worker]
-        reader.start()
+        self._threads.append(worker)
         worker.start()
         return self
+
+    def _subscribe(self) -> None:
+        self._buffer = queue.SimpleQueue()
+        self._call = self.source.subscribe(self.session_id)
+        reader = threading.Thread(
+            target=self._read, args=(self._call, self._buffer), name="armonik-graph-events", daemon=True
+        )
+        self._threads.append(reader)
+        reader.start()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         done = self.ready.wait(timeout)
@@ -187,34 +196,53 @@ class LiveGraph:
             return True
 
     # -- background ---------------------------------------------------------------------------------------------
-    def _read(self) -> None:
+    def _read(self, call: Any, buffer: queue.SimpleQueue[Any]) -> None:
         try:
-            for event in self._call:
-                self._buffer.put(event)
+            for event in call:
+                buffer.put(event)
         except grpc.RpcError as exc:
             if not self._stopped.is_set() and exc.code() != grpc.StatusCode.CANCELLED:
                 log.warning("event stream of session %s ended: %s", self.session_id, exc.details())
-                self.error = exc
         finally:
-            self._buffer.put(None)
+            buffer.put(None)
 
     def _run(self) -> None:
-        try:
-            self._wait_subscribed()
-            fresh = rebuild(self.source, self.session_id)
-            with self.changed:
-                self.graph = fresh
-                self._drain(block=False)
-                self.ready.set()
-                self.changed.notify_all()
-            while not self._stopped.is_set():
-                if not self._drain(block=True):
-                    break
-        except BaseException as exc:  # surfaced by wait_ready / wait_for
-            self.error = exc
-            self.ready.set()
-            with self.changed:
-                self.changed.notify_all()
+        """Rebuild, follow; when the stream breaks (a restarted control plane), subscribe and rebuild again."""
+        while not self._stopped.is_set():
+            try:
+                if self._call is None:
+                    self._subscribe()
+                self._wait_subscribed()
+                fresh = rebuild(self.source, self.session_id)
+                with self.changed:
+                    self.graph = fresh
+                    self._drain(block=False)
+                    self.ready.set()
+                    self.changed.notify_all()
+                while not self._stopped.is_set() and self._drain(block=True):
+                    pass
+            except grpc.RpcError as exc:
+                if not self.ready.is_set():  # never rebuilt: the caller must know (wrong endpoint, ...)
+                    self._fail(exc)
+                    return
+                log.warning(
+                    "session %s: %s; subscribing and rebuilding again", self.session_id, exc.details()
+                )
+            except BaseException as exc:  # surfaced by wait_ready / wait_for
+                self._fail(exc)
+                return
+            if self._call is not None:
+                self._call.cancel()
+                self._call = None
+            if not self._stopped.is_set():
+                self.reconnects += 1
+                self._stopped.wait(1.0)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.ready.set()
+        with self.changed:
+            self.changed.notify_all()
 
     def _wait_subscribed(self) -> None:
         """Until the server answered the subscription (its headers), so that the listing starts after it."""

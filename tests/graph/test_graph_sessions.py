@@ -8,7 +8,10 @@ session's recorded events applied over it in random orders (the race between lis
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import time
 from pathlib import Path
 
 import grpc
@@ -178,3 +181,30 @@ def _check_orders_of_events(
             for event in order:
                 graph.apply_event(event)
             assert graph.snapshot() == expected, f"listing {i} then events, order of seed {seed}"
+
+
+def test_the_live_graph_follows_a_session_across_a_restart_of_the_control_plane(
+    graph_deployment: Deployment, channel: grpc.Channel
+) -> None:
+    """The event stream breaks when the control plane is killed; the supervisor starts it again, and the live
+    graph subscribes and rebuilds again by itself, then sees what is submitted after."""
+    b = SessionBuilder(channel)
+    _, first_out = b.task("first", {"do": "ok"})
+    with LiveGraph(ApiSource(channel), b.session_id) as live:
+        live.wait_ready(30)
+        assert live.wait_for(lambda g: _result_is(g, first_out, ResultStatus.RESULT_STATUS_COMPLETED), WAIT)
+        before = graph_deployment.process("control-plane")
+        os.kill(int(before["pid"]), signal.SIGKILL)
+        deadline = time.monotonic() + WAIT
+        while True:  # until the supervisor has started it again and it answers
+            try:
+                _, second_out = b.task("second", {"do": "ok"})
+                break
+            except grpc.RpcError as exc:
+                assert time.monotonic() < deadline, f"the control plane did not come back: {exc.details()}"
+                time.sleep(0.5)
+        assert live.wait_for(lambda g: _result_is(g, second_out, ResultStatus.RESULT_STATUS_COMPLETED), WAIT)
+        assert live.reconnects >= 1 and live.error is None
+        assert live.wait_for(
+            lambda g: g.snapshot() == rebuild(ApiSource(channel), b.session_id).snapshot(), 10
+        )
