@@ -73,12 +73,16 @@ class Graphs:
                 self._live[session_id] = live
                 while len(self._live) > self.max_live:
                     self._live.popitem(last=False)[1].stop()
-        live.wait_ready(self.ready_timeout)
-        if not len(live.graph):
+        try:
+            live.wait_ready(self.ready_timeout)
+            if not len(live.graph):
+                raise NotFound(f"session {session_id} has no task and no result (unknown session?)")
+        except BaseException:  # not kept: the next request tries again
             with self._lock:
-                self._live.pop(session_id, None)
+                if self._live.get(session_id) is live:
+                    del self._live[session_id]
             live.stop()
-            raise NotFound(f"session {session_id} has no task and no result (unknown session?)")
+            raise
         return live
 
     def stop(self) -> None:

@@ -8,11 +8,13 @@ and result and changes as the tasks finish; the blocking view names the hanging 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,5 +158,19 @@ def test_the_console_shows_the_live_graph_and_names_the_hanging_task(
         lambda: set(_nodes(driver, "#graph g.node.task").values()) == {"COMPLETED"}, "every task completed"
     )
     assert _nodes(driver, "#graph g.node.result").get(last_out) == "COMPLETED"
+    # After the run, the critical path: the chain itself.
+    critical = driver.find_element(By.ID, "critical")  # type: ignore[attr-defined]
+    _until(lambda: critical.get_attribute("data-steps") == f"{hang} {middle} {last}", "the critical path")
     driver.save_screenshot(str(shots / "3-completed.png"))  # type: ignore[attr-defined]
     assert (shots / "3-completed.png").stat().st_size > 0
+
+
+def test_the_console_answers_unknown_ids_with_404(console: str) -> None:
+    for path in ("/api/sessions/no-such-session/summary", "/api/results/no-such-result/blocking"):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(console + path, timeout=30)
+        assert caught.value.code == 404
+        assert "no-such" in json.loads(caught.value.read())["error"]
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(console + "/api/results/x/blocking?stuck_after=soon", timeout=30)
+    assert caught.value.code == 400

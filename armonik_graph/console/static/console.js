@@ -72,11 +72,27 @@ function showSummary(summary) {
   f.running.forEach((id) => frontier.appendChild(el("div", `running ${id}`, "running")));
 }
 
+async function showCriticalPath(summary) {
+  const box = document.getElementById("critical");
+  const f = summary.frontier;
+  if (!f.done || box.dataset.version === String(summary.version)) return;
+  box.dataset.version = summary.version;
+  const path = await getJson(`/api/sessions/${encodeURIComponent(state.session)}/critical-path`);
+  const rows = path.steps.map((s) => [s.task_id, s.status, s.waiting_seconds.toFixed(3),
+    s.queue_seconds.toFixed(3), s.running_seconds.toFixed(3)]);
+  box.replaceChildren(el("h3", "Critical path"), table(["task", "status", "waiting (s)", "queue (s)", "running (s)"], rows),
+    el("p", `span ${path.span_seconds.toFixed(3)} s: waiting ${path.waiting_seconds.toFixed(3)} s, queue ` +
+      `${path.queue_seconds.toFixed(3)} s, running ${path.running_seconds.toFixed(3)} s; all ${path.finished_tasks} ` +
+      `finished tasks: queue ${path.total_queue_seconds.toFixed(3)} s, running ${path.total_running_seconds.toFixed(3)} s`));
+  box.dataset.steps = path.steps.map((s) => s.task_id).join(" ");
+}
+
 async function refresh() {
   if (!state.session) return;
   try {
     const summary = await getJson(`/api/sessions/${encodeURIComponent(state.session)}/summary`);
     showSummary(summary);
+    await showCriticalPath(summary);
     if (summary.version !== state.version) {
       state.version = summary.version;
       const response = await fetch(`/api/sessions/${encodeURIComponent(state.session)}/graph.svg`);
@@ -122,6 +138,10 @@ function route() {
   document.getElementById("session-id").textContent = state.session || "";
   document.getElementById("graph").replaceChildren();
   document.getElementById("blocking").replaceChildren();
+  const critical = document.getElementById("critical");
+  critical.replaceChildren();
+  delete critical.dataset.version;
+  delete critical.dataset.steps;
   loadSessions();
   refresh();
 }
