@@ -101,11 +101,10 @@ def _artifacts(tmp_path: Path) -> Path:
 
 
 def _nodes(driver: object, css: str) -> dict[str, str]:
-    """id -> status of the picture's nodes matching `css`."""
-    from selenium.webdriver.common.by import By
-
-    found = driver.find_elements(By.CSS_SELECTOR, css)  # type: ignore[attr-defined]
-    return {n.get_attribute("data-id"): n.get_attribute("data-status") for n in found}
+    """id -> status of the picture's nodes matching `css`, read in one script (the picture is redrawn when the
+    graph changes, so elements found one call earlier may be gone)."""
+    script = "return [...document.querySelectorAll(arguments[0])].map(n => [n.dataset.id, n.dataset.status]);"
+    return dict(driver.execute_script(script, css))  # type: ignore[attr-defined]
 
 
 def _until(check: object, what: str) -> None:
