@@ -13,7 +13,7 @@ from armonik_graph.analysis import (
     summary,
     task_levels,
 )
-from armonik_graph.critical import CriticalPath, critical_path
+from armonik_graph.critical import CriticalPath, Throughput, critical_path, throughput
 from armonik_graph.export import FORMATS, export
 from armonik_graph.model import Edge, Kind, SessionGraph
 from armonik_graph.source import ApiSource, LiveGraph, fill_errors, rebuild
@@ -37,4 +37,6 @@ __all__ = [
     "rebuild",
     "summary",
     "task_levels",
+    "throughput",
+    "Throughput",
 ]

@@ -1,9 +1,11 @@
-"""After a run: the critical path by the tasks' timestamps, and where the time went (waiting, queue, running).
+"""After a run: the critical path by the tasks' timestamps, where the time went (waiting, queue, running), and
+the activity over time (tasks started and ended per bucket, their latency).
 
 A task is released by whatever came last among the tasks it waited for: the producers of its inputs (when
 they ended) and its parent (when it submitted the task). Walking back from the task that ended last, always
 to the predecessor that released it, gives the chain that set the session's makespan. Each step splits into
-waiting for inputs (created -> submitted), queue (submitted -> started) and running (started -> ended).
+waiting (until submitted, counted from when the step before it ended, or from its creation for the first),
+queue (submitted -> started) and running (started -> ended).
 """
 
 from __future__ import annotations
@@ -106,10 +108,56 @@ def critical_path(graph: SessionGraph, end_result: str | None = None) -> Critica
         path.append(last)
         last = _releaser(graph, last)
     report.steps = [_step(graph, n) for n in reversed(path)]
+    for before, step in zip(report.steps, report.steps[1:], strict=False):
+        # on the path, a task waits from when its releaser ended (it may have been created long before)
+        step.waiting_seconds = _gap(max(step.created, before.ended), step.submitted)
     if report.steps:
         first, final = report.steps[0], report.steps[-1]
         report.span_seconds = _gap(first.created, final.ended)
         report.waiting_seconds = sum(s.waiting_seconds for s in report.steps)
         report.queue_seconds = sum(s.queue_seconds for s in report.steps)
         report.running_seconds = sum(s.running_seconds for s in report.steps)
+    return report
+
+
+@dataclass
+class Throughput:
+    """Tasks ended and started per time bucket over a session's life, and their latency (created -> ended)."""
+
+    session_id: str
+    start: float = 0.0
+    bucket_seconds: float = 1.0
+    ended: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
+    #: mean created -> ended of the tasks ended in each bucket (0 when none)
+    mean_latency_seconds: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def throughput(graph: SessionGraph, buckets: int = 60) -> Throughput:
+    """Activity over time in at most `buckets` buckets, from the tasks' timestamps."""
+    created, started, ended = graph.times[CREATED], graph.times[STARTED], graph.times[ENDED]
+    tasks = [n for n in range(len(graph)) if graph.kind[n] == Kind.TASK and created[n]]
+    report = Throughput(graph.session_id)
+    if not tasks:
+        return report
+    first = min(created[n] for n in tasks)
+    last = max(max(ended[n], started[n], created[n]) for n in tasks)
+    width = max((last - first) / buckets, 1e-3)
+    count = min(buckets, int((last - first) / width) + 1)
+    report.start, report.bucket_seconds = first, width
+    report.ended, report.started = [0] * count, [0] * count
+    latency = [0.0] * count
+    for node in tasks:
+        if started[node]:
+            report.started[min(int((started[node] - first) / width), count - 1)] += 1
+        if ended[node]:
+            slot = min(int((ended[node] - first) / width), count - 1)
+            report.ended[slot] += 1
+            latency[slot] += ended[node] - created[node]
+    report.mean_latency_seconds = [
+        latency[i] / report.ended[i] if report.ended[i] else 0.0 for i in range(count)
+    ]
     return report

@@ -15,6 +15,7 @@ Starlette's thread pool.
     GET /api/sessions/{id}/graph.svg[?result=] the picture (of the subgraph behind a result)
     GET /api/sessions/{id}/graph.json          nodes and edges
     GET /api/sessions/{id}/critical-path       after a run
+    GET /api/sessions/{id}/throughput          tasks started and ended over time, their latency
     GET /api/results/{id}/blocking             why a result is not ready
 """
 
@@ -41,7 +42,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from armonik_graph.analysis import ancestors, blocking, summary
-from armonik_graph.critical import critical_path
+from armonik_graph.critical import critical_path, throughput
 from armonik_graph.export import write_json, write_svg
 from armonik_graph.source import ApiSource, LiveGraph, fill_errors
 from armonik_graph.views import frontier
@@ -141,6 +142,11 @@ def create_app(source: ApiSource, max_live: int = 16) -> Starlette:
         with live.lock:
             return critical_path(live.graph).to_dict()
 
+    def session_throughput(session_id: str) -> dict[str, Any]:
+        live = graphs.get(session_id)
+        with live.lock:
+            return throughput(live.graph).to_dict()
+
     def result_blocking(result_id: str, stuck_after: float) -> dict[str, Any]:
         try:
             session_id = results.GetResult(GetResultRequest(result_id=result_id)).result.session_id
@@ -193,6 +199,9 @@ def create_app(source: ApiSource, max_live: int = 16) -> Starlette:
     async def api_critical(request: Request) -> Response:
         return await call(JSONResponse, session_critical_path, request.path_params["session_id"])
 
+    async def api_throughput(request: Request) -> Response:
+        return await call(JSONResponse, session_throughput, request.path_params["session_id"])
+
     async def api_blocking(request: Request) -> Response:
         try:
             stuck_after = float(request.query_params.get("stuck_after", "60"))
@@ -213,6 +222,7 @@ def create_app(source: ApiSource, max_live: int = 16) -> Starlette:
             Route("/api/sessions/{session_id}/graph.svg", api_svg),
             Route("/api/sessions/{session_id}/graph.json", api_json),
             Route("/api/sessions/{session_id}/critical-path", api_critical),
+            Route("/api/sessions/{session_id}/throughput", api_throughput),
             Route("/api/results/{result_id}/blocking", api_blocking),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],

@@ -82,6 +82,8 @@ def test_the_hanging_task_is_named_until_it_is_released(
             assert blocking(live.graph, last_out).ready
             path = critical_path(live.graph)
     assert [s.task_id for s in path.steps] == [hang, middle, last]
+    spent = path.waiting_seconds + path.queue_seconds + path.running_seconds
+    assert path.steps[0].running_seconds > 0.2 and spent <= path.span_seconds + 0.05, path
     _check_cli_after_the_run(graph_deployment, b.session_id, [hang, middle, last], last_out)
 
 

@@ -160,6 +160,8 @@ def test_the_console_shows_the_live_graph_and_names_the_hanging_task(
     # After the run, the critical path: the chain itself.
     critical = driver.find_element(By.ID, "critical")  # type: ignore[attr-defined]
     _until(lambda: critical.get_attribute("data-steps") == f"{hang} {middle} {last}", "the critical path")
+    activity = driver.find_element(By.ID, "activity")  # type: ignore[attr-defined]
+    _until(lambda: activity.get_attribute("data-ended") == "3", "3 tasks ended in the activity chart")
     driver.save_screenshot(str(shots / "3-completed.png"))  # type: ignore[attr-defined]
     assert (shots / "3-completed.png").stat().st_size > 0
 

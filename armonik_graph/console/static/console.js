@@ -72,6 +72,36 @@ function showSummary(summary) {
   f.running.forEach((id) => frontier.appendChild(el("div", `running ${id}`, "running")));
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attributes) {
+  const node = document.createElementNS(SVG_NS, tag);
+  Object.entries(attributes).forEach(([k, v]) => node.setAttribute(k, String(v)));
+  return node;
+}
+
+// Tasks ended per bucket as bars, mean latency as a line (scaled to its own maximum).
+async function showActivity() {
+  const t = await getJson(`/api/sessions/${encodeURIComponent(state.session)}/throughput`);
+  const box = document.getElementById("activity");
+  const width = 600, height = 80, n = Math.max(t.ended.length, 1), bar = width / n;
+  const most = Math.max(1, ...t.ended), slowest = Math.max(1e-9, ...t.mean_latency_seconds);
+  const chart = svgEl("svg", { width, height: height + 4, class: "activity" });
+  t.ended.forEach((count, i) => {
+    const h = (count / most) * height;
+    const rect = svgEl("rect", { x: i * bar, y: height - h, width: Math.max(bar - 1, 1), height: h, fill: "#4caf50" });
+    rect.appendChild(svgEl("title", {})).textContent = `${count} ended, mean latency ${t.mean_latency_seconds[i].toFixed(3)} s`;
+    chart.appendChild(rect);
+  });
+  const points = t.mean_latency_seconds.map((l, i) => `${i * bar + bar / 2},${height - (l / slowest) * height}`);
+  if (points.length > 1) chart.appendChild(svgEl("polyline", { points: points.join(" "), fill: "none", stroke: "#e53935" }));
+  const total = t.ended.reduce((a, b) => a + b, 0);
+  const rate = total / Math.max(t.bucket_seconds * n, 1e-9);
+  box.replaceChildren(el("p", `activity: ${total} tasks ended, ${rate.toFixed(1)}/s over the session ` +
+    `(bars: ended per ${t.bucket_seconds.toFixed(2)} s; red: mean latency, at most ${slowest.toFixed(3)} s)`), chart);
+  box.dataset.ended = total;
+}
+
 async function showCriticalPath(summary) {
   const box = document.getElementById("critical");
   const f = summary.frontier;
@@ -101,6 +131,7 @@ async function refresh() {
         graph.innerHTML = await response.text();
         graph.dataset.version = summary.version;
       }
+      await showActivity();
     }
     say(`session ${state.session}: ${summary.tasks} tasks, ${summary.results} results, ${summary.version} events`);
   } catch (error) {
@@ -138,6 +169,7 @@ function route() {
   document.getElementById("session-id").textContent = state.session || "";
   document.getElementById("graph").replaceChildren();
   document.getElementById("blocking").replaceChildren();
+  document.getElementById("activity").replaceChildren();
   const critical = document.getElementById("critical");
   critical.replaceChildren();
   delete critical.dataset.version;
