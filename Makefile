@@ -5,7 +5,7 @@ VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat $(ROOT)/pyproject.toml | md5sum | cut -c1-12)
 PYTEST_ARGS ?=
-LINT_PATHS := $(wildcard armonik_core armonik_deploy armonik_samples tests benchmarks)
+LINT_PATHS := $(wildcard armonik_core armonik_deploy armonik_samples armonik_graph tests benchmarks)
 
 .PHONY: venv deploy destroy status render test lint typecheck bench clean
 
@@ -59,7 +59,7 @@ lint: venv
 	$(PY) -m ruff format --check $(LINT_PATHS)
 
 typecheck: venv
-	$(PY) -m mypy armonik_core armonik_deploy armonik_samples
+	$(PY) -m mypy armonik_core armonik_deploy armonik_samples armonik_graph
 
 bench: venv
 	$(PY) benchmarks/submission.py
