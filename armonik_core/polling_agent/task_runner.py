@@ -2,9 +2,10 @@
 
 The sequence follows ArmoniK.Core's `TaskHandler`:
 
-1. A fresh communication token, and a data folder: `<SharedCacheFolder>/<token>`, or the agent's own folder
-   that it empties after each task and replaces after a run whose worker call was abandoned (the worker may
-   still write into it). Creating and removing a folder per task costs more than the rest of the file work.
+1. A fresh communication token, and a data folder `<SharedCacheFolder>/<token>`, as upstream lays them out
+   (PymoniK, for one, builds the path of a resource it asks for from the token); created before the task
+   and removed after it, its files kept as spares for the next tasks' inputs (`SpareFiles`) when the run
+   ended normally.
 2. The payload and every data dependency are copied from object storage into the folder, one file per
    result, named by result id (several at a time). At the same time the worker's health is checked (a
    check started as soon as the previous Process call was over, see `WorkerClient`) and the task is
@@ -57,7 +58,7 @@ from armonik_core.polling_agent.agent_service import AgentService, TaskRun, data
 from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.polling_agent.spare_files import SpareFiles
-from armonik_core.polling_agent.worker_client import WorkerClient
+from armonik_core.polling_agent.worker_client import Worker
 
 log = logging.getLogger("armonik.polling_agent")
 
@@ -87,13 +88,11 @@ def _describe(exc: BaseException) -> str:
 def _make_folder(path: Path) -> None:
     try:
         os.mkdir(path)
-    except FileExistsError:  # the agent's reused folder
-        pass
     except FileNotFoundError:  # the shared cache folder itself is missing (first task, or removed)
         path.mkdir(parents=True, exist_ok=True)
 
 
-def _empty_folder(path: Path, remove: bool, spares: SpareFiles | None = None) -> None:
+def _empty_folder(path: Path, spares: SpareFiles | None = None) -> None:
     """A task's data folder holds a few files: kept as `spares` for the next inputs, or unlinked directly,
     which costs a fraction of `rmtree`'s careful descent; anything else (a folder the worker made) goes
     through `rmtree`."""
@@ -105,8 +104,7 @@ def _empty_folder(path: Path, remove: bool, spares: SpareFiles | None = None) ->
                 elif spares is None or not spares.keep(entry.path):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
-        if remove:
-            os.rmdir(path)
+        os.rmdir(path)
     except FileNotFoundError:
         pass
     except OSError:
@@ -139,13 +137,10 @@ class TaskRunner:
         backend: ComputeBackend,
         objects: ObjectStorage,
         service: AgentService,
-        worker: WorkerClient,
-        data_folder: Path | None = None,
+        worker: Worker,
         spares: SpareFiles | None = None,
     ) -> None:
         self.acquired = acquired
-        #: A folder of the agent's, reused from task to task (emptied, not removed), or None for a fresh one.
-        self._reused_folder = data_folder
         #: Files kept from earlier tasks, for this task's inputs; its own are kept in turn if it ended normally.
         self._spares = spares
         self._settings = settings
@@ -193,7 +188,7 @@ class TaskRunner:
         With `report=False` the outcome is the caller's to report (the agent batches them), except when the
         run is torn down from outside: the task is then given back here."""
         token = new_id()
-        folder = self._reused_folder or self._settings.shared_cache_folder / token
+        folder = self._settings.shared_cache_folder / token
         run = TaskRun(self.acquired, token, folder)
         started = time.monotonic()
         outcome = TaskOutcome(OutcomeKind.CRASH, "The agent failed before the task ran")
@@ -222,7 +217,7 @@ class TaskRunner:
                 await asyncio.sleep(0)
             # A worker whose call was abandoned may still use its files: those are not kept for other tasks.
             spares = None if outcome.kind in ABANDONED else self._spares
-            _empty_folder(run.data_folder, remove=self._reused_folder is None, spares=spares)
+            _empty_folder(run.data_folder, spares=spares)
             if report and self.report is not None:
                 await self.report
         # One line per task at thousands of tasks per second is noise and a measurable cost: successes are
