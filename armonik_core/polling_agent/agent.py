@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 
 import grpc
@@ -85,7 +86,8 @@ class PollingAgent:
             self._processor = load_processor(settings.worker_module)
         #: Set when the agent stopped because its in-process worker is stuck: the process should restart.
         self.restart_requested = False
-        self._spares = SpareFiles(settings.shared_cache_folder / f".{settings.agent_id}-spare")
+        # Named after the process too: agents of several deployments may share a folder such as /cache/shared.
+        self._spares = SpareFiles(settings.shared_cache_folder / f".{settings.agent_id}-{os.getpid()}-spare")
 
     @property
     def current_task_id(self) -> str | None:

@@ -3,9 +3,9 @@
 The sequence follows ArmoniK.Core's `TaskHandler`:
 
 1. A fresh communication token, and a data folder `<SharedCacheFolder>/<token>`, as upstream lays them out
-   (PymoniK, for one, builds the path of a resource it asks for from the token); created before the task
-   and removed after it, its files kept as spares for the next tasks' inputs (`SpareFiles`) when the run
-   ended normally.
+   (PymoniK, for one, builds the path of a resource it asks for from the token). When the run ended
+   normally, the folder, emptied, and its files are kept (`SpareFiles`) and renamed into place for the next
+   tasks: a rename instead of a mkdir and an rmdir, which cost 0.7 and 0.85 ms of wall time here.
 2. The payload and every data dependency are copied from object storage into the folder, one file per
    result, named by result id (several at a time). At the same time the worker's health is checked (a
    check started as soon as the previous Process call was over, see `WorkerClient`) and the task is
@@ -85,7 +85,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _make_folder(path: Path) -> None:
+def _make_folder(path: Path, spares: SpareFiles | None = None) -> None:
+    if spares is not None and spares.place_folder(str(path)):
+        return
     try:
         os.mkdir(path)
     except FileNotFoundError:  # the shared cache folder itself is missing (first task, or removed)
@@ -104,7 +106,8 @@ def _empty_folder(path: Path, spares: SpareFiles | None = None) -> None:
                 elif spares is None or not spares.keep(entry.path):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
-        os.rmdir(path)
+        if spares is None or not spares.keep_folder(str(path)):
+            os.rmdir(path)
     except FileNotFoundError:
         pass
     except OSError:
@@ -284,7 +287,7 @@ class TaskRunner:
 
     async def _prepare_and_process(self, run: TaskRun) -> ProcessReply:
         task = run.task
-        _make_folder(run.data_folder)  # one syscall or two: cheaper than a thread hop
+        _make_folder(run.data_folder, self._spares)  # one syscall or two: cheaper than a thread hop
         # The start is reported only if the task is still running after START_REPORT_DELAY: a short task
         # reports it with its outcome instead (`TaskOutcome.started_at`), sparing a round trip per task.
         # Either way the worker never waits for the backend; should the task turn out to be no longer ours,

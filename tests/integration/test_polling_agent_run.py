@@ -429,8 +429,13 @@ def files_left(shared: Path) -> list[Path]:
 
 
 def spare_files(running: Running) -> list[Path]:
-    folder = running.shared / f".{running.settings.agent_id}-spare"
-    return sorted(folder.iterdir()) if folder.exists() else []
+    folder = running.shared / f".{running.settings.agent_id}-{os.getpid()}-spare"
+    return sorted(path for path in folder.iterdir() if path.is_file()) if folder.exists() else []
+
+
+def spare_folders(running: Running) -> list[Path]:
+    folder = running.shared / f".{running.settings.agent_id}-{os.getpid()}-spare"
+    return sorted(path for path in folder.iterdir() if path.is_dir()) if folder.exists() else []
 
 
 # -- tests -------------------------------------------------------------------------------------------------
@@ -480,6 +485,10 @@ async def test_the_files_of_a_task_become_the_input_files_of_the_next(running: R
     await running.idle()
     kept = spare_files(running)
     assert len(kept) == 3 and all(path.stat().st_size == 0 for path in kept)  # the payload and both inputs
+    # The data folder too, emptied, for the next task's token.
+    [folder] = spare_folders(running)
+    assert list(folder.iterdir()) == []
+    folder_inode = folder.stat().st_ino
     inodes = {path.stat().st_ino for path in kept}
 
     following = await backend.submit({"action": "inspect"}, deps=[b"short", b"x"])
@@ -487,7 +496,9 @@ async def test_the_files_of_a_task_become_the_input_files_of_the_next(running: R
     assert outcome.kind is OutcomeKind.SUCCESS, outcome.message
     report = json.loads(await backend.data(outcome, following.task.expected_output_ids[0]))
     assert report["deps"] == dict(zip(following.task.data_dependencies, ["short", "x"], strict=True))
+    assert Path(report["folder"]).name == report["token"]
     await running.idle()
+    assert [path.stat().st_ino for path in spare_folders(running)] == [folder_inode]
     assert {path.stat().st_ino for path in spare_files(running)} == inodes, "the same files, kept again"
 
 
