@@ -307,7 +307,9 @@ def build_plan(
             pair = f"{name}-{replica}"
             folder = cache / pair
             worker_socket, agent_socket = folder / "armonik_worker.sock", folder / "armonik_agent.sock"
-            _check_socket(worker_socket, generated)
+            in_process = partition.worker[0].module is not None
+            if not in_process:  # an in-process worker uses no socket
+                _check_socket(worker_socket, generated)
             pair_env = {
                 "ComputePlane__WorkerChannel__Address": str(worker_socket),
                 "ComputePlane__WorkerChannel__SocketType": "unixdomainsocket",
@@ -320,7 +322,6 @@ def build_plan(
             }
             values = {**placeholders, "partition": name, "replica": str(replica)}
             agent = partition.polling_agent
-            in_process = partition.worker[0].module is not None
             agent_env = {
                 **common,
                 **log_env,
