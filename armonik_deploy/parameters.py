@@ -25,6 +25,7 @@ and ignored by the local target. A few keys exist for the local target only (mar
       replicas      = 1                      # local: number of polling agent + worker pairs
       polling_agent = { command = [...], env = {...} }                        # command, env: local
       worker        = [ { command = [...], env = {...} } ]                    # command: required locally
+                    # or [ { module = "package.module:processor" } ]: run in the polling agent's process
     } }
     ingress = { tls = false, mtls = false, generate_client_cert = true, custom_client_ca_file = "" }
                                              # TLS of the control plane's port (see armonik_deploy.tls)
@@ -180,9 +181,12 @@ class Worker:
     limits: Resources = field(default_factory=dict)
     requests: Resources = field(default_factory=dict)
     conf: Any = None
-    # local: the worker process to start (required by the local target)
+    # local: the worker process to start (required by the local target, unless `module` is set)
     command: list[str] | None = field(default=None, metadata=constraint(non_empty=True))
     env: EnvMap = field(default_factory=dict)
+    # `package.module:processor`: a worker-SDK processor the polling agent runs in its own process
+    # (`Worker__Module`); no worker process is started
+    module: str | None = field(default=None, metadata=constraint(non_empty=True))
 
 
 @dataclass(slots=True)

@@ -182,6 +182,66 @@ def _check_socket(path: Path, generated: Path) -> None:
         )
 
 
+def _may_create(folder: Path) -> bool:
+    """This user may write `folder`, or create it: its nearest existing ancestor is a writable folder (checked
+    without creating anything, as a plan may only be shown)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
+    return False
+
+
+def _usable_cache_folder(wanted: str, fallback: str, partition: str, warnings: list[str]) -> str:
+    """`wanted` when this user may create and write it, else `fallback` and a warning: a folder such as
+    `/cache/shared` (where PymoniK looks for resources) needs a user who may create `/cache`, and a deployment
+    started by another user still runs, with PymoniK's resource lookups the one thing lost."""
+    if wanted == fallback or _may_create(Path(wanted)):
+        return wanted
+    message = (
+        f"compute_plane.{partition}: Pollster__SharedCacheFolder={wanted} cannot be created or written by this "
+        f"user: the partition's data folders go to {fallback} instead (create {wanted} writable by this user "
+        "for PymoniK's materialize and retrieve_object)"
+    )
+    if message not in warnings:  # once per partition, not per replica
+        warnings.append(message)
+    return fallback
+
+
+def _check_workers(file: Path, name: str, partition: ComputePartition) -> None:
+    """Every worker has a command (a process to start), or the partition's only worker is a `module` (run
+    in the polling agent's process)."""
+    for i, worker in enumerate(partition.worker):
+        if worker.module is not None:
+            if len(partition.worker) > 1:
+                raise ParametersError(
+                    file,
+                    f"compute_plane.{name}.worker[{i}].module",
+                    "an in-process worker is the partition's only worker",
+                )
+            if worker.command is not None:
+                raise ParametersError(
+                    file,
+                    f"compute_plane.{name}.worker[{i}].command",
+                    "set either module (run in the polling agent) or command (a worker process), not both",
+                )
+        elif worker.command is None:
+            raise ParametersError(
+                file,
+                f"compute_plane.{name}.worker[{i}].command",
+                "required by the local target: the worker process to start, "
+                'e.g. ["{python}", "-m", "my_worker"], or a module run in the polling agent, '
+                'e.g. module = "my_package.my_worker:processor"',
+            )
+
+
+def _in_process_env(partition: ComputePartition, worker_env: dict[str, str]) -> dict[str, str]:
+    """An in-process worker's settings, for its polling agent: the module, and the environment the worker
+    process would have had (configurations.worker, worker.env), since the user's code runs there."""
+    [worker] = partition.worker
+    assert worker.module is not None
+    return {**worker_env, **env_strings(worker.env), "Worker__Module": worker.module}
+
+
 def build_plan(
     params: Parameters,
     parameters_file: Path,
@@ -203,14 +263,7 @@ def build_plan(
             f"'{cp.default_partition}' is not a partition of compute_plane (partitions: {known})",
         )
     for name, partition in params.compute_plane.items():
-        for i, worker in enumerate(partition.worker):
-            if worker.command is None:
-                raise ParametersError(
-                    file,
-                    f"compute_plane.{name}.worker[{i}].command",
-                    "required by the local target: the worker process to start, "
-                    'e.g. ["{python}", "-m", "my_worker"]',
-                )
+        _check_workers(file, name, partition)
 
     base = parameters_file.resolve().parent
     workdir = str(
@@ -283,13 +336,14 @@ def build_plan(
             pair = f"{name}-{replica}"
             folder = cache / pair
             worker_socket, agent_socket = folder / "armonik_worker.sock", folder / "armonik_agent.sock"
-            _check_socket(worker_socket, generated)
+            in_process = partition.worker[0].module is not None
+            if not in_process:  # an in-process worker uses no socket
+                _check_socket(worker_socket, generated)
             pair_env = {
                 "ComputePlane__WorkerChannel__Address": str(worker_socket),
                 "ComputePlane__WorkerChannel__SocketType": "unixdomainsocket",
                 "ComputePlane__AgentChannel__Address": str(agent_socket),
                 "ComputePlane__AgentChannel__SocketType": "unixdomainsocket",
-                "Pollster__SharedCacheFolder": str(shared),
                 "Pollster__PartitionId": name,
                 "Pollster__AgentId": pair,
                 "ControlPlane__Endpoint": f"https://{endpoint}" if tls else endpoint,
@@ -297,29 +351,37 @@ def build_plan(
             }
             values = {**placeholders, "partition": name, "replica": str(replica)}
             agent = partition.polling_agent
+            agent_env = {
+                **common,
+                **log_env,
+                **core_env,
+                **compute_env,
+                # upstream's layout, `<SharedCacheFolder>/<communication token>`: a default that
+                # configurations.polling and the partition's polling_agent.env may change
+                "Pollster__SharedCacheFolder": str(shared),
+                **fragment_env(configs.polling),
+                **env_strings(agent.env),
+                **(_in_process_env(partition, fragment_env(configs.worker)) if in_process else {}),
+                **pair_env,
+                **(tls.client_env() if tls else {}),
+            }
+            agent_env["Pollster__SharedCacheFolder"] = _usable_cache_folder(
+                agent_env["Pollster__SharedCacheFolder"], str(shared), name, warnings
+            )
             processes.append(
                 ProcessSpec(
                     name=f"{pair}-polling-agent",
                     role="polling-agent",
                     args=_expand(agent.command, values),
-                    env={
-                        **common,
-                        **log_env,
-                        **core_env,
-                        **compute_env,
-                        **fragment_env(configs.polling),
-                        **env_strings(agent.env),
-                        **pair_env,
-                        **(tls.client_env() if tls else {}),
-                    },
+                    env=agent_env,
                     cwd=workdir,
                     grace=partition.termination_grace_period_seconds,
                     partition=name,
                     replica=replica,
-                    folders=[str(folder), str(shared)],
+                    folders=[str(folder), agent_env["Pollster__SharedCacheFolder"]],
                 )
             )
-            for index, worker in enumerate(partition.worker):
+            for index, worker in enumerate([] if in_process else partition.worker):
                 assert worker.command is not None
                 suffix = worker.name if len(partition.worker) == 1 else f"{worker.name}-{index}"
                 processes.append(
@@ -334,12 +396,13 @@ def build_plan(
                             **fragment_env(configs.worker),
                             **env_strings(worker.env),
                             **pair_env,
+                            "Pollster__SharedCacheFolder": agent_env["Pollster__SharedCacheFolder"],
                         },
                         cwd=workdir,
                         grace=partition.termination_grace_period_seconds,
                         partition=name,
                         replica=replica,
-                        folders=[str(folder), str(shared)],
+                        folders=[str(folder), agent_env["Pollster__SharedCacheFolder"]],
                     )
                 )
 

@@ -1,4 +1,4 @@
-"""The reference points of `throughput.py`: the worker protocol's own ceiling and dask.distributed."""
+"""The reference points of `throughput.py`: the worker protocol's own ceiling, dask.distributed and Ray."""
 
 from __future__ import annotations
 
@@ -102,6 +102,28 @@ def dask_baseline(tasks: int, round_trips: int) -> tuple[Rate, list[float]]:
                 t0 = time.perf_counter()
                 client.submit(_noop, i, pure=False).result()
                 latencies.append(time.perf_counter() - t0)
+    return rate, latencies
+
+
+def ray_baseline(tasks: int, round_trips: int, cpus: int = 2) -> tuple[Rate, list[float]]:
+    """No-op tasks on a local Ray instance of `cpus` worker processes (Ray's default: one per core), and
+    single-task round trips; Ray (`pip install -e .[bench]`) is started and stopped here."""
+    import ray
+
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        noop = ray.remote(_noop)
+        ray.get([noop.remote(i) for i in range(100)])  # warm up: the worker processes are started
+        started = time.perf_counter()
+        ray.get([noop.remote(i) for i in range(tasks)])
+        rate = Rate(tasks, time.perf_counter() - started)
+        latencies = []
+        for i in range(round_trips):
+            t0 = time.perf_counter()
+            ray.get(noop.remote(i))
+            latencies.append(time.perf_counter() - t0)
+    finally:
+        ray.shutdown()
     return rate, latencies
 
 

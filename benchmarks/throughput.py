@@ -5,7 +5,12 @@
    then the round trip of a single task (submit, process, result downloaded), `--round-trips` times.
 2. The ceiling of the worker protocol itself: as many `Worker.Process` calls, each answered by a
    `NotifyResultData`, between agent and worker processes with no storage, queue or control plane.
-3. dask.distributed (LocalCluster, 2 single-thread worker processes) on the same workload, as the baseline.
+3. dask.distributed (LocalCluster, 2 single-thread worker processes) and Ray (a local instance of `--pairs`
+   worker processes) on the same workload, as the baselines (`pip install -e .[bench]`).
+
+`--worker separate,inprocess` runs step 1 with worker processes (the default), with the no-op processor run in
+the polling agents themselves (`Worker__Module`), or both, one after the other: the first is the one the
+summary compares; a table gives every run's tasks/s, its ratios to dask and Ray, and its round trip.
 
 `--backends` runs step 1 on other storage, selected in the deployment's parameters file as a user would: a
 comma-separated list of `<queue>+<objects>` with queue `memory` (embedded, the default), `rabbitmq` or
@@ -43,7 +48,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _cluster import count_progress, cpu_seconds, free_port, own_cpu_seconds  # noqa: E402
-from baselines import Rate, dask_baseline, protocol_ceiling, summary  # noqa: E402
+from baselines import Rate, dask_baseline, protocol_ceiling, ray_baseline, summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -107,7 +112,24 @@ def describe(combo: tuple[str, ...]) -> str:
     return "embedded" if combo == ("memory", "filesystem") else "+".join(combo)
 
 
-def deploy(generated: Path, pairs: int, storage: dict[str, Any] | None = None) -> tuple[str, Path]:
+#: How the deployment runs the no-op processor: worker processes, or in the polling agents (`Worker__Module`).
+WORKERS = {
+    "separate": {"command": ["{python}", str(HERE / "_noop_worker.py")]},
+    "inprocess": {"module": "benchmarks._noop_worker:noop"},
+}
+
+
+def parse_workers(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [mode for mode in modes if mode not in WORKERS]
+    if unknown or not modes:
+        raise SystemExit(f"--worker: {', '.join(unknown) or text!r}: expected {', '.join(WORKERS)}")
+    return modes
+
+
+def deploy(
+    generated: Path, pairs: int, storage: dict[str, Any] | None = None, worker: str = "separate"
+) -> tuple[str, Path]:
     port = free_port()
     parameters = generated / "parameters.tfvars.json"
     parameters.write_text(
@@ -120,7 +142,7 @@ def deploy(generated: Path, pairs: int, storage: dict[str, Any] | None = None) -
                 "compute_plane": {
                     "default": {
                         "replicas": pairs,
-                        "worker": [{"command": ["{python}", str(HERE / "_noop_worker.py")]}],
+                        "worker": [WORKERS[worker]],
                     }
                 },
             }
@@ -252,21 +274,10 @@ def round_trip_milestones(
     return dict(sorted(medians.items(), key=lambda item: item[1]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--pairs", type=int, default=2, help="polling agent + worker pairs")
-    parser.add_argument("--round-trips", type=int, default=200)
-    parser.add_argument("--no-dask", action="store_true", help="skip the dask.distributed baseline")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument(
-        "--backends", default="embedded", help="comma-separated <queue>+<objects>[+mongodb] (see above)"
-    )
-    args = parser.parse_args()
-    combos = parse_backends(args.backends)
-
+def run_deployments(
+    args: argparse.Namespace, combos: list[tuple[str, ...]], workers: list[str]
+) -> dict[str, tuple[Rate, list[float], dict[str, float]]]:
+    """Step 1 for every worker mode on every backend combination, labelled `<worker> / <backends>`."""
     s3 = None
     if any(combo[1] == "s3" for combo in combos):
         sys.path.insert(0, str(ROOT))
@@ -275,74 +286,147 @@ def main() -> None:
         s3 = S3Server().start()
     runs: dict[str, tuple[Rate, list[float], dict[str, float]]] = {}
     try:
-        for combo in combos:
-            with tempfile.TemporaryDirectory(prefix="ak-throughput-") as tmp:
-                generated = Path(tmp)
-                console.print(f"deploying {args.pairs} agent + worker pairs on {describe(combo)} ...")
-                blocks = storage_blocks(combo, s3.endpoint if s3 else None)
-                endpoint, _ = deploy(generated, args.pairs, blocks)
-                try:
-                    runs[describe(combo)] = armonik_run(
-                        endpoint,
-                        args.tasks,
-                        args.round_trips,
-                        not args.no_progress,
-                        deployment_pids(generated),
-                    )
-                finally:
-                    destroy(generated)
+        for worker in workers:
+            for combo in combos:
+                with tempfile.TemporaryDirectory(prefix="ak-throughput-") as tmp:
+                    generated = Path(tmp)
+                    label = f"{worker} / {describe(combo)}"
+                    console.print(f"deploying {args.pairs} agents ({label}) ...")
+                    blocks = storage_blocks(combo, s3.endpoint if s3 else None)
+                    endpoint, _ = deploy(generated, args.pairs, blocks, worker)
+                    try:
+                        runs[label] = armonik_run(
+                            endpoint,
+                            args.tasks,
+                            args.round_trips,
+                            not args.no_progress,
+                            deployment_pids(generated),
+                        )
+                    finally:
+                        destroy(generated)
     finally:
         if s3 is not None:
             s3.stop()
-    armonik, latencies, milestones = runs[describe(combos[0])]
+    return runs
 
-    console.print("measuring the worker protocol ceiling ...")
-    ceiling = protocol_ceiling(args.tasks, args.pairs)
-    dask_rate, dask_latencies = (None, []) if args.no_dask else dask_baseline(args.tasks, args.round_trips)
 
-    figures = {
+def rounded(values: dict[str, float], digits: int = 2) -> dict[str, float]:
+    return {k: round(v, digits) for k, v in values.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--pairs", type=int, default=2, help="polling agents (each with its worker)")
+    parser.add_argument("--round-trips", type=int, default=200)
+    parser.add_argument(
+        "--worker",
+        default="separate",
+        help="comma-separated: separate (worker processes), inprocess (in the agents); the first is compared",
+    )
+    parser.add_argument("--no-dask", action="store_true", help="skip the dask.distributed baseline")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray baseline")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the worker protocol ceiling")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--backends", default="embedded", help="comma-separated <queue>+<objects>[+mongodb] (see above)"
+    )
+    args = parser.parse_args()
+    combos = parse_backends(args.backends)
+    workers = parse_workers(args.worker)
+
+    runs = run_deployments(args, combos, workers)
+    armonik, latencies, milestones = next(iter(runs.values()))
+
+    ceiling = None
+    if not args.no_ceiling:
+        console.print("measuring the worker protocol ceiling ...")
+        ceiling = protocol_ceiling(args.tasks, args.pairs)
+    references: dict[str, tuple[Rate, list[float]]] = {}
+    if not args.no_dask:
+        console.print("measuring dask.distributed ...")
+        references["dask"] = dask_baseline(args.tasks, args.round_trips)
+    if not args.no_ray:
+        console.print("measuring Ray ...")
+        references["ray"] = ray_baseline(args.tasks, args.round_trips, args.pairs)
+
+    figures: dict[str, Any] = {
         "tasks": args.tasks,
         "pairs": args.pairs,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "armonik_tasks_per_second": round(armonik.per_second, 1),
-        "protocol_ceiling_calls_per_second": round(ceiling.per_second, 1),
-        "armonik_percent_of_ceiling": round(100 * armonik.per_second / ceiling.per_second, 1),
-        "armonik_round_trip": {k: round(v, 2) for k, v in summary(latencies).items()},
-        "armonik_round_trip_milestones_ms": {k: round(v, 2) for k, v in milestones.items()},
-        "backends": {
+        "armonik_round_trip": rounded(summary(latencies)),
+        "armonik_round_trip_milestones_ms": rounded(milestones),
+        "runs": {
             name: {
                 "tasks_per_second": round(rate.per_second, 1),
-                "percent_of_ceiling": round(100 * rate.per_second / ceiling.per_second, 1),
-                "round_trip": {k: round(v, 2) for k, v in summary(trips).items()},
+                "round_trip": rounded(summary(trips)),
+                "cpu_ms_per_task": rounded(rate.cpu_ms_per_task or {}, 3),
+                **{
+                    f"over_{ref}": round(rate.per_second / ref_rate.per_second, 2)
+                    for ref, (ref_rate, _) in references.items()
+                },
             }
             for name, (rate, trips, _) in runs.items()
         },
     }
+    for ref, (ref_rate, ref_latencies) in references.items():
+        figures[f"{ref}_tasks_per_second"] = round(ref_rate.per_second, 1)
+        figures[f"armonik_over_{ref}"] = round(armonik.per_second / ref_rate.per_second, 2)
+        figures[f"{ref}_round_trip"] = rounded(summary(ref_latencies))
     cores = os.cpu_count() or 1
-    armonik_cpu = {role: round(ms, 3) for role, ms in (armonik.cpu_ms_per_task or {}).items()}
-    ceiling_cpu = {role: round(ms, 3) for role, ms in (ceiling.cpu_ms_per_task or {}).items()}
+    armonik_cpu = rounded(armonik.cpu_ms_per_task or {}, 3)
+    ceiling_cpu = rounded((ceiling.cpu_ms_per_task or {}) if ceiling else {}, 3)
     figures["cpu_ms_per_task"] = {"armonik": armonik_cpu, "protocol_ceiling": ceiling_cpu, "cores": cores}
+    if ceiling is not None:
+        figures["protocol_ceiling_calls_per_second"] = round(ceiling.per_second, 1)
+        figures["armonik_percent_of_ceiling"] = round(100 * armonik.per_second / ceiling.per_second, 1)
     if armonik_cpu:
         # With every core busy, tasks/s cannot exceed cores / CPU per task: the bound of this design here.
         figures["armonik_cpu_bound_tasks_per_second"] = round(1000 * cores / sum(armonik_cpu.values()), 1)
-    if dask_rate is not None:
-        figures["dask_tasks_per_second"] = round(dask_rate.per_second, 1)
-        figures["armonik_over_dask"] = round(armonik.per_second / dask_rate.per_second, 2)
-        figures["dask_round_trip"] = {k: round(v, 2) for k, v in summary(dask_latencies).items()}
 
-    table = Table("measure", "value", title="End-to-end throughput (one run, same machine)")
-    table.add_row("ArmoniK no-op tasks/s", f"{armonik.per_second:,.0f}")
-    table.add_row("worker protocol ceiling (calls/s)", f"{ceiling.per_second:,.0f}")
-    table.add_row("ArmoniK / ceiling", f"{figures['armonik_percent_of_ceiling']} %")
+    print_tables(figures, runs, references, ceiling, milestones)
+    print(json.dumps(figures))
+
+
+def print_tables(
+    figures: dict[str, Any],
+    runs: dict[str, tuple[Rate, list[float], dict[str, float]]],
+    references: dict[str, tuple[Rate, list[float]]],
+    ceiling: Rate | None,
+    milestones: dict[str, float],
+) -> None:
+    first = next(iter(runs))
+    table = Table("measure", "value", title=f"End-to-end throughput (one run, same machine), {first}")
+    table.add_row("ArmoniK no-op tasks/s", f"{figures['armonik_tasks_per_second']:,.0f}")
+    if ceiling is not None:
+        table.add_row("worker protocol ceiling (calls/s)", f"{ceiling.per_second:,.0f}")
+        table.add_row("ArmoniK / ceiling", f"{figures['armonik_percent_of_ceiling']} %")
     table.add_row(
-        "ArmoniK round trip p50 / p99", "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**summary(latencies))
+        "ArmoniK round trip p50 / p99",
+        "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**figures["armonik_round_trip"]),
     )
-    if dask_rate is not None:
-        table.add_row("dask.distributed tasks/s", f"{dask_rate.per_second:,.0f}")
-        table.add_row("ArmoniK / dask", f"{figures['armonik_over_dask']}x")
+    for ref, (ref_rate, _) in references.items():
+        table.add_row(f"{ref} tasks/s", f"{ref_rate.per_second:,.0f}")
+        table.add_row(f"ArmoniK / {ref}", f"{figures[f'armonik_over_{ref}']}x")
         table.add_row(
-            "dask round trip p50 / p99", "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**summary(dask_latencies))
+            f"{ref} round trip p50 / p99",
+            "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**figures[f"{ref}_round_trip"]),
         )
     Console().print(table)
+    if len(runs) > 1:
+        ratios = [f"/ {ref}" for ref in references]
+        by_run = Table("worker / backends", "tasks/s", *ratios, "round trip p50 / p99", title="By run")
+        for name, data in figures["runs"].items():
+            by_run.add_row(
+                name,
+                f"{data['tasks_per_second']:,.0f}",
+                *[f"{data[f'over_{ref}']}x" for ref in references],
+                "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**data["round_trip"]),
+            )
+        Console().print(by_run)
     if milestones:
         steps = Table(
             "milestone", "ms from the start", "step (ms)", title="A round trip, step by step (medians)"
@@ -352,30 +436,23 @@ def main() -> None:
             steps.add_row(label, f"{at:.2f}", f"{at - previous:.2f}")
             previous = at
         Console().print(steps)
-    if armonik_cpu:
-        budget = Table("process", "ArmoniK", "protocol ceiling", title="CPU per task (ms, all threads)")
-        for label, role, ceiling_role in BUDGET_ROWS:
-            if role in armonik_cpu:
-                ceiling_ms = ceiling_cpu.get(ceiling_role or "")
-                budget.add_row(
-                    label, f"{armonik_cpu[role]:.3f}", "-" if ceiling_ms is None else f"{ceiling_ms:.3f}"
-                )
-        ceiling_total = f"{sum(ceiling_cpu.values()):.3f}" if ceiling_cpu else "-"
-        budget.add_row("total", f"{sum(armonik_cpu.values()):.3f}", ceiling_total)
-        bound = figures["armonik_cpu_bound_tasks_per_second"]
-        budget.caption = f"{cores} cores / total CPU per task = at most {bound:,.0f} ArmoniK tasks/s here"
-        Console().print(budget)
-    if len(runs) > 1:
-        per_backend = Table("backends", "tasks/s", "% of ceiling", "round trip p50 / p99", title="By backend")
-        for name, (rate, trips, _) in runs.items():
-            per_backend.add_row(
-                name,
-                f"{rate.per_second:,.0f}",
-                f"{100 * rate.per_second / ceiling.per_second:.1f} %",
-                "{p50_ms:.1f} / {p99_ms:.1f} ms".format(**summary(trips)),
+    ceiling_cpu = figures["cpu_ms_per_task"]["protocol_ceiling"]
+    budget = Table("process", *runs, "protocol ceiling", title="CPU per task (ms, all threads)")
+    for label, role, ceiling_role in BUDGET_ROWS:
+        cells = [figures["runs"][name]["cpu_ms_per_task"].get(role) for name in runs]
+        if any(cell is not None for cell in cells):
+            ceiling_ms = ceiling_cpu.get(ceiling_role or "")
+            budget.add_row(
+                label,
+                *["-" if cell is None else f"{cell:.3f}" for cell in cells],
+                "-" if ceiling_ms is None else f"{ceiling_ms:.3f}",
             )
-        Console().print(per_backend)
-    print(json.dumps(figures))
+    budget.add_row(
+        "total",
+        *[f"{sum(figures['runs'][name]['cpu_ms_per_task'].values()):.3f}" for name in runs],
+        f"{sum(ceiling_cpu.values()):.3f}" if ceiling_cpu else "-",
+    )
+    Console().print(budget)
 
 
 if __name__ == "__main__":

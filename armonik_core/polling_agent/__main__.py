@@ -3,7 +3,8 @@
 The backend is the control plane's compute gateway (`ControlPlane__Endpoint`); objects are read and
 written directly in the object storage the settings choose (`Components__ObjectStorage`: the shared folder
 `Embedded__DataDirectory/objects` by default, Redis or S3). Settings: see
-`armonik_core.polling_agent.settings`. Exit status: 0 after a clean stop, 2 for an invalid configuration.
+`armonik_core.polling_agent.settings`. Exit status: 0 after a clean stop, 2 for an invalid configuration (an in-process worker that cannot be
+imported included), 3 when an in-process worker stuck in an abandoned task made the agent stop.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from armonik_core import logs
 from armonik_core.adapters import factory
@@ -18,15 +20,21 @@ from armonik_core.adapters.objects.base import ObjectStorage
 from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import ComputeBackend
 from armonik_core.polling_agent.gateway_backend import connect_gateway_backend
+from armonik_core.polling_agent.inprocess import RESTART_EXIT_CODE, Processor, load_processor
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.process import run_event_loop, settings_or_exit
 
 log = logging.getLogger("armonik.polling_agent")
 
 
-async def serve(settings: AgentSettings, backend: ComputeBackend, objects: ObjectStorage) -> None:
+async def serve(
+    settings: AgentSettings,
+    backend: ComputeBackend,
+    objects: ObjectStorage,
+    processor: Processor | None = None,
+) -> PollingAgent:
     """Run an agent until SIGTERM or SIGINT, then stop it cleanly and close the backend and storage."""
-    agent = PollingAgent(settings, backend, objects)
+    agent = PollingAgent(settings, backend, objects, processor)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
@@ -38,14 +46,17 @@ async def serve(settings: AgentSettings, backend: ComputeBackend, objects: Objec
             loop.remove_signal_handler(sig)
         await backend.close()
         await objects.close()
+    return agent
 
 
-async def _main(settings: AgentSettings) -> None:
+async def _main(settings: AgentSettings, processor: Processor | None) -> bool:
+    """True when the agent stopped for its supervisor to restart it."""
     backend = connect_gateway_backend(settings)
     objects = factory.open_object_storage(
         settings.environment, settings.object_storage, settings.data_directory, settings.durable_objects
     )
-    await serve(settings, backend, objects)
+    agent = await serve(settings, backend, objects, processor)
+    return agent.restart_requested
 
 
 def main() -> None:
@@ -55,7 +66,14 @@ def main() -> None:
         "starting polling agent",
         extra={"agentId": settings.agent_id, "partitionId": settings.partition_id},
     )
-    run_event_loop(_main(settings), "armonik-polling-agent")
+    # An in-process worker is imported once logging is configured (the worker SDK configures it otherwise).
+    processor = (
+        settings_or_exit(lambda: load_processor(settings.worker_module), "armonik-polling-agent")
+        if settings.worker_module
+        else None
+    )
+    if run_event_loop(_main(settings, processor), "armonik-polling-agent"):
+        sys.exit(RESTART_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
-from pathlib import Path
 
 import grpc
 from armonik.protogen.worker.agent_service_pb2_grpc import add_AgentServicer_to_server
@@ -36,10 +36,11 @@ from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.polling_agent.agent_service import AgentService
 from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
 from armonik_core.polling_agent.exchange import TaskExchange, tasks_to_hold
+from armonik_core.polling_agent.inprocess import InProcessWorker, Processor, load_processor
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.polling_agent.spare_files import SpareFiles
-from armonik_core.polling_agent.task_runner import ABANDONED, TaskRunner
-from armonik_core.polling_agent.worker_client import WorkerClient
+from armonik_core.polling_agent.task_runner import TaskRunner
+from armonik_core.polling_agent.worker_client import Worker, WorkerClient
 
 log = logging.getLogger("armonik.polling_agent")
 
@@ -54,7 +55,13 @@ ACQUIRE_ERROR_PAUSE = 1.0
 
 
 class PollingAgent:
-    def __init__(self, settings: AgentSettings, backend: ComputeBackend, objects: ObjectStorage) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        backend: ComputeBackend,
+        objects: ObjectStorage,
+        processor: Processor | None = None,
+    ) -> None:
         self.settings = settings
         self._backend = backend
         self._objects = objects
@@ -77,17 +84,14 @@ class PollingAgent:
         self._closing = False
         #: When the last heartbeat that renewed the leases was sent (event loop time).
         self._renewed_at = float("-inf")
-        #: The data folders tasks were given, the current one last (all removed when the agent stops).
-        self._folders: list[Path] = []
-        self._data_folder = self._new_data_folder()
-        self._spares = SpareFiles(settings.shared_cache_folder / f"{settings.agent_id}-spare")
-        self._folders.append(self._spares.folder)
-
-    def _new_data_folder(self) -> Path:
-        """The data folder tasks are given, reused while runs end normally."""
-        folder = self.settings.shared_cache_folder / f"{self.settings.agent_id}-{len(self._folders) + 1}"
-        self._folders.append(folder)
-        return folder
+        #: An in-process worker's processor (`Worker__Module`), or None for a separate worker process.
+        self._processor = processor
+        if processor is None and settings.worker_module:
+            self._processor = load_processor(settings.worker_module)
+        #: Set when the agent stopped because its in-process worker is stuck: the process should restart.
+        self.restart_requested = False
+        # Named after the process too: agents of several deployments may share a folder such as /cache/shared.
+        self._spares = SpareFiles(settings.shared_cache_folder / f".{settings.agent_id}-{os.getpid()}-spare")
 
     @property
     def current_task_id(self) -> str | None:
@@ -108,8 +112,16 @@ class PollingAgent:
 
     async def run(self) -> None:
         """Serve and process tasks until `stop()`."""
-        await self._start_server()
-        worker = WorkerClient(self.settings.worker_channel, self.settings.worker_check_validity)
+        worker: Worker
+        if self._processor is not None:
+            # Nothing to serve: the worker calls the Agent API directly (see `inprocess`).
+            worker = InProcessWorker(
+                self._processor, self.service, self.settings.worker_module or "processor"
+            )
+            self.serving.set()
+        else:
+            await self._start_server()
+            worker = WorkerClient(self.settings.worker_channel, self.settings.worker_check_validity)
         self._closing = False
         heartbeats = asyncio.create_task(self._heartbeats(), name="heartbeats")
         try:
@@ -122,8 +134,7 @@ class PollingAgent:
             await asyncio.gather(heartbeats, return_exceptions=True)
             await self._stop_server()
             await worker.close()
-            for folder in self._folders:
-                shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(self._spares.folder, ignore_errors=True)
             log.info("polling agent stopped", extra={"agentId": self.settings.agent_id})
 
     # -- server ------------------------------------------------------------------------------------------
@@ -160,7 +171,7 @@ class PollingAgent:
             path.unlink(missing_ok=True)
 
     # -- main loop ---------------------------------------------------------------------------------------
-    async def _wait_for_worker(self, worker: WorkerClient) -> bool:
+    async def _wait_for_worker(self, worker: Worker) -> bool:
         """Until the worker is healthy (True) or the agent is stopping (False)."""
         settings = self.settings
         rounds = 0
@@ -178,6 +189,15 @@ class PollingAgent:
             if self._stopping.is_set():
                 break
             rounds += 1
+            if isinstance(worker, InProcessWorker):
+                log.error(
+                    "the in-process worker is still running a task it was told to abandon after %d checks: "
+                    "stopping the agent, for its supervisor to restart it",
+                    settings.worker_check_retries,
+                )
+                self.restart_requested = True
+                self.stop()
+                break
             log.error(
                 "worker %s is not healthy after %d checks; still waiting",
                 worker.target,
@@ -198,7 +218,7 @@ class PollingAgent:
                 await asyncio.wait_for(self._stopping.wait(), ACQUIRE_ERROR_PAUSE)
             return None
 
-    async def _loop(self, worker: WorkerClient) -> None:
+    async def _loop(self, worker: Worker) -> None:
         """Take tasks and run them one at a time.
 
         When tasks are short, tasks are taken several at a time ahead of the running one and outcomes are
@@ -235,12 +255,10 @@ class PollingAgent:
                 if runner.worker_unhealthy or outcome.kind in (OutcomeKind.CANCELLED, OutcomeKind.TIMEOUT):
                     healthy = False
                 self._exchange.report(acquired, outcome, take_next=healthy)
-                if outcome.kind in ABANDONED:  # the worker may still write into the folder: take another
-                    self._data_folder = self._new_data_folder()
         finally:
             await self._exchange.close("The agent is shutting down")
 
-    def _runner_for(self, acquired: AcquiredTask, worker: WorkerClient) -> TaskRunner:
+    def _runner_for(self, acquired: AcquiredTask, worker: Worker) -> TaskRunner:
         return TaskRunner(
             acquired,
             settings=self.settings,
@@ -248,7 +266,6 @@ class PollingAgent:
             objects=self._objects,
             service=self.service,
             worker=worker,
-            data_folder=self._data_folder,
             spares=self._spares,
         )
 
@@ -263,7 +280,7 @@ class PollingAgent:
             self._runner = None
 
     async def _run_again(
-        self, worker: WorkerClient, dead: TaskRunner, crash: TaskOutcome, taken_at: float
+        self, worker: Worker, dead: TaskRunner, crash: TaskOutcome, taken_at: float
     ) -> tuple[TaskRunner, TaskOutcome | None]:
         """The worker died with the task in hand: run the task once more on the restarted worker.
 
@@ -278,7 +295,6 @@ class PollingAgent:
         have given the task away, and it is dropped without a report."""
         settings = self.settings
         self._exchange.give_back_held()  # the tasks taken ahead go to other agents meanwhile
-        self._data_folder = self._new_data_folder()  # the dead worker's files stay out of the second run
         again = self._runner_for(dead.acquired, worker)
         # Held as the current run: heartbeats renew its lease, a cancellation or the agent's stop reaches it.
         self._runner = again

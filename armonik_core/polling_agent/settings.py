@@ -33,6 +33,9 @@ Variables (case-insensitive names; defaults in brackets):
 - `ControlPlane__Endpoint` [127.0.0.1:5001]: the control plane's compute gateway; an `https://host:port` URL
   connects with TLS, trusting `ControlPlane__Tls__CaFile` and presenting, for mTLS,
   `ControlPlane__Tls__ClientCertificateFile` and `…__ClientKeyFile` (see armonik_core.tls).
+- `Worker__Module` [unset]: `package.module:processor`, a worker-SDK processor the agent imports and runs
+  itself instead of calling a separate worker (see `armonik_core.polling_agent.inprocess`); the worker
+  channels are then unused.
 - `Embedded__DataDirectory` [generated/data]: object storage lives in `<dir>/objects`.
 - `Submitter__PreferredMessageSize` [1 MiB]: `Configuration.data_chunk_max_size` given to the worker.
 - `Serilog__MinimumLevel` [Information]: log level.
@@ -151,6 +154,8 @@ class AgentSettings:
     worker_check_timeout: float = 5.0
     worker_check_validity: float = 1.0
     control_plane_endpoint: str = "127.0.0.1:5001"
+    #: `package.module:processor` run in the agent's process (`Worker__Module`), or "" for a separate worker.
+    worker_module: str = ""
     data_directory: Path = Path("generated/data")
     data_chunk_max_size: int = 1 << 20
     log_level: str = "INFO"
@@ -217,6 +222,7 @@ class AgentSettings:
             ),
             worker_check_validity=duration("InitWorker__WorkerCheckValidity", 1.0),
             control_plane_endpoint=endpoint,
+            worker_module=env.get("Worker__Module", "").strip(),
             data_directory=Path(env.get("Embedded__DataDirectory", "generated/data")),
             data_chunk_max_size=int(
                 positive(

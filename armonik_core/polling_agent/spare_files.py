@@ -8,6 +8,9 @@ cost 0.2 ms of CPU here, and the worker's own output files paid as much. A kept 
 out of the way instead of unlinked, then renamed into place for the next input: two renames and an open,
 about ten microseconds, on any file system, and no inode is freed, so every other creation stays cheap too.
 
+A task's data folder (`<SharedCacheFolder>/<communication token>`) is kept the same way: emptied, renamed out of
+the way, and renamed to the next task's token; a directory's inode costs as much as a file's.
+
 What a worker wants to keep of its inputs past its Process call it copies: a hard link to an input file, which
 would survive upstream's deletion of the data folder, is emptied here. The files of a call that was abandoned
 (cancelled, timed out) are never kept, since the worker may still be using them.
@@ -28,6 +31,7 @@ class SpareFiles:
         self._folder = folder
         self._keep = keep
         self._spares: list[str] = []
+        self._folders: list[str] = []
         self._names = itertools.count()
         self._made = False
 
@@ -72,4 +76,29 @@ class SpareFiles:
         except OSError:
             return False
         self._spares.append(spare)
+        return True
+
+    def place_folder(self, target: str) -> bool:
+        """Move a kept, empty folder to `target`; False when none is kept (the caller creates `target`)."""
+        while self._folders:
+            try:
+                os.replace(self._folders.pop(), target)
+                return True
+            except FileNotFoundError:
+                continue
+        return False
+
+    def keep_folder(self, path: str) -> bool:
+        """Keep the empty folder at `path` for a later task; False (left as it is) when enough are kept."""
+        if len(self._folders) >= 4:
+            return False
+        spare = f"{self._folder}/d{next(self._names)}"
+        try:
+            if not self._made:
+                os.makedirs(self._folder, exist_ok=True)
+                self._made = True
+            os.rename(path, spare)
+        except OSError:
+            return False
+        self._folders.append(spare)
         return True

@@ -2,9 +2,10 @@
 
 The sequence follows ArmoniK.Core's `TaskHandler`:
 
-1. A fresh communication token, and a data folder: `<SharedCacheFolder>/<token>`, or the agent's own folder
-   that it empties after each task and replaces after a run whose worker call was abandoned (the worker may
-   still write into it). Creating and removing a folder per task costs more than the rest of the file work.
+1. A fresh communication token, and a data folder `<SharedCacheFolder>/<token>`, as upstream lays them out
+   (PymoniK, for one, builds the path of a resource it asks for from the token). When the run ended
+   normally, the folder, emptied, and its files are kept (`SpareFiles`) and renamed into place for the next
+   tasks: a rename instead of a mkdir and an rmdir, which cost 0.7 and 0.85 ms of wall time here.
 2. The payload and every data dependency are copied from object storage into the folder, one file per
    result, named by result id (several at a time). At the same time the worker's health is checked (a
    check started as soon as the previous Process call was over, see `WorkerClient`) and the task is
@@ -62,7 +63,7 @@ from armonik_core.polling_agent.agent_service import AgentService, TaskRun, data
 from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.polling_agent.spare_files import SpareFiles
-from armonik_core.polling_agent.worker_client import WorkerClient
+from armonik_core.polling_agent.worker_client import Worker
 
 log = logging.getLogger("armonik.polling_agent")
 
@@ -104,16 +105,16 @@ def never_reached(exc: grpc.aio.AioRpcError) -> bool:
     return any(marker in details for marker in _NOT_SENT)
 
 
-def _make_folder(path: Path) -> None:
+def _make_folder(path: Path, spares: SpareFiles | None = None) -> None:
+    if spares is not None and spares.place_folder(str(path)):
+        return
     try:
         os.mkdir(path)
-    except FileExistsError:  # the agent's reused folder
-        pass
     except FileNotFoundError:  # the shared cache folder itself is missing (first task, or removed)
         path.mkdir(parents=True, exist_ok=True)
 
 
-def _empty_folder(path: Path, remove: bool, spares: SpareFiles | None = None) -> None:
+def _empty_folder(path: Path, spares: SpareFiles | None = None) -> None:
     """A task's data folder holds a few files: kept as `spares` for the next inputs, or unlinked directly,
     which costs a fraction of `rmtree`'s careful descent; anything else (a folder the worker made) goes
     through `rmtree`."""
@@ -125,7 +126,7 @@ def _empty_folder(path: Path, remove: bool, spares: SpareFiles | None = None) ->
                 elif spares is None or not spares.keep(entry.path):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
-        if remove:
+        if spares is None or not spares.keep_folder(str(path)):
             os.rmdir(path)
     except FileNotFoundError:
         pass
@@ -159,13 +160,10 @@ class TaskRunner:
         backend: ComputeBackend,
         objects: ObjectStorage,
         service: AgentService,
-        worker: WorkerClient,
-        data_folder: Path | None = None,
+        worker: Worker,
         spares: SpareFiles | None = None,
     ) -> None:
         self.acquired = acquired
-        #: A folder of the agent's, reused from task to task (emptied, not removed), or None for a fresh one.
-        self._reused_folder = data_folder
         #: Files kept from earlier tasks, for this task's inputs; its own are kept in turn if it ended normally.
         self._spares = spares
         self._settings = settings
@@ -215,7 +213,7 @@ class TaskRunner:
         With `report=False` the outcome is the caller's to report (the agent batches them), except when the
         run is torn down from outside: the task is then given back here."""
         token = new_id()
-        folder = self._reused_folder or self._settings.shared_cache_folder / token
+        folder = self._settings.shared_cache_folder / token
         run = TaskRun(self.acquired, token, folder)
         started = time.monotonic()
         outcome = TaskOutcome(OutcomeKind.CRASH, "The agent failed before the task ran")
@@ -244,7 +242,7 @@ class TaskRunner:
                 await asyncio.sleep(0)
             # A worker whose call was abandoned may still use its files: those are not kept for other tasks.
             spares = None if outcome.kind in ABANDONED else self._spares
-            _empty_folder(run.data_folder, remove=self._reused_folder is None, spares=spares)
+            _empty_folder(run.data_folder, spares=spares)
             if report and self.report is not None:
                 await self.report
         # One line per task at thousands of tasks per second is noise and a measurable cost: successes are
@@ -311,7 +309,7 @@ class TaskRunner:
 
     async def _prepare_and_process(self, run: TaskRun) -> ProcessReply:
         task = run.task
-        _make_folder(run.data_folder)  # one syscall or two: cheaper than a thread hop
+        _make_folder(run.data_folder, self._spares)  # one syscall or two: cheaper than a thread hop
         # The start is reported only if the task is still running after START_REPORT_DELAY: a short task
         # reports it with its outcome instead (`TaskOutcome.started_at`), sparing a round trip per task.
         # Either way the worker never waits for the backend; should the task turn out to be no longer ours,

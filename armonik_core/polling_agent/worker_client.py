@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Protocol
 
 import grpc
 from armonik.protogen.common.objects_pb2 import Empty
@@ -24,6 +25,30 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.default_authority", "localhost"),
 ]
+
+
+class Worker(Protocol):
+    """What the agent needs of a worker: a separate process (`WorkerClient`) or an in-process processor
+    (`inprocess.InProcessWorker`)."""
+
+    @property
+    def target(self) -> str: ...
+
+    async def check(self, timeout: float = 5.0) -> bool: ...
+
+    def check_early(self, timeout: float = 5.0) -> None: ...
+
+    def check_needed(self) -> bool: ...
+
+    async def check_before_task(self, timeout: float = 5.0) -> bool: ...
+
+    async def wait_healthy(
+        self, retries: int, delay: float, timeout: float = 5.0, stop: asyncio.Event | None = None
+    ) -> bool: ...
+
+    async def process(self, request: ProcessRequest, timeout: float | None) -> ProcessReply: ...
+
+    async def close(self) -> None: ...
 
 
 class WorkerClient:

@@ -230,6 +230,23 @@ def _worker_container(
     return container
 
 
+def _run_in_process(ctx: Context, name: str, worker: Worker, agent: dict[str, Any]) -> None:
+    """An in-process worker (`module`): no worker container; the agent imports the processor, with the
+    worker's settings, from the worker's image when one is given (it must hold the agent too), and has no
+    socket to probe."""
+    assert worker.module is not None
+    agent["envFrom"] = [*agent["envFrom"], *objects.env_from([WORKER], [])]
+    agent["env"] = [
+        *agent["env"],
+        *objects.env_list({k: str(v) for k, v in worker.env.items()}),
+        {"name": "Worker__Module", "value": worker.module},
+    ]
+    if worker.image:
+        agent["image"] = ctx.image(worker.image, worker.tag, f"compute_plane.{name}.worker[0]")
+    agent.pop("startupProbe", None)
+    agent.pop("livenessProbe", None)
+
+
 def compute_plane(ctx: Context, settings: Settings, name: str, partition: ComputePartition) -> list[Manifest]:
     """Deployment `compute-plane-<p>`: a polling agent and its workers sharing the `/cache` emptyDir."""
     agent = partition.polling_agent
@@ -255,7 +272,13 @@ def compute_plane(ctx: Context, settings: Settings, name: str, partition: Comput
     }
     if res := objects.resources(agent.limits, agent.requests):
         agent_container["resources"] = res
-    workers = [_worker_container(ctx, name, partition, i, w, shared) for i, w in enumerate(partition.worker)]
+    if partition.worker[0].module is not None:
+        _run_in_process(ctx, name, partition.worker[0], agent_container)
+        workers = []
+    else:
+        workers = [
+            _worker_container(ctx, name, partition, i, w, shared) for i, w in enumerate(partition.worker)
+        ]
     user = partition.security.user if partition.security else objects.ARMONIK_USER
     pod = _pod_spec(
         [agent_container, *workers],

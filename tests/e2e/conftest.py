@@ -2,7 +2,9 @@
 
 The session-scoped `deployment` fixture writes a `parameters.tfvars.json` into a temporary folder (free ports
 for the control plane and the metrics exporter; partition `default` with 2 pairs of the bundled generic worker,
-partition `pymonik` with 1 pair of the PymoniK worker; a 3 s lease and 1 s heartbeats so that a lost agent is
+partition `pymonik` with 1 pair of the PymoniK worker, and `inprocess` and `pymonik-inprocess` with 1 polling
+agent each running the same processors in its own process (`Worker__Module`); the PymoniK partitions' data
+folders under /cache/shared, where PymoniK looks for the resources it fetches; a 3 s lease and 1 s heartbeats so that a lost agent is
 noticed quickly), deploys it from the repository root (the working directory of every process), and destroys
 it at the end, checking that no process of it is left. The suite runs once per storage variant
 (`STORAGE_VARIANTS`): on the embedded backends, then with the `rabbitmq` and `redis` blocks set, so that the
@@ -41,6 +43,11 @@ LOG_TAIL_LINES = 25
 LOCAL_ENV = {"ComputeGateway__LeaseSeconds": "3", "Pollster__HeartbeatSeconds": "1"}
 SAMPLES_WORKER = ["{python}", "-m", "armonik_samples.worker"]
 PYMONIK_WORKER = ["{python}", "-c", "from pymonik import run_pymonik_worker; run_pymonik_worker()"]
+#: The same processors run in the polling agents' own process (`Worker__Module`).
+SAMPLES_PROCESSOR = "armonik_samples.worker:dispatch"
+PYMONIK_PROCESSOR = "armonik_samples.pymonik_processor:processor"
+#: Where PymoniK looks for the resources it fetches: its partitions' data folders are there.
+PYMONIK_CACHE = {"Pollster__SharedCacheFolder": "/cache/shared"}
 
 #: The deployment of this test session, for the report hook (None outside of it).
 _ACTIVE: Deployment | None = None
@@ -92,10 +99,22 @@ def parameters(
                 "termination_grace_period_seconds": 5,
                 "worker": [{"command": list(SAMPLES_WORKER)}],
             },
+            "inprocess": {
+                "replicas": 1,
+                "termination_grace_period_seconds": 5,
+                "worker": [{"module": SAMPLES_PROCESSOR}],
+            },
             "pymonik": {
                 "replicas": 1,
                 "termination_grace_period_seconds": 5,
+                "polling_agent": {"env": dict(PYMONIK_CACHE)},
                 "worker": [{"command": list(PYMONIK_WORKER)}],
+            },
+            "pymonik-inprocess": {
+                "replicas": 1,
+                "termination_grace_period_seconds": 5,
+                "polling_agent": {"env": dict(PYMONIK_CACHE)},
+                "worker": [{"module": PYMONIK_PROCESSOR}],
             },
         },
         "metrics_exporter": {"port": metrics_port},

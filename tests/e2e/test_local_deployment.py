@@ -36,8 +36,9 @@ import pytest
 from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Result, ResultStatus, Task, TaskDefinition, TaskOptions, TaskStatus
 from prometheus_client.parser import text_string_to_metric_families
-from pymonik import Pymonik, task
+from pymonik import Pymonik, materialize, task
 
+from armonik_core.metrics import metric_name
 from armonik_samples import linear_subtasking
 
 if TYPE_CHECKING:
@@ -51,6 +52,26 @@ PYTHON = sys.executable
 T = TypeVar("T")
 
 RESULT_TIMEOUT = 60.0
+
+#: The generic worker's partitions: a worker process per agent, and the same processor in the agents' own
+#: process (`Worker__Module`); the SDK's and the samples' tests run on both, as PymoniK's on its two.
+SAMPLE_PARTITIONS = ("default", "inprocess")
+PYMONIK_PARTITIONS = ("pymonik", "pymonik-inprocess")
+
+
+@pytest.fixture(params=SAMPLE_PARTITIONS)
+def partition(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=PYMONIK_PARTITIONS)
+def pymonik_partition(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def session_key(name: str, partition: str) -> str:
+    """The name a test's session is recorded under: the plain name on the separate-worker partitions."""
+    return name if partition in ("default", "pymonik") else f"{name}@{partition}"
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
@@ -219,16 +240,16 @@ def error_text(t: Task) -> str:
 
 
 # -- 1. hello world and the samples' clients ------------------------------------------------------------------
-def test_hello_world_with_the_sdk(deployment: Deployment, clients: Clients) -> None:
+def test_hello_world_with_the_sdk(deployment: Deployment, clients: Clients, partition: str) -> None:
     options = TaskOptions(
         max_duration=timedelta(minutes=1),
         priority=1,
         max_retries=2,
-        partition_id="default",
+        partition_id=partition,
         options={"sample": "hello_world"},
     )
-    session_id = new_session(clients, options)
-    deployment.sessions["hello_world"] = session_id
+    session_id = new_session(clients, options, partition)
+    deployment.sessions[session_key("hello_world", partition)] = session_id
     output = clients.results.create_results_metadata(["output"], session_id)["output"].result_id
     payload = clients.results.create_results({"payload": b"World"}, session_id)["payload"].result_id
     (submitted,) = clients.tasks.submit_tasks(
@@ -241,7 +262,7 @@ def test_hello_world_with_the_sdk(deployment: Deployment, clients: Clients) -> N
     assert result_status(clients, output) == ResultStatus.COMPLETED
     done = clients.tasks.get_task(submitted.id)
     assert TaskStatus(done.status) == TaskStatus.COMPLETED
-    assert done.owner_pod_id in ("default-0", "default-1")
+    assert done.owner_pod_id in (f"{partition}-0", f"{partition}-1")
     assert done.options is not None and done.options.options["sample"] == "hello_world"
     assert clients.results.get_owner_task_id([output], session_id) == {output: submitted.id}
     clients.sessions.close_session(session_id)
@@ -256,7 +277,7 @@ def test_hello_world_with_the_sdk(deployment: Deployment, clients: Clients) -> N
         ("dynamic_submission", "OK dynamic submission"),
     ],
 )
-def test_sample_clients(deployment: Deployment, sample: str, expected: str) -> None:
+def test_sample_clients(deployment: Deployment, sample: str, expected: str, partition: str) -> None:
     done = subprocess.run(
         [
             PYTHON,
@@ -265,7 +286,7 @@ def test_sample_clients(deployment: Deployment, sample: str, expected: str) -> N
             "--endpoint",
             deployment.endpoint,
             "--partition",
-            "default",
+            partition,
             "--timeout",
             "45",
         ],
@@ -284,18 +305,18 @@ def test_sample_clients(deployment: Deployment, sample: str, expected: str) -> N
 
 # -- 2. a chain of output delegations -------------------------------------------------------------------------
 def test_linear_subtasking_hands_the_output_down_three_levels(
-    deployment: Deployment, clients: Clients
+    deployment: Deployment, clients: Clients, partition: str
 ) -> None:
     levels = 3
     options = TaskOptions(
         max_duration=timedelta(minutes=1),
         priority=1,
         max_retries=2,
-        partition_id="default",
+        partition_id=partition,
         options={"sample": "linear_subtasking"},
     )
-    session_id = new_session(clients, options)
-    deployment.sessions["linear_subtasking"] = session_id
+    session_id = new_session(clients, options, partition)
+    deployment.sessions[session_key("linear_subtasking", partition)] = session_id
     root_id, output = submit_one(clients, session_id, linear_subtasking.payload_of(0, levels, 0))
     assert clients.results.get_owner_task_id([output], session_id) == {output: root_id}
 
@@ -326,9 +347,12 @@ def test_linear_subtasking_hands_the_output_down_three_levels(
 
 
 # -- 3. a crash, then a successful retry ----------------------------------------------------------------------
-def test_a_task_that_crashes_once_succeeds_on_its_retry(deployment: Deployment, clients: Clients) -> None:
-    session_id = new_session(clients, behaviour_options("crash_once", max_retries=2))
-    deployment.sessions["crash_once"] = session_id
+def test_a_task_that_crashes_once_succeeds_on_its_retry(
+    deployment: Deployment, clients: Clients, partition: str
+) -> None:
+    options = behaviour_options("crash_once", max_retries=2, partition=partition)
+    session_id = new_session(clients, options, partition)
+    deployment.sessions[session_key("crash_once", partition)] = session_id
     first_id, output = submit_one(clients, session_id, b"survivor")
 
     wait_results(deployment, clients, session_id, [output], RESULT_TIMEOUT)
@@ -339,9 +363,10 @@ def test_a_task_that_crashes_once_succeeds_on_its_retry(deployment: Deployment, 
     assert set(tasks) == {first_id, retry_id}, session_report(clients, session_id)
     first, retry = tasks[first_id], tasks[retry_id]
     assert TaskStatus(first.status) == TaskStatus.RETRIED
-    # The SDK's worker answers a raising handler with no reply (INTERNAL); its log tells why.
+    # The SDK's worker answers a raising handler with no reply (INTERNAL), as does an in-process one; the
+    # worker's log (the agent's, in process) tells why.
     assert "Worker returned error INTERNAL" in error_text(first), error_text(first)
-    worker_logs = "".join(log.read_text() for log in deployment.logs.glob("default-*-worker.log"))
+    worker_logs = "".join(log.read_text() for log in deployment.logs.glob(f"{partition}-*.log"))
     assert f"deliberate crash (action crash_once) of task {first_id}" in worker_logs
     assert TaskStatus(retry.status) == TaskStatus.COMPLETED
     assert retry.retry_of_ids == [first_id]
@@ -352,10 +377,12 @@ def test_a_task_that_crashes_once_succeeds_on_its_retry(deployment: Deployment, 
 
 # -- 4. an error cascades to the tasks that depend on it -------------------------------------------------------
 def test_an_error_aborts_its_outputs_and_the_tasks_depending_on_them(
-    deployment: Deployment, clients: Clients
+    deployment: Deployment, clients: Clients, partition: str
 ) -> None:
-    session_id = new_session(clients, behaviour_options("echo", max_retries=2))
-    deployment.sessions["fail"] = session_id
+    session_id = new_session(
+        clients, behaviour_options("echo", max_retries=2, partition=partition), partition
+    )
+    deployment.sessions[session_key("fail", partition)] = session_id
     outputs = clients.results.create_results_metadata(["failing output", "final output"], session_id)
     failing_output, final_output = outputs["failing output"].result_id, outputs["final output"].result_id
     payloads = clients.results.create_results({"doomed": b"doomed", "never": b"never"}, session_id)
@@ -366,7 +393,7 @@ def test_an_error_aborts_its_outputs_and_the_tasks_depending_on_them(
             TaskDefinition(
                 payloads["doomed"].result_id,
                 expected_output_ids=[failing_output],
-                options=behaviour_options("fail", max_retries=2),
+                options=behaviour_options("fail", max_retries=2, partition=partition),
             ),
             TaskDefinition(
                 payloads["never"].result_id,
@@ -399,10 +426,14 @@ def test_an_error_aborts_its_outputs_and_the_tasks_depending_on_them(
 
 
 # -- 5. a task running past its max_duration ------------------------------------------------------------------
-def test_a_task_exceeding_its_max_duration_times_out(deployment: Deployment, clients: Clients) -> None:
-    options = behaviour_options("sleep", sleep="5", max_retries=0, max_duration=timedelta(seconds=1))
-    session_id = new_session(clients, options)
-    deployment.sessions["timeout"] = session_id
+def test_a_task_exceeding_its_max_duration_times_out(
+    deployment: Deployment, clients: Clients, partition: str
+) -> None:
+    options = behaviour_options(
+        "sleep", sleep="5", max_retries=0, max_duration=timedelta(seconds=1), partition=partition
+    )
+    session_id = new_session(clients, options, partition)
+    deployment.sessions[session_key("timeout", partition)] = session_id
     started = time.monotonic()
     task_id, output = submit_one(clients, session_id, b"too slow")
 
@@ -567,17 +598,33 @@ def sum_pi_results(parts: list[tuple[int, int]]) -> float:
     return 4.0 * inside / total
 
 
+@task(require_context=True)
+def fetch_resource(ctx: Any, result_id: str) -> dict[str, Any]:
+    """Fetches a result that is not among the task's inputs (`Agent.GetResourceData`): PymoniK then reads it
+    from the path it builds itself, `/cache/shared/<communication token>/<result id>`."""
+    path = ctx.get_object_path(result_id)
+    value = ctx.retrieve_object(result_id)
+    return {"value": value, "path": str(path), "folder": ctx.task_handler.data_folder}
+
+
+@task
+def read_materialized(resource: Any, worker_path: str) -> bytes:
+    """Reads a file PymoniK materialized before calling the function (through GetResourceData)."""
+    with open(worker_path, "rb") as file:
+        return file.read()
+
+
 # The PymoniK worker cannot import this module (pytest imports it under a name of its own): ship the tasks'
 # functions by value rather than as a reference to the module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.mark.timeout(150)
-def test_pymonik_estimates_pi(deployment: Deployment, clients: Clients) -> None:
+def test_pymonik_estimates_pi(deployment: Deployment, clients: Clients, pymonik_partition: str) -> None:
     count, samples = 100, 20000
-    with Pymonik(endpoint=deployment.endpoint, partition="pymonik") as pymonik:
+    with Pymonik(endpoint=deployment.endpoint, partition=pymonik_partition) as pymonik:
         session_id = pymonik._session_id
-        deployment.sessions["pymonik"] = session_id
+        deployment.sessions[session_key("pymonik", pymonik_partition)] = session_id
         parts = estimate_pi_partial.map_invoke([(samples,)] * count)
         estimate = sum_pi_results.invoke(parts)
         wait_results(deployment, clients, session_id, [estimate.result_id], 120)
@@ -586,8 +633,35 @@ def test_pymonik_estimates_pi(deployment: Deployment, clients: Clients) -> None:
     tasks = tasks_of(clients, session_id)
     assert len(tasks) == count + 1
     assert {TaskStatus(t.status) for t in tasks.values()} == {TaskStatus.COMPLETED}
-    assert {t.owner_pod_id for t in tasks.values()} == {"pymonik-0"}
-    assert {t.options.partition_id for t in tasks.values() if t.options is not None} == {"pymonik"}
+    assert {t.owner_pod_id for t in tasks.values()} == {f"{pymonik_partition}-0"}
+    assert {t.options.partition_id for t in tasks.values() if t.options is not None} == {pymonik_partition}
+
+
+@pytest.mark.timeout(120)
+def test_pymonik_materializes_resources_where_it_looks_for_them(
+    deployment: Deployment, clients: Clients, pymonik_partition: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"weights " * 1000)
+    worker_path = tmp_path / "materialized" / "model.bin"
+    with Pymonik(endpoint=deployment.endpoint, partition=pymonik_partition) as pymonik:
+        session_id = pymonik._session_id
+        deployment.sessions[session_key("pymonik_resources", pymonik_partition)] = session_id
+        stored = pymonik.put({"answer": 42}, name="resource")
+        fetched = fetch_resource.invoke(stored.result_id)  # the id only: not an input of the task
+        # PymoniK looks for an earlier upload with the SDK's get_results_ids, which creates the result it looks
+        # for (CreateResultsMetaData, upstream as here): without force_upload nothing would be uploaded.
+        mat = pymonik.upload_materialize(materialize(source, worker_path), force_upload=True)
+        copied = read_materialized.invoke(mat, str(worker_path))
+        wait_results(deployment, clients, session_id, [fetched.result_id, copied.result_id], 60)
+        report = run_with_timeout(lambda: fetched.wait().get(), 30, "downloading the report")
+        copy = run_with_timeout(lambda: copied.wait().get(), 30, "downloading the copy")
+    assert report["value"] == {"answer": 42}, report
+    # The data folder is where PymoniK looks: /cache/shared/<communication token>.
+    assert Path(report["path"]).parent == Path(report["folder"]), report
+    assert Path(report["folder"]).parent == Path("/cache/shared"), report
+    assert copy == source.read_bytes()
+    assert worker_path.read_bytes() == source.read_bytes()
 
 
 # -- 10. the metrics exporter ------------------------------------------------------------------------------------
@@ -642,10 +716,12 @@ def test_metrics_exporter_counts_the_tasks(deployment: Deployment, clients: Clie
     assert values["armonik_tasks_error"] >= 2  # the failing task and its dependent
     assert values["armonik_tasks_timeout"] >= 1
     assert values["armonik_tasks_cancelled"] >= 1
+    partitions = (*SAMPLE_PARTITIONS, *PYMONIK_PARTITIONS)
     assert (
-        values["armonik_default_tasks_completed"] + values["armonik_pymonik_tasks_completed"]
+        sum(values[metric_name(p, "tasks_completed")] for p in partitions)
         == values["armonik_tasks_completed"]
     )
+    assert values[metric_name("pymonik-inprocess", "tasks_completed")] >= 101
 
 
 # -- 11. armonik-cli -------------------------------------------------------------------------------------------

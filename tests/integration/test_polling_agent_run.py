@@ -18,11 +18,16 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from armonik.common import Output, TaskDefinition
+from armonik.common import TaskOptions as SdkOptions
+from armonik.protogen.common import agent_common_pb2 as a
+from armonik.worker import TaskHandler
 
 from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
 from armonik_core.domain.options import TaskOptions
@@ -32,152 +37,151 @@ from armonik_core.domain.statuses import ResultStatus, TaskStatus
 from armonik_core.ids import new_id
 from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
+from armonik_core.polling_agent.inprocess import InProcessAgentStub
 from armonik_core.polling_agent.settings import AgentSettings, ChannelSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# -- the worker (runs in its own process) ------------------------------------------------------------------
+# -- the worker's processor ------------------------------------------------------------------------------
+
+
+def outcome_of(call: Any) -> list[str]:
+    try:
+        call()
+        return ["OK", ""]
+    except grpc.RpcError as exc:
+        return [exc.code().name, exc.details()]
+
+
+def process(th: TaskHandler) -> Output:
+    """The worker's processor, driven by the JSON payload of each task: run by a separate worker process
+    (`run_worker`) or by the agent itself (`Worker__Module`, the `inprocess` variant of the tests)."""
+    spec = json.loads(th.payload)
+    action = spec["action"]
+    out = th.expected_results[0] if th.expected_results else ""
+    if action == "inspect":
+        report = {
+            "files": sorted(os.listdir(th.data_folder)),
+            "payload_id": th.payload_id,
+            "deps": {rid: data.decode() for rid, data in th.data_dependencies.items()},
+            "task_id": th.task_id,
+            "session_id": th.session_id,
+            "token": th.token,
+            "folder": th.data_folder,
+            "expected": th.expected_results,
+            "options": th.task_options.options,
+            "max_duration": th.task_options.max_duration.total_seconds(),
+            "priority": th.task_options.priority,
+            "chunk": th.configuration.data_chunk_max_size,
+        }
+        th.send_results({out: json.dumps(report).encode()})
+        return Output()
+    if action == "error":
+        return Output(spec["details"])
+    if action == "die":  # a poison task: it kills every worker that runs it
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "die_once":  # the first run leaves results, a subtask and an output, then its worker dies
+        if not os.path.exists(spec["marker"]):
+            open(spec["marker"], "w").close()
+            child = th.create_results({"dead-payload": b"from the dead run"})["dead-payload"].result_id
+            dead_out = th.create_results_metadata(["dead-out"])["dead-out"].result_id
+            th.submit_tasks([TaskDefinition(child, [dead_out])])
+            th.send_results({out: b"written by the dead run"})
+            os.kill(os.getpid(), signal.SIGKILL)
+        th.send_results({out: b"written by the second run"})
+        return Output()
+    if action == "raise":
+        raise RuntimeError("the worker function failed")
+    if action == "sleep":
+        deadline = time.monotonic() + spec["seconds"]
+        while time.monotonic() < deadline and not os.path.exists(spec["marker"]):
+            time.sleep(0.02)
+        th.send_results({out: b"slept"})
+        return Output()
+    if action == "subtasks":
+        created = th.create_results_metadata(["child-out"])
+        payloads = th.create_results({"child-payload": b"child payload data"})
+        child_out = created["child-out"].result_id
+        child_payload = payloads["child-payload"].result_id
+        request_options = SdkOptions(
+            max_duration=timedelta(0), priority=1, max_retries=0, options={"level": "request"}
+        )
+        own = SdkOptions(
+            max_duration=timedelta(seconds=7), priority=3, max_retries=1, options={"level": "task"}
+        )
+        # TaskHandler.submit_tasks cannot send per-task options (armonik 3.29.4 assigns a message field,
+        # which protobuf refuses), so the request is built here, as the SDK would.
+        creations = [
+            # Takes over the parent's output, from the sibling's result.
+            a.SubmitTasksRequest.TaskCreation(
+                payload_id=child_payload, expected_output_keys=[out], data_dependencies=[child_out]
+            ),
+            a.SubmitTasksRequest.TaskCreation(
+                payload_id=child_payload, expected_output_keys=[child_out], task_options=own.to_message()
+            ),
+        ]
+        reply = th._client.SubmitTasks(
+            a.SubmitTasksRequest(
+                session_id=th.session_id,
+                communication_token=th.token,
+                task_options=request_options.to_message(),
+                task_creations=creations,
+            )
+        )
+        tasks = list(reply.task_infos)
+        report = {
+            "tasks": [t.task_id for t in tasks],
+            "child_out": child_out,
+            "child_payload": child_payload,
+        }
+        th.create_results({"report": json.dumps(report).encode()})
+        return Output()  # the parent's output is delegated: nothing written
+    if action == "resource":
+        report = {rid: th.get_resource_data(rid).decode() for rid in spec["ids"]}
+        report["missing"] = outcome_of(lambda: th.get_resource_data("no-such-result"))
+        th.send_results({out: json.dumps(report).encode()})
+        return Output()
+    if action == "probe":
+        stub = th._client
+
+        def notify(token: str, rid: str) -> Any:
+            ids = [a.NotifyResultDataRequest.ResultIdentifier(session_id=th.session_id, result_id=rid)]
+            return stub.NotifyResultData(a.NotifyResultDataRequest(ids=ids, communication_token=token))
+
+        def submit(partition: str) -> Any:
+            creation = a.SubmitTasksRequest.TaskCreation(
+                payload_id=th.payload_id,
+                expected_output_keys=[out],
+                task_options=SdkOptions(
+                    max_duration=timedelta(seconds=1), priority=1, max_retries=1, partition_id=partition
+                ).to_message(),
+            )
+            request = a.SubmitTasksRequest(
+                session_id=th.session_id, communication_token=th.token, task_creations=[creation]
+            )
+            return stub.SubmitTasks(request)
+
+        report = {
+            "wrong_token": outcome_of(lambda: notify("not-the-token", out)),
+            "missing_token": outcome_of(lambda: notify("", out)),
+            "missing_file": outcome_of(lambda: notify(th.token, out)),
+            "wrong_partition": outcome_of(lambda: submit("elsewhere")),
+            "common_data": outcome_of(
+                lambda: stub.GetCommonData(a.DataRequest(communication_token=th.token, result_id=out))
+            ),
+        }
+        th.send_results({out: json.dumps(report).encode()})
+        return Output()
+    return Output(f"unknown action {action}")
 
 
 def run_worker(gate: str | None) -> None:
-    """An SDK worker; with `gate`, it reports NOT_SERVING while the file `gate` does not exist."""
-    from datetime import timedelta
-
-    from armonik.common import Output, TaskDefinition
-    from armonik.common import TaskOptions as SdkOptions
+    """An SDK worker serving `process`; with `gate`, it reports NOT_SERVING while the file `gate` does not
+    exist."""
     from armonik.common.channel import create_channel
-    from armonik.protogen.common import agent_common_pb2 as a
     from armonik.protogen.common.worker_common_pb2 import HealthCheckReply
-    from armonik.worker import ArmoniKWorker, TaskHandler
-
-    def outcome_of(call: Any) -> list[str]:
-        try:
-            call()
-            return ["OK", ""]
-        except grpc.RpcError as exc:
-            return [exc.code().name, exc.details()]
-
-    def process(th: TaskHandler) -> Output:
-        spec = json.loads(th.payload)
-        action = spec["action"]
-        out = th.expected_results[0] if th.expected_results else ""
-        if action == "inspect":
-            report = {
-                "files": sorted(os.listdir(th.data_folder)),
-                "payload_id": th.payload_id,
-                "deps": {rid: data.decode() for rid, data in th.data_dependencies.items()},
-                "task_id": th.task_id,
-                "session_id": th.session_id,
-                "token": th.token,
-                "folder": th.data_folder,
-                "expected": th.expected_results,
-                "options": th.task_options.options,
-                "max_duration": th.task_options.max_duration.total_seconds(),
-                "priority": th.task_options.priority,
-                "chunk": th.configuration.data_chunk_max_size,
-            }
-            th.send_results({out: json.dumps(report).encode()})
-            return Output()
-        if action == "error":
-            return Output(spec["details"])
-        if action == "die":  # a poison task: it kills every worker that runs it
-            os.kill(os.getpid(), signal.SIGKILL)
-        if (
-            action == "die_once"
-        ):  # the first run leaves results, a subtask and an output, then its worker dies
-            if not os.path.exists(spec["marker"]):
-                open(spec["marker"], "w").close()
-                child = th.create_results({"dead-payload": b"from the dead run"})["dead-payload"].result_id
-                dead_out = th.create_results_metadata(["dead-out"])["dead-out"].result_id
-                th.submit_tasks([TaskDefinition(child, [dead_out])])
-                th.send_results({out: b"written by the dead run"})
-                os.kill(os.getpid(), signal.SIGKILL)
-            th.send_results({out: b"written by the second run"})
-            return Output()
-        if action == "raise":
-            raise RuntimeError("the worker function failed")
-        if action == "sleep":
-            deadline = time.monotonic() + spec["seconds"]
-            while time.monotonic() < deadline and not os.path.exists(spec["marker"]):
-                time.sleep(0.02)
-            th.send_results({out: b"slept"})
-            return Output()
-        if action == "subtasks":
-            created = th.create_results_metadata(["child-out"])
-            payloads = th.create_results({"child-payload": b"child payload data"})
-            child_out = created["child-out"].result_id
-            child_payload = payloads["child-payload"].result_id
-            request_options = SdkOptions(
-                max_duration=timedelta(0), priority=1, max_retries=0, options={"level": "request"}
-            )
-            own = SdkOptions(
-                max_duration=timedelta(seconds=7), priority=3, max_retries=1, options={"level": "task"}
-            )
-            # TaskHandler.submit_tasks cannot send per-task options (armonik 3.29.4 assigns a message field,
-            # which protobuf refuses), so the request is built here, as the SDK would.
-            creations = [
-                # Takes over the parent's output, from the sibling's result.
-                a.SubmitTasksRequest.TaskCreation(
-                    payload_id=child_payload, expected_output_keys=[out], data_dependencies=[child_out]
-                ),
-                a.SubmitTasksRequest.TaskCreation(
-                    payload_id=child_payload, expected_output_keys=[child_out], task_options=own.to_message()
-                ),
-            ]
-            reply = th._client.SubmitTasks(
-                a.SubmitTasksRequest(
-                    session_id=th.session_id,
-                    communication_token=th.token,
-                    task_options=request_options.to_message(),
-                    task_creations=creations,
-                )
-            )
-            tasks = list(reply.task_infos)
-            report = {
-                "tasks": [t.task_id for t in tasks],
-                "child_out": child_out,
-                "child_payload": child_payload,
-            }
-            th.create_results({"report": json.dumps(report).encode()})
-            return Output()  # the parent's output is delegated: nothing written
-        if action == "resource":
-            report = {rid: th.get_resource_data(rid).decode() for rid in spec["ids"]}
-            report["missing"] = outcome_of(lambda: th.get_resource_data("no-such-result"))
-            th.send_results({out: json.dumps(report).encode()})
-            return Output()
-        if action == "probe":
-            stub = th._client
-
-            def notify(token: str, rid: str) -> Any:
-                ids = [a.NotifyResultDataRequest.ResultIdentifier(session_id=th.session_id, result_id=rid)]
-                return stub.NotifyResultData(a.NotifyResultDataRequest(ids=ids, communication_token=token))
-
-            def submit(partition: str) -> Any:
-                creation = a.SubmitTasksRequest.TaskCreation(
-                    payload_id=th.payload_id,
-                    expected_output_keys=[out],
-                    task_options=SdkOptions(
-                        max_duration=timedelta(seconds=1), priority=1, max_retries=1, partition_id=partition
-                    ).to_message(),
-                )
-                request = a.SubmitTasksRequest(
-                    session_id=th.session_id, communication_token=th.token, task_creations=[creation]
-                )
-                return stub.SubmitTasks(request)
-
-            report = {
-                "wrong_token": outcome_of(lambda: notify("not-the-token", out)),
-                "missing_token": outcome_of(lambda: notify("", out)),
-                "missing_file": outcome_of(lambda: notify(th.token, out)),
-                "wrong_partition": outcome_of(lambda: submit("elsewhere")),
-                "common_data": outcome_of(
-                    lambda: stub.GetCommonData(a.DataRequest(communication_token=th.token, result_id=out))
-                ),
-            }
-            th.send_results({out: json.dumps(report).encode()})
-            return Output()
-        return Output(f"unknown action {action}")
+    from armonik.worker import ArmoniKWorker
 
     def health() -> Any:
         if gate is None or os.path.exists(gate):
@@ -387,6 +391,7 @@ class Running:
     backend: FakeBackend
     settings: AgentSettings
     job: asyncio.Task[None]
+    in_process: bool = False
 
     @property
     def shared(self) -> Path:
@@ -404,18 +409,25 @@ class Running:
         await asyncio.wait_for(self.job, timeout)
 
 
-async def start_agent(settings: AgentSettings) -> Running:
+async def start_agent(settings: AgentSettings, processor: Any = None) -> Running:
+    """An agent calling the worker process, or with `processor` the processor itself (in-process)."""
     objects = FilesystemObjectStorage(settings.objects_directory, fsync=False)
     backend = FakeBackend(objects)
-    agent = PollingAgent(settings, backend, objects)
+    agent = PollingAgent(settings, backend, objects, processor)
     job = asyncio.create_task(agent.run())
     await asyncio.wait_for(agent.serving.wait(), 10)
-    return Running(agent, backend, settings, job)
+    return Running(agent, backend, settings, job, processor is not None)
 
 
-@pytest.fixture
-async def running(tmp_path: Path, sockets: Sockets) -> AsyncIterator[Running]:
-    started = await start_agent(agent_settings(tmp_path, sockets))
+#: How the agent runs the processor: through the worker process, or in its own process (`Worker__Module`).
+WORKER_MODES = ("worker", "inprocess")
+
+
+@pytest.fixture(params=WORKER_MODES)
+async def running(request: pytest.FixtureRequest, tmp_path: Path, sockets: Sockets) -> AsyncIterator[Running]:
+    started = await start_agent(
+        agent_settings(tmp_path, sockets), process if request.param == "inprocess" else None
+    )
     yield started
     await started.stop()
 
@@ -429,8 +441,13 @@ def files_left(shared: Path) -> list[Path]:
 
 
 def spare_files(running: Running) -> list[Path]:
-    folder = running.shared / f"{running.settings.agent_id}-spare"
-    return sorted(folder.iterdir()) if folder.exists() else []
+    folder = running.shared / f".{running.settings.agent_id}-{os.getpid()}-spare"
+    return sorted(path for path in folder.iterdir() if path.is_file()) if folder.exists() else []
+
+
+def spare_folders(running: Running) -> list[Path]:
+    folder = running.shared / f".{running.settings.agent_id}-{os.getpid()}-spare"
+    return sorted(path for path in folder.iterdir() if path.is_dir()) if folder.exists() else []
 
 
 # -- tests -------------------------------------------------------------------------------------------------
@@ -456,9 +473,11 @@ async def test_inputs_are_staged_and_notified_outputs_become_objects(running: Ru
     assert Path(report["folder"]).parent == running.shared
     assert report["max_duration"] == 30 and report["priority"] == 2
     assert report["chunk"] == 4096
-    # The folder (the agent's, reused from task to task) is empty afterwards; the output file became the object.
+    # The folder is `<SharedCacheFolder>/<communication token>`, as upstream lays it out (PymoniK builds paths
+    # from it), removed afterwards; the output file became the object.
+    assert Path(report["folder"]) == running.shared / report["token"]
     await running.idle()
-    assert list(Path(report["folder"]).iterdir()) == []
+    assert not Path(report["folder"]).exists()
     # A short task reports its start with its outcome rather than in a round trip of its own.
     assert backend.started == []
     assert outcome.started_at is not None and abs(outcome.started_at - time.time()) < 60
@@ -478,6 +497,10 @@ async def test_the_files_of_a_task_become_the_input_files_of_the_next(running: R
     await running.idle()
     kept = spare_files(running)
     assert len(kept) == 3 and all(path.stat().st_size == 0 for path in kept)  # the payload and both inputs
+    # The data folder too, emptied, for the next task's token.
+    [folder] = spare_folders(running)
+    assert list(folder.iterdir()) == []
+    folder_inode = folder.stat().st_ino
     inodes = {path.stat().st_ino for path in kept}
 
     following = await backend.submit({"action": "inspect"}, deps=[b"short", b"x"])
@@ -485,7 +508,9 @@ async def test_the_files_of_a_task_become_the_input_files_of_the_next(running: R
     assert outcome.kind is OutcomeKind.SUCCESS, outcome.message
     report = json.loads(await backend.data(outcome, following.task.expected_output_ids[0]))
     assert report["deps"] == dict(zip(following.task.data_dependencies, ["short", "x"], strict=True))
+    assert Path(report["folder"]).name == report["token"]
     await running.idle()
+    assert [path.stat().st_ino for path in spare_folders(running)] == [folder_inode]
     assert {path.stat().st_ino for path in spare_files(running)} == inodes, "the same files, kept again"
 
 
@@ -648,13 +673,18 @@ async def test_protocol_errors_reach_the_worker(running: Running) -> None:
 
 
 async def test_the_agent_api_refuses_calls_between_tasks(running: Running) -> None:
-    from armonik.protogen.common import agent_common_pb2 as a
     from armonik.protogen.worker.agent_service_pb2_grpc import AgentStub
 
-    async with grpc.aio.insecure_channel(running.settings.agent_channel.target) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await AgentStub(channel).GetResourceData(a.DataRequest(communication_token="t", result_id="r"))
-    assert (info.value.code(), info.value.details()) == (
+    request = a.DataRequest(communication_token="t", result_id="r")
+    if running.in_process:  # no server: the stub an in-process worker's TaskHandler calls, from a thread
+        stub = InProcessAgentStub(running.agent.service, asyncio.get_running_loop())
+        with pytest.raises(grpc.RpcError) as info:
+            await asyncio.to_thread(stub.GetResourceData, request)
+    else:
+        async with grpc.aio.insecure_channel(running.settings.agent_channel.target) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await AgentStub(channel).GetResourceData(request)
+    assert (info.value.code(), info.value.details()) == (  # type: ignore[attr-defined]
         grpc.StatusCode.UNAVAILABLE,
         "No task is accepting request",
     )

@@ -279,3 +279,70 @@ def test_the_plan_command_shows_the_shipped_deployment_without_starting_anything
     assert "pymonik-0-worker" in table.stdout and "cache/pymonik-0" in table.stdout
     status = CliRunner().invoke(app, ["status", "--generated", str(generated)])
     assert status.exit_code == 0 and "Nothing is running" in status.stdout
+
+
+def test_an_in_process_worker_runs_in_its_polling_agent(tmp_path: Path) -> None:
+    data = parameters(
+        compute_plane={
+            "fast": {
+                "replicas": 2,
+                "worker": [{"module": "my_package.tasks:processor", "env": {"MY_SETTING": "x"}}],
+            }
+        },
+        configurations={"worker": {"env": {"FROM_CONFIGURATIONS": "y"}}},
+    )
+    data["control_plane"]["default_partition"] = "fast"
+    plan = plan_of(tmp_path, data)
+    assert [spec.name for spec in plan.processes] == [
+        "control-plane",
+        "fast-0-polling-agent",
+        "fast-1-polling-agent",
+        "metrics-exporter",
+    ]
+    env = by_name(plan)["fast-1-polling-agent"].env
+    assert env["Worker__Module"] == "my_package.tasks:processor"
+    # What the worker process would have been given, the agent is given: the user's code runs there.
+    assert env["MY_SETTING"] == "x" and env["FROM_CONFIGURATIONS"] == "y"
+    assert plan.pairs() == {"fast": 2}
+
+
+@pytest.mark.parametrize(
+    ("worker", "key", "message"),
+    [
+        ([{"module": "a:b", "command": ["x"]}], "worker[0].command", "either module"),
+        ([{"module": "a:b"}, {"name": "second", "command": ["x"]}], "worker[0].module", "only worker"),
+        ([{"env": {}}], "worker[0].command", "or a module run in the polling agent"),
+    ],
+)
+def test_an_in_process_worker_is_the_partitions_only_worker(
+    tmp_path: Path, worker: list[dict[str, Any]], key: str, message: str
+) -> None:
+    data = parameters(compute_plane={"default": {"worker": worker}})
+    with pytest.raises(ParametersError, match=message) as info:
+        plan_of(tmp_path, data)
+    assert f"compute_plane.default.{key}" in str(info.value)
+
+
+def test_the_shared_cache_folder_is_a_default_the_parameters_may_change(tmp_path: Path) -> None:
+    data = parameters(configurations={"polling": {"env": {"Pollster__SharedCacheFolder": "/srv/everyone"}}})
+    data["compute_plane"]["gpu"]["polling_agent"] = {"env": {"Pollster__SharedCacheFolder": "/srv/gpu"}}
+    specs = by_name(plan_of(tmp_path, data))
+    assert specs["default-0-polling-agent"].env["Pollster__SharedCacheFolder"] == "/srv/everyone"
+    assert specs["gpu-0-polling-agent"].env["Pollster__SharedCacheFolder"] == "/srv/gpu"
+    assert "/srv/gpu" in specs["gpu-0-polling-agent"].folders
+    assert specs["gpu-0-worker"].env["Pollster__SharedCacheFolder"] == "/srv/gpu"
+
+
+def test_a_shared_cache_folder_this_user_cannot_create_falls_back_with_a_warning(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.write_text("a file: no folder can be made under it")
+    data = parameters()
+    data["compute_plane"]["gpu"]["polling_agent"] = {
+        "env": {"Pollster__SharedCacheFolder": str(locked / "shared")}
+    }
+    plan = plan_of(tmp_path, data)
+    specs = by_name(plan)
+    fallback = specs["default-0-polling-agent"].env["Pollster__SharedCacheFolder"]
+    assert specs["gpu-0-polling-agent"].env["Pollster__SharedCacheFolder"] == fallback
+    assert [w for w in plan.warnings if "gpu" in w and str(locked / "shared") in w]
+    assert not (locked.parent / "shared").exists()

@@ -745,3 +745,25 @@ def test_variant_authentication_reaches_the_control_plane_and_the_init_job(
         "user-submitter",
         "user-monitoring",
     }
+
+
+def test_an_in_process_partition_has_no_worker_container(versions: Any, tmp_path: Path) -> None:
+    file = tmp_path / "parameters.tfvars"
+    file.write_text(
+        (QUICK_DEPLOY / "parameters.tfvars")
+        .read_text()
+        .replace(
+            'worker = [\n      {\n        image   = "armonik-pymonik-worker"',
+            'worker = [\n      {\n        module = "armonik_samples.pymonik_processor:processor"\n'
+            '        image   = "armonik-pymonik-worker"',
+        )
+    )
+    rendered = render(load_parameters(file), versions, file, certificates=tmp_path / "certs")
+    [agent] = containers(rendered.get("Deployment", "compute-plane-pymonik"))
+    env = container_env(rendered, agent)
+    assert env["Worker__Module"] == "armonik_samples.pymonik_processor:processor"
+    assert env["Pollster__SharedCacheFolder"] == "/cache/shared"
+    assert agent["image"].split(":")[0].endswith("armonik-pymonik-worker")
+    assert "livenessProbe" not in agent
+    # The separate-worker partition is unchanged.
+    assert len(containers(rendered.get("Deployment", "compute-plane-default"))) == 2

@@ -70,3 +70,34 @@ async def test_leases_rebuilt_after_a_restart_match_the_agents_handles() -> None
     assert await queue.pull("p", 1, 10.0, "agent-2") == []
     clock.now += 3
     assert [lease.message.task_id for lease in await queue.pull("p", 1, 10.0, "agent-2")] == ["running"]
+
+
+async def test_taken_messages_are_the_published_ones_whatever_their_priority() -> None:
+    """The heap keeps a folded key and the ids, not the message: what is taken is rebuilt, and equal."""
+    queue = MemoryQueue(Clock())
+    published = [QueueMessage(f"t{p}", f"session-{p}", "p", p) for p in (0, -3, 7, 10**6, -(10**6), 1)]
+    await queue.publish(published)
+    taken = [lease.message for lease in await queue.pull("p", 10, 30.0, "agent")]
+    assert taken == sorted(published, key=lambda m: -m.priority)
+
+
+async def test_a_queued_task_costs_under_260_bytes_besides_its_id() -> None:
+    import tracemalloc
+
+    queue = MemoryQueue(Clock())
+    ids = [f"{i:036d}" for i in range(20_000)]
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for start in range(0, len(ids), 1000):
+            # Fresh strings per message, as read from the state store.
+            await queue.publish(
+                [
+                    QueueMessage(i, "".join(["session-", "1"]), "".join(["p", ""]), 1)
+                    for i in ids[start : start + 1000]
+                ]
+            )
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (after - before) / len(ids) < 260  # 355 with a message object and copies of the ids per task

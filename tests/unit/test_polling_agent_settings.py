@@ -122,3 +122,9 @@ def test_a_relative_socket_path_is_made_absolute() -> None:
     channel = ChannelSettings("sockets/agent.sock")
     assert channel.socket_path == Path.cwd() / "sockets/agent.sock"
     assert channel.target == f"unix://{Path.cwd()}/sockets/agent.sock"
+
+
+def test_an_in_process_worker_is_named_by_worker_module() -> None:
+    assert AgentSettings.from_env({}).worker_module == ""
+    settings = AgentSettings.from_env({"worker__module": " my_package.tasks:processor "})
+    assert settings.worker_module == "my_package.tasks:processor"

@@ -89,11 +89,14 @@ compute_plane = {
       ]
     }
   },
-  # Partition for PymoniK workers
+  # Partition for PymoniK workers. PymoniK looks for the resources it fetches (materialize, retrieve_object)
+  # under /cache/shared/<communication token>, so this partition's agents put the tasks' data folders there
+  # (needs a user who may create /cache: see docs/inprocess-workers.md).
   pymonik = {
     replicas                         = 1
     termination_grace_period_seconds = 30
     polling_agent = {
+      env = { Pollster__SharedCacheFolder = "/cache/shared" }
       limits = {
         cpu    = "2000m"
         memory = "2048Mi"
@@ -103,6 +106,8 @@ compute_plane = {
         memory = "50Mi"
       }
     }
+    # Or run PymoniK's processor in the polling agent's process (faster on short tasks; no isolation):
+    # worker = [{ module = "armonik_samples.pymonik_processor:processor" }]
     worker = [
       {
         image   = "armonik-pymonik-worker" # Kubernetes only
