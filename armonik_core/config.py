@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from armonik_core.domain.records import Partition
 
 if TYPE_CHECKING:  # armonik_core.tls reads its settings through this module: imported where used
+    from armonik_core.gateway.settings import GatewaySettings
     from armonik_core.tls import ServerTlsSettings
 
 DEFAULT_PARTITIONS = ("default", "pymonik")
@@ -133,6 +134,9 @@ class ControlPlaneSettings:
     environment: Environment = field(default_factory=lambda: Environment({}))
     #: TLS (and mTLS) of the gRPC port, from `ControlPlane__Tls__*` (see armonik_core.tls); None: plain HTTP/2.
     tls: ServerTlsSettings | None = None
+    #: The compute gateway's own listener and secret (`ComputeGateway__*`); None: the defaults under the data
+    #: directory (see armonik_core.gateway.settings).
+    gateway: GatewaySettings | None = None
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -165,10 +169,13 @@ class ControlPlaneSettings:
                 f"Components__QueueStorage=memory needs Components__TableStorage=sqlite (it is {table_storage}): "
                 "choose rabbitmq, activemq or embedded"
             )
+        from armonik_core.gateway.settings import GatewaySettings
+
+        data_directory = Path(env.get("Embedded__DataDirectory", "generated/data"))
         return ControlPlaneSettings(
             host=env.get("ControlPlane__Host", "127.0.0.1"),
             port=env.get_int("ControlPlane__Port", 5001),
-            data_directory=Path(env.get("Embedded__DataDirectory", "generated/data")),
+            data_directory=data_directory,
             default_partition=env.get("Submitter__DefaultPartition", "default"),
             partitions=partitions,
             chunk_size=chunk,
@@ -180,6 +187,7 @@ class ControlPlaneSettings:
             object_storage=object_storage,
             environment=env,
             tls=_server_tls(env),
+            gateway=GatewaySettings.from_env(env, data_directory),
         )
 
 

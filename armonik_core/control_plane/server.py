@@ -1,7 +1,9 @@
-"""Assembling the control plane: backends from settings, every service on one grpc.aio server."""
+"""Assembling the control plane: backends from settings, the client services on one grpc.aio server, the
+agents' compute gateway on another (its own listener: see armonik_core.gateway.listener)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -32,7 +34,10 @@ from armonik_core.control_plane.partitions import PartitionsService
 from armonik_core.control_plane.results import ResultsService
 from armonik_core.control_plane.sessions import SessionsService
 from armonik_core.control_plane.tasks import TasksService
-from armonik_core.gateway.server import ComputeGateway, add_gateway
+from armonik_core.gateway.auth import GatewayKeys
+from armonik_core.gateway.listener import start_gateway_server
+from armonik_core.gateway.server import ComputeGateway
+from armonik_core.gateway.settings import GatewaySettings
 from armonik_core.tls import server_credentials
 
 log = logging.getLogger("armonik.control_plane")
@@ -111,19 +116,21 @@ class ControlPlane:
     port: int
     events: EventsService
     gateway: ComputeGateway
+    gateway_server: grpc.aio.Server
+    #: Where agents reach the gateway: `unix:///path` or `host:port` (`https://` with TLS).
+    gateway_endpoint: str
 
     async def stop(self, grace: float = 5.0) -> None:
         self.events.shutdown()
         self.gateway.shutdown()
-        await self.server.stop(grace)
+        await asyncio.gather(self.server.stop(grace), self.gateway_server.stop(grace))
         await close_backends(self.backends)
 
 
-def add_services(server: grpc.aio.Server, backends: Backends) -> tuple[EventsService, ComputeGateway]:
-    """Register every service; returns those with long-lived streams, which need telling when the server
-    stops."""
+def add_services(server: grpc.aio.Server, backends: Backends) -> EventsService:
+    """Register every client service; returns the one with long-lived streams, which needs telling when the
+    server stops."""
     events = EventsService(backends)
-    gateway = ComputeGateway(backends, backends.settings.lease_seconds)
     sessions_service_pb2_grpc.add_SessionsServicer_to_server(SessionsService(backends), server)
     tasks_service_pb2_grpc.add_TasksServicer_to_server(TasksService(backends), server)
     results_service_pb2_grpc.add_ResultsServicer_to_server(ResultsService(backends), server)
@@ -135,14 +142,18 @@ def add_services(server: grpc.aio.Server, backends: Backends) -> tuple[EventsSer
         HealthChecksService(backends), server
     )
     auth_service_pb2_grpc.add_AuthenticationServicer_to_server(AuthenticationService(), server)
-    add_gateway(server, gateway)
-    return events, gateway
+    return events
 
 
 async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
+    gateway_settings = settings.gateway or GatewaySettings.from_env(
+        settings.environment, settings.data_directory
+    )
+    keys = GatewayKeys(gateway_settings.load_secret())
     backends = await open_backends(settings)
     server = grpc.aio.server(options=GRPC_OPTIONS)
-    events, gateway = add_services(server, backends)
+    events = add_services(server, backends)
+    gateway = ComputeGateway(backends, keys, settings.lease_seconds)
     address = f"{settings.host}:{settings.port}"
     tls = settings.tls
     port = (
@@ -153,6 +164,13 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
     if port == 0:
         await close_backends(backends)
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+    try:
+        gateway_server, gateway_endpoint = await start_gateway_server(
+            gateway_settings, gateway, tls, GRPC_OPTIONS
+        )
+    except BaseException:
+        await close_backends(backends)
+        raise
     await server.start()
     log.info(
         "control plane listening",
@@ -161,4 +179,4 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
             "tls": "off" if tls is None else "mtls" if tls.mtls else "on",
         },
     )
-    return ControlPlane(server, backends, port, events, gateway)
+    return ControlPlane(server, backends, port, events, gateway, gateway_server, gateway_endpoint)
