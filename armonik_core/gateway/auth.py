@@ -50,7 +50,7 @@ class PermissionDenied(Exception):
 
 def _mac(key: bytes, *parts: str) -> str:
     message = "\0".join(parts).encode("utf-8", "surrogatepass")
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hmac.digest(key, message, "sha256").hex()  # the one-shot form: twice per task, on the task path
 
 
 def agent_credential(secret: bytes, partition: str) -> str:
