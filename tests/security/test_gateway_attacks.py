@@ -340,3 +340,19 @@ def test_result_records_of_another_session_are_not_given(target: Target) -> None
     )
     body = {**asked, "agent_id": "someone-else"}
     refused(grpc.StatusCode.PERMISSION_DENIED, target.gateway, "GetResults", body, meta)
+
+
+def test_a_lease_handle_survives_a_restart_of_the_control_plane(target: Target) -> None:
+    """Agents keep running their tasks across a restart: the handle is checked by its MAC, not a table."""
+    meta = metadata("default", target.credentials["default"])
+    work = submit(target.plane, b"input")
+    held = call(target.gateway, "Acquire", acquire_body(agent="steady"), meta)
+    target.plane.kill()
+    target.plane.start()
+    renewed = {"leases": [held["lease"]], "agent_id": "steady"}
+    assert call(target.gateway, "Heartbeat", renewed, meta) == []
+    forged = {**renewed, "agent_id": "thief"}
+    refused(grpc.StatusCode.PERMISSION_DENIED, target.gateway, "Heartbeat", forged, meta)
+    released = {"kind": "released", "message": "", "created_results": [], "completions": [], "subtasks": []}
+    call(target.gateway, "Finish", {"lease": held["lease"], "agent_id": "steady", "outcome": released}, meta)
+    assert TaskStatus(task_of(target.plane, work.task).status) == TaskStatus.SUBMITTED  # given back, as asked
