@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from armonik_core.gateway.auth import agent_credential
 from armonik_deploy.certificates import (
     CertificateError,
     Certificates,
@@ -56,6 +57,7 @@ from armonik_deploy.certificates import (
     ServerIdentity,
     ensure_certificates,
 )
+from armonik_deploy.gateway_secret import ensure_secret
 from armonik_deploy.kubernetes import helm
 from armonik_deploy.kubernetes.chart_releases import (
     CHARTS,
@@ -146,6 +148,16 @@ def terraform_variables(
             "servers": {name: pair(kp) for name, kp in certificates.servers.items()},
             "clients": {name: pair(kp) for name, kp in certificates.clients.items()},
         },
+    }
+
+
+def gateway_variables(generated: Path, partitions: list[str]) -> dict[str, Any]:
+    """`compute_gateway`: the deployment secret (made once, kept under `generated/gateway/`) and each
+    partition's agent credential, derived here since Terraform has no HMAC."""
+    secret = ensure_secret(generated)
+    return {
+        "secret": secret.decode(),
+        "credentials": {name: agent_credential(secret, name) for name in partitions},
     }
 
 
@@ -437,6 +449,7 @@ def prepare(
     variables = terraform_variables(
         read_variables(parameters_file), read_variables(versions_file), certificates
     )
+    variables["compute_gateway"] = gateway_variables(layout.generated, list(params.compute_plane))
     if charts == "helm":
         variables[INSTALL_CHARTS_VARIABLE] = False
     return Prepared(params, tls, certificates, write_tfvars(layout.tfvars, variables), versions)
