@@ -831,6 +831,7 @@ def test_the_compute_gateway_has_its_port_service_and_secrets_as_the_renderer_gi
     assert re.search(endpoint, main)
     assert 'resource "kubernetes_secret" "agent_credential"' in main
     assert "kubernetes_secret.agent_credential[each.key]" in main  # each partition's agents, their own only
+    assert 'resource "kubernetes_network_policy_v1" "control_plane"' in main
     control_plane = (QUICK_DEPLOY.parents[1] / "modules" / "control-plane" / "main.tf").read_text()
     assert "gateway = 1081" in control_plane and 'name = "compute-gateway"' in control_plane
     from armonik_core.gateway.auth import agent_credential

@@ -131,6 +131,39 @@ resource "kubernetes_secret" "agent_credential" {
   data = { ComputeGateway__Credential = var.compute_gateway.credentials[each.key] }
 }
 
+# Anyone reaches the clients' port; only the compute-plane pods reach the gateway's (where the cluster's network
+# enforces NetworkPolicies: the agent credential is checked either way).
+resource "kubernetes_network_policy_v1" "control_plane" {
+  metadata {
+    name      = "control-plane"
+    namespace = kubernetes_namespace.armonik.metadata[0].name
+    labels    = { app = "armonik", service = "control-plane" }
+  }
+  spec {
+    pod_selector {
+      match_labels = { app = "armonik", service = "control-plane" }
+    }
+    policy_types = ["Ingress"]
+    ingress {
+      ports {
+        port     = "grpc"
+        protocol = "TCP"
+      }
+    }
+    ingress {
+      from {
+        pod_selector {
+          match_labels = { app = "armonik", service = "compute-plane" }
+        }
+      }
+      ports {
+        port     = "gateway"
+        protocol = "TCP"
+      }
+    }
+  }
+}
+
 resource "kubernetes_config_map" "settings" {
   for_each = local.config_maps
   metadata {
