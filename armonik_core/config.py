@@ -11,12 +11,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from armonik_core.domain.records import Partition
 from armonik_core.settings import components
 from armonik_core.settings.environment import ConfigurationError as ConfigurationError
 from armonik_core.settings.environment import Environment as Environment
 from armonik_core.tls import ServerTlsSettings
+
+if TYPE_CHECKING:  # imported where used: the gateway package's __init__ is not needed to read settings
+    from armonik_core.gateway.settings import GatewaySettings
 
 DEFAULT_PARTITIONS = ("default", "pymonik")
 
@@ -63,6 +67,9 @@ class ControlPlaneSettings:
     environment: Environment = field(default_factory=lambda: Environment({}))
     #: TLS (and mTLS) of the gRPC port, from `ControlPlane__Tls__*` (see armonik_core.tls); None: plain HTTP/2.
     tls: ServerTlsSettings | None = None
+    #: The compute gateway's own listener and secret (`ComputeGateway__*`); None: the defaults under the data
+    #: directory (see armonik_core.gateway.settings).
+    gateway: GatewaySettings | None = None
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -93,10 +100,13 @@ class ControlPlaneSettings:
                 f"Components__QueueStorage=memory needs Components__TableStorage=sqlite (it is {table_storage}): "
                 "choose rabbitmq, activemq or embedded"
             )
+        from armonik_core.gateway.settings import GatewaySettings
+
+        data_directory = Path(env.get("Embedded__DataDirectory", "generated/data"))
         return ControlPlaneSettings(
             host=env.get("ControlPlane__Host", "127.0.0.1"),
             port=env.get_int("ControlPlane__Port", 5001),
-            data_directory=Path(env.get("Embedded__DataDirectory", "generated/data")),
+            data_directory=data_directory,
             default_partition=env.get("Submitter__DefaultPartition", "default"),
             partitions=partitions,
             chunk_size=chunk,
@@ -108,6 +118,7 @@ class ControlPlaneSettings:
             object_storage=object_storage,
             environment=env,
             tls=_server_tls(env),
+            gateway=GatewaySettings.from_env(env, data_directory),
         )
 
 

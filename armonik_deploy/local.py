@@ -23,6 +23,7 @@ from typing import Any
 
 from armonik_deploy import procs
 from armonik_deploy.certificates import CertificateError
+from armonik_deploy.gateway_secret import prepare_gateway_files
 from armonik_deploy.plan import Plan
 from armonik_deploy.supervisor import Layout, write_json_atomic
 from armonik_deploy.tls import TlsPlan, channel_credentials, prepare_certificates
@@ -160,6 +161,7 @@ def apply_plan(
     """Run `plan`: start the supervisor, or make the running one apply it. (supervisor pid, started?)."""
     try:
         prepare_certificates(plan)  # before the plan is written: it records the certificates' digest
+        prepare_gateway_files(plan)
     except CertificateError as exc:
         raise DeployError(str(exc)) from None
     write_json_atomic(layout.plan, json.loads(plan.to_json()))

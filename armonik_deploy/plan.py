@@ -7,8 +7,8 @@ on SIGHUP, applies a new one by starting and stopping only what changed. Setting
 - control plane:     local.env, logging, configurations.{log,core,control}, control_plane.env, then the
                      deployment's own keys (listen address, data directory, partitions);
 - polling agent:     local.env, logging, configurations.{log,core,compute,polling}, polling_agent.env,
-                     then the pair's keys (channels, partition, agent id, control plane endpoint, data
-                     directory);
+                     then the pair's keys (channels, partition, agent id, the compute gateway's socket and
+                     the partition's agent credential file, data directory);
 - worker:            local.env, logging, configurations.{log,compute,worker}, worker.env, then the same
                      pair's keys;
 - metrics exporter:  local.env, logging, configurations.{log,core,metrics}, extra_conf, metrics_exporter.env,
@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from armonik_deploy.gateway_secret import credential_file, secret_file
 from armonik_deploy.parameters import (
     ComputePartition,
     Parameters,
@@ -294,6 +295,11 @@ def build_plan(
     if cp.replicas != 1:
         warnings.append(f"control_plane.replicas = {cp.replicas}: the local target runs one control plane")
 
+    # The agents' compute gateway: a unix socket of its own (0600) beside the data, never the clients' port;
+    # the deployment secret and each partition's credential under generated/gateway/ (kept across redeploys,
+    # written by `gateway_secret.prepare_gateway_files` when the plan is deployed).
+    gateway_socket = Path(data) / "compute-gateway.sock"
+    _check_socket(gateway_socket, generated)
     partitions = [partition_json(name, p) for name, p in params.compute_plane.items()]
     partition_env = {f"{PARTITIONS_PREFIX}{i}": json.dumps(p) for i, p in enumerate(partitions)}
     processes: list[ProcessSpec] = [
@@ -314,6 +320,8 @@ def build_plan(
                 **partition_env,
                 **(tls.server_env() if tls else {}),
                 **(tls.auth.control_plane_env() if tls and tls.auth else {}),
+                "ComputeGateway__Socket": str(gateway_socket),
+                "ComputeGateway__SecretFile": str(secret_file(generated)),
             },
             cwd=workdir,
             grace=local.stop_grace_period,
@@ -346,7 +354,6 @@ def build_plan(
                 "ComputePlane__AgentChannel__SocketType": "unixdomainsocket",
                 "Pollster__PartitionId": name,
                 "Pollster__AgentId": pair,
-                "ControlPlane__Endpoint": f"https://{endpoint}" if tls else endpoint,
                 "Embedded__DataDirectory": data,
             }
             values = {**placeholders, "partition": name, "replica": str(replica)}
@@ -363,7 +370,9 @@ def build_plan(
                 **env_strings(agent.env),
                 **(_in_process_env(partition, fragment_env(configs.worker)) if in_process else {}),
                 **pair_env,
-                **(tls.client_env() if tls else {}),
+                # The agent's alone: its worker gets no way into the gateway.
+                "ComputeGateway__Endpoint": f"unix://{gateway_socket}",
+                "ComputeGateway__CredentialFile": str(credential_file(generated, name)),
             }
             agent_env["Pollster__SharedCacheFolder"] = _usable_cache_folder(
                 agent_env["Pollster__SharedCacheFolder"], str(shared), name, warnings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from armonik_core.gateway.auth import agent_credential
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +30,29 @@ class ControlPlaneProcess:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: The deployment secret of the compute gateway (kept across restarts of this control plane).
+    secret: str = field(default_factory=lambda: secrets.token_hex(16))
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def gateway_endpoint(self) -> str:
+        """The compute gateway's own listener: its default unix socket under the data directory."""
+        return f"unix://{self.data_dir.absolute() / 'compute-gateway.sock'}"
+
+    def credential(self, partition: str = "default") -> str:
+        """The agent credential of `partition`, as the deployment gives it to that partition's agents."""
+        return agent_credential(self.secret.encode(), partition)
+
+    def agent_env(self, partition: str = "default") -> dict[str, str]:
+        """What an agent of `partition` needs to reach this control plane's gateway."""
+        return {
+            "ComputeGateway__Endpoint": self.gateway_endpoint,
+            "ComputeGateway__Credential": self.credential(partition),
+            "Pollster__PartitionId": partition,
+        }
 
     def start(self, timeout: float = 30.0) -> None:
         env = {
@@ -39,6 +60,7 @@ class ControlPlaneProcess:
             "ControlPlane__Host": "127.0.0.1",
             "ControlPlane__Port": str(self.port),
             "Embedded__DataDirectory": str(self.data_dir),
+            "ComputeGateway__Secret": self.secret,
             **self.env,
         }
         self.log_path = self.data_dir.parent / f"control-plane-{self.port}.log"

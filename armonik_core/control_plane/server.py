@@ -1,7 +1,9 @@
-"""Assembling the control plane: backends from settings, every service on one grpc.aio server."""
+"""Assembling the control plane: backends from settings, the client services on one grpc.aio server, the
+agents' compute gateway on another (its own listener: see armonik_core.gateway.listener)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -27,7 +29,10 @@ from armonik_core.control_plane.partitions import PartitionsService
 from armonik_core.control_plane.results import ResultsService
 from armonik_core.control_plane.sessions import SessionsService
 from armonik_core.control_plane.tasks import TasksService
-from armonik_core.gateway.server import ComputeGateway, add_gateway
+from armonik_core.gateway.auth import GatewayKeys
+from armonik_core.gateway.listener import start_gateway_server
+from armonik_core.gateway.server import ComputeGateway
+from armonik_core.gateway.settings import GatewaySettings
 from armonik_core.tls import server_credentials
 
 log = logging.getLogger("armonik.control_plane")
@@ -106,24 +111,24 @@ class ControlPlane:
     port: int
     events: EventsService
     gateway: ComputeGateway
+    gateway_server: grpc.aio.Server
+    #: Where agents reach the gateway: `unix:///path` or `host:port` (`https://` with TLS).
+    gateway_endpoint: str
     authenticator: Authenticator | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         self.events.shutdown()
         self.gateway.shutdown()
-        await self.server.stop(grace)
+        await asyncio.gather(self.server.stop(grace), self.gateway_server.stop(grace))
         await close_backends(self.backends)
         if self.authenticator is not None:
             await self.authenticator.close()
 
 
-def add_services(
-    server: grpc.aio.Server, backends: Backends, auth: AuthSettings | None = None
-) -> tuple[EventsService, ComputeGateway]:
-    """Register every service; returns those with long-lived streams, which need telling when the server
-    stops."""
+def add_services(server: grpc.aio.Server, backends: Backends, auth: AuthSettings | None = None) -> EventsService:
+    """Register every client service; returns the one with long-lived streams, which needs telling when the
+    server stops. The compute gateway has a server of its own (`start_gateway_server`)."""
     events = EventsService(backends)
-    gateway = ComputeGateway(backends, backends.settings.lease_seconds)
     # Client services behind the request guard (armonik_core.control_plane.guard): undecodable requests,
     # overlong ids and oversized pages are refused before a handler runs.
     limits = InputLimits.from_env(backends.settings.environment)
@@ -139,11 +144,14 @@ def add_services(
         AuthenticationService(auth or AuthSettings()),
     ):
         add_guarded(server, servicer, limits)
-    add_gateway(server, gateway)
-    return events, gateway
+    return events
 
 
 async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
+    gateway_settings = settings.gateway or GatewaySettings.from_env(
+        settings.environment, settings.data_directory
+    )
+    keys = GatewayKeys(gateway_settings.load_secret())
     authenticator = await auth_setup.open_authenticator(settings)
     try:
         backends = await open_backends(settings)
@@ -151,7 +159,8 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
         await authenticator.close()
         raise
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=auth_setup.interceptors(authenticator))
-    events, gateway = add_services(server, backends, authenticator.settings)
+    events = add_services(server, backends, authenticator.settings)
+    gateway = ComputeGateway(backends, keys, settings.lease_seconds)
     address = f"{settings.host}:{settings.port}"
     tls = settings.tls
     port = (
@@ -163,6 +172,14 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
         await close_backends(backends)
         await authenticator.close()
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+    try:
+        gateway_server, gateway_endpoint = await start_gateway_server(
+            gateway_settings, gateway, tls, GRPC_OPTIONS
+        )
+    except BaseException:
+        await close_backends(backends)
+        await authenticator.close()
+        raise
     await server.start()
     log.info(
         "control plane listening",
@@ -171,4 +188,4 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
             "tls": "off" if tls is None else "mtls" if tls.mtls else "on",
         },
     )
-    return ControlPlane(server, backends, port, events, gateway, authenticator)
+    return ControlPlane(server, backends, port, events, gateway, gateway_server, gateway_endpoint, authenticator)

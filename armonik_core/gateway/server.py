@@ -1,8 +1,15 @@
-"""The compute gateway's server side, registered on the control plane's gRPC server."""
+"""The compute gateway's server side: the polling agents' calls, served on a listener of their own.
+
+Who may call what (see docs/security.md): every call carries an agent credential, which names the caller's
+partition (`auth.GatewayKeys.authenticate`); an agent acquires only tasks of that partition, and gets for each a
+lease handle (`auth.GatewayKeys.issue`) without which the task cannot be started, renewed or finished, nor
+its session's results read. An outcome names only what its run produced (`outcomes.check_outcome`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -12,7 +19,10 @@ from typing import Any, TypeVar
 import grpc
 
 from armonik_core.adapters.queue.base import Lease
+from armonik_core.domain.errors import InvalidArgument
 from armonik_core.gateway import codec
+from armonik_core.gateway.auth import GatewayKeys, Handle, PermissionDenied, Unauthenticated
+from armonik_core.gateway.outcomes import RunScope, check_outcome
 from armonik_core.services.backends import Backends
 from armonik_core.services.errors import status_for
 
@@ -26,7 +36,8 @@ LEASE_SECONDS = 15.0
 #: While waiting for work, look at the queue this often anyway (expired leases come back without a publish).
 RECHECK_SECONDS = 1.0
 
-Handler = Callable[[Any], Awaitable[Any]]
+#: A handler: the decoded request and the partition of the agent that called.
+Handler = Callable[[Any, str], Awaitable[Any]]
 T = TypeVar("T")
 
 
@@ -37,6 +48,9 @@ class _Holding:
     agent: str
     lease: Lease
     renewed_at: float
+    #: The run's nonce (from its lease handle): a handle of an earlier run of the task does not match.
+    nonce: str
+    scope: RunScope
 
 
 class ComputeGateway:
@@ -45,8 +59,9 @@ class ComputeGateway:
     lost and the broker requeued what it had delivered) becomes that task's new lease instead of a second run
     of the task."""
 
-    def __init__(self, backends: Backends, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(self, backends: Backends, keys: GatewayKeys, lease_seconds: float = LEASE_SECONDS) -> None:
         self._b = backends
+        self.keys = keys
         self._lease_seconds = lease_seconds
         self._held: dict[str, _Holding] = {}
         self._renewals: set[asyncio.Future[None]] = set()
@@ -68,10 +83,18 @@ class ComputeGateway:
         if not renewal.cancelled() and renewal.exception() is not None:
             log.warning("could not renew leases: %s", renewal.exception())
 
-    def _holding(self, lease: Lease, agent: str | None) -> _Holding | None:
-        """The task's holding when `agent` holds it (None: an agent of an older gateway, or a late agent)."""
-        holding = self._held.get(lease.message.task_id)
-        return holding if holding is not None and agent in (None, holding.agent) else None
+    def _holding(self, handle: Handle) -> _Holding | None:
+        """The task's holding when the handle's run holds it (None: a late agent, or the control plane
+        restarted since the task was taken)."""
+        holding = self._held.get(handle.task_id)
+        if holding is None or holding.agent != handle.agent_id or holding.nonce != handle.nonce:
+            return None
+        return holding
+
+    def _stale(self, handle: Handle) -> bool:
+        """The task is held by another run (another agent, or a later acquisition): the handle is stale."""
+        holding = self._held.get(handle.task_id)
+        return holding is not None and (holding.agent != handle.agent_id or holding.nonce != handle.nonce)
 
     async def _still_held(self, lease: Lease) -> bool:
         """A task delivered again while its agent keeps renewing it: the new delivery becomes its lease (the
@@ -88,8 +111,8 @@ class ComputeGateway:
         await self._b.queue.ack([previous])
         return True
 
-    async def acquire(self, request: dict[str, Any]) -> dict[str, Any] | None:
-        acquired = await self._acquire_many({**request, "max_tasks": 1})
+    async def acquire(self, request: dict[str, Any], partition: str) -> dict[str, Any] | None:
+        acquired = await self._acquire_many({**request, "max_tasks": 1}, partition)
         return acquired[0] if acquired else None
 
     async def _take(self, lease: Lease, agent: str, hostname: str) -> dict[str, Any] | None:
@@ -101,28 +124,41 @@ class ComputeGateway:
             self._held.pop(lease.message.task_id, None)
             await self._b.queue.ack([lease])
             return None
-        self._held[lease.message.task_id] = _Holding(agent, lease, time.monotonic())
+        task = outcome.task
+        handle, nonce = self.keys.issue(lease, agent)
+        scope = RunScope(task.task_id, task.session_id, frozenset(task.expected_output_ids))
+        self._held[lease.message.task_id] = _Holding(agent, lease, time.monotonic(), nonce, scope)
         return {
-            "task": codec.task_to_json(outcome.task),
+            "task": codec.task_to_json(task),
             "session_options": codec.options_to_json(outcome.session.options),
             "session_partitions": outcome.session.partition_ids,
-            "lease": codec.lease_to_json(lease),
+            "lease": handle,
+            "object_prefix": nonce,
             "inputs": [codec.result_to_json(r) for r in outcome.inputs],
         }
 
-    async def start(self, request: dict[str, Any]) -> bool:
+    async def start(self, request: dict[str, Any], partition: str) -> bool:
+        handle = self.keys.check(request.get("lease"), request.get("agent_id"), partition)
+        if self._stale(handle):
+            log.info(
+                "start of task %s by agent %s ignored: a later run holds it", handle.task_id, handle.agent_id
+            )
+            return False
         return await self._b.state.start_task(
-            request["task_id"], request["agent_id"], request.get("fetched_at"), request.get("started_at")
+            handle.task_id, handle.agent_id, request.get("fetched_at"), request.get("started_at")
         )
 
-    async def heartbeat(self, request: dict[str, Any]) -> list[str]:
+    async def heartbeat(self, request: dict[str, Any], partition: str) -> list[str]:
         agent, now = request.get("agent_id"), time.monotonic()
         leases = []
-        for lease in map(codec.lease_from_json, request["leases"]):
-            holding = self._holding(lease, agent)
+        for handle in [self.keys.check(text, agent, partition) for text in request["leases"]]:
+            lease = handle.lease
+            holding = self._holding(handle)
             if holding is not None:
                 holding.renewed_at = now
                 lease = holding.lease
+            elif self._stale(handle):  # a late agent does not keep another run's lease alive
+                continue
             leases.append(lease)
         # Renewed in the background: a queue that is slow to answer (a broker reconnecting) must not hold up
         # the heartbeat, whose arrival is what proves the agent still holds its tasks.
@@ -131,33 +167,54 @@ class ComputeGateway:
         renewal.add_done_callback(self._renewed)
         return sorted(await self._b.state.cancelled_tasks([lease.message.task_id for lease in leases]))
 
-    async def finish(self, request: dict[str, Any]) -> None:
-        await self._b.queue.ack([await self._record(request)])
+    async def finish(self, request: dict[str, Any], partition: str) -> None:
+        lease = await self._record(request, partition)
+        if lease is not None:
+            await self._b.queue.ack([lease])
 
-    async def _record(self, request: dict[str, Any]) -> Lease:
-        """Record an agent's outcome; returns the lease to acknowledge."""
-        lease = codec.lease_from_json(request["lease"])
-        holding = self._holding(lease, request["agent_id"])
-        if holding is not None:  # the current lease; a late agent's own (stale) lease acks nothing
-            lease = holding.lease
+    async def _record(self, request: dict[str, Any], partition: str) -> Lease | None:
+        """Record an agent's outcome; returns the lease to acknowledge (None: a stale handle, ignored)."""
+        handle = self.keys.check(request.get("lease"), request.get("agent_id"), partition)
+        holding = self._holding(handle)
+        if holding is None and self._stale(handle):
+            # A late agent: the task was taken again since (by another agent, or by this one anew). Its
+            # outcome must not overwrite the new run's, and its lease is not the one to acknowledge.
+            log.info(
+                "outcome of task %s from agent %s ignored: a later run holds it",
+                handle.task_id,
+                handle.agent_id,
+            )
+            return None
         outcome = codec.outcome_from_json(request["outcome"])
-        messages = await self._b.state.finish_task(lease.message.task_id, request["agent_id"], outcome)
+        if outcome.created_results or outcome.completions or outcome.subtasks:
+            check_outcome(handle, holding.scope if holding else await self._scope(handle), outcome)
+        lease = holding.lease if holding is not None else handle.lease
+        messages = await self._b.state.finish_task(handle.task_id, handle.agent_id, outcome)
         await self._b.dispatcher.publish(messages)
         if holding is not None:
-            self._held.pop(lease.message.task_id, None)
+            self._held.pop(handle.task_id, None)
         return lease
 
-    async def exchange(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _scope(self, handle: Handle) -> RunScope:
+        """The scope of a run the gateway does not hold in memory (taken before a restart)."""
+        task = await self._b.state.get_task(handle.task_id)
+        if task.session_id != handle.session_id:
+            raise PermissionDenied(f"Task {handle.task_id} is not in session {handle.session_id}")
+        return RunScope(task.task_id, task.session_id, frozenset(task.expected_output_ids))
+
+    async def exchange(self, request: dict[str, Any], partition: str) -> list[dict[str, Any]]:
         """An agent's outcomes and its next tasks in one round trip. The outcomes are applied side by side,
         so the state store commits them together, and their leases acknowledged in one call (one broker
         operation, not one per task); one that fails is logged and does not hold back the rest (its task's
         lease runs out and another agent retries it)."""
         finished = request.get("finished") or []
         if finished:
-            done = await _side_by_side([self._record(item) for item in finished])
+            done = await _side_by_side([self._record(item, partition) for item in finished])
             recorded = [lease for lease in done if isinstance(lease, Lease)]
             for item, failure in zip(finished, done, strict=True):
-                if isinstance(failure, BaseException):
+                if isinstance(failure, PermissionDenied):
+                    log.warning("outcome of agent %.80s refused: %s", item.get("agent_id"), failure)
+                elif isinstance(failure, BaseException):
                     log.error("could not apply an outcome of agent %s: %s", item.get("agent_id"), failure)
             if recorded:
                 try:
@@ -167,10 +224,16 @@ class ComputeGateway:
         wanted = request.get("acquire")
         if not wanted:
             return []
-        return await self._acquire_many(wanted)
+        return await self._acquire_many(wanted, partition)
 
-    async def _acquire_many(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _acquire_many(self, request: dict[str, Any], caller: str) -> list[dict[str, Any]]:
         partition, agent, hostname = request["partition_id"], request["agent_id"], request["hostname"]
+        if partition != caller:
+            raise PermissionDenied(
+                f"An agent of partition {caller!r} cannot take tasks of partition {partition!r}"
+            )
+        if not isinstance(agent, str) or not agent:
+            raise InvalidArgument("agent_id must be a non-empty string")
         limit = max(1, int(request.get("max_tasks", 1)))
         deadline = time.monotonic() + float(request.get("wait_seconds", 0))
         while True:
@@ -192,8 +255,19 @@ class ComputeGateway:
                 return []
             await self._b.dispatcher.wait_for_publication(partition, min(remaining, RECHECK_SECONDS), seen)
 
-    async def get_results(self, request: dict[str, Any]) -> list[dict[str, Any]]:
-        return [codec.result_to_json(r) for r in await self._b.state.get_results(request["result_ids"])]
+    async def get_results(self, request: dict[str, Any], partition: str) -> list[dict[str, Any]]:
+        """Result records for a run: those of its task's session only (others are left out, as unknown)."""
+        handle = self.keys.check(request.get("lease"), request.get("agent_id"), partition)
+        found = await self._b.state.get_results(request["result_ids"])
+        mine = [r for r in found if r.session_id == handle.session_id]
+        if len(mine) < len(found):
+            log.warning(
+                "agent %.80s asked for %d results outside session %s: left out",
+                handle.agent_id,
+                len(found) - len(mine),
+                handle.session_id,
+            )
+        return [codec.result_to_json(r) for r in mine]
 
     async def exchange_stream(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -202,6 +276,11 @@ class ComputeGateway:
         stream with the status a unary call would have had; the agent opens a new one."""
         handler = asyncio.current_task()
         assert handler is not None
+        try:
+            partition = self.keys.authenticate(context.invocation_metadata())
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise AssertionError("unreachable") from exc
         pending = requests.__aiter__()
         while not self._closing:
             self._idle_streams.add(handler)
@@ -218,7 +297,7 @@ class ComputeGateway:
                 raise
             finally:
                 self._idle_streams.discard(handler)
-            yield await _answer(EXCHANGE_STREAM, self.exchange, request, context)
+            yield await _answer(EXCHANGE_STREAM, self.exchange, request, partition, context)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -242,28 +321,50 @@ async def _side_by_side(jobs: list[Coroutine[Any, Any, T]]) -> list[T | BaseExce
     return await asyncio.gather(*jobs, return_exceptions=True)
 
 
-async def _answer(name: str, handler: Handler, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED, str(exc)
+    if isinstance(exc, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc)
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return grpc.StatusCode.INVALID_ARGUMENT, f"The request is not JSON: {exc}"
+    if isinstance(exc, KeyError):
+        return grpc.StatusCode.INVALID_ARGUMENT, f"The request has no field {exc}"
+    return status_for(exc)
+
+
+async def _answer(
+    name: str, handler: Handler, request: bytes, partition: str, context: grpc.aio.ServicerContext
+) -> bytes:
     """The handler's reply to `request`, encoded; a failure aborts the call with the status it maps to."""
     try:
-        return codec.dumps(await handler(codec.loads(request)))
+        return codec.dumps(await handler(codec.loads(request), partition))
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        code, message = status_for(exc)
+        code, message = _status(exc)
         if code is grpc.StatusCode.INTERNAL:
             log.exception("compute gateway %s failed", name)
+        elif code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+            log.warning("compute gateway %s refused: %s", name, message)
         await context.abort(code, message)
         raise AssertionError("unreachable") from exc
 
 
-def _rpc(name: str, handler: Handler) -> grpc.RpcMethodHandler:
+def _rpc(name: str, handler: Handler, keys: GatewayKeys) -> grpc.RpcMethodHandler:
     async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await _answer(name, handler, request, context)
+        try:
+            partition = keys.authenticate(context.invocation_metadata())
+        except Unauthenticated as exc:
+            log.warning("compute gateway %s refused: %s", name, exc)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise AssertionError("unreachable") from exc
+        return await _answer(name, handler, request, partition, context)
 
     return grpc.unary_unary_rpc_method_handler(call)
 
 
 def add_gateway(server: grpc.aio.Server, gateway: ComputeGateway) -> None:
-    handlers = {name: _rpc(name, fn) for name, fn in gateway.handlers().items()}
+    handlers = {name: _rpc(name, fn, gateway.keys) for name, fn in gateway.handlers().items()}
     handlers[EXCHANGE_STREAM] = grpc.stream_stream_rpc_method_handler(gateway.exchange_stream)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

@@ -56,9 +56,10 @@ R = TypeVar("R")
 NO_TASK = "No task is accepting request"
 
 
-def new_object_keys(count: int) -> list[str]:
-    """Object keys in the control plane's format: every write gets a fresh object."""
-    return [key.replace("-", "") for key in new_ids(count)]
+def new_object_keys(count: int, prefix: str = "") -> list[str]:
+    """Object keys in the control plane's format: every write gets a fresh object. `prefix` is the run's
+    (`AcquiredTask.object_prefix`): the compute gateway accepts an output only under its run's prefix."""
+    return [prefix + key.replace("-", "") for key in new_ids(count)]
 
 
 def data_file(folder: Path, result_id: str) -> Path:
@@ -210,7 +211,7 @@ class AgentService(AgentServicer):
                 result = dataclasses.replace(result, status=ResultStatus.COMPLETED)
             known[result_id] = result
         if lookup:
-            found = await self._backend.get_results(lookup)
+            found = await self._backend.get_results(lookup, run.acquired)
             self._still(run)
             known.update((r.result_id, r) for r in found)
         return known
@@ -233,7 +234,7 @@ class AgentService(AgentServicer):
         run = self._check(request.communication_token)
         self._check_session(run, request.session_id)
         results = self._new_results(run, (item.name for item in request.results))
-        keys = new_object_keys(len(results))
+        keys = new_object_keys(len(results), run.acquired.object_prefix)
         await self._objects.put_many(
             {key: item.data for key, item in zip(keys, request.results, strict=True)}
         )
@@ -356,7 +357,7 @@ class AgentService(AgentServicer):
         elif (result_id in run.notified or result_id in run.inputs) and path.is_file():
             return pb.DataResponse(result_id=result_id)  # already in the folder
         else:
-            found = await self._backend.get_results([result_id])
+            found = await self._backend.get_results([result_id], run.acquired)
             self._still(run)
             result = next((r for r in found if r.result_id == result_id), None)
             if result is None or result.session_id != run.session_id:

@@ -28,6 +28,8 @@ class AcquiredTask:
     lease: str
     #: The payload and data dependencies as stored when the task was acquired, so staging needs no lookup.
     inputs: list[Result] = field(default_factory=list)
+    #: What every object key the run stores begins with (the compute gateway accepts outputs under it only).
+    object_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +93,9 @@ class ComputeBackend(ABC):
         return got
 
     @abstractmethod
-    async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
-        """Result metadata, to fetch data a worker asks for (GetResourceData)."""
+    async def get_results(self, result_ids: Sequence[str], acquired: AcquiredTask) -> list[Result]:
+        """Result metadata, to fetch data a worker running `acquired` asks for (GetResourceData): those of
+        the task's session (others are left out)."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -9,6 +9,9 @@ stream, headers and trailers included, on both sides. A no-op task's round trip 
 A stream that broke (the control plane restarted, the connection dropped) is replaced by a new one at the
 next exchange. A request the control plane cannot have read goes again on the new stream; one it may have
 read fails as a unary call would, and the leases of its tasks run out.
+
+Every call carries the agent's partition and credential as metadata (the gateway serves agents only), and
+every call about a task its lease handle (see armonik_core.gateway.auth).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import grpc
 from armonik_core.domain.outcomes import TaskOutcome
 from armonik_core.domain.records import Result
 from armonik_core.gateway import codec
+from armonik_core.gateway.auth import CREDENTIAL_HEADER, PARTITION_HEADER
 from armonik_core.gateway.server import EXCHANGE_STREAM, LEASE_SECONDS, SERVICE
 from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
 from armonik_core.polling_agent.settings import AgentSettings
@@ -40,10 +44,14 @@ class GatewayBackend(ComputeBackend):
         agent_id: str,
         tls: ClientTlsSettings | None = None,
         reply_margin: float = 120.0,
+        *,
+        partition_id: str = "default",
+        credential: str = "",
     ) -> None:
         """`reply_margin`: how long past an exchange's own wait for tasks its reply may take before the
-        exchange fails (and its stream is replaced)."""
+        exchange fails (and its stream is replaced). `credential`: the agent credential of `partition_id`."""
         self._agent_id = agent_id
+        self._metadata = ((PARTITION_HEADER, partition_id), (CREDENTIAL_HEADER, credential))
         self._reply_margin = reply_margin
         self._channel = aio_channel(endpoint, tls)
         self._calls = {
@@ -58,7 +66,9 @@ class GatewayBackend(ComputeBackend):
         self._stream_lock = asyncio.Lock()
 
     async def _call(self, name: str, request: dict[str, Any], timeout: float | None = 30.0) -> Any:
-        reply = await self._calls[name](codec.dumps(request), timeout=timeout, wait_for_ready=True)
+        reply = await self._calls[name](
+            codec.dumps(request), timeout=timeout, metadata=self._metadata, wait_for_ready=True
+        )
         return codec.loads(reply)
 
     async def acquire(
@@ -96,7 +106,7 @@ class GatewayBackend(ComputeBackend):
             for _ in range(2):
                 call = self._stream
                 if call is None or call.done():  # none yet, or it ended since (the control plane restarted)
-                    call = self._stream = self._open_stream(wait_for_ready=True)
+                    call = self._stream = self._open_stream(metadata=self._metadata, wait_for_ready=True)
                     self.streams_opened += 1
                 reply = await self._round_trip(call, request, timeout)
                 if reply is not _UNREAD:
@@ -148,7 +158,7 @@ class GatewayBackend(ComputeBackend):
         self, acquired: AcquiredTask, fetched_at: float | None = None, started_at: float | None = None
     ) -> None:
         request = {
-            "task_id": acquired.task.task_id,
+            "lease": acquired.lease,
             "agent_id": self._agent_id,
             "fetched_at": fetched_at,
             "started_at": started_at,
@@ -164,11 +174,9 @@ class GatewayBackend(ComputeBackend):
     async def finish(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
         await self._call("Finish", self._finish_request(acquired, outcome), timeout=120.0)
 
-    async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
-        return [
-            codec.result_from_json(r)
-            for r in await self._call("GetResults", {"result_ids": list(result_ids)})
-        ]
+    async def get_results(self, result_ids: Sequence[str], acquired: AcquiredTask) -> list[Result]:
+        request = {"result_ids": list(result_ids), "lease": acquired.lease, "agent_id": self._agent_id}
+        return [codec.result_from_json(r) for r in await self._call("GetResults", request)]
 
     async def close(self) -> None:
         if self._stream is not None:
@@ -195,9 +203,16 @@ def _acquired(reply: dict[str, Any] | None) -> AcquiredTask | None:
         session_partitions=list(reply["session_partitions"]),
         lease=reply["lease"],
         inputs=[codec.result_from_json(r) for r in reply.get("inputs", [])],
+        object_prefix=reply.get("object_prefix", ""),
     )
 
 
 def connect_gateway_backend(settings: AgentSettings) -> ComputeBackend:
-    """The backend of an agent of the local target: the control plane's compute gateway."""
-    return GatewayBackend(settings.control_plane_endpoint, settings.agent_id, settings.control_plane_tls)
+    """The backend of an agent: the control plane's compute gateway."""
+    return GatewayBackend(
+        settings.control_plane_endpoint,
+        settings.agent_id,
+        settings.control_plane_tls,
+        partition_id=settings.partition_id,
+        credential=settings.gateway_credential,
+    )

@@ -30,12 +30,15 @@ Variables (case-insensitive names; defaults in brackets):
 - `InitWorker__WorkerCheckValidity` [1 s]: the health check before a task starts as soon as the previous
   task's Process call is over; it counts for the next task if that task comes within this delay, else the
   agent checks again (0: always check again, right before the task, as upstream does).
-- `ControlPlane__Endpoint` [127.0.0.1:5001]: the control plane's compute gateway; an `https://host:port` URL
-  connects with TLS, trusting `ControlPlane__Tls__CaFile` and presenting, for mTLS,
+- `ComputeGateway__Endpoint` [`ControlPlane__Endpoint`, else 127.0.0.1:5001]: the control plane's compute
+  gateway (its own listener, not the clients' port): `unix:///path/compute-gateway.sock` or `host:port`; an
+  `https://host:port` URL connects with TLS, trusting `ControlPlane__Tls__CaFile` and presenting, for mTLS,
   `ControlPlane__Tls__ClientCertificateFile` and `…__ClientKeyFile` (see armonik_core.tls).
 - `Worker__Module` [unset]: `package.module:processor`, a worker-SDK processor the agent imports and runs
   itself instead of calling a separate worker (see `armonik_core.polling_agent.inprocess`); the worker
   channels are then unused.
+- `ComputeGateway__Credential` or `ComputeGateway__CredentialFile` (a file holding it): the agent credential
+  of this partition, which the deployment derives from its secret (see armonik_core.gateway.auth).
 - `Embedded__DataDirectory` [generated/data]: object storage lives in `<dir>/objects`.
 - `Submitter__PreferredMessageSize` [1 MiB]: `Configuration.data_chunk_max_size` given to the worker.
 - `Serilog__MinimumLevel` [Information]: log level.
@@ -168,6 +171,8 @@ class AgentSettings:
     environment: Environment = field(default_factory=lambda: Environment({}))
     #: TLS of the channel to the control plane (None: plain HTTP/2), from an https:// endpoint.
     control_plane_tls: ClientTlsSettings | None = None
+    #: The agent credential of `partition_id`, sent with every call to the compute gateway.
+    gateway_credential: str = field(default="", repr=False)  # never in a log line
 
     @property
     def objects_directory(self) -> Path:
@@ -189,7 +194,10 @@ class AgentSettings:
         if not partition:
             raise ConfigurationError("Pollster__PartitionId must not be empty")
         agent_id = env.get("Pollster__AgentId", "").strip() or default_agent_id()
-        endpoint = env.get("ControlPlane__Endpoint", "127.0.0.1:5001").strip()
+        endpoint = (
+            env.get("ComputeGateway__Endpoint", "").strip()
+            or env.get("ControlPlane__Endpoint", "127.0.0.1:5001").strip()
+        )
         return AgentSettings(
             partition_id=partition,
             shared_cache_folder=Path(env.get("Pollster__SharedCacheFolder", "/cache/shared")).absolute(),
@@ -234,4 +242,21 @@ class AgentSettings:
             object_storage=components.object_storage(env),
             environment=env,
             control_plane_tls=ClientTlsSettings.from_env(env, endpoint),
+            gateway_credential=_credential(env),
         )
+
+
+def _credential(env: Environment) -> str:
+    """`ComputeGateway__Credential`, or the content of `ComputeGateway__CredentialFile` ("" if neither)."""
+    text = env.get("ComputeGateway__Credential", "").strip()
+    path = env.get("ComputeGateway__CredentialFile", "").strip()
+    if text and path:
+        raise ConfigurationError("ComputeGateway__Credential and ComputeGateway__CredentialFile are both set")
+    if not path:
+        return text
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"ComputeGateway__CredentialFile={path!r}: cannot read the file ({exc.strerror or exc})"
+        ) from None

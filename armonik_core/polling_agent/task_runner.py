@@ -403,7 +403,7 @@ class TaskRunner:
             return
         results = {r.result_id: r for r in run.acquired.inputs}
         if not set(wanted) <= set(results):
-            results = {r.result_id: r for r in await self._backend.get_results(wanted)}
+            results = {r.result_id: r for r in await self._backend.get_results(wanted, run.acquired)}
         missing = [rid for rid in wanted if rid not in results]
         unusable = [rid for rid in wanted if rid in results and results[rid].status != ResultStatus.COMPLETED]
         if missing or unusable:
@@ -440,7 +440,7 @@ class TaskRunner:
         if kind != "ok":
             return TaskOutcome(OutcomeKind.CRASH, "Worker returned an output that is neither ok nor an error")
         notified = list(run.notified)
-        keys = new_object_keys(len(notified))
+        keys = new_object_keys(len(notified), run.acquired.object_prefix)
 
         def store(result_id: str, key: str) -> Callable[[], Awaitable[DataCompletion]]:
             async def job() -> DataCompletion:

@@ -71,6 +71,7 @@ from armonik_deploy.kubernetes.readiness import deployment_names, deployment_sta
 from armonik_deploy.kubernetes.terraform import (
     QUICK_DEPLOY,
     TerraformRunner,
+    gateway_variables,
     make_certificates,
     terraform_error,
     terraform_variables,
@@ -129,6 +130,7 @@ def prepare(
     variables = terraform_variables(
         read_variables(parameters_file), read_variables(versions_file), certificates
     )
+    variables["compute_gateway"] = gateway_variables(layout.generated, list(params.compute_plane))
     if charts == "helm":
         variables[INSTALL_CHARTS_VARIABLE] = False
     return Prepared(params, tls, certificates, write_tfvars(layout.tfvars, variables), versions)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from armonik_core.metrics.collector import metric_name
-from armonik_deploy.kubernetes import objects
+from armonik_deploy.kubernetes import gateway, objects
 from armonik_deploy.kubernetes.context import Context
 from armonik_deploy.kubernetes.settings import (
     CACHE_PATH,
@@ -135,8 +135,9 @@ def control_plane(ctx: Context, settings: Settings) -> list[Manifest]:
         "name": "control-plane",
         "image": ctx.image(cp.image, cp.tag, "control_plane"),
         "imagePullPolicy": cp.image_pull_policy,
-        "ports": objects.container_ports(grpc=CONTROL_PLANE_PORT),
+        "ports": objects.container_ports(grpc=CONTROL_PLANE_PORT, gateway=gateway.GATEWAY_PORT),
         "envFrom": objects.env_from([LOG, CORE, CONTROL], settings.credential_secrets),
+        "env": gateway.control_plane_env(),
         "startupProbe": objects.tcp_probe("grpc", period=3, failures=20),
         "livenessProbe": objects.tcp_probe("grpc", period=5, failures=3),
         "securityContext": objects.container_security(),
@@ -265,7 +266,7 @@ def compute_plane(ctx: Context, settings: Settings, name: str, partition: Comput
         "image": ctx.image(agent.image, agent.tag, f"compute_plane.{name}.polling_agent"),
         "imagePullPolicy": agent.image_pull_policy,
         "envFrom": objects.env_from([LOG, CORE, POLLING], settings.credential_secrets),
-        "env": _partition_env(name, partition),
+        "env": [*_partition_env(name, partition), *gateway.agent_env(name)],
         "volumeMounts": [shared, *data_mounts, *tls_mounts, *ca_mounts],
         "securityContext": objects.container_security(),
         **_channel_probes(partition, "agent"),

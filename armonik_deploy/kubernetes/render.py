@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from armonik_deploy.kubernetes import armonik, helm, objects, services
+from armonik_deploy.kubernetes import armonik, gateway, helm, objects, services
 from armonik_deploy.kubernetes.context import Context, Credentials
 from armonik_deploy.kubernetes.settings import build_settings
 from armonik_deploy.parameters import Parameters, Versions
@@ -58,6 +58,7 @@ def render(
     manifests += services.prometheus(ctx)
     manifests.append(armonik.init_job(ctx, settings))
     manifests += armonik.control_plane(ctx, settings)
+    manifests += gateway.manifests(ctx)
     for name, partition in params.compute_plane.items():
         manifests += armonik.compute_plane(ctx, settings, name, partition)
     manifests += armonik.metrics_exporter(ctx, settings)

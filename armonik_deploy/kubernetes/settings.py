@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from armonik_deploy.certificates import ServerIdentity, ensure_certificates
-from armonik_deploy.kubernetes import objects
+from armonik_deploy.kubernetes import gateway, objects
 from armonik_deploy.kubernetes.auth import authentication_env
 from armonik_deploy.kubernetes.context import Context, RenderError
 from armonik_deploy.parameters import ParametersError, env_strings, fragment_env
@@ -108,9 +108,10 @@ def service_names(service: str, namespace: str) -> list[str]:
 
 
 def control_plane_identity(name: str, namespace: str) -> ServerIdentity:
-    """The control plane's certificate (`ingress.tls`): its Service's names, and localhost and 127.0.0.1
-    for clients outside the cluster through `kubectl port-forward`."""
-    return ServerIdentity("control-plane", [*service_names(name, namespace), "localhost", "127.0.0.1"])
+    """The control plane's certificate (`ingress.tls`): its Service's names and the compute gateway's, and
+    localhost and 127.0.0.1 for clients outside the cluster through `kubectl port-forward`."""
+    names = [*service_names(name, namespace), *service_names(gateway.SERVICE, namespace)]
+    return ServerIdentity("control-plane", [*names, "localhost", "127.0.0.1"])
 
 
 def mongodb_identity(namespace: str) -> ServerIdentity:
@@ -241,11 +242,13 @@ def build_settings(ctx: Context) -> Settings:
             **partitions,
             **server_tls,
             **auth_env,
+            **gateway.control_plane_settings(),
             **fragment_env(configs.control),
         },
         POLLING: {
             "Pollster__SharedCacheFolder": f"{CACHE_PATH}/shared",
             "ControlPlane__Endpoint": endpoint,
+            **gateway.agent_settings(ctx, out.tls),
             **client_tls,
             **fragment_env(configs.compute),
             **fragment_env(configs.polling),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from armonik_core.gateway.auth import agent_credential
 from armonik_deploy.certificates import (
     CertificateError,
     Certificates,
@@ -21,6 +22,7 @@ from armonik_deploy.certificates import (
     ServerIdentity,
     ensure_certificates,
 )
+from armonik_deploy.gateway_secret import ensure_secret
 from armonik_deploy.kubernetes.auth import generated_user_certificates
 from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout, environment, last_lines
 from armonik_deploy.kubernetes.settings import control_plane_identity, mongodb_identity
@@ -94,6 +96,16 @@ def terraform_variables(
             "servers": {name: pair(kp) for name, kp in certificates.servers.items()},
             "clients": {name: pair(kp) for name, kp in certificates.clients.items()},
         },
+    }
+
+
+def gateway_variables(generated: Path, partitions: list[str]) -> dict[str, Any]:
+    """`compute_gateway`: the deployment secret (made once, kept under `generated/gateway/`) and each
+    partition's agent credential, derived here since Terraform has no HMAC."""
+    secret = ensure_secret(generated)
+    return {
+        "secret": secret.decode(),
+        "credentials": {name: agent_credential(secret, name) for name in partitions},
     }
 
 

@@ -232,9 +232,14 @@ def test_deploy_restart_redeploy_and_destroy(deployment: Deployment) -> None:
         assert env["Pollster__SharedCacheFolder"] == str(cache / "shared")
         assert env["Pollster__PartitionId"] == "default"
         assert env["Pollster__AgentId"] == "default-0"
-        assert env["ControlPlane__Endpoint"] == d.endpoint
         assert env["Embedded__DataDirectory"] == str(d.generated.resolve() / "data")
         assert (cache / "default-0").is_dir()
+    agent = d.records_of("agent-default-0")[0]["env"]
+    assert (
+        agent["ComputeGateway__Endpoint"]
+        == f"unix://{d.generated.resolve() / 'data' / 'compute-gateway.sock'}"
+    )
+    assert "ComputeGateway__CredentialFile" not in d.records_of("worker-default-0")[0]["env"]
     assert d.records_of("worker-default-0")[0]["env"]["MY_SETTING"] == "42"
     assert d.records_of("metrics")[0]["env"]["MetricsExporter__Port"] == str(d.metrics_port)
     assert (d.generated / "logs" / "default-0-worker.log").exists()

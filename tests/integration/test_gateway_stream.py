@@ -54,7 +54,7 @@ async def takes_a_new_task_on_a_second_stream(backend: GatewayBackend, endpoint:
 
 async def test_exchanges_travel_on_one_stream(control_plane: Any) -> None:
     first, second, third = submit(control_plane.endpoint, 3)
-    backend = GatewayBackend(control_plane.endpoint, AGENT)
+    backend = GatewayBackend(control_plane.gateway_endpoint, AGENT, credential=control_plane.credential())
     try:
         taken = await backend.exchange([], request(max_tasks=3))
         assert sorted(a.task.task_id for a in taken) == sorted([first, second, third])
@@ -84,7 +84,7 @@ async def test_exchanges_travel_on_one_stream(control_plane: Any) -> None:
 
 
 async def test_a_restarted_control_plane_gets_a_new_stream(control_plane: Any) -> None:
-    backend = GatewayBackend(control_plane.endpoint, AGENT)
+    backend = GatewayBackend(control_plane.gateway_endpoint, AGENT, credential=control_plane.credential())
     try:
         assert await backend.exchange([], request(wait_seconds=0.0)) == []
         control_plane.kill()
@@ -97,8 +97,10 @@ async def test_a_restarted_control_plane_gets_a_new_stream(control_plane: Any) -
 async def test_a_stopping_control_plane_ends_streams_and_long_polls_at_once(control_plane: Any) -> None:
     """SIGTERM gives the server a grace period of 5 s for calls under way; an idle stream and a long poll
     must not hold it that long."""
-    idle = GatewayBackend(control_plane.endpoint, "idle-agent")
-    polling = GatewayBackend(control_plane.endpoint, "polling-agent")
+    idle = GatewayBackend(control_plane.gateway_endpoint, "idle-agent", credential=control_plane.credential())
+    polling = GatewayBackend(
+        control_plane.gateway_endpoint, "polling-agent", credential=control_plane.credential()
+    )
     try:
         assert await idle.exchange([], request(wait_seconds=0.0)) == []
         poll = asyncio.ensure_future(polling.exchange([], request(wait_seconds=60.0)))
@@ -118,7 +120,9 @@ async def test_a_stopping_control_plane_ends_streams_and_long_polls_at_once(cont
 async def test_an_unanswered_exchange_times_out_and_the_next_one_uses_a_new_stream(
     control_plane: Any,
 ) -> None:
-    backend = GatewayBackend(control_plane.endpoint, AGENT, reply_margin=0.5)
+    backend = GatewayBackend(
+        control_plane.gateway_endpoint, AGENT, credential=control_plane.credential(), reply_margin=0.5
+    )
     assert control_plane.process is not None
     try:
         assert await backend.exchange([], request(wait_seconds=0.0)) == []

@@ -240,7 +240,7 @@ class FakeBackend(ComputeBackend):
             self.queue.put_nowait(acquired)
         self._event(acquired.task.task_id).set()
 
-    async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
+    async def get_results(self, result_ids: Sequence[str], acquired: AcquiredTask) -> list[Result]:
         return [self.results[rid] for rid in result_ids if rid in self.results]
 
     # -- helpers for the tests ------------------------------------------------------------------------------

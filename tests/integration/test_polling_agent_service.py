@@ -52,7 +52,7 @@ class ResultsOnly(ComputeBackend):
     async def finish(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
         raise AssertionError("the Agent API never finishes tasks: the task runner does")
 
-    async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
+    async def get_results(self, result_ids: Sequence[str], acquired: AcquiredTask) -> list[Result]:
         return [self.results[rid] for rid in result_ids if rid in self.results]
 
 

@@ -25,6 +25,7 @@ from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
 from armonik_core.gateway import codec
+from armonik_core.gateway.auth import GatewayKeys
 from armonik_core.gateway.server import ComputeGateway
 from armonik_core.ids import new_id
 
@@ -209,15 +210,16 @@ async def test_tasks_left_to_the_outbox_while_the_retry_reads_it_are_published_t
 async def test_the_outcomes_of_an_exchange_are_acknowledged_in_one_call(store: SqliteStateStore) -> None:
     queue = GatedQueue()
     dispatcher = TaskDispatcher(store, queue)
-    gateway = ComputeGateway(Backends(store, None, queue, dispatcher, None))  # type: ignore[arg-type]
+    backends = Backends(store, None, queue, dispatcher, None)  # type: ignore[arg-type]
+    gateway = ComputeGateway(backends, GatewayKeys(b"secret"))
     await dispatcher.publish(await ready_tasks(store, 3))
     acquire = {"partition_id": "default", "agent_id": "agent", "hostname": "host", "wait_seconds": 2.0}
-    taken = await gateway.exchange({"acquire": {**acquire, "max_tasks": 3}})
+    taken = await gateway.exchange({"acquire": {**acquire, "max_tasks": 3}}, "default")
     assert len(taken) == 3
 
     failed = codec.outcome_to_json(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
     finished = [{"lease": item["lease"], "agent_id": "agent", "outcome": failed} for item in taken]
-    assert await gateway.exchange({"finished": finished}) == []
+    assert await gateway.exchange({"finished": finished}, "default") == []
     assert queue.acks == [3], "one acknowledgement for the three outcomes"
     assert await queue.depth("default") == 0
     for item in taken:

@@ -93,7 +93,7 @@ def queued(control_plane: Any, partition: str) -> tuple[int, list[str]]:
     order, so the queue is left as found."""
     if control_plane.env["Components__QueueStorage"] == "embedded":
         return _queued_in_file(control_plane.data_dir, partition)
-    return asyncio.run(_queued_through_gateway(control_plane.endpoint, partition))
+    return asyncio.run(_queued_through_gateway(control_plane, partition))
 
 
 def _queued_in_file(data_dir: Path, partition: str) -> tuple[int, list[str]]:
@@ -111,8 +111,10 @@ def _queued_in_file(data_dir: Path, partition: str) -> tuple[int, list[str]]:
     return asyncio.run(read())
 
 
-async def _queued_through_gateway(endpoint: str, partition: str) -> tuple[int, list[str]]:
-    backend = GatewayBackend(endpoint, "restart-test")
+async def _queued_through_gateway(plane: Any, partition: str) -> tuple[int, list[str]]:
+    backend = GatewayBackend(
+        plane.gateway_endpoint, "restart-test", partition_id=partition, credential=plane.credential(partition)
+    )
     try:
         taken = []
         while (acquired := await backend.acquire(partition, "restart-test", "test-host", 0.0)) is not None:

@@ -104,6 +104,8 @@ def start_plane(folder: Path, pki: Pki, mtls: bool) -> TlsControlPlane:
     env = {
         "ControlPlane__Tls__CertificateFile": str(pair.certificate),
         "ControlPlane__Tls__KeyFile": str(pair.key),
+        # The gateway on a TCP port of its own, served with TLS as the clients' port is.
+        "ComputeGateway__Port": str(free_port()),
     }
     if mtls:
         env["ControlPlane__Tls__ClientCaFile"] = pki.ca
@@ -234,9 +236,9 @@ def test_the_cli_over_mtls(mtls_plane: TlsControlPlane, pki: Pki, tmp_path: Path
 # -- (4) a polling agent reaches the compute gateway over mTLS --------------------------------------------------
 def agent_env(plane: TlsControlPlane, pki: Pki, client: bool = True) -> dict[str, str]:
     env = {
-        "ControlPlane__Endpoint": plane.url,
+        **plane.agent_env("pymonik"),
+        "ComputeGateway__Endpoint": f"https://127.0.0.1:{plane.env['ComputeGateway__Port']}",
         "ControlPlane__Tls__CaFile": pki.ca,
-        "Pollster__PartitionId": "pymonik",
         "Pollster__AgentId": "tls-agent",
     }
     if client:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from armonik_core.gateway.auth import agent_credential
+from armonik_deploy.gateway_secret import prepare_gateway_files
 from armonik_deploy.parameters import ParametersError, parameters_from_dict
 from armonik_deploy.plan import PARTITIONS_PREFIX, Plan, PlanError, ProcessSpec, build_plan
 from armonik_deploy.schema import to_plain
@@ -104,8 +106,12 @@ def test_control_plane_environment_and_partitions_json(tmp_path: Path) -> None:
 
 def test_each_pair_has_its_own_socket_folder_and_identity(tmp_path: Path) -> None:
     plan = plan_of(tmp_path)
+    prepare_gateway_files(plan)
     specs = by_name(plan)
+    secret = Path(specs["control-plane"].env["ComputeGateway__SecretFile"])
+    kept = secret.read_text()
     cache = (tmp_path / "generated" / "cache").resolve()
+    gateway = (tmp_path / "generated" / "data" / "compute-gateway.sock").resolve()
     for partition, replica in [("default", 0), ("default", 1), ("gpu", 0)]:
         pair = f"{partition}-{replica}"
         agent, worker = specs[f"{pair}-polling-agent"], specs[f"{pair}-worker"]
@@ -115,7 +121,6 @@ def test_each_pair_has_its_own_socket_folder_and_identity(tmp_path: Path) -> Non
             "Pollster__SharedCacheFolder": str(cache / "shared"),
             "Pollster__PartitionId": partition,
             "Pollster__AgentId": pair,
-            "ControlPlane__Endpoint": "127.0.0.1:6123",
             "Embedded__DataDirectory": str((tmp_path / "generated" / "data").resolve()),
         }
         for spec in (agent, worker):
@@ -124,6 +129,17 @@ def test_each_pair_has_its_own_socket_folder_and_identity(tmp_path: Path) -> Non
             assert str(cache / pair) in spec.folders
             assert spec.grace == 30
         assert agent.role == "polling-agent" and worker.role == "worker"
+        # the agent alone reaches the compute gateway, with its partition's credential
+        assert agent.env["ComputeGateway__Endpoint"] == f"unix://{gateway}"
+        credential = Path(agent.env["ComputeGateway__CredentialFile"])
+        assert credential.name == f"agent-{partition}.credential"
+        assert credential.read_text().strip() == agent_credential(kept.strip().encode(), partition)
+        assert credential.stat().st_mode & 0o777 == 0o600
+        assert not any(key.startswith("ComputeGateway__") for key in worker.env)
+    assert specs["control-plane"].env["ComputeGateway__Socket"] == str(gateway)
+    assert secret.stat().st_mode & 0o777 == 0o600
+    prepare_gateway_files(plan_of(tmp_path))  # a redeploy keeps the secret
+    assert secret.read_text() == kept
 
 
 def test_metrics_exporter_environment_and_disabling(tmp_path: Path) -> None:
@@ -152,7 +168,7 @@ def test_configurations_apply_to_their_processes_and_deployment_keys_win(tmp_pat
         logging_level="Debug",
     )
     data["compute_plane"]["default"]["worker"] = [{**WORKER, "env": {"Shared": "from-worker", "N": 2}}]
-    data["compute_plane"]["default"]["polling_agent"] = {"env": {"ControlPlane__Endpoint": "ignored"}}
+    data["compute_plane"]["default"]["polling_agent"] = {"env": {"ComputeGateway__Endpoint": "ignored"}}
     specs = by_name(plan_of(tmp_path, data))
 
     def keys(name: str) -> set[str]:
@@ -167,7 +183,7 @@ def test_configurations_apply_to_their_processes_and_deployment_keys_win(tmp_pat
     assert specs["default-0-worker"].env["Shared"] == "from-worker"
     assert specs["default-0-worker"].env["N"] == "2"
     assert specs["default-0-worker"].env["Pollster__PartitionId"] == "default"
-    assert specs["default-0-polling-agent"].env["ControlPlane__Endpoint"] == "127.0.0.1:6123"
+    assert specs["default-0-polling-agent"].env["ComputeGateway__Endpoint"].startswith("unix:///")
     assert specs["control-plane"].env["ControlPlane__Host"] == "0.0.0.0"
     assert specs["control-plane"].env["Serilog__MinimumLevel"] == "Debug"
 

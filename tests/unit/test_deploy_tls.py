@@ -74,7 +74,7 @@ def test_without_tls_nothing_changes(tmp_path: Path, ingress: dict[str, Any] | N
     assert plan.control_plane_url == "http://127.0.0.1:6123"
     for spec in plan.processes:
         assert not any(key.startswith("ControlPlane__Tls__") for key in spec.env)
-    assert by_name(plan)["default-0-polling-agent"].env["ControlPlane__Endpoint"] == "127.0.0.1:6123"
+    assert by_name(plan)["default-0-polling-agent"].env["ComputeGateway__Endpoint"].startswith("unix:///")
 
 
 def test_tls_settings_reach_the_control_plane_and_the_agents(tmp_path: Path) -> None:
@@ -88,10 +88,10 @@ def test_tls_settings_reach_the_control_plane_and_the_agents(tmp_path: Path) -> 
     assert control["ControlPlane__Tls__CertificateFile"] == str(folder / "control-plane.crt")
     assert control["ControlPlane__Tls__KeyFile"] == str(folder / "control-plane.key")
     assert "ControlPlane__Tls__ClientCaFile" not in control
+    # the agents reach the gateway on its unix socket (0600), not through the TLS port
     agent = specs["default-0-polling-agent"].env
-    assert agent["ControlPlane__Endpoint"] == "https://127.0.0.1:6123"
-    assert agent["ControlPlane__Tls__CaFile"] == str(folder / "ca.crt")
-    assert not CLIENT_KEYS - {"ControlPlane__Tls__CaFile"} & set(agent)
+    assert agent["ComputeGateway__Endpoint"].startswith("unix:///")
+    assert not (TLS_KEYS | CLIENT_KEYS) & set(agent)
     # the worker talks to its agent only, the exporter reads the state database: neither connects to the plane
     for name in ("default-0-worker", "metrics-exporter"):
         assert not (TLS_KEYS | CLIENT_KEYS) & set(specs[name].env)
@@ -103,9 +103,7 @@ def test_mtls_settings(tmp_path: Path) -> None:
     folder = certs_folder(tmp_path)
     specs = by_name(plan)
     assert specs["control-plane"].env["ControlPlane__Tls__ClientCaFile"] == str(folder / "ca.crt")
-    agent = specs["default-0-polling-agent"].env
-    assert agent["ControlPlane__Tls__ClientCertificateFile"] == str(folder / "client.crt")
-    assert agent["ControlPlane__Tls__ClientKeyFile"] == str(folder / "client.key")
+    assert not CLIENT_KEYS & set(specs["default-0-polling-agent"].env)  # the gateway's socket: no TLS
     assert plan.tls is not None
     assert plan.tls.cli_credentials() == {
         "certificate_authority": folder / "ca.crt",
@@ -203,7 +201,7 @@ def test_prepare_makes_the_certificates_and_stamps_the_processes_using_them(tmp_
     specs = by_name(plan)
     digest = made.digest()
     assert specs["control-plane"].env[DIGEST_KEY] == digest
-    assert specs["default-0-polling-agent"].env[DIGEST_KEY] == digest
+    assert DIGEST_KEY not in specs["default-0-polling-agent"].env  # the agents use no certificate
     assert DIGEST_KEY not in specs["default-0-worker"].env and DIGEST_KEY not in specs["metrics-exporter"].env
 
     # a redeploy keeps the files, so nothing restarts; a renewed certificate restarts what uses it

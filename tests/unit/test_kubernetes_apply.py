@@ -83,6 +83,11 @@ def test_a_certificate_per_enabled_service_with_the_service_dns_names(prepared: 
             "control-plane.armonik.svc",
             "control-plane.armonik",
             "control-plane",
+            # the agents reach the compute gateway's own Service over TLS with the same certificate
+            "compute-gateway.armonik.svc.cluster.local",
+            "compute-gateway.armonik.svc",
+            "compute-gateway.armonik",
+            "compute-gateway",
             "localhost",
             "127.0.0.1",
         },

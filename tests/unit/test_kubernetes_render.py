@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from armonik_core.adapters.state.mongodb import MongoSettings
 from armonik_core.config import ControlPlaneSettings, Environment
+from armonik_core.gateway.auth import agent_credential
 from armonik_core.metrics.settings import MetricsExporterSettings
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_deploy.cli import app
@@ -148,7 +149,11 @@ def container_env(rendered: Rendered, container: dict[str, Any]) -> dict[str, st
         else:
             env |= object_data(rendered, "Secret", source["secretRef"]["name"])
     for item in container.get("env", []):
-        env[item["name"]] = item.get("value", "pod-name-0")
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            env[item["name"]] = object_data(rendered, "Secret", ref["name"])[ref["key"]]
+        else:
+            env[item["name"]] = item.get("value", "pod-name-0")
     return env
 
 
@@ -407,8 +412,43 @@ def test_control_plane_service_maps_the_parameters_port_to_the_container(default
     service = default.get("Service", "control-plane")
     assert service["spec"]["ports"][0]["port"] == 5001
     container = containers(default.get("Deployment", "control-plane"))[0]
-    assert container["ports"] == [{"name": "grpc", "containerPort": 1080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "grpc", "containerPort": 1080, "protocol": "TCP"},
+        {"name": "gateway", "containerPort": 1081, "protocol": "TCP"},
+    ]
     assert default.get("Service", "metrics-exporter")["spec"]["ports"][0]["port"] == 9419
+
+
+def test_the_compute_gateway_has_its_own_port_service_secrets_and_policy(default: Rendered) -> None:
+    gateway = default.get("Service", "compute-gateway")
+    assert gateway["spec"]["type"] == "ClusterIP"
+    assert [(p["port"], p["targetPort"]) for p in gateway["spec"]["ports"]] == [(1081, "gateway")]
+    assert all(p["port"] != 1081 for p in default.get("Service", "control-plane")["spec"]["ports"])
+    secret = object_data(default, "Secret", "compute-gateway-secret")["secret"]
+    for partition in ("default", "pymonik"):
+        credential = object_data(default, "Secret", f"compute-gateway-agent-{partition}")["credential"]
+        assert credential == agent_credential(secret.encode(), partition)
+        agent = containers(default.get("Deployment", f"compute-plane-{partition}"))[0]
+        refs = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+            for e in agent["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        assert refs.get("ComputeGateway__Credential") == f"compute-gateway-agent-{partition}"
+        worker = containers(default.get("Deployment", f"compute-plane-{partition}"))[1]
+        assert not any(e["name"].startswith("ComputeGateway__") for e in worker.get("env", []))
+    control = containers(default.get("Deployment", "control-plane"))[0]
+    assert control["env"] == [
+        {
+            "name": "ComputeGateway__Secret",
+            "valueFrom": {"secretKeyRef": {"name": "compute-gateway-secret", "key": "secret"}},
+        }
+    ]
+    policy = default.get("NetworkPolicy", "control-plane")["spec"]
+    gateway_rule = next(r for r in policy["ingress"] if r["ports"][0]["port"] == "gateway")
+    assert gateway_rule["from"] == [
+        {"podSelector": {"matchLabels": {"app": "armonik", "service": "compute-plane"}}}
+    ]
 
 
 # -- the settings the processes would read ---------------------------------------------------------------
@@ -428,7 +468,11 @@ def test_default_settings_parse_with_the_embedded_backends(default: Rendered) ->
     assert {"name": "data", "mountPath": "/armonik/data"} in mounts
     agent = containers(default.get("Deployment", "compute-plane-default"))[0]
     agent_settings = AgentSettings.from_env(container_env(default, agent))
-    assert agent_settings.control_plane_endpoint == "http://control-plane.armonik.svc:5001"
+    # the agents reach the compute gateway's own Service, with their partition's credential
+    assert agent_settings.control_plane_endpoint == "http://compute-gateway.armonik.svc:1081"
+    assert settings.gateway is not None and settings.gateway.port == 1081 and settings.gateway.socket is None
+    assert settings.gateway.secret is not None
+    assert agent_settings.gateway_credential == agent_credential(settings.gateway.secret, "default")
     assert agent_settings.partition_id == "default"
     exporter = MetricsExporterSettings.from_env(
         container_env(default, containers(default.get("Deployment", "metrics-exporter"))[0])
@@ -504,7 +548,7 @@ def test_variant_tls_files_are_in_the_mounted_secrets(variant: Rendered, tmp_pat
         mounted_env(variant, control, containers(control)[0], tmp_path / "cp")
     )
     assert server.tls is not None and agent.control_plane_tls is not None
-    assert agent.control_plane_endpoint == "https://control-plane.armonik-test.svc:5001"
+    assert agent.control_plane_endpoint == "https://compute-gateway.armonik-test.svc:1081"  # TLS there too
     assert agent.control_plane_tls is not None
 
 

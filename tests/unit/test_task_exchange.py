@@ -85,7 +85,7 @@ class RecordingBackend(ComputeBackend):
     async def finish(self, acquired: AcquiredTask, outcome: TaskOutcome) -> None:
         raise AssertionError("the exchange goes through exchange()")
 
-    async def get_results(self, result_ids: Sequence[str]) -> list[Result]:
+    async def get_results(self, result_ids: Sequence[str], acquired: AcquiredTask) -> list[Result]:
         return []
 
 

@@ -820,3 +820,24 @@ def test_keda_module_gives_the_chart_helm_py_s_values(versions: Versions, tmp_pa
         "keda": helm.image_values("localhost:5000/keda", "1.0"),
         "metricsApiServer": helm.image_values("kedacore/keda-metrics-apiserver", "2.0"),
     }
+
+
+def test_the_compute_gateway_has_its_port_service_and_secrets_as_the_renderer_gives_them(
+    tmp_path: Path,
+) -> None:
+    main = (QUICK_DEPLOY / "main.tf").read_text()
+    assert re.search(r'ComputeGateway__Port\s*=\s*"1081"', main)
+    endpoint = r'ComputeGateway__Endpoint\s*=\s*"\$\{module\.control_plane_tls\.scheme\}://compute-gateway\.'
+    assert re.search(endpoint, main)
+    assert 'resource "kubernetes_secret" "agent_credential"' in main
+    assert "kubernetes_secret.agent_credential[each.key]" in main  # each partition's agents, their own only
+    assert 'resource "kubernetes_network_policy_v1" "control_plane"' in main
+    control_plane = (QUICK_DEPLOY.parents[1] / "modules" / "control-plane" / "main.tf").read_text()
+    assert "gateway = 1081" in control_plane and 'name = "compute-gateway"' in control_plane
+    from armonik_core.gateway.auth import agent_credential
+    from armonik_deploy.kubernetes.apply import gateway_variables
+
+    first = gateway_variables(tmp_path, ["default", "gpu"])
+    assert gateway_variables(tmp_path, ["default", "gpu"]) == first  # kept across deployments
+    secret = first["secret"].encode()
+    assert first["credentials"] == {p: agent_credential(secret, p) for p in ("default", "gpu")}

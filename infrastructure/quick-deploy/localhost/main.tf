@@ -62,10 +62,14 @@ locals {
       ControlPlane__Host          = "0.0.0.0"
       ControlPlane__Port          = "1080"
       Submitter__DefaultPartition = try(local.cp.default_partition, "default")
+      # the agents' compute gateway: a port of its own, never the clients' (docs/security.md)
+      ComputeGateway__Host = "0.0.0.0"
+      ComputeGateway__Port = "1081"
     }, local.partitions, module.control_plane_tls.server_env, try(var.configurations.control.env, {}))
     "polling-configmap" = merge({
       Pollster__SharedCacheFolder = "/cache/shared"
       ControlPlane__Endpoint      = "${module.control_plane_tls.scheme}://${try(local.cp.name, "control-plane")}.${var.namespace}.svc:${try(local.cp.port, 5001)}"
+      ComputeGateway__Endpoint    = "${module.control_plane_tls.scheme}://compute-gateway.${var.namespace}.svc:1081"
     }, module.control_plane_tls.client_env, try(var.configurations.compute.env, {}), try(var.configurations.polling.env, {}))
     "worker-configmap"           = merge(try(var.configurations.compute.env, {}), try(var.configurations.worker.env, {}))
     "metrics-exporter-configmap" = merge({ MetricsExporter__Host = "0.0.0.0", MetricsExporter__Port = "1080" }, try(var.configurations.metrics.env, {}), try(var.metrics_exporter.extra_conf, {}))
@@ -103,6 +107,61 @@ resource "random_password" "storage" {
   for_each = toset([for name, block in local.storage : name if block != null])
   length   = 24
   special  = false
+}
+
+# The compute gateway's deployment secret (the control plane's alone) and each partition's agent credential
+# (that partition's agents' alone), as `armonik-deploy deploy --target kubernetes` derives them
+# (armonik_deploy/kubernetes/gateway.py, var.compute_gateway).
+resource "kubernetes_secret" "compute_gateway" {
+  metadata {
+    name      = "compute-gateway-secret"
+    namespace = kubernetes_namespace.armonik.metadata[0].name
+    labels    = { app = "armonik", service = "control-plane" }
+  }
+  data = { ComputeGateway__Secret = var.compute_gateway.secret }
+}
+
+resource "kubernetes_secret" "agent_credential" {
+  for_each = var.compute_plane
+  metadata {
+    name      = "compute-gateway-agent-${each.key}"
+    namespace = kubernetes_namespace.armonik.metadata[0].name
+    labels    = { app = "armonik", service = "compute-plane" }
+  }
+  data = { ComputeGateway__Credential = var.compute_gateway.credentials[each.key] }
+}
+
+# Anyone reaches the clients' port; only the compute-plane pods reach the gateway's (where the cluster's network
+# enforces NetworkPolicies: the agent credential is checked either way).
+resource "kubernetes_network_policy_v1" "control_plane" {
+  metadata {
+    name      = "control-plane"
+    namespace = kubernetes_namespace.armonik.metadata[0].name
+    labels    = { app = "armonik", service = "control-plane" }
+  }
+  spec {
+    pod_selector {
+      match_labels = { app = "armonik", service = "control-plane" }
+    }
+    policy_types = ["Ingress"]
+    ingress {
+      ports {
+        port     = "grpc"
+        protocol = "TCP"
+      }
+    }
+    ingress {
+      from {
+        pod_selector {
+          match_labels = { app = "armonik", service = "compute-plane" }
+        }
+      }
+      ports {
+        port     = "gateway"
+        protocol = "TCP"
+      }
+    }
+  }
 }
 
 resource "kubernetes_config_map" "settings" {
@@ -322,7 +381,7 @@ module "control_plane" {
   requests       = try(local.cp.requests, {})
   node_selector  = try(local.cp.node_selector, {})
   config_maps    = ["log-configmap", "core-configmap", "control-plane-configmap"]
-  secrets        = local.secrets
+  secrets        = concat(local.secrets, [kubernetes_secret.compute_gateway.metadata[0].name])
   volumes        = local.data_mount
   secret_volumes = concat(module.control_plane_tls.server_volumes, local.mongodb_volumes)
   depends_on     = [kubernetes_job.init, module.control_plane_tls]
@@ -344,7 +403,7 @@ module "compute_plane" {
   prometheus_url                   = module.prometheus.url
   agent_config_maps                = ["log-configmap", "core-configmap", "polling-configmap"]
   worker_config_maps               = ["log-configmap", "worker-configmap"]
-  secrets                          = local.secrets
+  secrets                          = concat(local.secrets, [kubernetes_secret.agent_credential[each.key].metadata[0].name])
   volumes                          = local.data_mount
   secret_volumes                   = concat(module.control_plane_tls.client_volumes, local.mongodb_volumes)
   polling_agent = {

@@ -87,6 +87,12 @@ variable "image_tags" { type = map(string) }
 variable "helm_charts" { type = map(object({ repository = string, version = string })) }
 
 # Written by `armonik-deploy deploy --target kubernetes`: paths of the generated CA, service and client certificates
+# Written by `armonik-deploy deploy --target kubernetes`: the compute gateway's deployment secret and each
+# partition's agent credential derived from it (`{ secret = "...", credentials = { <partition> = "..." } }`).
+variable "compute_gateway" {
+  type = any
+}
+
 variable "certificates" {
   type    = any
   default = null
