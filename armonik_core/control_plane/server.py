@@ -125,7 +125,9 @@ class ControlPlane:
             await self.authenticator.close()
 
 
-def add_services(server: grpc.aio.Server, backends: Backends, auth: AuthSettings | None = None) -> EventsService:
+def add_services(
+    server: grpc.aio.Server, backends: Backends, auth: AuthSettings | None = None
+) -> EventsService:
     """Register every client service; returns the one with long-lived streams, which needs telling when the
     server stops. The compute gateway has a server of its own (`start_gateway_server`)."""
     events = EventsService(backends)
@@ -188,4 +190,6 @@ async def start_control_plane(settings: ControlPlaneSettings) -> ControlPlane:
             "tls": "off" if tls is None else "mtls" if tls.mtls else "on",
         },
     )
-    return ControlPlane(server, backends, port, events, gateway, gateway_server, gateway_endpoint, authenticator)
+    return ControlPlane(
+        server, backends, port, events, gateway, gateway_server, gateway_endpoint, authenticator
+    )
