@@ -27,6 +27,7 @@ of cores divided by the CPU per task, so the table shows where the time goes and
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -345,6 +346,16 @@ def main() -> None:
         console.print("measuring the worker protocol ceiling ...")
         ceiling = protocol_ceiling(args.tasks, args.pairs)
     references: dict[str, tuple[Rate, list[float]]] = {}
+    missing = [
+        name
+        for name, module, skip in (("dask", "distributed", args.no_dask), ("Ray", "ray", args.no_ray))
+        if not skip and importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        parser.error(
+            f"{' and '.join(missing)} not installed: `pip install -e .[bench]`, or "
+            + " ".join(f"--no-{name.lower()}" for name in missing)
+        )
     if not args.no_dask:
         console.print("measuring dask.distributed ...")
         references["dask"] = dask_baseline(args.tasks, args.round_trips)

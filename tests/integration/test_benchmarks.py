@@ -26,7 +26,9 @@ def run_benchmark(script: str, *args: str) -> tuple[subprocess.CompletedProcess[
 
 
 def test_throughput_reports_rates_round_trips_and_cpu_per_task() -> None:
-    done, figures = run_benchmark("throughput.py", "--tasks", "60", "--round-trips", "5", "--no-dask")
+    done, figures = run_benchmark(
+        "throughput.py", "--tasks", "60", "--round-trips", "5", "--no-dask", "--no-ray"
+    )
     assert figures["tasks"] == 60 and figures["pairs"] == 2
     assert figures["armonik_tasks_per_second"] > 0 and figures["protocol_ceiling_calls_per_second"] > 0
     assert figures["armonik_round_trip"]["p50_ms"] <= figures["armonik_round_trip"]["p99_ms"]
