@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 CERTIFICATES_FOLDER = "certificates"
 CONTROL_PLANE = "control-plane"
 CLIENT = "client"
+#: The ingress's own client certificate (mTLS): its CN is the name to list as the control plane's trusted proxy.
+INGRESS_CLIENT = "armonik-ingress"
 CLIENT_CA_BUNDLE = "client_ca.crt"
 #: Not read by any process: its change (a renewed certificate) makes the supervisor restart those using TLS.
 DIGEST_KEY = "ArmoniKDeploy__CertificatesDigest"
@@ -166,6 +168,14 @@ class TlsPlan:
             env["ControlPlane__Tls__ClientKeyFile"] = self.path(f"{CLIENT}.key")
         return env
 
+    def ingress_client_env(self) -> dict[str, str]:
+        """The ingress's settings to reach the control plane: its own certificate (CN `armonik-ingress`)."""
+        env = {"ControlPlane__Tls__CaFile": self.ca_file}
+        if self.mtls:
+            env["ControlPlane__Tls__ClientCertificateFile"] = self.path(f"{INGRESS_CLIENT}.crt")
+            env["ControlPlane__Tls__ClientKeyFile"] = self.path(f"{INGRESS_CLIENT}.key")
+        return env
+
     def cli_credentials(self) -> CliCredentials:
         """The certificate entries of armonik-cli.yaml (AKCONFIG)."""
         entries = CliCredentials(certificate_authority=Path(self.ca_file))
@@ -230,7 +240,7 @@ def prepare_certificates(plan: Plan) -> Certificates | None:
     certificates = ensure_certificates(
         folder,
         [ServerIdentity(CONTROL_PLANE, tls.hosts)],
-        [CLIENT] if tls.mtls else [],
+        [CLIENT, INGRESS_CLIENT] if tls.mtls else [],
         validity_days=tls.validity_days,
         key_size=tls.key_size,
     )

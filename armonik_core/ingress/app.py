@@ -52,7 +52,7 @@ def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None
     history = MetricsHistory(settings.metrics_url, settings.metrics_interval, settings.metrics_history)
     logs = LogSearch(settings.logs_directory)
     admin = AdminGui(settings.admin_gui_directory)
-    static = StaticFiles(settings.static_directory)
+    static = StaticFiles(settings.static)
 
     async def healthy(request: Request) -> Response:
         return PlainTextResponse("Healthy\n")

@@ -8,7 +8,8 @@
 - `Ingress__CorsAllowedOrigins`: comma-separated origins allowed to call gRPC-Web from another origin (`*` for
   any); empty (the default) allows none, so a page of another site cannot drive the control plane from a
   user's browser. Upstream's nginx allows `*` unless `ingress.cors_allowed_host` says otherwise;
-- `Ingress__StaticDirectory`: the files served under `/static/` (`environment.json`, `gui_configuration`);
+- `Ingress__Static`: a JSON object, file name -> content, served under `/static/` (`environment.json`,
+  `gui_configuration`, as upstream's ConfigMap holds them);
 - `Ingress__AdminGuiDirectory`: an Admin GUI build (`dist/admin/browser`: one folder per locale);
 - `Ingress__LogsDirectory`: the deployment's JSON log files (`<process>.log`) searched by `/logs/`;
 - `Ingress__MetricsUrl`: the metrics exporter's `/metrics`, sampled for `/monitoring/`;
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,19 @@ def _optional_path(env: Environment, key: str) -> Path | None:
     return Path(raw) if raw else None
 
 
+def _static(env: Environment) -> dict[str, object]:
+    raw = env.get("Ingress__Static", "").strip()
+    if not raw:
+        return {}
+    try:
+        files = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"Ingress__Static: not JSON: {exc}") from None
+    if not isinstance(files, dict):
+        raise ConfigurationError("Ingress__Static: expected an object of file name -> content")
+    return files
+
+
 @dataclass(slots=True)
 class IngressSettings:
     host: str = "127.0.0.1"
@@ -37,7 +52,7 @@ class IngressSettings:
     control_plane: str = "127.0.0.1:5001"
     tls: ClientTlsSettings | None = None
     cors_origins: tuple[str, ...] = ()
-    static_directory: Path | None = None
+    static: dict[str, object] = field(default_factory=dict)
     admin_gui_directory: Path | None = None
     logs_directory: Path | None = None
     metrics_url: str | None = None
@@ -66,7 +81,7 @@ class IngressSettings:
             control_plane=endpoint,
             tls=ClientTlsSettings.from_env(env, endpoint),
             cors_origins=tuple(o for o in origins if o),
-            static_directory=_optional_path(env, "Ingress__StaticDirectory"),
+            static=_static(env),
             admin_gui_directory=_optional_path(env, "Ingress__AdminGuiDirectory"),
             logs_directory=_optional_path(env, "Ingress__LogsDirectory"),
             metrics_url=env.get("Ingress__MetricsUrl", "").strip() or None,

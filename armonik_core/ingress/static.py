@@ -40,21 +40,15 @@ def _inside(root: Path, relative: str) -> Path | None:
 
 
 class StaticFiles:
-    """`/static/<name>`: the deployment's files, or a default for the two the GUI asks for."""
+    """`/static/<name>`: the deployment's files (name -> JSON content), or a default for those the GUI asks for."""
 
-    def __init__(self, directory: Path | None) -> None:
-        self._root = directory.resolve() if directory else None
+    def __init__(self, files: dict[str, object]) -> None:
+        self._files = {**DEFAULT_STATIC, **files}
 
     async def handle(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if self._root is not None:
-            path = _inside(self._root, name)
-            if path is not None and path.is_file():
-                return FileResponse(
-                    path, media_type="application/json" if "." not in name or name.endswith(".json") else None
-                )
-        if name in DEFAULT_STATIC:
-            return JSONResponse(DEFAULT_STATIC[name])
+        if name in self._files:
+            return JSONResponse(self._files[name], headers={"Cache-Control": "no-cache"})
         return Response("not found\n", 404, media_type="text/plain")
 
 
