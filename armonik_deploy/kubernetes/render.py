@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from armonik_deploy.kubernetes import armonik, helm, objects, services
+from armonik_deploy.kubernetes import armonik, helm, objects, operators, services
 from armonik_deploy.kubernetes.context import Context, Credentials
 from armonik_deploy.kubernetes.settings import build_settings
 from armonik_deploy.parameters import Parameters, Versions
@@ -61,6 +61,7 @@ def render(
     for name, partition in params.compute_plane.items():
         manifests += armonik.compute_plane(ctx, settings, name, partition)
     manifests += armonik.metrics_exporter(ctx, settings)
+    manifests += operators.operators(ctx, settings)
     return Rendered(manifests, ctx.warnings)
 
 
