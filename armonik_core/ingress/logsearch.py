@@ -72,7 +72,7 @@ class Criteria:
             return False
         if self.task and self.task not in line:
             return False
-        return not self.text or self.text in str(entry.get("@m", "")).lower()
+        return not self.text or self.text.lower() in str(entry.get("@m", "")).lower()
 
 
 class LogSearch:
