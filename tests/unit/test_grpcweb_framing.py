@@ -78,3 +78,22 @@ def test_status_and_message_encoding() -> None:
 )
 def test_timeouts(value: str | None, seconds: float | None) -> None:
     assert parse_timeout(value) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_metadata_forwarded_and_identity_headers_dropped() -> None:
+    from starlette.requests import Request
+
+    from armonik_core.ingress.grpcweb import call_metadata
+
+    headers = {
+        "content-type": "application/grpc-web-text",
+        "x-grpc-web": "1",
+        "origin": "http://gui",
+        "authorization": "Bearer x",
+        "x-certificate-client-cn": "admin",
+        "X-Certificate-Client-Fingerprint": "ab:cd",
+        "trace-bin": base64.b64encode(b"\x01\x02").decode().rstrip("="),
+        "sec-fetch-mode": "cors",
+    }
+    scope = {"type": "http", "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    assert call_metadata(Request(scope)) == [("authorization", "Bearer x"), ("trace-bin", b"\x01\x02")]
