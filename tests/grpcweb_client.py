@@ -7,6 +7,7 @@ the ingress against the protocol rather than against itself.
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,15 +68,12 @@ def frames(body: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 def decode_text(body: bytes) -> bytes:
-    """Base64 answers may be several padded chunks one after the other (one per streamed frame)."""
-    out, chunk = b"", b""
-    for byte in body:
-        chunk += bytes([byte])
-        if len(chunk) == 4:
-            out += base64.b64decode(chunk)
-            chunk = b""
-    assert not chunk, "base64 body not a multiple of 4"
-    return out
+    """Base64 answers may be several padded chunks one after the other (one per streamed frame): each run up to
+    its padding is decoded on its own (a run without padding is a multiple of 4 and joins the next)."""
+    assert len(body) % 4 == 0, "base64 body not a multiple of 4"
+    return b"".join(
+        base64.b64decode(chunk, validate=True) for chunk in re.findall(rb"[A-Za-z0-9+/]+={0,2}", body)
+    )
 
 
 class GrpcWebClient:
