@@ -31,8 +31,8 @@ upstream's Terraform (ArmoniK.Infra) deploys in namespace `armonik`:
 
 - The operators' stack, each behind its block (see `operators`): `ingress` (nginx + the project's gRPC-Web
   ingress in one pod; `/static/`, `/admin/`, `/grafana/`, `/seq/`), `admin_gui`, `grafana` (Prometheus data
-  source and an ArmoniK dashboard provisioned), `seq`, `fluent_bit`. They are rendered (`armonik-deploy
-  render`, then `kubectl apply -f`), not yet in the Terraform modules that `deploy` applies.
+  source and an ArmoniK dashboard provisioned), `seq`, `fluent_bit`. `deploy` hands them to Terraform
+  (variable `operators_manifests`, applied with `kubectl_manifest`) and names their URLs in the outputs.
 
 Differences from upstream: no load balancer or pod-deletion-cost updater; with `ingress.tls` the control plane
 serves TLS itself (gRPC clients reach it directly; nginx serves the browser's side in plain HTTP). Upstream's .NET images of the control plane,

@@ -69,7 +69,9 @@ from armonik_deploy.kubernetes.chart_releases import (
     uninstall_charts,
     write_charts_record,
 )
+from armonik_deploy.kubernetes.context import Context, Credentials, RenderError
 from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout, environment, last_lines
+from armonik_deploy.kubernetes.operators import operator_urls
 from armonik_deploy.kubernetes.settings import control_plane_identity, mongodb_identity
 from armonik_deploy.outputs import write_outputs
 from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions, read_variables
@@ -378,7 +380,11 @@ def control_plane_endpoint(service: Dict, nodes: Sequence[Dict]) -> Endpoint:
 
 # -- 4'. outputs ---------------------------------------------------------------------------------------------
 def write_kubernetes_outputs(
-    generated: Path, endpoint: Endpoint, tls: IngressTls, certificates: Certificates
+    generated: Path,
+    endpoint: Endpoint,
+    tls: IngressTls,
+    certificates: Certificates,
+    urls: Mapping[str, str | None] | None = None,
 ) -> tuple[Path, Path]:
     """armonik-output.json and armonik-cli.yaml for the endpoint: https with the authority under TLS, and the
     client certificate and key under mTLS (unless `generate_client_cert = false`: the user brings theirs)."""
@@ -388,7 +394,7 @@ def write_kubernetes_outputs(
     if tls.mtls and tls.generate_client_cert and "client" in certificates.clients:
         named["client_certificate"] = certificates.clients["client"].certificate
         named["client_key"] = certificates.clients["client"].key
-    return write_outputs(generated, endpoint.url(tls.tls), **named)
+    return write_outputs(generated, endpoint.url(tls.tls), **named, **(urls or {}))  # type: ignore[arg-type]
 
 
 def uncovered_host(endpoint: Endpoint, certificates: Certificates) -> str | None:
@@ -425,6 +431,23 @@ class Prepared:
     versions: Versions
 
 
+#: Terraform's variable holding the operators' stack (infrastructure/quick-deploy/localhost/variables.tf).
+OPERATORS_VARIABLE = "operators_manifests"
+
+
+def operators_variable(
+    params: Parameters, versions: Versions, parameters_file: Path, layout: KubernetesLayout
+) -> dict[str, str]:
+    """The operators' stack (ingress, GUI, Grafana, Seq, fluent-bit) as rendered, for Terraform to apply."""
+    from armonik_deploy.kubernetes.render import operators_manifests, render
+
+    try:
+        rendered = render(params, versions, parameters_file, certificates=layout.certificates)
+    except RenderError as exc:
+        raise DeployError(str(exc)) from None
+    return operators_manifests(rendered)
+
+
 def prepare(
     parameters_file: Path, versions_file: Path, layout: KubernetesLayout, charts: str = "terraform"
 ) -> Prepared:
@@ -439,6 +462,7 @@ def prepare(
     )
     if charts == "helm":
         variables[INSTALL_CHARTS_VARIABLE] = False
+    variables[OPERATORS_VARIABLE] = operators_variable(params, versions, parameters_file, layout)
     return Prepared(params, tls, certificates, write_tfvars(layout.tfvars, variables), versions)
 
 
@@ -483,18 +507,19 @@ def _reader(api_client: Any, namespace: str) -> Callable[[str], Dict | None]:
     return read
 
 
-def _find_endpoint(api_client: Any, params: Parameters) -> Endpoint:
+def _find_endpoint(api_client: Any, params: Parameters, service: str | None = None) -> Endpoint:
+    """Where clients reach the Service `service` (default: the control plane's)."""
     from kubernetes.client import CoreV1Api
     from kubernetes.client.exceptions import ApiException
 
     core = CoreV1Api(api_client)
-    name, ns = params.control_plane.name, params.namespace
+    name, ns = service or params.control_plane.name, params.namespace
     try:
-        service = core.read_namespaced_service(name, ns).to_dict()
+        found = core.read_namespaced_service(name, ns).to_dict()
         nodes = core.list_node().to_dict().get("items") or []
     except ApiException as exc:
         raise DeployError(f"reading Service {ns}/{name} and the nodes: {exc.status} {exc.reason}") from None
-    return control_plane_endpoint(service, nodes)
+    return control_plane_endpoint(found, nodes)
 
 
 def deploy(
@@ -537,7 +562,12 @@ def deploy(
         DEFAULT_TIMEOUT if timeout is None else timeout,
     )
     endpoint = _find_endpoint(api_client, ready.params)
-    output, cli = write_kubernetes_outputs(layout.generated, endpoint, ready.tls, ready.certificates)
+    urls = None
+    if ready.params.ingress is not None:
+        ingress = _find_endpoint(api_client, ready.params, str(ready.params.ingress.get("name", "ingress")))
+        ctx = Context(ready.params, ready.versions, parameters_file, Credentials(), layout.certificates)
+        urls = operator_urls(ctx, ingress.url(False))
+    output, cli = write_kubernetes_outputs(layout.generated, endpoint, ready.tls, ready.certificates, urls)
     warnings = [w for w in [uncovered_host(endpoint, ready.certificates)] if w and ready.tls.tls]
     return DeployResult(endpoint, endpoint.url(ready.tls.tls), output, cli, warnings, releases)
 

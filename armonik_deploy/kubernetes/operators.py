@@ -31,6 +31,8 @@ from armonik_deploy.kubernetes.settings import CERTIFICATES_PATH, CLIENT_TLS_SEC
 from armonik_deploy.parameters import EnvironmentDescription
 
 Manifest = objects.Manifest
+#: The `service` label of every object of the stack.
+SERVICES = ("ingress", "admin-gui", "grafana", "seq", "fluent-bit")
 NGINX_PORT = 8080
 GRPC_WEB_PORT = 8081
 GUI_PORT = 1080

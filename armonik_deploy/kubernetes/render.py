@@ -65,6 +65,16 @@ def render(
     return Rendered(manifests, ctx.warnings)
 
 
+def operators_manifests(rendered: Rendered) -> dict[str, str]:
+    """The operators' stack of a render as Terraform's `operators_manifests` (file name -> YAML), in order."""
+    stack = set(operators.SERVICES)
+    return {
+        file_name(index, manifest): to_yaml(manifest)
+        for index, manifest in enumerate(rendered.manifests)
+        if manifest["metadata"].get("labels", {}).get("service") in stack
+    }
+
+
 def file_name(index: int, manifest: objects.Manifest) -> str:
     """`<order>-<kind>-<name>.yaml`: `kubectl apply -f DIR` applies files in name order, which is this one.
     A chart's object may have a name with other characters (`system:...`): they become `-`."""

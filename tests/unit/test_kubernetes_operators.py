@@ -98,3 +98,26 @@ def test_the_whole_stack(tmp_path: Path) -> None:
 def test_fluent_bit_needs_seq(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="fluent_bit: ships the logs to Seq"):
         rendered_with(tmp_path, fluent_bit={})
+
+
+def test_terraform_applies_the_rendered_stack(tmp_path: Path) -> None:
+    import yaml
+
+    from armonik_deploy.kubernetes.apply import OPERATORS_VARIABLE
+    from armonik_deploy.kubernetes.render import operators_manifests
+
+    rendered = rendered_with(tmp_path, ingress={}, admin_gui={}, seq={})
+    files = operators_manifests(rendered)
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in map(yaml.safe_load, files.values())}
+    assert {
+        ("Deployment", "ingress"),
+        ("Service", "ingress"),
+        ("Deployment", "admin-gui"),
+        ("Deployment", "seq"),
+    } <= kinds
+    assert not any(
+        name == "control-plane" for _, name in kinds
+    )  # only the stack: the rest is Terraform's own
+    terraform = QUICK_DEPLOY / "variables.tf"
+    assert f'variable "{OPERATORS_VARIABLE}"' in terraform.read_text()
+    assert "var.operators_manifests" in (QUICK_DEPLOY / "main.tf").read_text()
