@@ -119,7 +119,12 @@ def deploy(
         except (local.DeployError, TimeoutError) as exc:
             raise fail(_escape(str(exc))) from None
     credentials = plan.tls.cli_credentials() if plan.tls else CliCredentials()
-    output, cli = write_outputs(layout.generated, plan.control_plane_url, **credentials)
+    output, cli = write_outputs(
+        layout.generated,
+        plan.control_plane_url,
+        **credentials,
+        **plan.ingress_urls,  # type: ignore[arg-type]
+    )
     pairs = ", ".join(f"{name} x{count}" for name, count in plan.pairs().items())
     verb = "started" if started else "updated"
     console.print(
@@ -128,6 +133,8 @@ def deploy(
         soft_wrap=True,
     )
     console.print(f"Partitions (polling agent + worker pairs): {pairs}", soft_wrap=True)
+    if plan.ingress_urls.get("admin_app_url"):
+        console.print(f"Admin GUI: {plan.ingress_urls['admin_app_url']}", soft_wrap=True)
     console.print(f"Logs: {layout.logs}    Outputs: {output}", soft_wrap=True)
     print(f"export AKCONFIG={cli}")
 
@@ -280,6 +287,8 @@ def plan(
             where = f"{spec.env['ControlPlane__Host']}:{spec.env['ControlPlane__Port']}"
         elif spec.role == "metrics-exporter":
             where = f"port {spec.env['MetricsExporter__Port']}"
+        elif spec.role == "ingress":
+            where = f"{spec.env['Ingress__Host']}:{spec.env['Ingress__Port']}"
         command = " ".join("{python}" if arg == python else arg for arg in spec.args)
         table.add_row(spec.name, spec.partition or "-", _escape(command), where)
     console.print(table)

@@ -13,6 +13,9 @@ on SIGHUP, applies a new one by starting and stopping only what changed. Setting
                      pair's keys;
 - metrics exporter:  local.env, logging, configurations.{log,core,metrics}, extra_conf, metrics_exporter.env,
                      then its port and the data directory;
+- ingress:           local.env, logging, configurations.log, then its keys (armonik_deploy.ingress): HTTP
+                     port, control plane endpoint (with its own client certificate under mTLS), static
+                     files, Admin GUI build, logs folder, metrics exporter URL;
 - init job:          local.env, logging, configurations.{log,core,jobs}, then the data directory and
                      partitions.
 
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from armonik_deploy.gateway_secret import credential_file, secret_file
+from armonik_deploy.ingress import http_port, ingress_env, ingress_urls
 from armonik_deploy.parameters import (
     ComputePartition,
     Parameters,
@@ -57,7 +61,7 @@ class PlanError(ValueError):
 @dataclass(slots=True)
 class ProcessSpec:
     name: str
-    role: str  # control-plane | polling-agent | worker | metrics-exporter
+    role: str  # control-plane | polling-agent | worker | metrics-exporter | ingress
     args: list[str]
     env: dict[str, str]
     cwd: str
@@ -103,6 +107,8 @@ class Plan:
     max_restart_delay: float
     health_timeout: float
     metrics_url: str | None = None
+    #: The ingress's pages (armonik_deploy.ingress): outputs' admin_app_url, grafana_url, seq_web_url.
+    ingress_urls: dict[str, str | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     version: int = PLAN_VERSION
     #: Size-based rotation of the processes' log files (armonik_deploy.logrotate).
@@ -241,6 +247,36 @@ def _in_process_env(partition: ComputePartition, worker_env: dict[str, str]) -> 
     [worker] = partition.worker
     assert worker.module is not None
     return {**worker_env, **env_strings(worker.env), "Worker__Module": worker.module}
+
+
+def ingress_process(
+    params: Parameters,
+    file: Path,
+    host: str,
+    generated: Path,
+    workdir: str,
+    tls: TlsPlan | None,
+    metrics_url: str | None,
+    common: dict[str, str],
+    log_env: dict[str, str],
+) -> ProcessSpec:
+    endpoint = f"{connect_host(host)}:{params.control_plane.port}"
+    env = ingress_env(
+        params,
+        file,
+        host=host,
+        control_plane_url=f"{'https' if tls else 'http'}://{endpoint}",
+        generated=generated,
+        metrics_url=metrics_url,
+    )
+    return ProcessSpec(
+        name="ingress",
+        role="ingress",
+        args=[params.local.python or sys.executable, "-m", "armonik_core.ingress"],
+        env={**common, **log_env, **env, **(tls.ingress_client_env() if tls else {})},
+        cwd=workdir,
+        grace=params.local.stop_grace_period,
+    )
 
 
 def build_plan(
@@ -440,6 +476,14 @@ def build_plan(
             )
         )
 
+    urls = None
+    if params.ingress is not None:  # upstream: `ingress = null` deploys no ingress
+        processes.append(
+            ingress_process(params, file, host, generated, workdir, tls, metrics_url, common, log_env)
+        )
+        port = http_port(params, file)
+        urls = ingress_urls(f"http://{connect_host(host)}:{port}", metrics_url is not None)
+
     init = JobSpec(
         name="init",
         args=[sys.executable, "-m", "armonik_deploy.init_job"],
@@ -469,6 +513,7 @@ def build_plan(
         log_max_bytes=local.log_max_bytes,
         log_files_kept=local.log_files_kept,
         metrics_url=metrics_url,
+        ingress_urls=asdict(urls) if urls else {},
         warnings=warnings,
         tls=tls,
     )

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 CERTIFICATES_FOLDER = "certificates"
 CONTROL_PLANE = "control-plane"
 CLIENT = "client"
+#: The ingress's own client certificate (mTLS): its CN is the name to list as the control plane's trusted proxy.
+INGRESS_CLIENT = "armonik-ingress"
 CLIENT_CA_BUNDLE = "client_ca.crt"
 #: Not read by any process: its change (a renewed certificate) makes the supervisor restart those using TLS.
 DIGEST_KEY = "ArmoniKDeploy__CertificatesDigest"
@@ -173,6 +175,14 @@ class TlsPlan:
             env["ControlPlane__Tls__ClientKeyFile"] = self.path(f"{CLIENT}.key")
         return env
 
+    def ingress_client_env(self) -> dict[str, str]:
+        """The ingress's settings to reach the control plane: its own certificate (CN `armonik-ingress`)."""
+        env = {"ControlPlane__Tls__CaFile": self.ca_file}
+        if self.mtls:
+            env["ControlPlane__Tls__ClientCertificateFile"] = self.path(f"{INGRESS_CLIENT}.crt")
+            env["ControlPlane__Tls__ClientKeyFile"] = self.path(f"{INGRESS_CLIENT}.key")
+        return env
+
     def cli_credentials(self) -> CliCredentials:
         """The certificate entries of armonik-cli.yaml (AKCONFIG)."""
         entries = CliCredentials(certificate_authority=Path(self.ca_file))
@@ -243,7 +253,11 @@ def prepare_certificates(plan: Plan) -> Certificates | None:
     certificates = ensure_certificates(
         folder,
         [ServerIdentity(CONTROL_PLANE, tls.hosts)],
-        ([CLIENT] + [user_cert_name(u) for u in tls.auth.generated_users] if tls.auth else [CLIENT])
+        (
+            [CLIENT, INGRESS_CLIENT] + [user_cert_name(u) for u in tls.auth.generated_users]
+            if tls.auth
+            else [CLIENT, INGRESS_CLIENT]
+        )
         if tls.mtls
         else [],
         validity_days=tls.validity_days,

@@ -1,5 +1,8 @@
 """Collecting task counts from the state store and rendering them in the Prometheus text format.
 
+The exposition is written by `prometheus_client` (the reference implementation, kept by the Prometheus
+project), so escaping and number formats are exactly what scrapers expect.
+
 One collection reads: the partitions (`list_partitions`), the count per status of every task
 (`count_tasks_by_status(Filter())`), the same for each partition (a condition on `options.partition_id`), and,
 when a queue is given, each partition's queue depth. Partitions are counted concurrently. The collection is
@@ -18,8 +21,12 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from armonik_core.adapters.queue.base import TaskQueue
 from armonik_core.adapters.state.base import StateStore
@@ -49,6 +56,17 @@ def metric_name(partition_id: str | None, suffix: str) -> str:
 
 def partition_filter(partition_id: str) -> Filter:
     return Filter.of([Condition(FieldRef("options.partition_id"), FieldKind.STRING, Op.EQ, partition_id)])
+
+
+class _Families(Collector):
+    """One collection's families, handed to a registry (prometheus_client collects synchronously; the
+    collection itself is async, so it is done first and the registry only writes it)."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        return iter(self._families)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +151,13 @@ class MetricsCollector:
         )
 
     # -- rendering ---------------------------------------------------------------------------------------
-    def render(self, snapshot: Snapshot) -> str:
-        lines: list[str] = []
+    def families(self, snapshot: Snapshot) -> list[GaugeMetricFamily]:
+        """The gauges of one collection, as `prometheus_client` metric families."""
+        found: list[GaugeMetricFamily] = []
         emitted: set[str] = set()
 
         def gauge(name: str, help_text: str, value: float) -> None:
-            help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {value}")
+            found.append(GaugeMetricFamily(name, help_text, value=value))
             emitted.add(name)
 
         def counts_of(scope: str, counts: dict[TaskStatus, int], where: str) -> None:
@@ -181,7 +197,13 @@ class MetricsCollector:
             "Time the last collection of these metrics took.",
             round(snapshot.duration, 6),
         )
-        return "\n".join(lines) + "\n"
+        return found
+
+    def render(self, snapshot: Snapshot) -> str:
+        """The Prometheus text exposition (format 0.0.4) of one collection, written by `prometheus_client`."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(self.families(snapshot)))
+        return generate_latest(registry).decode("utf-8")
 
     def _warn_collision(self, partition_id: str) -> None:
         if partition_id not in self._warned:

@@ -29,8 +29,13 @@ upstream's Terraform (ArmoniK.Infra) deploys in namespace `armonik`:
   the helm executable (`armonik-deploy render` adds their objects when helm is installed); `armonik-deploy deploy` has Terraform install them with its
   `helm_release` (infrastructure/modules/keda and storage/mongodb), or helm with `--charts helm`.
 
-Differences from upstream: no ingress, GUI, Seq, Grafana, fluent-bit, load balancer or pod-deletion-cost
-updater; with `ingress.tls` the control plane serves TLS itself. Upstream's .NET images of the control plane,
+- The operators' stack, each behind its block (see `operators`): `ingress` (nginx + the project's gRPC-Web
+  ingress in one pod; `/static/`, `/admin/`, `/grafana/`, `/seq/`), `admin_gui`, `grafana` (Prometheus data
+  source and an ArmoniK dashboard provisioned), `seq`, `fluent_bit`. `deploy` hands them to Terraform
+  (variable `operators_manifests`, applied with `kubectl_manifest`) and names their URLs in the outputs.
+
+Differences from upstream: no load balancer or pod-deletion-cost updater; with `ingress.tls` the control plane
+serves TLS itself (gRPC clients reach it directly; nginx serves the browser's side in plain HTTP). Upstream's .NET images of the control plane,
 polling agent and metrics exporter are replaced by this project's (see `context`). Probes: the agent and the
 worker have no HTTP port here, so their probes check their channel (socket file or TCP port); the control
 plane's is a TCP probe on its gRPC port; the exporter's are HTTP (`/startup`, `/liveness`) as upstream.

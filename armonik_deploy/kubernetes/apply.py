@@ -60,6 +60,7 @@ from armonik_deploy.kubernetes.chart_releases import (
     uninstall_charts,
     write_charts_record,
 )
+from armonik_deploy.kubernetes.context import Context, Credentials, RenderError
 from armonik_deploy.kubernetes.endpoint import (
     Endpoint,
     control_plane_endpoint,
@@ -67,6 +68,7 @@ from armonik_deploy.kubernetes.endpoint import (
     write_kubernetes_outputs,
 )
 from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout
+from armonik_deploy.kubernetes.operators import operator_urls
 from armonik_deploy.kubernetes.readiness import deployment_names, deployment_status, wait_ready
 from armonik_deploy.kubernetes.terraform import (
     QUICK_DEPLOY,
@@ -118,6 +120,23 @@ class Prepared:
     versions: Versions
 
 
+#: Terraform's variable holding the operators' stack (infrastructure/quick-deploy/localhost/variables.tf).
+OPERATORS_VARIABLE = "operators_manifests"
+
+
+def operators_variable(
+    params: Parameters, versions: Versions, parameters_file: Path, layout: KubernetesLayout
+) -> dict[str, str]:
+    """The operators' stack (ingress, GUI, Grafana, Seq, fluent-bit) as rendered, for Terraform to apply."""
+    from armonik_deploy.kubernetes.render import operators_manifests, render
+
+    try:
+        rendered = render(params, versions, parameters_file, certificates=layout.certificates)
+    except RenderError as exc:
+        raise DeployError(str(exc)) from None
+    return operators_manifests(rendered)
+
+
 def prepare(
     parameters_file: Path, versions_file: Path, layout: KubernetesLayout, charts: str = "terraform"
 ) -> Prepared:
@@ -133,6 +152,7 @@ def prepare(
     variables["compute_gateway"] = gateway_variables(layout.generated, list(params.compute_plane))
     if charts == "helm":
         variables[INSTALL_CHARTS_VARIABLE] = False
+    variables[OPERATORS_VARIABLE] = operators_variable(params, versions, parameters_file, layout)
     return Prepared(params, tls, certificates, write_tfvars(layout.tfvars, variables), versions)
 
 
@@ -177,18 +197,19 @@ def _reader(api_client: Any, namespace: str) -> Callable[[str], Dict | None]:
     return read
 
 
-def _find_endpoint(api_client: Any, params: Parameters) -> Endpoint:
+def _find_endpoint(api_client: Any, params: Parameters, service: str | None = None) -> Endpoint:
+    """Where clients reach the Service `service` (default: the control plane's)."""
     from kubernetes.client import CoreV1Api
     from kubernetes.client.exceptions import ApiException
 
     core = CoreV1Api(api_client)
-    name, ns = params.control_plane.name, params.namespace
+    name, ns = service or params.control_plane.name, params.namespace
     try:
-        service = core.read_namespaced_service(name, ns).to_dict()
+        found = core.read_namespaced_service(name, ns).to_dict()
         nodes = core.list_node().to_dict().get("items") or []
     except ApiException as exc:
         raise DeployError(f"reading Service {ns}/{name} and the nodes: {exc.status} {exc.reason}") from None
-    return control_plane_endpoint(service, nodes)
+    return control_plane_endpoint(found, nodes)
 
 
 def deploy(
@@ -231,7 +252,12 @@ def deploy(
         DEFAULT_TIMEOUT if timeout is None else timeout,
     )
     endpoint = _find_endpoint(api_client, ready.params)
-    output, cli = write_kubernetes_outputs(layout.generated, endpoint, ready.tls, ready.certificates)
+    urls = None
+    if ready.params.ingress is not None:
+        ingress = _find_endpoint(api_client, ready.params, str(ready.params.ingress.get("name", "ingress")))
+        ctx = Context(ready.params, ready.versions, parameters_file, Credentials(), layout.certificates)
+        urls = operator_urls(ctx, ingress.url(False))
+    output, cli = write_kubernetes_outputs(layout.generated, endpoint, ready.tls, ready.certificates, urls)
     warnings = [w for w in [uncovered_host(endpoint, ready.certificates)] if w and ready.tls.tls]
     return DeployResult(endpoint, endpoint.url(ready.tls.tls), output, cli, warnings, releases)
 

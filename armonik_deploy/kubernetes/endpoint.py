@@ -101,7 +101,11 @@ def control_plane_endpoint(service: Dict, nodes: Sequence[Dict]) -> Endpoint:
 
 # -- 4'. outputs ---------------------------------------------------------------------------------------------
 def write_kubernetes_outputs(
-    generated: Path, endpoint: Endpoint, tls: IngressTls, certificates: Certificates
+    generated: Path,
+    endpoint: Endpoint,
+    tls: IngressTls,
+    certificates: Certificates,
+    urls: Mapping[str, str | None] | None = None,
 ) -> tuple[Path, Path]:
     """armonik-output.json and armonik-cli.yaml for the endpoint: https with the authority under TLS, and the
     client certificate and key under mTLS (unless `generate_client_cert = false`: the user brings theirs)."""
@@ -115,7 +119,7 @@ def write_kubernetes_outputs(
     elif tls.mtls and tls.generate_client_cert and "client" in certificates.clients:
         named["client_certificate"] = certificates.clients["client"].certificate
         named["client_key"] = certificates.clients["client"].key
-    return write_outputs(generated, endpoint.url(tls.tls), **named)
+    return write_outputs(generated, endpoint.url(tls.tls), **named, **(urls or {}))  # type: ignore[arg-type]
 
 
 def uncovered_host(endpoint: Endpoint, certificates: Certificates) -> str | None:

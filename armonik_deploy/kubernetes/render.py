@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from armonik_deploy.kubernetes import armonik, gateway, helm, objects, services
+from armonik_deploy.kubernetes import armonik, gateway, helm, objects, operators, services
 from armonik_deploy.kubernetes.context import Context, Credentials
 from armonik_deploy.kubernetes.settings import build_settings
 from armonik_deploy.parameters import Parameters, Versions
@@ -62,7 +62,18 @@ def render(
     for name, partition in params.compute_plane.items():
         manifests += armonik.compute_plane(ctx, settings, name, partition)
     manifests += armonik.metrics_exporter(ctx, settings)
+    manifests += operators.operators(ctx, settings)
     return Rendered(manifests, ctx.warnings)
+
+
+def operators_manifests(rendered: Rendered) -> dict[str, str]:
+    """The operators' stack of a render as Terraform's `operators_manifests` (file name -> YAML), in order."""
+    stack = set(operators.SERVICES)
+    return {
+        file_name(index, manifest): to_yaml(manifest)
+        for index, manifest in enumerate(rendered.manifests)
+        if manifest["metadata"].get("labels", {}).get("service") in stack
+    }
 
 
 def file_name(index: int, manifest: objects.Manifest) -> str:

@@ -30,6 +30,9 @@ import pytest
 from armonik.client import ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Session, Task, TaskDefinition, TaskOptions
 from armonik.common.channel import create_channel
+from armonik.protogen.common import sessions_common_pb2
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from armonik_core.gateway.server import SERVICE
 from armonik_core.polling_agent.gateway_backend import connect_gateway_backend
@@ -37,6 +40,7 @@ from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.tls import ClientTlsSettings, aio_channel
 from armonik_deploy import procs
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
+from tests.grpcweb_client import GrpcWebClient
 from tests.support import free_port
 
 try:
@@ -321,6 +325,7 @@ ingress = {{
   tls                  = true
   mtls                 = true
   certificate_key_size = 2048
+  http_port            = {http_port}
 }}
 """
 
@@ -331,7 +336,8 @@ class TlsDeployment:
         self.generated = folder / "generated"
         self.parameters = folder / "parameters.tfvars"
         self.port = free_port()
-        self.parameters.write_text(PARAMETERS.format(port=self.port))
+        self.http_port = free_port()
+        self.parameters.write_text(PARAMETERS.format(port=self.port, http_port=self.http_port))
 
     def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -435,6 +441,20 @@ def test_deploy_with_mtls_runs_a_task_end_to_end(deployment: TlsDeployment) -> N
     )
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert [session["Status"] for session in json.loads(listed.stdout)] == ["Closed"]  # hello world's
+
+    # the ingress reaches the mTLS control plane with its own certificate (CN armonik-ingress)
+    ingress_cert = x509.load_pem_x509_certificate((certificates / "armonik-ingress.crt").read_bytes())
+    assert ingress_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "armonik-ingress"
+    assert output["armonik"]["admin_app_url"] == f"http://127.0.0.1:{d.http_port}/admin/"
+    web = GrpcWebClient(f"http://127.0.0.1:{d.http_port}")
+    try:
+        listed_web = web.call(
+            "/armonik.api.grpc.v1.sessions.Sessions/ListSessions",
+            sessions_common_pb2.ListSessionsRequest(page=0, page_size=10),
+        ).single(sessions_common_pb2.ListSessionsResponse)
+    finally:
+        web.close()
+    assert listed_web.total == 1
 
     # a redeploy keeps the certificates (clients keep their CA) and restarts nothing
     ca = (certificates / "ca.crt").read_bytes()

@@ -285,14 +285,17 @@ def test_the_plan_command_shows_the_shipped_deployment_without_starting_anything
         "pymonik-0-polling-agent",
         "pymonik-0-worker",
         "metrics-exporter",
+        "ingress",
     ]
     assert plan["endpoint"] == "127.0.0.1:5001"
+    assert plan["ingress_urls"]["admin_app_url"] == "http://127.0.0.1:5000/admin/"
     assert [p["PartitionId"] for p in plan["partitions"]] == ["default", "pymonik"]
     assert not generated.exists()
 
     table = CliRunner().invoke(app, ["plan", "--generated", str(generated)], env={"COLUMNS": "200"})
     assert table.exit_code == 0, table.output
     assert "pymonik-0-worker" in table.stdout and "cache/pymonik-0" in table.stdout
+    assert "127.0.0.1:5000" in table.stdout  # the ingress's address
     status = CliRunner().invoke(app, ["status", "--generated", str(generated)])
     assert status.exit_code == 0 and "Nothing is running" in status.stdout
 

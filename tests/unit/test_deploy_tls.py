@@ -182,9 +182,12 @@ def test_bad_tls_keys_name_the_file_and_the_key(
 def test_prepare_makes_the_certificates_and_stamps_the_processes_using_them(tmp_path: Path) -> None:
     plan = plan_of(tmp_path, {"tls": True, "mtls": True})
     made = prepare_certificates(plan)
-    assert made is not None and made.regenerated == ("ca", "control-plane", "client")
+    # the ingress has a client certificate of its own (CN armonik-ingress), named as a trusted proxy
+    assert made is not None and made.regenerated == ("ca", "control-plane", "client", "armonik-ingress")
     folder = certs_folder(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [
+        "armonik-ingress.crt",
+        "armonik-ingress.key",
         "ca.crt",
         "ca.key",
         "client.crt",
@@ -202,6 +205,7 @@ def test_prepare_makes_the_certificates_and_stamps_the_processes_using_them(tmp_
     digest = made.digest()
     assert specs["control-plane"].env[DIGEST_KEY] == digest
     assert DIGEST_KEY not in specs["default-0-polling-agent"].env  # the agents use no certificate
+    assert specs["ingress"].env[DIGEST_KEY] == digest
     assert DIGEST_KEY not in specs["default-0-worker"].env and DIGEST_KEY not in specs["metrics-exporter"].env
 
     # a redeploy keeps the files, so nothing restarts; a renewed certificate restarts what uses it

@@ -44,7 +44,9 @@ CUSTOM_SCHEMAS = {
     "ScaledObject": SCHEMAS / "scaledobject.keda.sh_v1alpha1.json",
     "PerconaServerMongoDB": SCHEMAS / "perconaservermongodb.psmdb.percona.com_v1.json",
 }
-WORKLOADS = ("Deployment", "StatefulSet", "Job")
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
+#: Kinds that belong to no namespace (fluent-bit's cluster role reads the pods' metadata).
+CLUSTER_KINDS = ("ClusterRole", "ClusterRoleBinding")
 ARMONIK_WORKLOADS = ("control-plane", "metrics-exporter", "init")
 
 VARIANT = """
@@ -74,7 +76,12 @@ compute_plane = {
 rabbitmq = { max_priority = 10 }
 redis = { max_memory = "2gb" }
 mongodb = { cluster = { replicas = 1, database_name = "armonik" }, persistence = {} }
-ingress = { tls = true, mtls = true, certificate_key_size = 2048 }
+ingress = { tls = true, mtls = true, certificate_key_size = 2048, http_port = 8443, cors_allowed_host = "https://gui" }
+admin_gui = {}
+grafana = {}
+seq = {}
+fluent_bit = {}
+environment_description = { name = "test", version = "1", description = "variant", color = "red" }
 authentication = { require_authentication = true, require_authorization = true, trusted_common_names = ["ingress"] }
 configurations = {
   core = { env = { Amqp__MaxPriority = "10" } }
@@ -282,7 +289,8 @@ def test_every_image_has_a_tag(rendered: Rendered) -> None:
 def test_every_object_is_in_the_namespace(rendered: Rendered) -> None:
     namespace = rendered.of_kind("Namespace")[0]["metadata"]["name"]
     for manifest in rendered.manifests[1:]:
-        assert manifest["metadata"]["namespace"] == namespace
+        if manifest["kind"] not in CLUSTER_KINDS:
+            assert manifest["metadata"]["namespace"] == namespace
 
 
 def test_credentials_are_in_secrets_never_in_configmaps(variant: Rendered) -> None:

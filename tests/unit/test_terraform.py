@@ -182,7 +182,9 @@ def test_terraform_config_maps_are_the_renderer_ones(tmp_path: Path) -> None:
         file,
         certificates=tmp_path,
     )
-    renderer = {m["metadata"]["name"] for m in rendered.of_kind("ConfigMap")} - {"prometheus-configmap"}
+    # The operators' stack (ingress, GUI, Grafana, Seq) is rendered only, not in the Terraform modules yet.
+    operators = {"prometheus-configmap", "ingress-static", "ingress-nginx"}
+    renderer = {m["metadata"]["name"] for m in rendered.of_kind("ConfigMap")} - operators
     text = (QUICK_DEPLOY / "main.tf").read_text()
     block = text[text.index("config_maps = {") :]
     block = block[: block.index("\n  }\n")]

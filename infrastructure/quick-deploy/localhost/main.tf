@@ -419,3 +419,10 @@ module "compute_plane" {
   }]
   depends_on = [kubernetes_job.init, module.keda, module.control_plane_tls]
 }
+
+# The operators' stack, rendered by armonik-deploy from the same parameters (each object behind its block).
+resource "kubectl_manifest" "operators" {
+  for_each   = var.operators_manifests
+  yaml_body  = each.value
+  depends_on = [module.control_plane, module.prometheus]
+}

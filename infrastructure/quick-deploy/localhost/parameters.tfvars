@@ -125,19 +125,29 @@ compute_plane = {
   },
 }
 
-# TLS of the client endpoint, with upstream's `ingress` keys. The local target has no ingress: the control plane
-# serves TLS itself, on control_plane.port. With `tls = true`, `make deploy` keeps an authority and certificates
-# under generated/certificates/ (kept across redeploys while valid), control_plane_url becomes https://127.0.0.1:5001
-# and generated/armonik-cli.yaml names the authority; with `mtls = true`, clients must also present a certificate
-# (generated/certificates/client.crt, named in armonik-cli.yaml). `ingress = null` or `tls = false`: plain gRPC.
-# ingress = {
-#   tls                       = true
-#   mtls                      = false
-#   generate_client_cert      = true  # name the generated client certificate in armonik-cli.yaml (mTLS)
-#   custom_client_ca_file     = ""    # mTLS: comma-separated PEM files of more client authorities
-#   certificate_validity_days = 365   # local: validity of the generated authority and certificates
-#   certificate_key_size      = 4096  # local: RSA key size, 2048, 3072 or 4096
-# }
+# The ingress, with upstream's `ingress` keys: on http_port, gRPC-Web for the browser (forwarded to the control
+# plane), the Admin GUI under /admin/ (see admin_gui below), /static/, metrics over time under /monitoring/ and
+# a search of the logs under /logs/; armonik-output.json names them (admin_app_url, grafana_url, seq_web_url).
+# `ingress = null`: no ingress. See docs/admin-gui.md.
+# TLS of the client endpoint: the control plane serves TLS itself, on control_plane.port. With `tls = true`,
+# `make deploy` keeps an authority and certificates under generated/certificates/ (kept across redeploys while
+# valid), control_plane_url becomes https://127.0.0.1:5001 and generated/armonik-cli.yaml names the authority;
+# with `mtls = true`, clients must also present a certificate (generated/certificates/client.crt, named in
+# armonik-cli.yaml; the ingress presents its own, armonik-ingress.crt). `tls = false`: plain gRPC.
+ingress = {
+  http_port = 5000
+  tls       = false
+  mtls      = false
+  # generate_client_cert      = true  # name the generated client certificate in armonik-cli.yaml (mTLS)
+  # custom_client_ca_file     = ""    # mTLS: comma-separated PEM files of more client authorities
+  # certificate_validity_days = 365   # local: validity of the generated authority and certificates
+  # certificate_key_size      = 4096  # local: RSA key size, 2048, 3072 or 4096
+  # cors_allowed_host         = "http://localhost:4200" # origins allowed to call gRPC-Web from elsewhere
+}
+
+# An Admin GUI build to serve under /admin/ (upstream's ArmoniK.Admin.GUI built with --base-href=/admin/); without
+# it, /admin/ says how to get one.
+# admin_gui = { dist = "/path/to/ArmoniK.Admin.GUI/dist/admin/browser" }
 
 # Storage services, with upstream's blocks. On Kubernetes they deploy the services; the local target uses services
 # already running, at the addresses given (each key has the usual local default, so `rabbitmq = {}` is the broker

@@ -104,3 +104,10 @@ variable "install_helm_charts" {
   type    = bool
   default = true
 }
+
+# Written by `armonik-deploy deploy --target kubernetes`: the operators' stack (ingress, Admin GUI, Grafana, Seq,
+# fluent-bit) as rendered by armonik_deploy/kubernetes/operators.py, file name -> YAML of one object.
+variable "operators_manifests" {
+  type    = map(string)
+  default = {}
+}

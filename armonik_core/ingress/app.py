@@ -1,0 +1,109 @@
+"""The ingress's routes, as one Starlette application.
+
+- `POST /armonik.api.grpc.v1.<pkg>.<Service>/<Method>`: gRPC-Web, forwarded to the control plane (grpcweb.py);
+- `GET /static/<name>`: `environment.json`, `gui_configuration` (static.py);
+- `/admin/...`: an Admin GUI build, or a page saying how to get one (static.py); `/` goes there;
+- `/console/`: the project's own page of sessions, calling gRPC-Web from the browser (console.html);
+- `/monitoring/`: metrics over time (monitoring.py); `/logs/`: a search over the JSON logs (logsearch.py);
+- `/healthz`, `/liveness`, `/readiness`: the ingress's health; readiness also asks the control plane's
+  `HealthChecksService`, as the GUI does.
+
+CORS is Starlette's middleware: preflights from the origins in `Ingress__CorsAllowedOrigins` are answered with
+the headers gRPC-Web clients send (`content-type`, `x-grpc-web`, `x-user-agent`, `grpc-timeout`,
+`authorization`) and expose the status headers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import grpc
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from armonik_core.ingress.grpcweb import EXPOSED_HEADERS, GrpcWebProxy
+from armonik_core.ingress.logsearch import LogSearch
+from armonik_core.ingress.methods import client_methods
+from armonik_core.ingress.monitoring import MetricsHistory
+from armonik_core.ingress.settings import IngressSettings
+from armonik_core.ingress.static import AdminGui, StaticFiles
+from armonik_core.tls import aio_channel
+
+CHECK_HEALTH = "/armonik.api.grpc.v1.health_checks.HealthChecksService/CheckHealth"
+ALLOWED_HEADERS = ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"]
+#: The channel carries what the control plane accepts: no message size of its own.
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+def page(name: str) -> HTMLResponse:
+    return HTMLResponse(resources.files("armonik_core.ingress").joinpath(name).read_text(encoding="utf-8"))
+
+
+def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None) -> Starlette:
+    """The application; `channel` (to the control plane) is opened from the settings when not given."""
+    methods = client_methods()
+    proxy = GrpcWebProxy(channel, methods)
+    history = MetricsHistory(settings.metrics_url, settings.metrics_interval, settings.metrics_history)
+    logs = LogSearch(settings.logs_directory)
+    admin = AdminGui(settings.admin_gui_directory)
+    static = StaticFiles(settings.static)
+
+    async def healthy(request: Request) -> Response:
+        return PlainTextResponse("Healthy\n")
+
+    async def ready(request: Request) -> Response:
+        """Ready when the control plane answers its health check (an empty request message)."""
+        try:
+            await proxy.channel.unary_unary(CHECK_HEALTH)(b"", timeout=2.0)
+        except grpc.aio.AioRpcError as error:
+            return PlainTextResponse(f"Unhealthy: control plane: {error.code().name}\n", 503)
+        return PlainTextResponse("Healthy\n")
+
+    async def console(request: Request) -> Response:
+        return page("console.html")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # A grpc.aio channel belongs to the event loop it is made on: uvicorn's, so made here.
+        own = proxy.open(lambda: aio_channel(settings.control_plane, settings.tls, CHANNEL_OPTIONS))
+        history.start()
+        try:
+            yield
+        finally:
+            await history.stop()
+            if own:
+                await proxy.close()
+
+    routes = [
+        Route("/", lambda request: RedirectResponse("/admin/", 302)),
+        Route("/healthz", healthy),
+        Route("/liveness", healthy),
+        Route("/readiness", ready),
+        Route("/static/{name:path}", static.handle, methods=["GET", "HEAD"]),
+        Route("/admin", lambda request: RedirectResponse("/admin/", 301)),
+        Route("/admin/{path:path}", admin.handle, methods=["GET", "HEAD"]),
+        Route("/console/", console),
+        Route("/monitoring/", history.page),
+        Route("/monitoring/api/series", history.series),
+        Route("/logs/", logs.page),
+        Route("/logs/api/search", logs.api),
+        *(Route(path, proxy.handle, methods=["POST"]) for path in methods),
+        Route("/{service:str}/{method:str}", proxy.handle, methods=["POST"]),
+    ]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["POST", "GET", "OPTIONS"],
+            allow_headers=ALLOWED_HEADERS,
+            expose_headers=[h.strip() for h in EXPOSED_HEADERS.split(",")],
+            max_age=1728000,
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

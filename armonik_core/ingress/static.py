@@ -1,0 +1,78 @@
+"""The ingress's files: `/static/` (the GUI's configuration and the environment's description) and `/admin/`.
+
+`/admin/` serves an Admin GUI build as upstream's GUI image (nginx) does: the build has one folder per locale
+(`en/`, `fr/`), each with its `index.html` and the bundles; a path that is not a file of the build (a deep link
+such as `/admin/en/sessions`) gets its locale's `index.html`, so the GUI's router takes over, and `/admin/`
+goes to the English one. Without a build, `/admin/` is a page saying how to get one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+
+#: What `/static/<name>` answers when the deployment wrote no such file.
+DEFAULT_STATIC: dict[str, object] = {
+    "gui_configuration": {},
+    "environment.json": {"name": "ArmoniK", "version": "", "description": "", "color": ""},
+}
+
+NO_BUILD_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ArmoniK Admin GUI</title></head>
+<body style="font-family: sans-serif; max-width: 48em; margin: 2em auto">
+<h1>No Admin GUI build is configured</h1>
+<p>This ingress serves gRPC-Web for the Admin GUI, but no GUI build was given to it. Build upstream's GUI
+(<code>aneoconsulting/ArmoniK.Admin.GUI</code>) with <code>--base-href=/admin/</code> and name its
+<code>dist/admin/browser</code> folder in <code>parameters.tfvars</code>:</p>
+<pre>admin_gui = { dist = "/path/to/ArmoniK.Admin.GUI/dist/admin/browser" }</pre>
+<p>then run <code>make deploy</code> again. See <code>docs/admin-gui.md</code>.</p>
+<p>Meanwhile: <a href="/monitoring/">metrics over time</a>, <a href="/logs/">logs</a>.</p>
+</body></html>
+"""
+
+
+def _inside(root: Path, relative: str) -> Path | None:
+    """`root/relative` when it stays inside `root` (no `..` escape), else None."""
+    candidate = (root / relative).resolve()
+    return candidate if candidate.is_relative_to(root) else None
+
+
+class StaticFiles:
+    """`/static/<name>`: the deployment's files (name -> JSON content), or a default for those the GUI asks for."""
+
+    def __init__(self, files: dict[str, object]) -> None:
+        self._files = {**DEFAULT_STATIC, **files}
+
+    async def handle(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name in self._files:
+            return JSONResponse(self._files[name], headers={"Cache-Control": "no-cache"})
+        return Response("not found\n", 404, media_type="text/plain")
+
+
+class AdminGui:
+    """`/admin/...` from a build folder (None: the page that says how to get one)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self._root = directory.resolve() if directory else None
+        locales = (
+            sorted(p.name for p in self._root.iterdir() if (p / "index.html").is_file()) if self._root else []
+        )
+        self.locales = locales
+        self.default_locale = "en" if "en" in locales else (locales[0] if locales else None)
+
+    async def handle(self, request: Request) -> Response:
+        rest = request.path_params.get("path", "")
+        if self._root is None or self.default_locale is None:
+            return HTMLResponse(NO_BUILD_PAGE)
+        locale, _, inner = rest.partition("/")
+        if locale not in self.locales:
+            return RedirectResponse(f"/admin/{self.default_locale}/", 302)
+        root = self._root / locale
+        path = _inside(root, inner) if inner else None
+        if path is not None and path.is_file():
+            return FileResponse(path)
+        # A deep link: the locale's page, never cached, so a new build is picked up.
+        return FileResponse(root / "index.html", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,123 @@
+"""The operators' stack on Kubernetes: what the schemas cannot check (routes, provisioning, settings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from armonik_deploy.kubernetes import Rendered, render
+from armonik_deploy.kubernetes.context import Context, Credentials, RenderError
+from armonik_deploy.kubernetes.operators import operator_urls
+from armonik_deploy.parameters import load_versions, parameters_from_dict
+from tests.unit.test_kubernetes_render import QUICK_DEPLOY, containers, object_data
+
+BASE = {"compute_plane": {"default": {"worker": [{"image": "armonik-samples-worker"}]}}}
+
+
+def rendered_with(tmp_path: Path, **blocks: object) -> Rendered:
+    params = parameters_from_dict({**BASE, **blocks}, str(tmp_path / "p.tfvars"))
+    return render(
+        params,
+        load_versions(QUICK_DEPLOY / "versions.tfvars.json"),
+        tmp_path / "p.tfvars",
+        certificates=tmp_path,
+    )
+
+
+def test_nothing_without_the_blocks(tmp_path: Path) -> None:
+    kinds = {(m["kind"], m["metadata"]["name"]) for m in rendered_with(tmp_path).manifests}
+    for name in ("ingress", "admin-gui", "grafana", "seq", "fluent-bit"):
+        assert ("Deployment", name) not in kinds and ("DaemonSet", name) not in kinds
+
+
+def test_the_whole_stack(tmp_path: Path) -> None:
+    rendered = rendered_with(
+        tmp_path,
+        ingress={"http_port": 5000, "tls": True, "mtls": True, "certificate_key_size": 2048},
+        admin_gui={},
+        grafana={},
+        seq={},
+        fluent_bit={},
+        environment_description={"name": "prod", "version": "2", "description": "d", "color": "red"},
+    )
+    conf = object_data(rendered, "ConfigMap", "ingress-nginx")["default.conf"]
+    for route in (
+        "location /static/",
+        "location /admin/",
+        "location /grafana/",
+        "location /seq/",
+        "location / ",
+    ):
+        assert route in conf
+    assert 'X-Certificate-Client-CN ""' in conf  # a browser cannot pass itself off as a trusted proxy
+    static = object_data(rendered, "ConfigMap", "ingress-static")
+    assert json.loads(static["environment.json"]) == {
+        "name": "prod",
+        "version": "2",
+        "description": "d",
+        "color": "red",
+    }
+    assert json.loads(static["gui_configuration"]) == {}
+
+    pod = containers(rendered.get("Deployment", "ingress"))
+    grpc_web = next(c for c in pod if c["name"] == "grpc-web")
+    assert grpc_web["command"] == ["python", "-m", "armonik_core.ingress"]
+    env = {e["name"]: e["value"] for e in grpc_web["env"]}
+    assert env["ControlPlane__Endpoint"].startswith("https://control-plane.")
+    assert env["ControlPlane__Tls__ClientCertificateFile"].endswith("tls.crt")
+    assert rendered.get("Service", "ingress")["spec"]["ports"][0]["port"] == 5000
+
+    assert containers(rendered.get("Deployment", "admin-gui"))[0]["image"].startswith(
+        "dockerhubaneo/armonik_admin_app:"
+    )
+    dashboard = json.loads(object_data(rendered, "ConfigMap", "grafana-dashboards")["armonik.json"])
+    exprs = {t["expr"] for p in dashboard["panels"] for t in p["targets"]}
+    assert {"armonik_tasks_completed", "armonik_default_tasks_queued", "armonik_queue_depth"} <= exprs
+    assert any(e.startswith("deriv(armonik_tasks_completed") for e in exprs)
+    datasource = object_data(rendered, "ConfigMap", "grafana-datasources")["prometheus.yaml"]
+    assert "type: prometheus" in datasource and "prometheus." in datasource
+    fluent = object_data(rendered, "ConfigMap", "fluent-bit-config")["fluent-bit.conf"]
+    assert "URI /api/events/raw?clef" in fluent and "Host seq." in fluent
+
+    ctx = Context(
+        parameters_from_dict({**BASE, "admin_gui": {}, "seq": {}}),
+        load_versions(QUICK_DEPLOY / "versions.tfvars.json"),
+        tmp_path / "p",
+        Credentials(),
+        tmp_path,
+    )
+    assert operator_urls(ctx, "http://10.0.0.1:5000") == {
+        "admin_app_url": "http://10.0.0.1:5000/admin/",
+        "grafana_url": None,
+        "seq_web_url": "http://10.0.0.1:5000/seq/",
+    }
+
+
+def test_fluent_bit_needs_seq(tmp_path: Path) -> None:
+    with pytest.raises(RenderError, match="fluent_bit: ships the logs to Seq"):
+        rendered_with(tmp_path, fluent_bit={})
+
+
+def test_terraform_applies_the_rendered_stack(tmp_path: Path) -> None:
+    import yaml
+
+    from armonik_deploy.kubernetes.apply import OPERATORS_VARIABLE
+    from armonik_deploy.kubernetes.render import operators_manifests
+
+    rendered = rendered_with(tmp_path, ingress={}, admin_gui={}, seq={})
+    files = operators_manifests(rendered)
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in map(yaml.safe_load, files.values())}
+    assert {
+        ("Deployment", "ingress"),
+        ("Service", "ingress"),
+        ("Deployment", "admin-gui"),
+        ("Deployment", "seq"),
+    } <= kinds
+    assert not any(
+        name == "control-plane" for _, name in kinds
+    )  # only the stack: the rest is Terraform's own
+    terraform = QUICK_DEPLOY / "variables.tf"
+    assert f'variable "{OPERATORS_VARIABLE}"' in terraform.read_text()
+    assert "var.operators_manifests" in (QUICK_DEPLOY / "main.tf").read_text()
