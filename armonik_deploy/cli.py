@@ -6,6 +6,8 @@
     armonik-deploy render  DIR [--parameters FILE] [--versions FILE]   # Kubernetes manifests, one per file
     armonik-deploy status  [--generated DIR]
     armonik-deploy destroy [--generated DIR] [--target local|kubernetes]
+    armonik-deploy images build [--base IMAGE] [--push REGISTRY]   # the five container images
+    armonik-deploy images base                                      # a Python base without any registry
 
 `deploy` again after editing the parameters applies the change (new partitions, other replica counts) without
 restarting what did not change: the control plane keeps running, and so do its clients' sessions.
@@ -21,6 +23,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from armonik_deploy import local
+from armonik_deploy.images.cli import app as images_app
 from armonik_deploy.outputs import write_outputs
 from armonik_deploy.parameters import Parameters, ParametersError, load_parameters, load_versions
 from armonik_deploy.plan import Plan, PlanError, build_plan
@@ -29,6 +32,7 @@ from armonik_deploy.supervisor import Layout
 from armonik_deploy.tls import CliCredentials
 
 app = typer.Typer(help="Deploy ArmoniK on this machine.", no_args_is_help=True, add_completion=False)
+app.add_typer(images_app, name="images")
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
