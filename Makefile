@@ -42,7 +42,7 @@ destroy: venv
 
 ## Processes of the local deployment: pid, restarts, uptime.
 status: venv
-	$(PY) -m armonik_deploy status --generated "$(GENERATED_DIR)"
+	$(PY) -m armonik_deploy status --generated "$(GENERATED_DIR)" --target "$(TARGET)" --parameters "$(PARAMETERS_FILE)"
 
 ## Kubernetes manifests of the deployment: `make render TARGET=kubernetes OUT=DIR` (one YAML file per object).
 OUT ?= $(GENERATED_DIR)/manifests
