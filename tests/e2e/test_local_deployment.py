@@ -240,7 +240,7 @@ def test_hello_world_with_the_sdk(deployment: Deployment, clients: Clients) -> N
     assert result_status(clients, output) == ResultStatus.COMPLETED
     done = clients.tasks.get_task(submitted.id)
     assert TaskStatus(done.status) == TaskStatus.COMPLETED
-    assert done.owner_pod_id in ("default-0", "default-1")
+    assert done.owner_pod_id in deployment.agent_ids("default")
     assert done.options is not None and done.options.options["sample"] == "hello_world"
     assert clients.results.get_owner_task_id([output], session_id) == {output: submitted.id}
     clients.sessions.close_session(session_id)
@@ -340,7 +340,7 @@ def test_a_task_that_crashes_once_succeeds_on_its_retry(deployment: Deployment, 
     assert TaskStatus(first.status) == TaskStatus.RETRIED
     # The SDK's worker answers a raising handler with no reply (INTERNAL); its log tells why.
     assert "Worker returned error INTERNAL" in error_text(first), error_text(first)
-    worker_logs = "".join(log.read_text() for log in deployment.logs.glob("default-*-worker.log"))
+    worker_logs = deployment.worker_logs("default")
     assert f"deliberate crash (action crash_once) of task {first_id}" in worker_logs
     assert TaskStatus(retry.status) == TaskStatus.COMPLETED
     assert retry.retry_of_ids == [first_id]
@@ -543,7 +543,7 @@ def test_cancelling_a_running_task(deployment: Deployment, clients: Clients) -> 
     wait_results(deployment, clients, session_id, [echo_output], 20)
     assert clients.results.download_result_data(echo_output, session_id) == b"next"
     assert task_status(clients, echo_id) == TaskStatus.COMPLETED
-    assert running.owner_pod_id in ("default-0", "default-1")
+    assert running.owner_pod_id in deployment.agent_ids("default")
 
 
 # -- 8. PymoniK estimating pi -----------------------------------------------------------------------------------

@@ -8,12 +8,13 @@
 # Environment:
 #   DEBIAN_MIRROR   mirror debootstrap reads (default: the first URI of the host's apt sources, else Debian's)
 #   CACHE_DIR       where debootstrap's tree is kept between runs (default: ~/.cache/armonik/images)
-#   REBUILD=1       debootstrap again even where a finished tree is cached
+#   REBUILD=1       debootstrap and import again even where a finished tree or the image is there
 #   CA_BUNDLE       CA bundle pip trusts during the build (default: the host's, from PIP_CERT/SSL_CERT_FILE);
 #                   it is bind-mounted for the pip run only and never copied into the image.
 #   ENGINE          podman (default) or docker
 #
-# The tree debootstrap makes is cached as a tarball: a rebuild only reruns pip and the import (seconds).
+# An existing image of that name is kept as it is; the tree debootstrap makes is cached as a tarball, so that
+# an import after the image was removed only reruns pip and the import (about a minute).
 set -euo pipefail
 
 TAG="${1:-localhost/armonik-python-base:bookworm}"
@@ -30,6 +31,12 @@ CA_BUNDLE="${CA_BUNDLE:-${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certifica
 command -v debootstrap >/dev/null || { echo "debootstrap is required (apt-get install debootstrap)" >&2; exit 1; }
 command -v "$ENGINE" >/dev/null || { echo "$ENGINE is required" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "debootstrap needs root (run with sudo)" >&2; exit 1; }
+
+# An image already there is kept (a new import would be a new image, and every build on it would start cold).
+if [ -z "${REBUILD:-}" ] && "$ENGINE" image inspect "$TAG" >/dev/null 2>&1; then
+  echo "$TAG"
+  exit 0
+fi
 
 mkdir -p "$CACHE_DIR"
 TARBALL="$CACHE_DIR/debootstrap-$SUITE.tar"
