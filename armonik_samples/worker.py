@@ -113,12 +113,15 @@ def channel_endpoints(environ: Mapping[str, str] | None = None) -> tuple[str, st
 
 
 def exit_on_sigterm() -> None:
-    """SIGTERM raises SystemExit in the main thread (blocked in the SDK's wait for the gRPC server), so the
-    process exits as it does on Ctrl-C; the server's threads are daemons or end with it."""
+    """SIGTERM ends the process at once (`os._exit` once the logs are flushed): a task still running in one of
+    the gRPC server's threads (one its agent gave up, or cancelled) would otherwise hold the interpreter's exit
+    until it returns, and its agent gives the task back anyway."""
 
     def stop(signum: int, _frame: object) -> None:
         log.info("samples worker: signal %d, exiting", signum)
-        sys.exit(0)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
 

@@ -20,6 +20,7 @@ from armonik_deploy.parameters import Versions
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "infrastructure" / "images" / "Dockerfile"
 COMPONENT = "armonik_py"
+WHEEL_STAGE = "wheels"
 SOURCE = "https://github.com/aneoconsulting/ArmoniK"
 #: Dockerfile target -> image name, in the order of versions.tfvars.json's `armonik_images.armonik_py`.
 TARGETS = {
@@ -92,7 +93,14 @@ def build(
     """Build `images` in order (then push each to registry `push`, as `<push>/<name>:<tag>`)."""
     ca_bundle = host_ca_bundle()
     rev = revision()
-    built = []
+    built: list[Built] = []
+    if not images:
+        return built
+    # The wheel stage first, on its own: an image's build then mounts it from the cache. Rebuilt within the
+    # build of an image that mounts it, buildah once gave the image the stage's previous contents.
+    wheels = Image(WHEEL_STAGE, f"armonik-{WHEEL_STAGE}", images[0].tag)
+    progress(f"building the wheel stage {wheels.reference}")
+    engine.run(*build_args(wheels, base, ca_bundle, rev))
     for image in images:
         progress(f"building {image.reference} (target {image.target})")
         start = time.monotonic()

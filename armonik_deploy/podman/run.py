@@ -109,6 +109,10 @@ def create_pod(engine: Engine, pod: Pod, prefix: str, files: Path) -> None:
 
 def remove_pod(engine: Engine, name: str, prefix: str) -> None:
     engine.run("pod", "rm", "--force", "--time", "10", name, check=False)
+    # A container podman restarted after a crash may no longer be listed in its pod: removed by its label.
+    left = engine.run("ps", "--all", "--quiet", "--filter", f"label={POD_LABEL}={name}", check=False).split()
+    if left:
+        engine.run("rm", "--force", "--time", "10", *left, check=False)
     volumes = engine.run(
         "volume", "ls", "--quiet", "--filter", f"label={POD_LABEL}={name}", check=False
     ).split()

@@ -585,7 +585,7 @@ def test_pymonik_estimates_pi(deployment: Deployment, clients: Clients) -> None:
     tasks = tasks_of(clients, session_id)
     assert len(tasks) == count + 1
     assert {TaskStatus(t.status) for t in tasks.values()} == {TaskStatus.COMPLETED}
-    assert {t.owner_pod_id for t in tasks.values()} == {"pymonik-0"}
+    assert {t.owner_pod_id for t in tasks.values()} == set(deployment.agent_ids("pymonik"))
     assert {t.options.partition_id for t in tasks.values() if t.options is not None} == {"pymonik"}
 
 

@@ -7,6 +7,7 @@ they run in the order of the imports below (the metrics test counts what the tes
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -113,6 +114,29 @@ def test_control_plane_killed_mid_run_comes_back_and_every_task_completes_once(
     assert set(owners.values()) == {t.id for t in completed}
     for output in output_ids:
         assert clients.results.download_result_data(output, session_id) == b"once"
+
+
+def test_a_redeploy_with_more_replicas_keeps_the_sessions(
+    deployment: PodmanDeployment,
+    clients: Clients,  # noqa: F811  (the imported fixture)
+) -> None:
+    """The partitions' settings (PodMax) are in the control plane's ConfigMap: a Kubernetes rollout restarts
+    it, and so does this; the pods whose objects did not change are kept, and the state is on its volume."""
+    exporter = deployment.container("-metrics-exporter-0-metrics-exporter")
+    before = json.loads(deployment.podman("container", "inspect", exporter).stdout)[0]["Id"]
+    values = json.loads(deployment.parameters_file.read_text())
+    values["compute_plane"]["default"]["replicas"] = 3
+    deployment.parameters_file.write_text(json.dumps(values, indent=2))
+
+    done = deployment.deploy_cli("deploy")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "removed 0" in done.stdout, done.stdout
+    after = json.loads(deployment.podman("container", "inspect", exporter).stdout)[0]["Id"]
+    assert after == before, "the metrics exporter was replaced though its objects did not change"
+    assert len(deployment.agent_ids("default")) == 3
+    session_id = deployment.sessions["hello_world"]
+    assert clients.tasks.count_tasks_by_status(Task.session_id == session_id)[TaskStatus.COMPLETED] == 1
 
 
 def test_every_container_stops_within_5_seconds(deployment: PodmanDeployment) -> None:

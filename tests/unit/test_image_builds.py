@@ -46,6 +46,22 @@ def test_build_arguments_carry_base_labels_and_the_ca_bundle_as_a_secret(tmp_pat
     assert "BASE_IMAGE" not in " ".join(build.build_args(image, None, None, "abc"))
 
 
+def test_the_wheel_stage_is_built_first_then_each_image() -> None:
+    calls: list[tuple[str, ...]] = []
+
+    class Recorder(engine.Engine):
+        def run(self, *args: str, check: bool = True, timeout: float | None = None) -> str:
+            calls.append(args)
+            return "123" if args[:2] == ("image", "inspect") else ""
+
+    images = build.images_of(load_versions(VERSIONS))[:2]
+    built = build.build(Recorder("podman"), images, base="localhost/b:1")
+    targets = [c[c.index("--target") + 1] for c in calls if c[0] == "build"]
+    assert targets == ["wheels", "control-plane", "polling-agent"]
+    assert [b.size for b in built] == [123, 123]
+    assert build.build(Recorder("podman"), []) == []
+
+
 def test_podman_gets_runc_and_rlimits_the_host_can_grant() -> None:
     text = engine.containers_conf("runc")
     assert 'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]' in text
