@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(ROOT)/pyproject.toml | md5sum | cut -c
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard armonik_core armonik_deploy armonik_samples armonik_graph tests benchmarks)
 
-.PHONY: venv deploy destroy status render test lint typecheck bench clean
+.PHONY: venv deploy destroy status render images images-base test lint typecheck bench clean
 
 $(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -42,13 +42,24 @@ destroy: venv
 
 ## Processes of the local deployment: pid, restarts, uptime.
 status: venv
-	$(PY) -m armonik_deploy status --generated "$(GENERATED_DIR)"
+	$(PY) -m armonik_deploy status --generated "$(GENERATED_DIR)" --target "$(TARGET)" --parameters "$(PARAMETERS_FILE)"
 
 ## Kubernetes manifests of the deployment: `make render TARGET=kubernetes OUT=DIR` (one YAML file per object).
 OUT ?= $(GENERATED_DIR)/manifests
 render: venv
 	@test "$(TARGET)" = kubernetes || { echo "render: TARGET=$(TARGET): only kubernetes is rendered" >&2; exit 2; }
 	$(PY) -m armonik_deploy render "$(OUT)" --parameters "$(PARAMETERS_FILE)" --versions "$(VERSIONS_FILE)"
+
+## Container images (podman, else docker): `make images [BASE_IMAGE=...] [PUSH=REGISTRY]`;
+## `make images-base` builds a Debian Python base without any registry (debootstrap, as root).
+BASE_IMAGE ?=
+PUSH ?=
+images: venv
+	$(PY) -m armonik_deploy images build --versions "$(VERSIONS_FILE)" $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)") \
+		$(if $(PUSH),--push "$(PUSH)")
+
+images-base: venv
+	$(PY) -m armonik_deploy images base
 
 ## Run the whole test suite.
 test: venv

@@ -1,11 +1,13 @@
 """`armonik-deploy`: plan, deploy, inspect and destroy a local ArmoniK deployment.
 
-    armonik-deploy deploy  [--parameters FILE] [--versions FILE] [--generated DIR] [--target local|kubernetes]
+    armonik-deploy deploy  [--parameters FILE] [--versions FILE] [--generated DIR] [--target local|kubernetes|podman]
                            [--charts terraform|helm]   # who installs KEDA and the Percona operator (kubernetes)
     armonik-deploy plan    [--parameters FILE] [--generated DIR] [--json] [--target local|kubernetes]
     armonik-deploy render  DIR [--parameters FILE] [--versions FILE]   # Kubernetes manifests, one per file
-    armonik-deploy status  [--generated DIR]
+    armonik-deploy status  [--generated DIR] [--target local|podman]
     armonik-deploy destroy [--generated DIR] [--target local|kubernetes]
+    armonik-deploy images build [--base IMAGE] [--push REGISTRY]   # the five container images
+    armonik-deploy images base                                      # a Python base without any registry
 
 `deploy` again after editing the parameters applies the change (new partitions, other replica counts) without
 restarting what did not change: the control plane keeps running, and so do its clients' sessions.
@@ -21,14 +23,17 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from armonik_deploy import local
+from armonik_deploy.images.cli import app as images_app
 from armonik_deploy.outputs import write_outputs
 from armonik_deploy.parameters import Parameters, ParametersError, load_parameters, load_versions
 from armonik_deploy.plan import Plan, PlanError, build_plan
+from armonik_deploy.podman import cli as podman_cli
 from armonik_deploy.procs import file_lock
 from armonik_deploy.supervisor import Layout
 from armonik_deploy.tls import CliCredentials
 
 app = typer.Typer(help="Deploy ArmoniK on this machine.", no_args_is_help=True, add_completion=False)
+app.add_typer(images_app, name="images")
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
@@ -101,6 +106,14 @@ def deploy(
     if _target(target) == "kubernetes":
         _deploy_kubernetes(parameters, versions, generated, timeout, charts)
         return
+    if target == "podman":
+        podman_cli.deploy(
+            _parameters_file(parameters),
+            versions or QUICK_DEPLOY / "versions.tfvars.json",
+            generated,
+            timeout,
+        )
+        return
     if charts != "terraform":
         raise fail(f"--charts {charts}: only with --target kubernetes")
     layout = Layout(generated.resolve())
@@ -140,8 +153,8 @@ def deploy(
 
 
 def _target(target: str) -> str:
-    if target not in ("local", "kubernetes"):
-        raise fail(f"--target {target}: expected local or kubernetes")
+    if target not in ("local", "kubernetes", "podman"):
+        raise fail(f"--target {target}: expected local, kubernetes or podman")
     return target
 
 
@@ -200,11 +213,15 @@ def destroy_command(
     target: str = TARGET,
     parameters: Path | None = PARAMETERS,
     versions: Path | None = VERSIONS,
+    purge: bool = typer.Option(False, "--purge", help="--target podman: remove the data volumes too."),
 ) -> None:
     """Stop every process of the local deployment (data is kept under the generated folder); with
     `--target kubernetes`, `terraform destroy` of the Kubernetes deployment."""
     if _target(target) == "kubernetes":
         _destroy_kubernetes(parameters, versions, generated)
+        return
+    if target == "podman":
+        podman_cli.destroy(_parameters_file(parameters), generated, purge)
         return
     layout = Layout(generated.resolve())
     with file_lock(layout.cli_lock):
@@ -224,8 +241,15 @@ def _duration(seconds: float | None) -> str:
 
 
 @app.command()
-def status(generated: Path = GENERATED) -> None:
-    """Show the processes of the local deployment."""
+def status(
+    generated: Path = GENERATED,
+    target: str = TARGET,
+    parameters: Path | None = PARAMETERS,
+) -> None:
+    """Show the processes of the local deployment (`--target podman`: its containers)."""
+    if _target(target) == "podman":
+        podman_cli.status(_parameters_file(parameters), generated)
+        return
     layout = Layout(generated.resolve())
     pid, rows = local.status(layout)
     if pid is None and not rows:

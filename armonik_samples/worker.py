@@ -10,6 +10,10 @@ client sets in its session's default task options) to that sample's `process` fu
 option, or naming an unknown sample, ends with an error output naming it. An exception raised by a sample
 becomes an error output too, except `WorkerCrash` (raised on purpose by the test behaviours), which the SDK
 turns into a failed Process call, as a worker crash looks to the agent.
+
+SIGTERM ends the worker at once (`exit_on_sigterm`): as a container's PID 1 a process without a handler of its
+own ignores it, and `podman stop` / a pod's termination would wait out their grace period and kill it. A task
+the worker was running is given back by its agent, which is stopped with it, and retried elsewhere.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import argparse
 import importlib
 import logging
 import os
+import signal
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -106,6 +112,20 @@ def channel_endpoints(environ: Mapping[str, str] | None = None) -> tuple[str, st
     return listen, agent
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the process at once (`os._exit` once the logs are flushed): a task still running in one of
+    the gRPC server's threads (one its agent gave up, or cancelled) would otherwise hold the interpreter's exit
+    until it returns, and its agent gives the task back anyway."""
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("samples worker: signal %d, exiting", signum)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m armonik_samples.worker",
@@ -121,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     listen = args.worker_endpoint or listen
     agent = args.agent_endpoint or agent
     worker = armonik_worker(worker_endpoint=listen, agent_endpoint=agent)(dispatch)
+    exit_on_sigterm()
     worker.logger.info("samples worker: listening on {listen}, agent at {agent}", listen=listen, agent=agent)
     worker.run()
 

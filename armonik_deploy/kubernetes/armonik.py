@@ -168,7 +168,9 @@ def channels(partition: ComputePartition) -> dict[str, str]:
         )
     else:
         worker, agent = f"{CACHE_PATH}/armonik_worker.sock", f"{CACHE_PATH}/armonik_agent.sock"
-        kind = "UnixDomainSocket"
+        # Lower case: .NET reads the value case-insensitively, but the Python worker SDK (PymoniK's worker)
+        # compares it with "unixdomainsocket" as is, and took "UnixDomainSocket" for TCP.
+        kind = "unixdomainsocket"
     return {
         "ComputePlane__WorkerChannel__Address": worker,
         "ComputePlane__WorkerChannel__SocketType": kind,

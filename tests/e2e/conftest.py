@@ -190,6 +190,15 @@ class Deployment:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
+    def agent_ids(self, partition: str) -> tuple[str, ...]:
+        """The agent ids (owner pod ids) of a partition's pairs: `<partition>-<i>` in the local target."""
+        replicas = json.loads(self.parameters_file.read_text())["compute_plane"][partition]["replicas"]
+        return tuple(f"{partition}-{i}" for i in range(replicas))
+
+    def worker_logs(self, partition: str) -> str:
+        """Everything the workers of `partition` logged (an in-process worker logs with its agent)."""
+        return "".join(log.read_text() for log in self.logs.glob(f"{partition}-*.log"))
+
     def state(self) -> dict[str, Any]:
         """The supervisor's state file (pids, restarts, statuses)."""
         data: dict[str, Any] = json.loads(self.state_file.read_text())

@@ -262,7 +262,7 @@ def test_hello_world_with_the_sdk(deployment: Deployment, clients: Clients, part
     assert result_status(clients, output) == ResultStatus.COMPLETED
     done = clients.tasks.get_task(submitted.id)
     assert TaskStatus(done.status) == TaskStatus.COMPLETED
-    assert done.owner_pod_id in (f"{partition}-0", f"{partition}-1")
+    assert done.owner_pod_id in deployment.agent_ids(partition)
     assert done.options is not None and done.options.options["sample"] == "hello_world"
     assert clients.results.get_owner_task_id([output], session_id) == {output: submitted.id}
     clients.sessions.close_session(session_id)
@@ -366,7 +366,7 @@ def test_a_task_that_crashes_once_succeeds_on_its_retry(
     # The SDK's worker answers a raising handler with no reply (INTERNAL), as does an in-process one; the
     # worker's log (the agent's, in process) tells why.
     assert "Worker returned error INTERNAL" in error_text(first), error_text(first)
-    worker_logs = "".join(log.read_text() for log in deployment.logs.glob(f"{partition}-*.log"))
+    worker_logs = deployment.worker_logs(partition)
     assert f"deliberate crash (action crash_once) of task {first_id}" in worker_logs
     assert TaskStatus(retry.status) == TaskStatus.COMPLETED
     assert retry.retry_of_ids == [first_id]
@@ -575,7 +575,7 @@ def test_cancelling_a_running_task(deployment: Deployment, clients: Clients) -> 
     wait_results(deployment, clients, session_id, [echo_output], 20)
     assert clients.results.download_result_data(echo_output, session_id) == b"next"
     assert task_status(clients, echo_id) == TaskStatus.COMPLETED
-    assert running.owner_pod_id in ("default-0", "default-1")
+    assert running.owner_pod_id in deployment.agent_ids("default")
 
 
 # -- 8. PymoniK estimating pi -----------------------------------------------------------------------------------
@@ -633,7 +633,7 @@ def test_pymonik_estimates_pi(deployment: Deployment, clients: Clients, pymonik_
     tasks = tasks_of(clients, session_id)
     assert len(tasks) == count + 1
     assert {TaskStatus(t.status) for t in tasks.values()} == {TaskStatus.COMPLETED}
-    assert {t.owner_pod_id for t in tasks.values()} == {f"{pymonik_partition}-0"}
+    assert {t.owner_pod_id for t in tasks.values()} == set(deployment.agent_ids(pymonik_partition))
     assert {t.options.partition_id for t in tasks.values() if t.options is not None} == {pymonik_partition}
 
 

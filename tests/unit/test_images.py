@@ -1,7 +1,8 @@
 """The container images of the Kubernetes target (`infrastructure/images/Dockerfile`), read statically.
 
-One multi-stage Dockerfile: a shared `base` stage installs the project, and each image is a named target of it
-(`docker build --target <name>`). No Docker engine is available here, so the Dockerfile is parsed (FROM ... AS,
+One multi-stage Dockerfile: a `wheels` stage with the compiler builds every wheel, a shared `runtime` stage
+installs them, and each image is a named target of it (`podman build --target <name>`). The images are built
+and run for real by tests/podman; here the Dockerfile is parsed (FROM ... AS,
 USER, EXPOSE, ENV, ENTRYPOINT, COPY, RUN), each target's instructions are followed up through the stages it
 builds on, and checked for what the rendered manifests rely on: the non-root user 5000 that pods run as, the
 entrypoint being a console script the project declares (or a Python module that exists), the ports the
@@ -31,8 +32,9 @@ EXPECTED = {
     "samples-worker": ("armonik-samples-worker", set()),
     "pymonik-worker": ("armonik-pymonik-worker", set()),
 }
-#: The stage every target builds on, not an image of its own.
-BASE_STAGE = "base"
+#: The stage every target builds on, and the throw-away stage that compiles the wheels.
+BASE_STAGE = "runtime"
+WHEEL_STAGE = "wheels"
 
 
 @dataclass
@@ -96,6 +98,8 @@ def parse_stages(text: str, where: str = "Dockerfile") -> list[Stage]:
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             stages.append(Stage(parent=words[0], name=name))
             continue
+        if keyword == "ARG" and not stages:  # a build argument of the FROM lines
+            continue
         assert stages, f"{where}: {keyword} before any FROM"
         stage = stages[-1]
         match keyword:
@@ -147,16 +151,26 @@ def test_the_targets_are_the_expected_images_on_one_base() -> None:
     stages = parse_stages(DOCKERFILE.read_text())
     names = [s.name for s in stages]
     assert len(names) == len(set(names)), f"stage names repeat: {names}"
-    assert set(names) == set(EXPECTED) | {BASE_STAGE}
+    assert set(names) == set(EXPECTED) | {BASE_STAGE, WHEEL_STAGE}
     targets = [s for s in stages if s.name in EXPECTED]
     assert {s.parent for s in targets} == {BASE_STAGE}, "every image builds on the shared stage"
-    assert not any(s.copies for s in targets), "only the shared stage copies the project"
+    assert not any(s.copies for s in targets if s.name != "pymonik-worker"), "only the wheel stage copies"
+    by_name = {s.name: s for s in stages}
+    assert by_name[WHEEL_STAGE].parent == by_name[BASE_STAGE].parent == "${BASE_IMAGE}"
+    compiler = " ".join(by_name[WHEEL_STAGE].runs)
+    assert "gcc" in compiler
+    assert not any("gcc" in run for s in stages if s.name != WHEEL_STAGE for run in s.runs)
+
+
+def test_base_image_is_an_argument_defaulting_to_the_official_slim_python() -> None:
+    args = [line for line in logical_lines(DOCKERFILE.read_text()) if line.startswith("ARG BASE_IMAGE=")]
+    assert args == ["ARG BASE_IMAGE=docker.io/library/python:3.11-slim"]
 
 
 @pytest.mark.parametrize("target", sorted(EXPECTED))
-def test_image_runs_as_user_5000_from_slim_python(target: str) -> None:
+def test_image_runs_as_user_5000_on_the_chosen_base(target: str) -> None:
     built = image(target)
-    assert built.base == "python:3.11-slim"
+    assert built.base == "${BASE_IMAGE}"
     assert built.user == "5000"
     setup = " ".join(built.runs)
     assert "--uid 5000" in setup and "chown -R 5000:5000 /cache" in setup
@@ -164,11 +178,11 @@ def test_image_runs_as_user_5000_from_slim_python(target: str) -> None:
 
 @pytest.mark.parametrize("target", sorted(EXPECTED))
 def test_image_installs_the_project_from_the_repository_root(target: str) -> None:
-    built = image(target)
-    copied = " ".join(built.copies)
+    wheels = resolve(parse_stages(DOCKERFILE.read_text()), WHEEL_STAGE)
+    copied = " ".join(wheels.copies)
     for needed in ("pyproject.toml", "README.md", "armonik_core", "armonik_deploy", "armonik_samples"):
         assert needed in copied, f"{target}: {needed} not copied"
-    assert any(run.startswith("pip install /tmp/src") for run in built.runs)
+    assert any("--no-index --find-links /wheels armonik-py" in run for run in image(target).runs)
     for source in ("pyproject.toml", "README.md", "armonik_core", "armonik_deploy", "armonik_samples"):
         assert (ROOT / source).exists()
 
@@ -178,6 +192,9 @@ def test_image_entrypoint_is_a_declared_script_or_an_existing_module(target: str
     built = image(target)
     entry = built.entrypoint
     assert entry, f"{target}: no ENTRYPOINT"
+    if entry[0] == "/usr/local/bin/tini":  # an init that forwards SIGTERM to a worker without a handler
+        assert entry[1] == "--" and any("tini-static" in copy for copy in built.copies)
+        entry = entry[2:]
     scripts = project_scripts()
     if entry[0] == "python":
         # python -c "from pymonik import run_pymonik_worker; ..." or python -m module
@@ -208,7 +225,8 @@ def test_servers_listen_on_every_interface_on_their_exposed_port(target: str, se
 
 
 def test_control_plane_image_can_run_the_init_job() -> None:
-    assert any("armonik_deploy" in copy for copy in image("control-plane").copies)
+    wheels = resolve(parse_stages(DOCKERFILE.read_text()), WHEEL_STAGE)
+    assert any("armonik_deploy" in copy for copy in wheels.copies)
     assert importlib.util.find_spec("armonik_deploy.init_job") is not None
 
 

@@ -373,7 +373,7 @@ def test_cli_rejects_an_unknown_target(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 1
-    assert "--target aws: expected local or kubernetes" in result.stderr
+    assert "--target aws: expected local, kubernetes or podman" in result.stderr
 
 
 def test_with_authentication_the_cli_names_the_admins_certificate(tmp_path: Path) -> None:

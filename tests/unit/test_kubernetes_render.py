@@ -359,7 +359,7 @@ def test_agent_and_workers_agree_on_their_channels(rendered: Rendered) -> None:
             assert [worker_env[k] for k in keys] == [agent_env[k] for k in keys]
             assert {"name": "cache-volume", "mountPath": "/cache"} in worker["volumeMounts"]
         assert {"name": "cache-volume", "mountPath": "/cache"} in agent["volumeMounts"]
-        if agent_env["ComputePlane__AgentChannel__SocketType"] == "UnixDomainSocket":
+        if agent_env["ComputePlane__AgentChannel__SocketType"] == "unixdomainsocket":
             assert agent_env["ComputePlane__AgentChannel__Address"].startswith("/cache/")
             assert (
                 agent["startupProbe"]["exec"]["command"][-1]

@@ -1,0 +1,279 @@
+"""A real deployment of the podman target for the suites of this folder: images built, then
+`armonik-deploy deploy --target podman` with a parameters file of its own.
+
+The session fixture `images` builds the registry-free base (`armonik-deploy images base`) and the five images
+on it (`armonik-deploy images build --base`), timing both; `deployment` deploys the parameters of the local
+end-to-end suite (free ports, partition `default` with 2 pairs of the samples worker, `pymonik` with 1 pair of
+the PymoniK worker) with the images named, once without TLS and once with `ingress = { tls = true }`, and
+destroys it at the end, checking that no container of it is left. podman and root are needed: without them the
+suite is skipped, except in CI (CI=true), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.e2e.conftest import LOCAL_ENV, free_ports, parameters
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+BASE = "localhost/armonik-python-base:bookworm"
+BUILD_TIMEOUT = 1200.0
+DEPLOY_TIMEOUT = 300.0
+IMAGES = {"default": "armonik-samples-worker", "pymonik": "armonik-pymonik-worker"}
+#: Wall-clock seconds of the builds of this session, printed at its end.
+TIMINGS: dict[str, float] = {}
+
+
+def _require_podman() -> None:
+    missing = shutil.which("podman") is None or os.geteuid() != 0
+    if missing:
+        message = "the podman suite needs podman (apt-get install podman runc debootstrap) and root"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def deploy_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "armonik_deploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, float]:
+    """Base and images built for this session (podman's cache keeps a rebuild short); their timings."""
+    _require_podman()
+    for step, args in (
+        ("base", ("images", "base")),
+        ("images", ("images", "build", "--base", BASE)),
+    ):
+        start = time.monotonic()
+        done = deploy_cli(*args, timeout=BUILD_TIMEOUT)
+        assert done.returncode == 0, f"armonik-deploy {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        TIMINGS[step] = time.monotonic() - start
+        print(f"\n{step}: {TIMINGS[step]:.1f} s\n{done.stdout}", file=sys.stderr)
+    return TIMINGS
+
+
+def podman_parameters(control_port: int, metrics_port: int, tls: bool) -> dict[str, Any]:
+    """The local end-to-end suite's parameters, with each partition's worker image named and the short lease
+    given to the core and polling settings (the local target's `local.env` is not the Kubernetes objects')."""
+    values = parameters(control_port, metrics_port)
+    for name, partition in values["compute_plane"].items():
+        partition["worker"] = [{"image": IMAGES[name]}]
+    values["configurations"] = {"core": {"env": dict(LOCAL_ENV)}, "polling": {"env": dict(LOCAL_ENV)}}
+    if tls:
+        values["ingress"] = {"tls": True, "mtls": False, "certificate_key_size": 2048}
+    return values
+
+
+@dataclass
+class PodmanDeployment:
+    """A running podman deployment, with what the shared end-to-end tests ask of a deployment."""
+
+    root: Path
+    parameters_file: Path
+    generated: Path
+    endpoint: str
+    metrics_port: int
+    tls: bool
+    sessions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cli_config(self) -> Path:
+        return self.generated / "armonik-cli.yaml"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.generated / "podman" / "certificates" / "ca.crt"
+
+    def channel(self) -> grpc.Channel:
+        if not self.tls:
+            return grpc.insecure_channel(self.endpoint)
+        return grpc.secure_channel(self.endpoint, grpc.ssl_channel_credentials(self.ca_file.read_bytes()))
+
+    def podman(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CONTAINERS_CONF": str(self.generated / "podman" / "containers.conf")}
+        return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+    def containers(self) -> list[dict[str, Any]]:
+        done = self.podman("ps", "--all", "--format", "json", "--filter", f"label={self.label}")
+        return list(json.loads(done.stdout or "[]"))
+
+    @property
+    def label(self) -> str:
+        from armonik_deploy.parameters import load_parameters
+        from armonik_deploy.podman.target import prefix_of
+        from armonik_deploy.podman.translate import LABEL
+
+        return f"{LABEL}={prefix_of(load_parameters(self.parameters_file), self.generated)}"
+
+    def container(self, suffix: str) -> str:
+        names = [c["Names"][0] for c in self.containers() if c["Names"][0].endswith(suffix)]
+        assert len(names) == 1, (suffix, names)
+        return names[0]
+
+    def process(self, name: str) -> dict[str, Any]:
+        """A container as the local suite's supervisor state describes a process: status, host pid,
+        restarts, and the last exit as a signal number negated when a signal ended it."""
+        (state,) = json.loads(self.podman("container", "inspect", name).stdout)
+        code = self.last_exit_code(name, int(state["State"].get("ExitCode", 0)))
+        running = state["State"].get("Status") == "running"
+        return {
+            "status": "running" if running else str(state["State"].get("Status")),
+            "pid": int(state["State"].get("Pid") or 0) or None,
+            "restarts": int(state.get("RestartCount", 0)),
+            "last_exit": -(code - 128) if code > 128 else code,
+        }
+
+    def last_exit_code(self, name: str, default: int) -> int:
+        """The exit code of the container's last death (a restart resets the one `inspect` shows)."""
+        done = self.podman(
+            "events",
+            "--stream=false",
+            "--since",
+            "1h",
+            "--filter",
+            f"container={name}",
+            "--filter",
+            "event=died",
+            "--format",
+            "json",
+        )
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        return int(json.loads(lines[-1]).get("ContainerExitCode", default)) if lines else default
+
+    def status_table(self) -> str:
+        return self.deploy_cli("status", timeout=60).stdout
+
+    def agent_ids(self, partition: str) -> tuple[str, ...]:
+        names = {c["Names"][0] for c in self.containers()}
+        return tuple(
+            n.removesuffix("-polling-agent")
+            for n in sorted(names)
+            if f"-compute-plane-{partition}-" in n and n.endswith("-polling-agent")
+        )
+
+    def worker_logs(self, partition: str) -> str:
+        logs = []
+        for agent in self.agent_ids(partition):
+            done = self.podman("logs", f"{agent}-worker")
+            logs.append(done.stdout + done.stderr)
+        return "".join(logs)
+
+    def deploy_cli(self, *args: str, timeout: float = DEPLOY_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        return deploy_cli(
+            *args,
+            "--target",
+            "podman",
+            "--parameters",
+            str(self.parameters_file),
+            "--generated",
+            str(self.generated),
+            timeout=timeout,
+        )
+
+    def diagnostics(self, lines: int = 25) -> str:
+        parts = [self.deploy_cli("status", timeout=60).stdout]
+        for container in self.containers():
+            name = container["Names"][0]
+            done = self.podman("logs", "--tail", str(lines), name)
+            parts.append(f"===== {name} =====\n{done.stdout}{done.stderr}")
+        return "\n".join(parts)
+
+
+_ACTIVE: PodmanDeployment | None = None
+
+
+@contextmanager
+def deployed(tmp_path_factory: pytest.TempPathFactory, tls: bool) -> Iterator[PodmanDeployment]:
+    """Deploy, yield, then destroy with its volumes and check that no container is left."""
+    global _ACTIVE
+    variant = "tls" if tls else "plain"
+    root = tmp_path_factory.mktemp(f"podman-{variant}")
+    control_port, metrics_port = free_ports(2)
+    parameters_file = root / "parameters.tfvars.json"
+    parameters_file.write_text(json.dumps(podman_parameters(control_port, metrics_port, tls), indent=2))
+    deployment = PodmanDeployment(
+        root, parameters_file, root / "generated", f"127.0.0.1:{control_port}", metrics_port, tls
+    )
+    start = time.monotonic()
+    done = deployment.deploy_cli("deploy")
+    if done.returncode != 0:
+        diagnostics = deployment.diagnostics()
+        deployment.deploy_cli("destroy", "--purge")
+        pytest.fail(f"deploy --target podman: {done.returncode}\n{done.stdout}\n{done.stderr}\n{diagnostics}")
+    TIMINGS[f"deploy-{variant}"] = time.monotonic() - start
+    outputs = json.loads((deployment.generated / "armonik-output.json").read_text())
+    scheme = "https" if tls else "http"
+    assert outputs["armonik"]["control_plane_url"] == f"{scheme}://{deployment.endpoint}", outputs
+    _ACTIVE = deployment
+    try:
+        yield deployment
+    finally:
+        _ACTIVE = None
+        done = deployment.deploy_cli("destroy", "--purge")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert deployment.containers() == [], "containers left after destroy"
+        print(f"\npodman suite timings: {TIMINGS}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def deployment(
+    images: dict[str, float], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PodmanDeployment]:
+    """Without TLS: the shared end-to-end tests' clients (samples, PymoniK) take a bare endpoint."""
+    with deployed(tmp_path_factory, tls=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tls_deployment(
+    images: dict[str, float], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PodmanDeployment]:
+    """With `ingress = { tls = true }`: the SDK and armonik-cli reach it with the generated authority."""
+    with deployed(tmp_path_factory, tls=True) as running:
+        yield running
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The shared end-to-end tests imported into this folder run in the order they have in their file (the
+    metrics test counts what the ones before it did), and before the tests written here."""
+
+    def line(item: pytest.Item) -> tuple[int, int]:
+        function = getattr(item, "function", None)
+        code = getattr(function, "__code__", None)
+        shared = code is not None and "/tests/e2e/" in code.co_filename
+        return (0 if shared else 1, code.co_firstlineno if code is not None else 0)
+
+    podman = [i for i in items if "/tests/podman/test_podman_e2e.py" in str(i.path)]
+    if podman:
+        start = items.index(podman[0])
+        rest = [i for i in items if i not in podman]
+        items[:] = rest[:start] + sorted(podman, key=line) + rest[start:]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _ACTIVE is not None:
+        report.sections.append(("podman deployment: containers and log tails", _ACTIVE.diagnostics()))
