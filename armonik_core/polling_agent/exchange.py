@@ -32,6 +32,9 @@ from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.polling_agent.backend import AcquiredTask, AcquireRequest, ComputeBackend
 
 log = logging.getLogger("armonik.polling_agent")
+#: The wait after a failed exchange, doubled at each failure in a row up to the maximum.
+FAILURE_BACKOFF = 0.1
+MAX_FAILURE_BACKOFF = 5.0
 
 #: Why tasks held ahead are given back when the agent's worker cannot take them.
 _CANNOT_RUN = "The agent's worker cannot take a task now"
@@ -59,6 +62,9 @@ class TaskExchange:
         self._unreported: list[tuple[AcquiredTask, TaskOutcome]] = []
         self._sending: list[AcquiredTask] = []
         self._flight: asyncio.Task[int] | None = None
+        #: Exchanges failed in a row: the next one waits longer (a backend that refuses every call, such as
+        #: a gateway refusing this agent's credential, is not called in a tight loop).
+        self._failures = 0
         self._flush_timer: asyncio.TimerHandle | None = None
         #: How many tasks to hold beyond the one running (0 when tasks are long).
         self._ahead = 0
@@ -181,6 +187,10 @@ class TaskExchange:
         except Exception:
             ids = ", ".join(a.task.task_id for a, _ in finished) or "none"
             log.exception("exchange with the backend failed (outcomes of: %s)", ids)
+            self._failures += 1
+            await asyncio.sleep(min(FAILURE_BACKOFF * 2 ** (self._failures - 1), MAX_FAILURE_BACKOFF))
+        else:
+            self._failures = 0
         finally:
             self._sending = []
             self._flight = None

@@ -251,7 +251,9 @@ async def test_a_poison_task_crashes_after_two_runs_each_attempt_then_fails_and_
     settings = agent_settings(
         tmp_path, own, worker_check_retries=50, data_directory=control_plane.data_dir, agent_id="poison-agent"
     )
-    backend = GatewayBackend(control_plane.endpoint, settings.agent_id)
+    backend = GatewayBackend(
+        control_plane.gateway_endpoint, settings.agent_id, credential=control_plane.credential()
+    )
     agent = PollingAgent(settings, backend, FilesystemObjectStorage(settings.objects_directory, fsync=False))
     job = asyncio.create_task(agent.run())
     max_retries = 1

@@ -74,7 +74,10 @@ def podman_parameters(control_port: int, metrics_port: int, tls: bool) -> dict[s
     given to the core and polling settings (the local target's `local.env` is not the Kubernetes objects')."""
     values = parameters(control_port, metrics_port)
     for name, partition in values["compute_plane"].items():
-        partition["worker"] = [{"image": IMAGES[name]}]
+        image = IMAGES["pymonik" if name.startswith("pymonik") else "default"]
+        # An in-process partition's agent runs the processor: its container is of the worker's image.
+        module = next((w["module"] for w in partition["worker"] if w.get("module")), None)
+        partition["worker"] = [{"image": image, **({"module": module} if module else {})}]
     values["configurations"] = {"core": {"env": dict(LOCAL_ENV)}, "polling": {"env": dict(LOCAL_ENV)}}
     if tls:
         values["ingress"] = {"tls": True, "mtls": False, "certificate_key_size": 2048}

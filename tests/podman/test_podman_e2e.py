@@ -22,6 +22,8 @@ from tests.e2e.test_local_deployment import (  # noqa: F401  (collected here)
     behaviour_options,
     clients,
     new_session,
+    partition,
+    pymonik_partition,
     session_report,
     test_a_task_exceeding_its_max_duration_times_out,
     test_a_task_of_a_killed_agent_is_retried_and_the_agent_restarted,
@@ -39,18 +41,6 @@ from tests.e2e.test_local_deployment import (  # noqa: F401  (collected here)
 from tests.podman.conftest import PodmanDeployment
 
 pytestmark = pytest.mark.podman
-
-
-@pytest.fixture
-def partition() -> str:
-    """The partition the shared tests run their samples on: here the bundled worker's own containers."""
-    return "default"
-
-
-@pytest.fixture
-def pymonik_partition() -> str:
-    """The partition the shared PymoniK tests run on: here the PymoniK worker's own containers."""
-    return "pymonik"
 
 
 FAULT_TASKS = 40

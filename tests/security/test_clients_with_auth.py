@@ -159,7 +159,9 @@ def wait_answering(endpoint: str, ca: str, pair: tuple[str, str]) -> None:
 
 @pytest.fixture
 def auth_deployment(deployment: TlsDeployment) -> Iterator[TlsDeployment]:  # noqa: F811
-    deployment.parameters.write_text(AUTH_PARAMETERS.format(port=deployment.port))
+    deployment.parameters.write_text(
+        AUTH_PARAMETERS.format(port=deployment.port, http_port=deployment.http_port)
+    )
     (deployment.folder / "authentication.json").write_text(json.dumps(DATAFILE))
     deployment.deploy()
     yield deployment

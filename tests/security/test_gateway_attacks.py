@@ -180,13 +180,19 @@ def test_the_client_port_does_not_serve_the_gateway(target: Target) -> None:
         refused(grpc.StatusCode.UNIMPLEMENTED, target.plane.endpoint, method, acquire_body(), meta)
 
 
+def altered(credential: str) -> str:
+    """The credential with its last character changed (to another one: a fixed replacement is the same
+    credential one time in sixteen)."""
+    return credential[:-1] + ("1" if credential[-1] == "0" else "0")
+
+
 def test_no_credential_or_a_wrong_one_is_unauthenticated(target: Target) -> None:
     work = submit(target.plane, b"work")
     wrong = [
         None,
         metadata("default", ""),
         metadata("default", "0" * 64),
-        metadata("default", target.credentials["default"][:-1] + "0"),
+        metadata("default", altered(target.credentials["default"])),
         metadata("nonexistent", target.credentials["default"]),
     ]
     for meta in wrong:

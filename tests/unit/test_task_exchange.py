@@ -231,3 +231,25 @@ async def test_an_agent_that_cannot_run_tasks_gives_back_those_held_and_takes_no
     following = await asyncio.wait_for(exchange.next_task(ahead=3), 2)
     assert following is not None and following.task.task_id == "t4"
     await exchange.close("done")
+
+
+class RefusingBackend(RecordingBackend):
+    """A backend that refuses every exchange, as a gateway refuses an agent with a wrong credential."""
+
+    async def exchange(
+        self, finished: Sequence[tuple[AcquiredTask, TaskOutcome]], request: AcquireRequest | None
+    ) -> list[AcquiredTask]:
+        self.calls.append(
+            Call([a.task.task_id for a, _ in finished], request.max_tasks if request else 0, 0.0)
+        )
+        raise ConnectionError("refused")
+
+
+async def test_exchanges_failing_in_a_row_wait_longer_and_longer() -> None:
+    backend = RefusingBackend()
+    exchange = TaskExchange(backend, REQUEST, batch=8)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.6:
+        assert await exchange.next_task(ahead=0) is None
+    # 0.1 + 0.2 + 0.4 + 0.8 s of waits: five calls in 1.6 s, where a tight loop would make thousands
+    assert 3 <= len(backend.calls) <= 6, len(backend.calls)
