@@ -65,9 +65,7 @@ from armonik_core.adapters.state.mongodb_cascade import (
     _cancel_session_tasks,
     _drop_session_data,
 )
-from armonik_core.adapters.state.mongodb_compute import (
-    MongoComputePlane,
-)
+from armonik_core.adapters.state.mongodb_compute import MongoComputePlane
 from armonik_core.adapters.state.mongodb_db import (
     _RESULT_PROJECTION,
     Document,

@@ -8,9 +8,7 @@ from collections.abc import Collection
 
 from armonik_core.adapters.state import common
 from armonik_core.adapters.state import mongodb_schema as schema
-from armonik_core.adapters.state.mongodb_db import (
-    _Db,
-)
+from armonik_core.adapters.state.mongodb_db import _Db
 from armonik_core.adapters.state.mongodb_writes import (
     _load_tasks,
     _mark_deleted,

@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.adapters.state import common
 from armonik_core.adapters.state import mongodb_schema as schema
-from armonik_core.adapters.state.base import (
-    TaskAcquisition,
-)
+from armonik_core.adapters.state.base import TaskAcquisition
 from armonik_core.adapters.state.mongodb_db import (
     _RESULT_PROJECTION,
     CHUNK,
@@ -26,9 +24,7 @@ from armonik_core.adapters.state.mongodb_outcomes import (
     _retry_or_fail,
     _state_of,
 )
-from armonik_core.adapters.state.mongodb_units import (
-    MongoUnits,
-)
+from armonik_core.adapters.state.mongodb_units import MongoUnits
 from armonik_core.adapters.state.mongodb_writes import (
     _load_session,
     _set_task_status,

@@ -14,9 +14,7 @@ from typing import Any
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.adapters.state import common
 from armonik_core.adapters.state import mongodb_schema as schema
-from armonik_core.adapters.state.mongodb_cascade import (
-    _abort_downstream,
-)
+from armonik_core.adapters.state.mongodb_cascade import _abort_downstream
 from armonik_core.adapters.state.mongodb_db import (
     Query,
     _Db,
