@@ -11,7 +11,7 @@ from armonik.protogen.client.sessions_service_pb2_grpc import SessionsServicer
 from armonik.protogen.common import sessions_common_pb2 as pb
 
 from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query
+from armonik_core.control_plane.context import Backends, list_query, page_of
 from armonik_core.control_plane.convert import options_from_proto, session_to_proto
 from armonik_core.control_plane.errors import unary
 from armonik_core.domain.errors import InvalidArgument, NotFound
@@ -82,9 +82,7 @@ class SessionsService(SessionsServicer):
         total, sessions = await self._b.state.list_sessions(query)
         return pb.ListSessionsResponse(
             sessions=[session_to_proto(s, request.with_task_options) for s in sessions],
-            page=query.page,
-            page_size=query.page_size,
-            total=total,
+            **page_of(query, total),
         )
 
     async def _act(self, session_id: str, action: SessionAction) -> pb.SessionRaw:
