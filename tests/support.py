@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
-from collections.abc import Callable
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from armonik.common import TaskOptions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rpc_error(code: grpc.StatusCode, call: Callable[..., Any], *args: Any, **kwargs: Any) -> grpc.RpcError:
@@ -46,3 +55,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def deploy_cli(generated: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """`armonik-deploy ARGS --generated GENERATED`, run from the repository's root as a user runs it (wide
+    enough that its tables are not wrapped)."""
+    return subprocess.run(
+        [sys.executable, "-m", "armonik_deploy", *args, "--generated", str(generated)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+@contextmanager
+def local_deployment(parameters: dict[str, Any], prefix: str) -> Iterator[Path]:
+    """A local deployment of `parameters` in a folder of its own under /tmp (`prefix`...): its generated
+    folder while it runs; destroyed and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    file = root / "parameters.tfvars.json"
+    file.write_text(json.dumps(parameters))
+    generated = root / "generated"
+    done = deploy_cli(generated, "deploy", "--parameters", str(file))
+    try:
+        assert done.returncode == 0, f"deploy failed:\n{done.stdout}\n{done.stderr}"
+        yield generated
+    finally:
+        deploy_cli(generated, "destroy")
+        shutil.rmtree(root, ignore_errors=True)

@@ -37,7 +37,7 @@ from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.tls import ClientTlsSettings, aio_channel
 from armonik_deploy import procs
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
-from tests.support import free_port
+from tests.support import deploy_cli, free_port
 
 try:
     from tests.conftest import ROOT, ControlPlaneProcess
@@ -334,14 +334,7 @@ class TlsDeployment:
         self.parameters.write_text(PARAMETERS.format(port=self.port))
 
     def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "armonik_deploy", *args, "--generated", str(self.generated)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+        return deploy_cli(self.generated, *args, timeout=timeout)
 
     def deploy(self) -> None:
         done = self.cli("deploy", "--parameters", str(self.parameters))
