@@ -57,17 +57,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def deploy_cli(generated: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """`armonik-deploy ARGS --generated GENERATED`, run from the repository's root as a user runs it (wide
-    enough that its tables are not wrapped)."""
+def run_module(
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS` from the repository's root, to its end; its output captured as text."""
     return subprocess.run(
-        [sys.executable, "-m", "armonik_deploy", *args, "--generated", str(generated)],
+        [sys.executable, "-m", module, *args],
+        env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def deploy_cli(generated: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """`armonik-deploy ARGS --generated GENERATED`, run as a user runs it (wide enough that its tables are
+    not wrapped)."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return run_module("armonik_deploy", *args, "--generated", str(generated), env=env, timeout=timeout)
 
 
 @contextmanager

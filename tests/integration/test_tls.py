@@ -37,7 +37,7 @@ from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.tls import ClientTlsSettings, aio_channel
 from armonik_deploy import procs
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
-from tests.support import deploy_cli, free_port
+from tests.support import deploy_cli, free_port, run_module
 
 try:
     from tests.conftest import ROOT, ControlPlaneProcess
@@ -286,14 +286,7 @@ def test_a_control_plane_with_half_a_tls_configuration_does_not_start(pki: Pki, 
         "Embedded__DataDirectory": str(tmp_path / "data"),
         "ControlPlane__Tls__CertificateFile": str(pki.ours.servers["control-plane"].certificate),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "armonik_core.control_plane"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_module("armonik_core.control_plane", env=env)
     assert done.returncode == 2
     assert "ControlPlane__Tls__KeyFile is not" in done.stderr
 
