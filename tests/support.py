@@ -13,13 +13,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 from armonik.common import TaskOptions
 
+if TYPE_CHECKING:
+    from armonik_deploy.kubernetes import Rendered
+
 ROOT = Path(__file__).resolve().parents[1]
+QUICK_DEPLOY = ROOT / "infrastructure" / "quick-deploy" / "localhost"
 
 
 def rpc_error(code: grpc.StatusCode, call: Callable[..., Any], *args: Any, **kwargs: Any) -> grpc.RpcError:
@@ -93,3 +97,17 @@ def local_deployment(parameters: dict[str, Any], prefix: str) -> Iterator[Path]:
     finally:
         deploy_cli(generated, "destroy")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def render_file(file: Path, certificates: Path) -> Rendered:
+    """The Kubernetes objects `armonik-deploy render` makes of a parameters file, with the shipped versions
+    and the certificates generated in `certificates`."""
+    from armonik_deploy.kubernetes import render
+    from armonik_deploy.parameters import load_parameters, load_versions
+
+    return render(
+        load_parameters(file),
+        load_versions(QUICK_DEPLOY / "versions.tfvars.json"),
+        file,
+        certificates=certificates,
+    )
