@@ -55,11 +55,7 @@ from typing import Any
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.adapters.state import common
 from armonik_core.adapters.state import mongodb_schema as schema
-from armonik_core.adapters.state.base import (
-    Application,
-    ResultCompletion,
-    SessionActionOutcome,
-)
+from armonik_core.adapters.state.base import Application, ResultCompletion, SessionActionOutcome
 from armonik_core.adapters.state.mongodb_cascade import (
     _cancel,
     _cancel_session_tasks,

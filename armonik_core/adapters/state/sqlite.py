@@ -19,11 +19,7 @@ from collections.abc import Sequence
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.adapters.state import common
 from armonik_core.adapters.state import sqlite_schema as schema
-from armonik_core.adapters.state.base import (
-    Application,
-    ResultCompletion,
-    SessionActionOutcome,
-)
+from armonik_core.adapters.state.base import Application, ResultCompletion, SessionActionOutcome
 from armonik_core.adapters.state.sql_filters import compile_filter, compile_order
 from armonik_core.adapters.state.sqlite_cascade import (
     _cancel,
