@@ -110,6 +110,9 @@ __all__ = ["MongoSettings", "MongoStateError", "MongoStateStore", "MongoStateUna
 
 
 class MongoStateStore(MongoComputePlane):
+    """The state in MongoDB: the clients' operations here, on the compute plane's (`MongoComputePlane`) and
+    the running of units of work (`MongoUnits`), layered by who calls them so that each stays readable."""
+
     @classmethod
     def from_env(cls, env: Environment | None = None, **kwargs: Any) -> MongoStateStore:
         return cls(settings=MongoSettings.from_env(env), **kwargs)

@@ -57,6 +57,9 @@ __all__ = ["SqliteStateStore", "listing_statements"]
 
 
 class SqliteStateStore(SqliteComputePlane):
+    """The embedded state: the clients' operations here, on the compute plane's (`SqliteComputePlane`) and
+    the engine and listings (`SqliteUnits`), layered by who calls them so that each stays readable."""
+
     # -- partitions --------------------------------------------------------------------------------------
     async def upsert_partitions(self, partitions: Sequence[Partition]) -> None:
         rows = [schema.partition_to_row(p) for p in partitions]
