@@ -39,7 +39,6 @@ from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
 from armonik_core.polling_agent.inprocess import InProcessAgentStub
 from armonik_core.polling_agent.settings import AgentSettings, ChannelSettings
-from tests.support import run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -780,9 +779,15 @@ async def test_the_agent_waits_for_a_healthy_worker_and_gives_tasks_back_meanwhi
 
 def test_the_command_refuses_an_invalid_configuration(tmp_path: Path) -> None:
     env = {**os.environ, "ComputePlane__WorkerChannel__SocketType": "carrier-pigeon"}
-    done = run_module("armonik_core.polling_agent", env=env, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "armonik_core.polling_agent"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+    )
     assert done.returncode == 2
-    assert "ComputePlane__WorkerChannel__SocketType" in done.stderr
+    assert b"ComputePlane__WorkerChannel__SocketType" in done.stderr
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
