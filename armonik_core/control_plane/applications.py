@@ -9,7 +9,7 @@ from armonik.protogen.client.applications_service_pb2_grpc import ApplicationsSe
 from armonik.protogen.common import applications_common_pb2 as pb
 
 from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query
+from armonik_core.control_plane.context import Backends, list_query, page_of
 from armonik_core.control_plane.errors import unary
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -34,7 +34,5 @@ class ApplicationsService(ApplicationsServicer):
                 pb.ApplicationRaw(name=a.name, version=a.version, namespace=a.namespace, service=a.service)
                 for a in applications
             ],
-            page=query.page,
-            page_size=query.page_size,
-            total=total,
+            **page_of(query, total),
         )

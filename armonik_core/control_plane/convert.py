@@ -19,7 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from armonik_core.domain.options import TaskOptions
-from armonik_core.domain.records import Partition, Result, Session, Task
+from armonik_core.domain.records import TASK_TIMES, Partition, Result, Session, Task
 from armonik_core.domain.statuses import TaskStatus
 
 
@@ -139,23 +139,12 @@ def session_to_proto(s: Session, with_options: bool = True) -> sessions_common_p
 # A listing page converts a thousand tasks: their timestamps, durations and options are written into the
 # message's own sub-messages rather than built as messages of their own and copied in, which made the
 # conversion take 40 % longer.
-_TASK_TIMES = (
-    "created_at",
-    "submitted_at",
-    "received_at",
-    "acquired_at",
-    "fetched_at",
-    "started_at",
-    "processed_at",
-    "ended_at",
-    "pod_ttl",
-)
 _TASK_DURATIONS = ("creation_to_end_duration", "processing_to_end_duration", "received_to_end_duration")
 
 
 def _fill_task_common(msg: Any, t: Task) -> None:
     """The fields TaskDetailed and TaskSummary share, written into `msg` (scalars are set by the caller)."""
-    for name in _TASK_TIMES:
+    for name in TASK_TIMES:
         seconds = getattr(t, name)
         if seconds is not None:
             _set_timestamp(getattr(msg, name), seconds)

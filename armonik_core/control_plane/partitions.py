@@ -9,7 +9,7 @@ from armonik.protogen.client.partitions_service_pb2_grpc import PartitionsServic
 from armonik.protogen.common import partitions_common_pb2 as pb
 
 from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query
+from armonik_core.control_plane.context import Backends, list_query, page_of
 from armonik_core.control_plane.convert import partition_to_proto
 from armonik_core.control_plane.errors import unary
 
@@ -38,7 +38,5 @@ class PartitionsService(PartitionsServicer):
         total, partitions = await self._b.state.list_partitions(query)
         return pb.ListPartitionsResponse(
             partitions=[partition_to_proto(p) for p in partitions],
-            page=query.page,
-            page_size=query.page_size,
-            total=total,
+            **page_of(query, total),
         )

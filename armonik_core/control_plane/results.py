@@ -18,7 +18,7 @@ from armonik.protogen.common import results_common_pb2 as pb
 from armonik_core.adapters.objects.base import ObjectNotFound
 from armonik_core.adapters.state.base import ResultCompletion
 from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query
+from armonik_core.control_plane.context import Backends, list_query, page_of
 from armonik_core.control_plane.convert import result_to_proto
 from armonik_core.control_plane.errors import streaming, unary
 from armonik_core.control_plane.limits import InputLimits
@@ -177,9 +177,7 @@ class ResultsService(ResultsServicer):
         total, results = await self._b.state.list_results(query)
         return pb.ListResultsResponse(
             results=[result_to_proto(r) for r in results],
-            page=query.page,
-            page_size=query.page_size,
-            total=total,
+            **page_of(query, total),
         )
 
     @unary

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from armonik.protogen.client.sessions_service_pb2_grpc import SessionsServicer
 from armonik.protogen.common import sessions_common_pb2 as pb
 
 from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query
+from armonik_core.control_plane.context import Backends, list_query, page_of
 from armonik_core.control_plane.convert import options_from_proto, session_to_proto
 from armonik_core.control_plane.errors import unary
 from armonik_core.domain.errors import InvalidArgument, NotFound
@@ -20,6 +21,18 @@ from armonik_core.domain.statuses import SessionStatus
 from armonik_core.ids import new_id
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
+R = TypeVar("R")
+
+
+def _life_cycle(action: SessionAction, reply: Callable[..., R]) -> Callable[..., Awaitable[R]]:
+    """The handler of the life-cycle RPC answered by `reply` (`CancelSession` by `CancelSessionResponse`...),
+    named after it for the error handler's log lines."""
+
+    async def handler(self: SessionsService, request: Any, context: Ctx) -> R:
+        return reply(session=await self._act(request.session_id, action))
+
+    handler.__name__ = handler.__qualname__ = reply.__name__.removesuffix("Response")
+    return unary(handler)
 
 
 class SessionsService(SessionsServicer):
@@ -69,9 +82,7 @@ class SessionsService(SessionsServicer):
         total, sessions = await self._b.state.list_sessions(query)
         return pb.ListSessionsResponse(
             sessions=[session_to_proto(s, request.with_task_options) for s in sessions],
-            page=query.page,
-            page_size=query.page_size,
-            total=total,
+            **page_of(query, total),
         )
 
     async def _act(self, session_id: str, action: SessionAction) -> pb.SessionRaw:
@@ -81,29 +92,13 @@ class SessionsService(SessionsServicer):
             await self._b.objects.delete([o.decode() for o in outcome.objects_to_delete])
         return session_to_proto(outcome.session)
 
-    @unary
-    async def CancelSession(self, request: pb.CancelSessionRequest, context: Ctx) -> pb.CancelSessionResponse:
-        return pb.CancelSessionResponse(session=await self._act(request.session_id, SessionAction.CANCEL))
-
-    @unary
-    async def PauseSession(self, request: pb.PauseSessionRequest, context: Ctx) -> pb.PauseSessionResponse:
-        return pb.PauseSessionResponse(session=await self._act(request.session_id, SessionAction.PAUSE))
-
-    @unary
-    async def ResumeSession(self, request: pb.ResumeSessionRequest, context: Ctx) -> pb.ResumeSessionResponse:
-        return pb.ResumeSessionResponse(session=await self._act(request.session_id, SessionAction.RESUME))
-
-    @unary
-    async def CloseSession(self, request: pb.CloseSessionRequest, context: Ctx) -> pb.CloseSessionResponse:
-        return pb.CloseSessionResponse(session=await self._act(request.session_id, SessionAction.CLOSE))
-
-    @unary
-    async def PurgeSession(self, request: pb.PurgeSessionRequest, context: Ctx) -> pb.PurgeSessionResponse:
-        return pb.PurgeSessionResponse(session=await self._act(request.session_id, SessionAction.PURGE))
-
-    @unary
-    async def DeleteSession(self, request: pb.DeleteSessionRequest, context: Ctx) -> pb.DeleteSessionResponse:
-        return pb.DeleteSessionResponse(session=await self._act(request.session_id, SessionAction.DELETE))
+    # The life-cycle RPCs: one action each, answered with the session as the action left it.
+    CancelSession = _life_cycle(SessionAction.CANCEL, pb.CancelSessionResponse)
+    PauseSession = _life_cycle(SessionAction.PAUSE, pb.PauseSessionResponse)
+    ResumeSession = _life_cycle(SessionAction.RESUME, pb.ResumeSessionResponse)
+    CloseSession = _life_cycle(SessionAction.CLOSE, pb.CloseSessionResponse)
+    PurgeSession = _life_cycle(SessionAction.PURGE, pb.PurgeSessionResponse)
+    DeleteSession = _life_cycle(SessionAction.DELETE, pb.DeleteSessionResponse)
 
     @unary
     async def StopSubmission(

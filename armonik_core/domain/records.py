@@ -88,6 +88,21 @@ class Task:
         return self.status == TaskStatus.COMPLETED
 
 
+#: A task's timestamps (seconds since the epoch; all but `created_at` unset until reached), in the order of
+#: its fields: what every representation of a task (rows, messages, the compute gateway's JSON) carries.
+TASK_TIMES = (
+    "created_at",
+    "submitted_at",
+    "received_at",
+    "acquired_at",
+    "fetched_at",
+    "started_at",
+    "processed_at",
+    "ended_at",
+    "pod_ttl",
+)
+
+
 @dataclass(slots=True)
 class Result:
     result_id: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
@@ -12,42 +13,9 @@ from armonik_core.domain.outcomes import DataCompletion, OutcomeKind, TaskOutcom
 from armonik_core.domain.records import Result, Task
 from armonik_core.domain.statuses import ResultStatus, TaskStatus
 
-_TASK_FIELDS = (
-    "task_id",
-    "session_id",
-    "payload_id",
-    "created_at",
-    "expected_output_ids",
-    "data_dependencies",
-    "parent_task_ids",
-    "retry_of_ids",
-    "initial_task_id",
-    "created_by",
-    "owner_pod_id",
-    "pod_hostname",
-    "status_message",
-    "error",
-    "submitted_at",
-    "received_at",
-    "acquired_at",
-    "fetched_at",
-    "started_at",
-    "processed_at",
-    "ended_at",
-    "pod_ttl",
-)
-_OPTION_FIELDS = (
-    "max_duration",
-    "max_retries",
-    "priority",
-    "partition_id",
-    "application_name",
-    "application_version",
-    "application_namespace",
-    "application_service",
-    "engine_type",
-    "options",
-)
+# Every field but the status and the options, which are encoded on their own.
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task) if f.name not in ("status", "options"))
+_OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(TaskOptions))
 _RESULT_FIELDS = (
     "result_id",
     "session_id",

@@ -68,12 +68,7 @@ class SpareFiles:
         finally:
             os.close(fd)
         spare = f"{self._folder}/{next(self._names)}"
-        try:
-            if not self._made:
-                os.makedirs(self._folder, exist_ok=True)
-                self._made = True
-            os.replace(path, spare)
-        except OSError:
+        if not self._move_in(path, spare):
             return False
         self._spares.append(spare)
         return True
@@ -93,12 +88,18 @@ class SpareFiles:
         if len(self._folders) >= 4:
             return False
         spare = f"{self._folder}/d{next(self._names)}"
+        if not self._move_in(path, spare):
+            return False
+        self._folders.append(spare)
+        return True
+
+    def _move_in(self, path: str, spare: str) -> bool:
+        """Rename `path` to `spare` in the spares' folder, made on first use; False when it cannot be."""
         try:
             if not self._made:
                 os.makedirs(self._folder, exist_ok=True)
                 self._made = True
-            os.rename(path, spare)
+            os.replace(path, spare)
         except OSError:
             return False
-        self._folders.append(spare)
         return True

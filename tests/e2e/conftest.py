@@ -20,7 +20,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,9 +31,9 @@ import grpc
 import pytest
 
 from tests.contract.backends.service import require_service
+from tests.support import deploy_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
 
 DEPLOY_TIMEOUT = 120.0
 DESTROY_TIMEOUT = 120.0
@@ -215,13 +214,7 @@ class Deployment:
         return grpc.insecure_channel(self.endpoint)
 
     def deploy_cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [PYTHON, "-m", "armonik_deploy", *args, "--generated", str(self.generated)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return deploy_cli(self.generated, *args, timeout=timeout)
 
     def status_table(self) -> str:
         try:
@@ -239,22 +232,7 @@ class Deployment:
 
 
 def _deploy(generated: Path, parameters_file: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "armonik_deploy",
-            "deploy",
-            "--parameters",
-            str(parameters_file),
-            "--generated",
-            str(generated),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=DEPLOY_TIMEOUT,
-    )
+    return deploy_cli(generated, "deploy", "--parameters", str(parameters_file), timeout=DEPLOY_TIMEOUT)
 
 
 def _destroy_and_check(deployment: Deployment) -> None:

@@ -8,17 +8,13 @@ task runs twice), and tasks submitted while the broker is down are published onc
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import grpc
 import pytest
@@ -26,9 +22,8 @@ from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, Armon
 from armonik.common import Task, TaskDefinition, TaskOptions, TaskStatus
 
 from tests.contract.backends.service import in_ci, require_service
-from tests.support import free_port
+from tests.support import free_port, local_deployment
 
-ROOT = Path(__file__).resolve().parents[2]
 TASKS = 24
 TASK_SECONDS = 0.4
 
@@ -48,7 +43,6 @@ def deployment() -> Iterator[str]:
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    root = Path(tempfile.mkdtemp(prefix="akfault-", dir="/tmp"))
     run, port = uuid.uuid4().hex[:8], free_port()
     parameters = {
         "rabbitmq": {"prefix": f"fault-{run}"},
@@ -67,25 +61,8 @@ def deployment() -> Iterator[str]:
             }
         },
     }
-    file = root / "parameters.tfvars.json"
-    file.write_text(json.dumps(parameters))
-    generated = root / "generated"
-    command = [sys.executable, "-m", "armonik_deploy"]
-    done = subprocess.run(
-        [*command, "deploy", "--parameters", str(file), "--generated", str(generated)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    try:
-        assert done.returncode == 0, f"deploy failed:\n{done.stdout}\n{done.stderr}"
+    with local_deployment(parameters, "akfault-"):
         yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            [*command, "destroy", "--generated", str(generated)], cwd=ROOT, capture_output=True, timeout=120
-        )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _submit(channel: grpc.Channel, session_id: str, count: int, prefix: str) -> list[str]:

@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,9 +28,8 @@ import pytest
 from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Task, TaskDefinition, TaskOptions, TaskStatus
 
-from tests.support import free_port
+from tests.support import free_port, local_deployment
 
-ROOT = Path(__file__).resolve().parents[2]
 TASKS = 1500
 KILLS = 4
 WORKERS = ("default-0-worker", "default-1-worker")
@@ -64,7 +59,6 @@ class Deployment:
 
 @pytest.fixture
 def deployment() -> Iterator[Deployment]:
-    root = Path(tempfile.mkdtemp(prefix="akworker-", dir="/tmp"))
     port = free_port()
     parameters = {
         "local": {"restart_delay": 1, "max_restart_delay": 1, "stop_grace_period": 5},
@@ -78,25 +72,8 @@ def deployment() -> Iterator[Deployment]:
             }
         },
     }
-    file = root / "parameters.tfvars.json"
-    file.write_text(json.dumps(parameters))
-    generated = root / "generated"
-    command = [sys.executable, "-m", "armonik_deploy"]
-    done = subprocess.run(
-        [*command, "deploy", "--parameters", str(file), "--generated", str(generated)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    try:
-        assert done.returncode == 0, f"deploy failed:\n{done.stdout}\n{done.stderr}"
+    with local_deployment(parameters, "akworker-") as generated:
         yield Deployment(f"127.0.0.1:{port}", generated)
-    finally:
-        subprocess.run(
-            [*command, "destroy", "--generated", str(generated)], cwd=ROOT, capture_output=True, timeout=120
-        )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _submit(channel: grpc.Channel, session_id: str) -> dict[str, bytes]:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,9 +30,7 @@ from armonik.common import TaskOptions
 
 from armonik_deploy import procs
 from armonik_deploy.local import wait_healthy
-from tests.support import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import deploy_cli, free_port
 
 STAND_IN = """
 import json, os, signal, sys, time
@@ -112,14 +109,7 @@ class Deployment:
         )
 
     def cli(self, *args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "armonik_deploy", *args, "--generated", str(self.generated)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+        return deploy_cli(self.generated, *args, timeout=timeout)
 
     def deploy(self) -> subprocess.CompletedProcess[str]:
         result = self.cli("deploy", "--parameters", str(self.parameters))

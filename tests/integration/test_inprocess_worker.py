@@ -5,8 +5,6 @@ created results, delegation, timeouts, cancellations) runs in both modes in `tes
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +14,7 @@ from armonik_core.config import ConfigurationError
 from armonik_core.domain.outcomes import OutcomeKind
 from armonik_core.polling_agent.inprocess import RESTART_EXIT_CODE, load_processor
 from tests.integration.test_polling_agent_run import Sockets, agent_settings, process, start_agent
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import run_module
 
 
 def test_a_processor_is_loaded_plain_or_decorated() -> None:
@@ -49,14 +46,7 @@ def test_the_agent_refuses_to_start_with_a_processor_it_cannot_import(tmp_path: 
         "Worker__Module": "no_such_module_xyz:processor",
         "Pollster__SharedCacheFolder": str(tmp_path),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "armonik_core.polling_agent"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_module("armonik_core.polling_agent", env=env)
     assert done.returncode == 2, done.stderr
     assert "Worker__Module='no_such_module_xyz:processor': cannot import" in done.stderr
 

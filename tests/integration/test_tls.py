@@ -41,7 +41,7 @@ from armonik_core.tls import ClientTlsSettings, aio_channel
 from armonik_deploy import procs
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
 from tests.grpcweb_client import GrpcWebClient
-from tests.support import free_port
+from tests.support import deploy_cli, free_port, run_module
 
 try:
     from tests.conftest import ROOT, ControlPlaneProcess
@@ -290,14 +290,7 @@ def test_a_control_plane_with_half_a_tls_configuration_does_not_start(pki: Pki, 
         "Embedded__DataDirectory": str(tmp_path / "data"),
         "ControlPlane__Tls__CertificateFile": str(pki.ours.servers["control-plane"].certificate),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "armonik_core.control_plane"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_module("armonik_core.control_plane", env=env)
     assert done.returncode == 2
     assert "ControlPlane__Tls__KeyFile is not" in done.stderr
 
@@ -340,14 +333,7 @@ class TlsDeployment:
         self.parameters.write_text(PARAMETERS.format(port=self.port, http_port=self.http_port))
 
     def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "armonik_deploy", *args, "--generated", str(self.generated)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+        return deploy_cli(self.generated, *args, timeout=timeout)
 
     def deploy(self) -> None:
         done = self.cli("deploy", "--parameters", str(self.parameters))

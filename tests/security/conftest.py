@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
-from tests.conftest import ROOT, ControlPlaneProcess
-from tests.support import internal_errors
+from tests.conftest import ControlPlaneProcess
+from tests.support import internal_errors, run_module
 
 #: Client certificates: CN = the name. `stranger` is signed by the deployment's authority but registered nowhere;
 #: `proxy` is the trusted proxy's own certificate.
@@ -80,14 +78,7 @@ def run_init(data_dir: Path, datafile_path: Path) -> str:
         "Embedded__DataDirectory": str(data_dir),
         "InitServices__Authentication__DataFile": str(datafile_path),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "armonik_deploy.init_job"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_module("armonik_deploy.init_job", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

@@ -31,10 +31,8 @@ from armonik.common import ResultStatus, TaskDefinition, TaskOptions, TaskStatus
 from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
 from armonik_core.domain.outcomes import DataCompletion, OutcomeKind, TaskOutcome
 from armonik_core.polling_agent.gateway_backend import GatewayBackend
-from armonik_deploy.kubernetes import render
-from armonik_deploy.parameters import load_parameters, load_versions
 from tests.conftest import ROOT, ControlPlaneProcess
-from tests.support import free_port
+from tests.support import free_port, render_file
 from tests.unit.test_kubernetes_render import container_env, containers
 
 SERVICE = "/armonik_py.ComputeGateway"
@@ -61,12 +59,7 @@ class Target:
 def kubernetes_target(tmp_path: Path) -> Target:
     """A control plane started with the environment the Kubernetes render gives its container."""
     file = QUICK_DEPLOY / "parameters.tfvars"
-    rendered = render(
-        load_parameters(file),
-        load_versions(QUICK_DEPLOY / "versions.tfvars.json"),
-        file,
-        certificates=tmp_path,
-    )
+    rendered = render_file(file, tmp_path)
     env = container_env(rendered, containers(rendered.get("Deployment", "control-plane"))[0])
     assert env["ComputeGateway__Port"] == "1081" and "ComputeGateway__Socket" not in env
     gateway_port = free_port()

@@ -36,6 +36,7 @@ from armonik_deploy.kubernetes import Credentials, Rendered, RenderError, render
 from armonik_deploy.kubernetes.render import images
 from armonik_deploy.kubernetes.settings import MONGODB_CA_SECRET, MONGODB_TLS_SECRET
 from armonik_deploy.parameters import Parameters, load_parameters, load_versions
+from tests.support import render_file
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_DEPLOY = ROOT / "infrastructure" / "quick-deploy" / "localhost"
@@ -769,12 +770,7 @@ def test_cli_render_without_helm_writes_ours_and_names_each_chart_left_out(tmp_p
         f"warning: Helm chart psmdb-operator {pinned['mongodb']['version']}",
     ]
     assert all("helm is not on PATH" in w and "https://helm.sh/docs/intro/install/" in w for w in warnings)
-    expected = render(
-        load_parameters(file),
-        load_versions(QUICK_DEPLOY / "versions.tfvars.json"),
-        file,
-        certificates=tmp_path / "c",
-    )
+    expected = render_file(file, tmp_path / "c")
     assert len(list((tmp_path / "k8s").glob("*.yaml"))) == len(expected.manifests)
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from armonik_deploy.kubernetes import render
 from armonik_deploy.kubernetes.settings import MONGODB_TLS_SECRET
 from armonik_deploy.mongo_access import (
     POD_CA_FILE,
@@ -22,9 +21,10 @@ from armonik_deploy.mongo_access import (
     kubernetes_command,
     local_command,
 )
-from armonik_deploy.parameters import load_parameters, load_versions, parameters_from_dict
+from armonik_deploy.parameters import parameters_from_dict
 from armonik_deploy.plan import build_plan
-from tests.unit.test_kubernetes_render import QUICK_DEPLOY, VARIANT, secret_files, tls_handshake
+from tests.support import render_file
+from tests.unit.test_kubernetes_render import VARIANT, secret_files, tls_handshake
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "tools" / "mongodb"
@@ -128,12 +128,7 @@ def test_kubernetes_command_accepts_the_certificate_the_deployment_gives_mongodb
     the handshake succeeds on that host name, without --tlsAllowInvalidHostnames."""
     file = tmp_path / "parameters.tfvars"
     file.write_text(VARIANT)
-    rendered = render(
-        load_parameters(file),
-        load_versions(QUICK_DEPLOY / "versions.tfvars.json"),
-        file,
-        certificates=tmp_path / "certificates",
-    )
+    rendered = render_file(file, tmp_path / "certificates")
     spec = rendered.get("PerconaServerMongoDB", "mongodb-db-ps")["spec"]
     assert spec["secrets"]["ssl"] == MONGODB_TLS_SECRET and POD_CA_FILE.startswith("/etc/mongodb-ssl/")
     mounted = secret_files(rendered, spec["secrets"]["ssl"], tmp_path / "etc-mongodb-ssl")

@@ -9,7 +9,7 @@ import pytest
 from armonik_core.adapters.state import sqlite_schema as schema
 from armonik_core.control_plane.convert import task_to_detailed, task_to_summary
 from armonik_core.domain.options import TaskOptions
-from armonik_core.domain.records import Result, Session, Task
+from armonik_core.domain.records import TASK_TIMES, Result, Session, Task
 from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
 
 OPTIONS = TaskOptions(
@@ -109,15 +109,7 @@ def test_a_detailed_task_carries_every_field() -> None:
         "agent-1", "host-1", "task-0", "parent-1",
     )  # fmt: skip
     assert msg.created_at.seconds == 1000 and msg.created_at.nanos == 123456789
-    times = (
-        "submitted_at",
-        "received_at",
-        "acquired_at",
-        "fetched_at",
-        "started_at",
-        "processed_at",
-        "ended_at",
-    )
+    times = [name for name in TASK_TIMES if name not in ("created_at", "pod_ttl")]
     assert [getattr(msg, name).ToNanoseconds() / 1e9 for name in times] == [
         getattr(task, name) for name in times
     ]

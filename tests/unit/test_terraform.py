@@ -48,6 +48,7 @@ from armonik_deploy.kubernetes.settings import (
 )
 from armonik_deploy.parameters import Versions, load_parameters, load_versions, read_variables
 from armonik_deploy.tls import read_ingress_tls
+from tests.support import render_file
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infrastructure"
@@ -176,12 +177,7 @@ def test_every_module_folder_is_used() -> None:
 
 def test_terraform_config_maps_are_the_renderer_ones(tmp_path: Path) -> None:
     file = QUICK_DEPLOY / "parameters.tfvars"
-    rendered = render(
-        load_parameters(file),
-        load_versions(QUICK_DEPLOY / "versions.tfvars.json"),
-        file,
-        certificates=tmp_path,
-    )
+    rendered = render_file(file, tmp_path)
     # The operators' stack (ingress, GUI, Grafana, Seq) is rendered only, not in the Terraform modules yet.
     operators = {"prometheus-configmap", "ingress-static", "ingress-nginx"}
     renderer = {m["metadata"]["name"] for m in rendered.of_kind("ConfigMap")} - operators

@@ -16,7 +16,7 @@ from armonik_core.adapters.state.sql_filters import json_member
 from armonik_core.domain.errors import InvalidArgument
 from armonik_core.domain.filters import FieldRef
 from armonik_core.domain.options import TaskOptions
-from armonik_core.domain.records import Partition, Result, Session, Task
+from armonik_core.domain.records import TASK_TIMES, Partition, Result, Session, Task
 from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
 
 SCHEMA_VERSION = 1
@@ -268,15 +268,7 @@ TASK_COLUMNS = (
     "data_dependencies",
     "parent_task_ids",
     "retry_of_ids",
-    "created_at",
-    "submitted_at",
-    "received_at",
-    "acquired_at",
-    "fetched_at",
-    "started_at",
-    "processed_at",
-    "ended_at",
-    "pod_ttl",
+    *TASK_TIMES,
     *OPTION_COLUMNS,
 )
 

@@ -15,13 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import certifi
-import urllib3
-from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
-from armonik_core.adapters.objects.s3 import S3ObjectStorage, S3Settings, endpoint_address
+from armonik_core.adapters.objects.s3 import S3ObjectStorage, S3Settings, _make_client, endpoint_address
 from armonik_core.config import Environment
 from tests.contract.backends.service import require_service
 from tests.contract.harness import StorageBackend
@@ -43,17 +40,7 @@ def _server_settings() -> S3Settings:
 
 def drop_bucket(settings: S3Settings) -> None:
     """Remove every object of the bucket, then the bucket (blocking; test clean-up)."""
-    host, secure = endpoint_address(settings.endpoint_url)
-    client = Minio(
-        host,
-        access_key=settings.login or None,
-        secret_key=settings.password or None,
-        secure=secure,
-        region=settings.region or None,
-        http_client=urllib3.PoolManager(
-            cert_reqs="CERT_REQUIRED", ca_certs=settings.ca_path or certifi.where()
-        ),
-    )
+    client, http = _make_client(settings)  # the adapter's own client, as the store it cleans up after
     try:
         names = [item.object_name for item in client.list_objects(settings.bucket_name, recursive=True)]
         failures = list(client.remove_objects(settings.bucket_name, (DeleteObject(n) for n in names if n)))
@@ -62,6 +49,8 @@ def drop_bucket(settings: S3Settings) -> None:
     except S3Error as error:
         if error.code != "NoSuchBucket":
             raise
+    finally:
+        http.clear()
 
 
 class _BucketJanitor(S3ObjectStorage):
