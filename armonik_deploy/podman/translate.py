@@ -112,6 +112,14 @@ class _Translator:
         }
         self.secrets = {m["metadata"]["name"]: secret_data(m) for m in _kind(manifests, "Secret")}
         self.services = _kind(manifests, "Service")
+        #: Ports that a NetworkPolicy opens to some pods only: (the pods' labels, the port's name or number).
+        self.restricted = [
+            (policy["spec"].get("podSelector", {}).get("matchLabels") or {}, port.get("port"))
+            for policy in _kind(manifests, "NetworkPolicy")
+            for rule in policy["spec"].get("ingress") or []
+            if rule.get("from")
+            for port in rule.get("ports") or []
+        ]
         self.namespace = next((m["metadata"]["name"] for m in _kind(manifests, "Namespace")), "default")
         self.out = Translation()
         self.out.skipped = [
@@ -222,7 +230,16 @@ class _Translator:
                 if target is None:
                     raise TranslationError(f"Service {service['metadata']['name']}: no container port {port}")
                 index, container_port = target
-                for address in (self.network.gateway, self.network.host):
+                # podman has no network policies: a port a NetworkPolicy opens to some pods only (the agents'
+                # compute gateway) is published on the deployment's network alone, never on the host.
+                private = any(
+                    all(labels.get(k) == v for k, v in pods.items())
+                    and limited in (port.get("targetPort"), port.get("name"), container_port)
+                    for pods, limited in self.restricted
+                )
+                for address in (
+                    (self.network.gateway,) if private else (self.network.gateway, self.network.host)
+                ):
                     containers[index].args[:0] = ["--publish", f"{address}:{port['port']}:{container_port}"]
                 self.out.services.setdefault(service["metadata"]["name"], []).append(int(port["port"]))
 

@@ -89,7 +89,11 @@ def test_services_resolve_to_the_gateway_and_are_published(plain: tuple[Rendered
     port = rendered.get("Service", "control-plane")["spec"]["ports"][0]["port"]
     control_plane = translation.pods[0].containers[0]
     published = option_values(control_plane.args, "--publish")
-    assert published == [f"127.0.0.1:{port}:1080", f"10.89.3.1:{port}:1080"]
+    # the clients' port on the host and the deployment's network; the agents' gateway, which a NetworkPolicy
+    # opens to the compute plane only, on the deployment's network alone
+    assert sorted(published) == sorted(
+        [f"127.0.0.1:{port}:1080", f"10.89.3.1:{port}:1080", "10.89.3.1:1081:1081"]
+    )
     agent = translation.pods[1].containers[0]
     assert "control-plane.armonik.svc:10.89.3.1" in option_values(agent.args, "--add-host")
     endpoint = env_of(agent.args)["ControlPlane__Endpoint"]
