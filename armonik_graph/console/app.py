@@ -214,7 +214,7 @@ def create_app(source: ApiSource, max_live: int = 16) -> Starlette:
         yield
         await run_in_threadpool(graphs.stop)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/api/sessions", api_sessions),
@@ -228,3 +228,6 @@ def create_app(source: ApiSource, max_live: int = 16) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    # A mounting application runs no lifespan of ours: it stops the live graphs itself (`state.graphs.stop`).
+    app.state.graphs = graphs
+    return app

@@ -1,6 +1,7 @@
 """The graph console in a real browser: Debian's chromium driven by selenium through its chromedriver.
 
-The console runs as its own process (`python -m armonik_graph.console`) against the graph tests' deployment.
+The console is served by an ingress process (`/console/`) in front of the graph tests' deployment, as a local
+deployment serves it; its standalone process (`python -m armonik_graph.console`) answers the same endpoints.
 A session created by the test (hang -> middle -> last) appears in the list; its picture has one node per task
 and result and changes as the tasks finish; the blocking view names the hanging task. Screenshots go to
 `$TEST_ARTIFACTS/graph-console/` (the test's temporary folder when unset).
@@ -24,6 +25,7 @@ import pytest
 
 from tests.e2e.conftest import ROOT, Deployment
 from tests.graph.sessions import SessionBuilder
+from tests.ingress_support import IngressProcess
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -41,6 +43,22 @@ def _browser_or_skip() -> None:
 
 @pytest.fixture
 def console(graph_deployment: Deployment, tmp_path: Path) -> Iterator[str]:
+    """The console at the ingress's `/console/` (its URL without the trailing slash)."""
+    process = IngressProcess(graph_deployment.endpoint, tmp_path / "ingress.log")
+    process.start(timeout=60)
+    try:
+        yield process.url + "/console"
+    finally:
+        process.stop()
+
+
+@pytest.fixture(params=["ingress", "standalone"])
+def any_console(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("console" if request.param == "ingress" else "standalone"))
+
+
+@pytest.fixture
+def standalone(graph_deployment: Deployment, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "console.log").open("wb")
     process = subprocess.Popen(
@@ -166,7 +184,8 @@ def test_the_console_shows_the_live_graph_and_names_the_hanging_task(
     assert (shots / "3-completed.png").stat().st_size > 0
 
 
-def test_the_console_answers_unknown_ids_with_404(console: str) -> None:
+def test_the_console_answers_unknown_ids_with_404(any_console: str) -> None:
+    console = any_console
     for path in ("/api/sessions/no-such-session/summary", "/api/results/no-such-result/blocking"):
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(console + path, timeout=30)
