@@ -1,7 +1,7 @@
 """The console's tables and actions in a real browser, through the ingress of a real local deployment.
 
 Sessions created by the test with the official SDK (the graph tests' worker: one task succeeds, one fails, one
-hangs) appear in the sessions table; the tasks table of a session filters by status; the task detail of the
+crashes once and is retried, one hangs) appear in the sessions table; the tasks table of a session filters by status; the task detail of the
 failing task shows its error output; a result downloads with its bytes; the cancel button of the sessions
 table cancels a session, as the SDK then sees. Screenshots go to `$TEST_ARTIFACTS/console/`.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from armonik.client import ArmoniKSessions, ArmoniKTasks
-from armonik.common import SessionStatus, TaskStatus
+from armonik.common import SessionStatus, Task, TaskStatus
 
 from tests.graph.browser import artifacts, until
 from tests.graph.sessions import SessionBuilder
@@ -31,12 +31,16 @@ def _rows(driver: object) -> dict[str, str]:
     return dict(driver.execute_script(script))  # type: ignore[attr-defined]
 
 
-def _ended(channel: grpc.Channel, task_ids: list[str], wait: float = 120.0) -> None:
+def _ended(channel: grpc.Channel, session_id: str, count: int, wait: float = 120.0) -> list[Task]:
+    """The session's tasks once `count` of them have ended (completed or in error)."""
     tasks = ArmoniKTasks(channel)
     ended = {TaskStatus.COMPLETED, TaskStatus.ERROR}
     deadline = time.monotonic() + wait
-    while {tasks.get_task(t).status for t in task_ids} - ended:
-        assert time.monotonic() < deadline, f"tasks not ended within {wait:g}s"
+    while True:
+        _, listed = tasks.list_tasks(Task.session_id == session_id, page_size=100, detailed=True)
+        if sum(t.status in ended for t in listed) >= count:
+            return list(listed)
+        assert time.monotonic() < deadline, f"{count} tasks not ended within {wait:g}s"
         time.sleep(0.25)
 
 
@@ -51,7 +55,8 @@ def test_tables_filters_detail_download_and_cancel(
     b = SessionBuilder(channel)
     ok, ok_out = b.task("ok", {"do": "ok"})
     fail, _ = b.task("fail", {"do": "fail"})
-    _ended(channel, [ok, fail])
+    flaky, _ = b.task("flaky", {"do": "flaky", "file": str(scratch / "flaky-marker")})
+    retry = next(t.id for t in _ended(channel, b.session_id, 3) if flaky in (t.retry_of_ids or []))
     hanging = SessionBuilder(channel)
     release = scratch / "release"
     hang, _ = hanging.task("hang", {"do": "hang", "file": str(release)})
@@ -64,14 +69,20 @@ def test_tables_filters_detail_download_and_cancel(
 
         # The tasks of the first session, filtered by status in the form.
         driver.get(console + f"/#/tasks?session={b.session_id}")  # type: ignore[attr-defined]
-        until(lambda: set(_rows(driver)) == {ok, fail}, "the session's two tasks")
+        until(lambda: set(_rows(driver)) == {ok, fail, flaky, retry}, "the session's four tasks")
         Select(driver.find_element(By.ID, "f-status")).select_by_value("ERROR")  # type: ignore[attr-defined]
         driver.find_element(By.CSS_SELECTOR, "#filters button").click()  # type: ignore[attr-defined]
         until(lambda: _rows(driver) == {fail: "ERROR"}, "only the failed task")
         driver.save_screenshot(str(shots / "2-tasks-in-error.png"))  # type: ignore[attr-defined]
         Select(driver.find_element(By.ID, "f-status")).select_by_value("COMPLETED")  # type: ignore[attr-defined]
         driver.find_element(By.CSS_SELECTOR, "#filters button").click()  # type: ignore[attr-defined]
-        until(lambda: _rows(driver) == {ok: "COMPLETED"}, "only the completed task")
+        until(lambda: _rows(driver) == {ok: "COMPLETED", retry: "COMPLETED"}, "only the completed tasks")
+
+        # The retry's detail links to the attempt it retries.
+        driver.get(console + f"/#/task/{retry}")  # type: ignore[attr-defined]
+        retried = f"#task-detail a[href='#/task/{flaky}']"
+        until(lambda: driver.find_elements(By.CSS_SELECTOR, retried), "the link to the retried attempt")  # type: ignore[attr-defined]
+        assert "retry_of_ids" in driver.find_element(By.ID, "task-detail").text  # type: ignore[attr-defined]
 
         # The failed task's detail shows its error output.
         driver.get(console + f"/#/task/{fail}")  # type: ignore[attr-defined]
