@@ -65,6 +65,8 @@ def test_tables_filters_detail_download_and_cancel(
         driver.get(console + "/#/sessions")  # type: ignore[attr-defined]
         until(lambda: {b.session_id, hanging.session_id} <= set(_rows(driver)), "both sessions in the table")
         assert _rows(driver)[b.session_id] == "RUNNING"
+        health = driver.find_element(By.ID, "health")  # type: ignore[attr-defined]
+        until(lambda: health.text == "healthy", "the health badge (CheckHealth)")
         driver.save_screenshot(str(shots / "1-sessions.png"))  # type: ignore[attr-defined]
 
         # The tasks of the first session, filtered by status in the form.
@@ -100,6 +102,10 @@ def test_tables_filters_detail_download_and_cancel(
         href = driver.find_element(By.CSS_SELECTOR, "#table tr.row a").get_attribute("href")  # type: ignore[attr-defined]
         with urllib.request.urlopen(href, timeout=60) as answer:
             assert answer.read() == b"ok"
+
+        # The partitions table: the deployment's partition.
+        driver.get(console + "/#/partitions")  # type: ignore[attr-defined]
+        until(lambda: "default" in _rows(driver), "the default partition")
 
         # Cancel the hanging session from the sessions table.
         driver.get(console + f"/#/sessions?id={hanging.session_id}&exact=1")  # type: ignore[attr-defined]
