@@ -47,7 +47,7 @@ def test_tables_filter_sort_and_page_through_the_api(client: TestClient, channel
     sessions = client.get("/api/tables/sessions", params={"id": sid, "exact": "1"}).json()
     assert sessions["total"] == 1 and sessions["rows"][0]["session_id"] == sid
     assert sessions["rows"][0]["status"] == "SESSION_STATUS_RUNNING"
-    part = client.get("/api/tables/sessions", params={"id": sid[4:12]}).json()
+    part = client.get("/api/tables/sessions", params={"id": sid[-12:]}).json()
     assert sid in {r["session_id"] for r in part["rows"]} and other not in {
         r["session_id"] for r in part["rows"]
     }
