@@ -22,6 +22,14 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "infrastructure" / "images" / "Dockerfile"
 VERSIONS = ROOT / "infrastructure" / "quick-deploy" / "localhost" / "versions.tfvars.json"
+#: The project's packages (pyproject's `packages.find` patterns): every image installs them all, since a process
+#: of one imports the others' (the ingress serves `armonik_graph`'s console).
+PACKAGES = tuple(
+    pattern.rstrip("*")
+    for pattern in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"][
+        "find"
+    ]["include"]
+)
 
 #: Build target -> (image name, ports the manifests' containerPort use).
 EXPECTED = {
@@ -166,10 +174,12 @@ def test_image_runs_as_user_5000_from_slim_python(target: str) -> None:
 def test_image_installs_the_project_from_the_repository_root(target: str) -> None:
     built = image(target)
     copied = " ".join(built.copies)
-    for needed in ("pyproject.toml", "README.md", "armonik_core", "armonik_deploy", "armonik_samples"):
+    for needed in ("pyproject.toml", "README.md"):
         assert needed in copied, f"{target}: {needed} not copied"
+    for package in PACKAGES:
+        assert f"{package} /tmp/src/{package}" in copied, f"{target}: {package} not copied"
     assert any(run.startswith("pip install /tmp/src") for run in built.runs)
-    for source in ("pyproject.toml", "README.md", "armonik_core", "armonik_deploy", "armonik_samples"):
+    for source in ("pyproject.toml", "README.md", *PACKAGES):
         assert (ROOT / source).exists()
 
 
@@ -222,13 +232,7 @@ def test_versions_list_every_image_with_the_project_version() -> None:
 def test_dockerignore_keeps_the_context_to_the_project() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in lines
-    assert {
-        "!pyproject.toml",
-        "!README.md",
-        "!armonik_core/",
-        "!armonik_deploy/",
-        "!armonik_samples/",
-    } <= set(lines)
+    assert {"!pyproject.toml", "!README.md", *(f"!{package}/" for package in PACKAGES)} <= set(lines)
 
 
 def test_parser_joins_continuations_and_follows_stages() -> None:
