@@ -2,7 +2,7 @@
 
 The console is served by an ingress process (`/console/`) in front of the graph tests' deployment, as a local
 deployment serves it; its standalone process (`python -m armonik_graph.console`) answers the same endpoints.
-A session created by the test (hang -> middle -> last) appears in the list; its picture has one node per task
+A session created by the test (hang -> middle -> last) appears in the sessions table; its picture has one node per task
 and result and changes as the tasks finish; the blocking view names the hanging task. Screenshots go to
 `$TEST_ARTIFACTS/graph-console/` (the test's temporary folder when unset).
 """
@@ -92,7 +92,7 @@ def test_the_console_shows_the_live_graph_and_names_the_hanging_task(
     last, last_out = b.task("last", {"do": "ok"}, [middle_out])
 
     driver.get(console + "/")  # type: ignore[attr-defined]
-    in_list = f"#sessions li[data-id='{b.session_id}']"
+    in_list = f"#table tr.row[data-id='{b.session_id}'] a"  # the sessions table, the console's first view
     until(lambda: driver.find_elements(By.CSS_SELECTOR, in_list), "the session in the list")  # type: ignore[attr-defined]
     driver.find_element(By.CSS_SELECTOR, in_list).click()  # type: ignore[attr-defined]
 

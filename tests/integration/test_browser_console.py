@@ -67,11 +67,13 @@ def test_console_lists_the_sessions(
     sessions.cancel_session(created[1])
 
     browser.get(ingress.url + "/admin/")  # no Admin GUI build: the console
-    script = "return [...document.querySelectorAll('#sessions li')].map(n => [n.dataset.id, n.textContent]);"
+    script = (
+        "return [...document.querySelectorAll('#table tr.row')].map(n => [n.dataset.id, n.dataset.status]);"
+    )
     WebDriverWait(browser, 60).until(lambda driver: len(driver.execute_script(script)) >= 2)
     listed = dict(browser.execute_script(script))
     browser.save_screenshot(str(tmp_path / "console.png"))
     assert browser.current_url == ingress.url + "/console/"
     assert set(listed) == set(created)
-    assert listed[created[1]].endswith("CANCELLED")
+    assert listed == {created[0]: "RUNNING", created[1]: "CANCELLED"}
     assert (tmp_path / "console.png").stat().st_size > 0

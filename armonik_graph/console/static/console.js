@@ -167,6 +167,9 @@ function route() {
   state.version = -1;
   document.getElementById("session").hidden = !state.session;
   document.getElementById("session-id").textContent = state.session || "";
+  const query = state.session ? `?session=${encodeURIComponent(state.session)}` : "";
+  document.getElementById("session-tasks").href = `#/tasks${query}`;
+  document.getElementById("session-results").href = `#/results${query}`;
   document.getElementById("graph").replaceChildren();
   document.getElementById("blocking").replaceChildren();
   document.getElementById("activity").replaceChildren();

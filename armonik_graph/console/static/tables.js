@@ -26,6 +26,11 @@ function short(status) {
   return String(status || "").replace(/^(SESSION|TASK|RESULT)_STATUS_/, "");
 }
 
+// A timestamp to the second, for the tables (the task's page shows it whole).
+function when(stamp) {
+  return stamp ? String(stamp).slice(0, 19).replace("T", " ") : "";
+}
+
 function link(text, href) {
   const a = el("a", text);
   a.href = href;
@@ -65,16 +70,16 @@ async function act(url, what) {
 }
 
 const COLUMNS = {
-  sessions: (r) => [link(r.session_id, `#/session/${r.session_id}`), short(r.status), r.created_at || "",
+  sessions: (r) => [link(r.session_id, `#/session/${r.session_id}`), short(r.status), when(r.created_at),
     (r.partition_ids || []).join(", "),
     [link("tasks", `#/tasks?session=${r.session_id}`), el("span", " "), link("results", `#/results?session=${r.session_id}`)],
     SESSION_ACTIONS.map((a) => button(a, () => act(`api/sessions/${encodeURIComponent(r.session_id)}/${a}`,
       `${a} session ${r.session_id}`)))],
   tasks: (r) => [link(r.id, `#/task/${r.id}`), short(r.status), r.session_id, (r.options || {}).application_name || "",
-    r.created_at || "", r.ended_at || "", (r.output || {}).error || "",
+    when(r.created_at), when(r.ended_at), (r.output || {}).error || "",
     [button("cancel", () => act(`api/tasks/${encodeURIComponent(r.id)}/cancel`, `cancel task ${r.id}`))]],
   results: (r) => [r.result_id, r.name || "", short(r.status), r.session_id, r.size || "0", r.owner_task_id || "",
-    r.created_at || "", [link("download", `api/results/${encodeURIComponent(r.result_id)}/data`)]],
+    when(r.created_at), [link("download", `api/results/${encodeURIComponent(r.result_id)}/data`)]],
   partitions: (r) => [r.id, r.priority || 0, r.pod_reserved || 0, r.pod_max || 0, r.preemption_percentage || 0,
     (r.parent_partition_ids || []).join(", ")],
   applications: (r) => [r.name, r.version, r.namespace || "", r.service || "",
@@ -210,6 +215,8 @@ function tablesRoute() {
   const kind = tableMatch ? tableMatch[1] : (path === "" || path === "#" || path === "#/" ? "sessions" : null);
   view.table = taskMatch ? null : kind;
   document.getElementById("tables").hidden = !view.table;
+  // The list of sessions at the side belongs to the graph view; the tables take the whole width.
+  document.querySelector("main > nav").hidden = !!(view.table || taskMatch);
   document.getElementById("task").hidden = !taskMatch;
   tell("", false);
   if (taskMatch) {
