@@ -181,6 +181,16 @@ def channel_credentials(settings: ClientTlsSettings) -> grpc.ChannelCredentials:
     )
 
 
+def sync_channel(
+    endpoint: str, tls: ClientTlsSettings | None, options: Sequence[tuple[str, object]] | None = None
+) -> grpc.Channel:
+    """A blocking channel to `endpoint` (for the official SDK's clients): TLS with `tls`, plain without."""
+    target = channel_target(endpoint)
+    if tls is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, channel_credentials(tls), options=options)
+
+
 def aio_channel(
     endpoint: str, tls: ClientTlsSettings | None, options: Sequence[tuple[str, object]] | None = None
 ) -> grpc.aio.Channel:

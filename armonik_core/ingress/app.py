@@ -3,7 +3,9 @@
 - `POST /armonik.api.grpc.v1.<pkg>.<Service>/<Method>`: gRPC-Web, forwarded to the control plane (grpcweb.py);
 - `GET /static/<name>`: `environment.json`, `gui_configuration` (static.py);
 - `/admin/...`: an Admin GUI build, or a page saying how to get one (static.py); `/` goes there;
-- `/console/`: the project's own page of sessions, calling gRPC-Web from the browser (console.html);
+- `/console/`: the project's console (`armonik_graph.console`, also a process of its own): sessions, tasks,
+  results, partitions and applications, actions, the live graph of a session; it reads through the official API
+  on a blocking channel of its own to the same control plane, with the same TLS settings;
 - `/monitoring/`: metrics over time (monitoring.py); `/logs/`: a search over the JSON logs (logsearch.py);
 - `/healthz`, `/liveness`, `/readiness`: the ingress's health; readiness also asks the control plane's
   `HealthChecksService`, as the GUI does.
@@ -17,15 +19,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from importlib import resources
 
 import grpc
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
 
 from armonik_core.ingress.grpcweb import EXPOSED_HEADERS, GrpcWebProxy
 from armonik_core.ingress.logsearch import LogSearch
@@ -33,16 +35,14 @@ from armonik_core.ingress.methods import client_methods
 from armonik_core.ingress.monitoring import MetricsHistory
 from armonik_core.ingress.settings import IngressSettings
 from armonik_core.ingress.static import AdminGui, StaticFiles
-from armonik_core.tls import aio_channel
+from armonik_core.tls import aio_channel, sync_channel
+from armonik_graph.console.app import create_app as create_console
+from armonik_graph.source import ApiSource
 
 CHECK_HEALTH = "/armonik.api.grpc.v1.health_checks.HealthChecksService/CheckHealth"
 ALLOWED_HEADERS = ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"]
 #: The channel carries what the control plane accepts: no message size of its own.
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
-
-
-def page(name: str) -> HTMLResponse:
-    return HTMLResponse(resources.files("armonik_core.ingress").joinpath(name).read_text(encoding="utf-8"))
 
 
 def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None) -> Starlette:
@@ -53,6 +53,9 @@ def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None
     logs = LogSearch(settings.logs_directory)
     admin = AdminGui(settings.admin_gui_directory)
     static = StaticFiles(settings.static)
+    # Blocking (the SDK's clients are): not bound to an event loop, so made here; it connects on first use.
+    console_channel = sync_channel(settings.control_plane, settings.tls, CHANNEL_OPTIONS)
+    console = create_console(ApiSource(console_channel))
 
     async def healthy(request: Request) -> Response:
         return PlainTextResponse("Healthy\n")
@@ -65,9 +68,6 @@ def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None
             return PlainTextResponse(f"Unhealthy: control plane: {error.code().name}\n", 503)
         return PlainTextResponse("Healthy\n")
 
-    async def console(request: Request) -> Response:
-        return page("console.html")
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # A grpc.aio channel belongs to the event loop it is made on: uvicorn's, so made here.
@@ -77,6 +77,8 @@ def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None
             yield
         finally:
             await history.stop()
+            await run_in_threadpool(console.state.graphs.stop)
+            console_channel.close()
             if own:
                 await proxy.close()
 
@@ -88,7 +90,8 @@ def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None
         Route("/static/{name:path}", static.handle, methods=["GET", "HEAD"]),
         Route("/admin", lambda request: RedirectResponse("/admin/", 301)),
         Route("/admin/{path:path}", admin.handle, methods=["GET", "HEAD"]),
-        Route("/console/", console),
+        Route("/console", lambda request: RedirectResponse("/console/", 301)),
+        Mount("/console", app=console),
         Route("/monitoring/", history.page),
         Route("/monitoring/api/series", history.series),
         Route("/logs/", logs.page),

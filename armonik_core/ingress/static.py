@@ -3,7 +3,7 @@
 `/admin/` serves an Admin GUI build as upstream's GUI image (nginx) does: the build has one folder per locale
 (`en/`, `fr/`), each with its `index.html` and the bundles; a path that is not a file of the build (a deep link
 such as `/admin/en/sessions`) gets its locale's `index.html`, so the GUI's router takes over, and `/admin/`
-goes to the English one. Without a build, `/admin/` is a page saying how to get one.
+goes to the English one. Without a build, `/admin/` redirects to the project's own console (`/console/`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 #: What `/static/<name>` answers when the deployment wrote no such file.
 DEFAULT_STATIC: dict[str, object] = {
@@ -19,18 +19,8 @@ DEFAULT_STATIC: dict[str, object] = {
     "environment.json": {"name": "ArmoniK", "version": "", "description": "", "color": ""},
 }
 
-NO_BUILD_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ArmoniK Admin GUI</title></head>
-<body style="font-family: sans-serif; max-width: 48em; margin: 2em auto">
-<h1>No Admin GUI build is configured</h1>
-<p>This ingress serves gRPC-Web for the Admin GUI, but no GUI build was given to it. Build upstream's GUI
-(<code>aneoconsulting/ArmoniK.Admin.GUI</code>) with <code>--base-href=/admin/</code> and name its
-<code>dist/admin/browser</code> folder in <code>parameters.tfvars</code>:</p>
-<pre>admin_gui = { dist = "/path/to/ArmoniK.Admin.GUI/dist/admin/browser" }</pre>
-<p>then run <code>make deploy</code> again. See <code>docs/admin-gui.md</code>.</p>
-<p>Meanwhile: <a href="/monitoring/">metrics over time</a>, <a href="/logs/">logs</a>.</p>
-</body></html>
-"""
+#: Where `/admin/` goes without a build: the project's own console, served by the ingress too.
+CONSOLE = "/console/"
 
 
 def _inside(root: Path, relative: str) -> Path | None:
@@ -53,7 +43,7 @@ class StaticFiles:
 
 
 class AdminGui:
-    """`/admin/...` from a build folder (None: the page that says how to get one)."""
+    """`/admin/...` from a build folder (None: the project's console instead)."""
 
     def __init__(self, directory: Path | None) -> None:
         self._root = directory.resolve() if directory else None
@@ -66,7 +56,7 @@ class AdminGui:
     async def handle(self, request: Request) -> Response:
         rest = request.path_params.get("path", "")
         if self._root is None or self.default_locale is None:
-            return HTMLResponse(NO_BUILD_PAGE)
+            return RedirectResponse(CONSOLE, 302)
         locale, _, inner = rest.partition("/")
         if locale not in self.locales:
             return RedirectResponse(f"/admin/{self.default_locale}/", 302)

@@ -1,8 +1,8 @@
 """`armonik-graph-console`: the graph console as a process of its own, served by uvicorn.
 
 The cluster is found as the CLI finds it (`--endpoint` / `AK_ENDPOINT`, `--config` / `AKCONFIG`). The console
-reads sessions with its own credentials and shows them to whoever reaches its port, so it listens on 127.0.0.1
-unless told otherwise (`GraphConsole__Host`, `GraphConsole__Port` or the options).
+reads and acts (cancel, pause, ... a session) with its own credentials for whoever reaches its port, so it
+listens on 127.0.0.1 unless told otherwise (`GraphConsole__Host`, `GraphConsole__Port` or the options).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ Starlette's thread pool.
     GET /api/sessions/{id}/critical-path       after a run
     GET /api/sessions/{id}/throughput          tasks started and ended over time, their latency
     GET /api/results/{id}/blocking             why a result is not ready
+    ... and the tables, actions, task detail, downloads and health of `tables.py`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from armonik_graph.analysis import ancestors, blocking, summary
+from armonik_graph.console.tables import Tables, routes
 from armonik_graph.critical import critical_path, throughput
 from armonik_graph.export import write_json, write_svg
 from armonik_graph.source import ApiSource, LiveGraph, fill_errors
@@ -214,7 +216,7 @@ def create_app(source: ApiSource, max_live: int = 16) -> Starlette:
         yield
         await run_in_threadpool(graphs.stop)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/api/sessions", api_sessions),
@@ -224,7 +226,11 @@ def create_app(source: ApiSource, max_live: int = 16) -> Starlette:
             Route("/api/sessions/{session_id}/critical-path", api_critical),
             Route("/api/sessions/{session_id}/throughput", api_throughput),
             Route("/api/results/{result_id}/blocking", api_blocking),
+            *routes(Tables(source.channel)),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,
     )
+    # A mounting application runs no lifespan of ours: it stops the live graphs itself (`state.graphs.stop`).
+    app.state.graphs = graphs
+    return app

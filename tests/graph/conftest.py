@@ -17,6 +17,8 @@ import grpc
 import pytest
 
 from tests.e2e.conftest import Deployment, _deploy, _destroy_and_check, free_ports, parameters
+from tests.graph.browser import chromium
+from tests.ingress_support import IngressProcess
 
 GRAPH_WORKER = ["{python}", "-m", "tests.graph.graph_worker"]
 
@@ -63,3 +65,19 @@ def channel(graph_deployment: Deployment) -> Iterator[grpc.Channel]:
 def scratch(tmp_path: Path) -> Path:
     """A folder the workers and the test share (release files, crash markers)."""
     return tmp_path
+
+
+@pytest.fixture
+def console(graph_deployment: Deployment, tmp_path: Path) -> Iterator[str]:
+    """The console at the `/console/` of an ingress in front of the deployment (its URL without the slash)."""
+    process = IngressProcess(graph_deployment.endpoint, tmp_path / "ingress.log")
+    process.start(timeout=60)
+    try:
+        yield process.url + "/console"
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    yield from chromium(tmp_path / "chromium-profile")

@@ -1,7 +1,8 @@
 """The graph console in a real browser: Debian's chromium driven by selenium through its chromedriver.
 
-The console runs as its own process (`python -m armonik_graph.console`) against the graph tests' deployment.
-A session created by the test (hang -> middle -> last) appears in the list; its picture has one node per task
+The console is served by an ingress process (`/console/`) in front of the graph tests' deployment, as a local
+deployment serves it; its standalone process (`python -m armonik_graph.console`) answers the same endpoints.
+A session created by the test (hang -> middle -> last) appears in the sessions table; its picture has one node per task
 and result and changes as the tasks finish; the blocking view names the hanging task. Screenshots go to
 `$TEST_ARTIFACTS/graph-console/` (the test's temporary folder when unset).
 """
@@ -9,8 +10,6 @@ and result and changes as the tasks finish; the blocking view names the hanging 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,24 +22,20 @@ import grpc
 import pytest
 
 from tests.e2e.conftest import ROOT, Deployment
+from tests.graph.browser import artifacts, until
 from tests.graph.sessions import SessionBuilder
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(300)
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-WAIT = 60.0
 
 
-def _browser_or_skip() -> None:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
-    if missing and os.environ.get("CI") == "true":
-        pytest.fail(f"{', '.join(missing)} missing: .ci/run installs chromium and chromium-driver")
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed")
+@pytest.fixture(params=["ingress", "standalone"])
+def any_console(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("console" if request.param == "ingress" else "standalone"))
 
 
 @pytest.fixture
-def console(graph_deployment: Deployment, tmp_path: Path) -> Iterator[str]:
+def standalone(graph_deployment: Deployment, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "console.log").open("wb")
     process = subprocess.Popen(
@@ -76,42 +71,11 @@ def console(graph_deployment: Deployment, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    _browser_or_skip()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _artifacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("TEST_ARTIFACTS") or tmp_path) / "graph-console"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def _nodes(driver: object, css: str) -> dict[str, str]:
     """id -> status of the picture's nodes matching `css`, read in one script (the picture is redrawn when the
     graph changes, so elements found one call earlier may be gone)."""
     script = "return [...document.querySelectorAll(arguments[0])].map(n => [n.dataset.id, n.dataset.status]);"
     return dict(driver.execute_script(script, css))  # type: ignore[attr-defined]
-
-
-def _until(check: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"not within {WAIT:g}s: {what}"
-        time.sleep(0.25)
 
 
 def test_the_console_shows_the_live_graph_and_names_the_hanging_task(
@@ -120,7 +84,7 @@ def test_the_console_shows_the_live_graph_and_names_the_hanging_task(
     from selenium.webdriver.common.by import By
 
     driver = browser
-    shots = _artifacts(tmp_path)
+    shots = artifacts(tmp_path, "graph-console")
     b = SessionBuilder(channel)
     release = scratch / "release"
     hang, hang_out = b.task("hang", {"do": "hang", "file": str(release)})
@@ -128,13 +92,13 @@ def test_the_console_shows_the_live_graph_and_names_the_hanging_task(
     last, last_out = b.task("last", {"do": "ok"}, [middle_out])
 
     driver.get(console + "/")  # type: ignore[attr-defined]
-    in_list = f"#sessions li[data-id='{b.session_id}']"
-    _until(lambda: driver.find_elements(By.CSS_SELECTOR, in_list), "the session in the list")  # type: ignore[attr-defined]
+    in_list = f"#table tr.row[data-id='{b.session_id}'] a"  # the sessions table, the console's first view
+    until(lambda: driver.find_elements(By.CSS_SELECTOR, in_list), "the session in the list")  # type: ignore[attr-defined]
     driver.find_element(By.CSS_SELECTOR, in_list).click()  # type: ignore[attr-defined]
 
     # One node per task and per result (3 tasks, 3 payloads, 3 outputs); the hanging task runs.
-    _until(lambda: len(_nodes(driver, "#graph g.node")) == 9, "9 nodes in the picture")
-    _until(lambda: _nodes(driver, "#graph g.node.task").get(hang) == "PROCESSING", "the hanging task running")
+    until(lambda: len(_nodes(driver, "#graph g.node")) == 9, "9 nodes in the picture")
+    until(lambda: _nodes(driver, "#graph g.node.task").get(hang) == "PROCESSING", "the hanging task running")
     assert set(_nodes(driver, "#graph g.node.task")) == {hang, middle, last}
     driver.save_screenshot(str(shots / "1-hanging.png"))  # type: ignore[attr-defined]
 
@@ -142,7 +106,7 @@ def test_the_console_shows_the_live_graph_and_names_the_hanging_task(
     box = driver.find_element(By.ID, "result-id")  # type: ignore[attr-defined]
     box.send_keys(last_out)
     driver.find_element(By.CSS_SELECTOR, "#why button").click()  # type: ignore[attr-defined]
-    _until(
+    until(
         lambda: driver.find_element(By.ID, "blocking").get_attribute("data-blocking"), "the blocking report"
     )  # type: ignore[attr-defined]
     report = driver.find_element(By.ID, "blocking")  # type: ignore[attr-defined]
@@ -153,20 +117,19 @@ def test_the_console_shows_the_live_graph_and_names_the_hanging_task(
 
     # Released: the picture follows the tasks to completion.
     release.touch()
-    _until(
-        lambda: set(_nodes(driver, "#graph g.node.task").values()) == {"COMPLETED"}, "every task completed"
-    )
+    until(lambda: set(_nodes(driver, "#graph g.node.task").values()) == {"COMPLETED"}, "every task completed")
     assert _nodes(driver, "#graph g.node.result").get(last_out) == "COMPLETED"
     # After the run, the critical path: the chain itself.
     critical = driver.find_element(By.ID, "critical")  # type: ignore[attr-defined]
-    _until(lambda: critical.get_attribute("data-steps") == f"{hang} {middle} {last}", "the critical path")
+    until(lambda: critical.get_attribute("data-steps") == f"{hang} {middle} {last}", "the critical path")
     activity = driver.find_element(By.ID, "activity")  # type: ignore[attr-defined]
-    _until(lambda: activity.get_attribute("data-ended") == "3", "3 tasks ended in the activity chart")
+    until(lambda: activity.get_attribute("data-ended") == "3", "3 tasks ended in the activity chart")
     driver.save_screenshot(str(shots / "3-completed.png"))  # type: ignore[attr-defined]
     assert (shots / "3-completed.png").stat().st_size > 0
 
 
-def test_the_console_answers_unknown_ids_with_404(console: str) -> None:
+def test_the_console_answers_unknown_ids_with_404(any_console: str) -> None:
+    console = any_console
     for path in ("/api/sessions/no-such-session/summary", "/api/results/no-such-result/blocking"):
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(console + path, timeout=30)

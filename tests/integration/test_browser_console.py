@@ -1,6 +1,6 @@
-"""A browser (Debian's chromium, driven by selenium through chromedriver) loads the ingress's console page,
-which calls the control plane through gRPC-Web in text mode as the Admin GUI does; the sessions the test
-created with the official SDK over gRPC must appear in the page. A screenshot is kept with the test's files.
+"""A browser (Debian's chromium, driven by selenium through chromedriver) loads the ingress's console (`/admin/`
+without an Admin GUI build goes there); the sessions the test created with the official SDK must appear in the
+page. A screenshot is kept with the test's files.
 """
 
 from __future__ import annotations
@@ -55,10 +55,9 @@ def browser(tmp_path: Path) -> Iterator[object]:
         driver.quit()
 
 
-def test_console_lists_the_sessions_through_grpc_web(
+def test_console_lists_the_sessions(
     browser: object, ingress: IngressProcess, channel: grpc.Channel, tmp_path: Path
 ) -> None:
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -67,17 +66,14 @@ def test_console_lists_the_sessions_through_grpc_web(
     created = [sessions.create_session(options(), partition_ids=["default"]) for _ in range(2)]
     sessions.cancel_session(created[1])
 
-    browser.get(ingress.url + "/console/")
-    rows = WebDriverWait(browser, 30).until(
-        lambda driver: len(found := driver.find_elements(By.CSS_SELECTOR, "tr.session")) >= 2 and found
+    browser.get(ingress.url + "/admin/")  # no Admin GUI build: the console
+    script = (
+        "return [...document.querySelectorAll('#table tr.row')].map(n => [n.dataset.id, n.dataset.status]);"
     )
-    listed = {
-        row.find_elements(By.TAG_NAME, "td")[0].text: row.find_elements(By.TAG_NAME, "td")[1].text
-        for row in rows
-    }
+    WebDriverWait(browser, 60).until(lambda driver: len(driver.execute_script(script)) >= 2)
+    listed = dict(browser.execute_script(script))
     browser.save_screenshot(str(tmp_path / "console.png"))
+    assert browser.current_url == ingress.url + "/console/"
+    assert set(listed) == set(created)
     assert listed == {created[0]: "RUNNING", created[1]: "CANCELLED"}
-    assert browser.find_element(By.ID, "total").text == "2"
-    assert browser.find_element(By.ID, "api").text.count(".") == 2  # the API version, from ListVersions
-    assert browser.find_element(By.ID, "error").text == ""
     assert (tmp_path / "console.png").stat().st_size > 0

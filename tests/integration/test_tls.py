@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from armonik.client import ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Session, Task, TaskDefinition, TaskOptions
@@ -441,6 +442,10 @@ def test_deploy_with_mtls_runs_a_task_end_to_end(deployment: TlsDeployment) -> N
     finally:
         web.close()
     assert listed_web.total == 1
+    # the console on the ingress reads through the same mTLS channel settings
+    console = httpx.get(f"http://127.0.0.1:{d.http_port}/console/api/tables/sessions", timeout=60)
+    assert console.status_code == 200, console.text
+    assert console.json()["total"] == 1
 
     # a redeploy keeps the certificates (clients keep their CA) and restarts nothing
     ca = (certificates / "ca.crt").read_bytes()

@@ -23,6 +23,14 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "infrastructure" / "images" / "Dockerfile"
 VERSIONS = ROOT / "infrastructure" / "quick-deploy" / "localhost" / "versions.tfvars.json"
+#: The project's packages (pyproject's `packages.find` patterns): every image installs them all, since a process
+#: of one imports the others' (the ingress serves `armonik_graph`'s console).
+PACKAGES = tuple(
+    pattern.rstrip("*")
+    for pattern in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"][
+        "find"
+    ]["include"]
+)
 
 #: Build target -> (image name, ports the manifests' containerPort use).
 EXPECTED = {
@@ -180,10 +188,10 @@ def test_image_runs_as_user_5000_on_the_chosen_base(target: str) -> None:
 def test_image_installs_the_project_from_the_repository_root(target: str) -> None:
     wheels = resolve(parse_stages(DOCKERFILE.read_text()), WHEEL_STAGE)
     copied = " ".join(wheels.copies)
-    for needed in ("pyproject.toml", "README.md", "armonik_core", "armonik_deploy", "armonik_samples"):
+    for needed in ("pyproject.toml", "README.md", *PACKAGES):
         assert needed in copied, f"{target}: {needed} not copied"
     assert any("--no-index --find-links /wheels armonik-py" in run for run in image(target).runs)
-    for source in ("pyproject.toml", "README.md", "armonik_core", "armonik_deploy", "armonik_samples"):
+    for source in ("pyproject.toml", "README.md", *PACKAGES):
         assert (ROOT / source).exists()
 
 
@@ -240,13 +248,7 @@ def test_versions_list_every_image_with_the_project_version() -> None:
 def test_dockerignore_keeps_the_context_to_the_project() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in lines
-    assert {
-        "!pyproject.toml",
-        "!README.md",
-        "!armonik_core/",
-        "!armonik_deploy/",
-        "!armonik_samples/",
-    } <= set(lines)
+    assert {"!pyproject.toml", "!README.md", *(f"!{package}/" for package in PACKAGES)} <= set(lines)
 
 
 def test_parser_joins_continuations_and_follows_stages() -> None:

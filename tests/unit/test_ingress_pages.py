@@ -64,11 +64,14 @@ def test_admin_gui_files_and_deep_links(client: TestClient) -> None:
     assert "outside" not in escaped.text
 
 
-def test_without_a_build_admin_says_how_to_get_one() -> None:
+def test_without_a_build_admin_is_the_console() -> None:
     for client in client_for(IngressSettings.from_env({})):
-        page = client.get("/admin/en/")
-        assert page.status_code == 200 and "admin_gui = { dist" in page.text
-        assert client.get("/console/").status_code == 200
+        assert client.get("/admin/en/").headers["location"] == "/console/"
+        assert client.get("/console").headers["location"] == "/console/"
+        page = client.get("/console/")
+        assert page.status_code == 200 and 'src="static/console.js"' in page.text
+        script = client.get("/console/static/console.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
         assert client.get("/healthz").text == "Healthy\n"
         assert client.get("/static/environment.json").json()["name"] == "ArmoniK"
 

@@ -40,7 +40,7 @@ function say(text, isError) {
 
 async function loadSessions() {
   try {
-    const sessions = await getJson("/api/sessions");
+    const sessions = await getJson("api/sessions");
     const list = document.getElementById("sessions");
     list.replaceChildren();
     sessions.forEach((s) => {
@@ -82,7 +82,7 @@ function svgEl(tag, attributes) {
 
 // Tasks ended per bucket as bars, mean latency as a line (scaled to its own maximum).
 async function showActivity() {
-  const t = await getJson(`/api/sessions/${encodeURIComponent(state.session)}/throughput`);
+  const t = await getJson(`api/sessions/${encodeURIComponent(state.session)}/throughput`);
   const box = document.getElementById("activity");
   const width = 600, height = 80, n = Math.max(t.ended.length, 1), bar = width / n;
   const most = Math.max(1, ...t.ended), slowest = Math.max(1e-9, ...t.mean_latency_seconds);
@@ -107,7 +107,7 @@ async function showCriticalPath(summary) {
   const f = summary.frontier;
   if (!f.done || box.dataset.version === String(summary.version)) return;
   box.dataset.version = summary.version;
-  const path = await getJson(`/api/sessions/${encodeURIComponent(state.session)}/critical-path`);
+  const path = await getJson(`api/sessions/${encodeURIComponent(state.session)}/critical-path`);
   const rows = path.steps.map((s) => [s.task_id, s.status, s.waiting_seconds.toFixed(3),
     s.queue_seconds.toFixed(3), s.running_seconds.toFixed(3)]);
   box.replaceChildren(el("h3", "Critical path"), table(["task", "status", "waiting (s)", "queue (s)", "running (s)"], rows),
@@ -120,12 +120,12 @@ async function showCriticalPath(summary) {
 async function refresh() {
   if (!state.session) return;
   try {
-    const summary = await getJson(`/api/sessions/${encodeURIComponent(state.session)}/summary`);
+    const summary = await getJson(`api/sessions/${encodeURIComponent(state.session)}/summary`);
     showSummary(summary);
     await showCriticalPath(summary);
     if (summary.version !== state.version) {
       state.version = summary.version;
-      const response = await fetch(`/api/sessions/${encodeURIComponent(state.session)}/graph.svg`);
+      const response = await fetch(`api/sessions/${encodeURIComponent(state.session)}/graph.svg`);
       if (response.ok) {
         const graph = document.getElementById("graph");
         graph.innerHTML = await response.text();
@@ -143,7 +143,7 @@ async function why(resultId) {
   const out = document.getElementById("blocking");
   out.replaceChildren(el("p", `asking about ${resultId}…`));
   try {
-    const r = await getJson(`/api/results/${encodeURIComponent(resultId)}/blocking?stuck_after=30`);
+    const r = await getJson(`api/results/${encodeURIComponent(resultId)}/blocking?stuck_after=30`);
     const parts = [el("p", r.ready ? `result ${r.result_id} is ready` :
       `result ${r.result_id} (${r.status}) is made by ${r.producer || "no task: the client uploads it"}`)];
     const rows = [];
@@ -167,6 +167,9 @@ function route() {
   state.version = -1;
   document.getElementById("session").hidden = !state.session;
   document.getElementById("session-id").textContent = state.session || "";
+  const query = state.session ? `?session=${encodeURIComponent(state.session)}` : "";
+  document.getElementById("session-tasks").href = `#/tasks${query}`;
+  document.getElementById("session-results").href = `#/results${query}`;
   document.getElementById("graph").replaceChildren();
   document.getElementById("blocking").replaceChildren();
   document.getElementById("activity").replaceChildren();
