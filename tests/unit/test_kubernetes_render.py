@@ -816,6 +816,18 @@ def test_an_in_process_partition_has_no_worker_container(versions: Any, tmp_path
     assert env["Worker__Module"] == "armonik_samples.pymonik_processor:processor"
     assert env["Pollster__SharedCacheFolder"] == "/cache/shared"
     assert agent["image"].split(":")[0].endswith("armonik-pymonik-worker")
+    # The worker's image starts the worker: the agent container names the agent image's entrypoint instead.
+    assert agent["command"] == image_entrypoint("polling-agent")
+    assert agent["command"] != image_entrypoint("pymonik-worker")
     assert "livenessProbe" not in agent
-    # The separate-worker partition is unchanged.
-    assert len(containers(rendered.get("Deployment", "compute-plane-default"))) == 2
+    # The separate-worker partition is unchanged: its agent runs its own image's entrypoint.
+    default = containers(rendered.get("Deployment", "compute-plane-default"))
+    assert len(default) == 2 and "command" not in default[0]
+
+
+def image_entrypoint(stage: str) -> list[str]:
+    """The ENTRYPOINT of a stage of the project's images Dockerfile."""
+    lines = (ROOT / "infrastructure" / "images" / "Dockerfile").read_text().splitlines()
+    start = lines.index(f"FROM runtime AS {stage}")
+    entry = next(line for line in lines[start:] if line.startswith("ENTRYPOINT "))
+    return list(json.loads(entry.removeprefix("ENTRYPOINT ")))
