@@ -36,6 +36,7 @@ from armonik_deploy.kubernetes import Credentials, Rendered, RenderError, render
 from armonik_deploy.kubernetes.render import images
 from armonik_deploy.kubernetes.settings import MONGODB_CA_SECRET, MONGODB_TLS_SECRET
 from armonik_deploy.parameters import Parameters, load_parameters, load_versions
+from tests.unit.quick_deploy import PYMONIK_PROCESSOR, in_process_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_DEPLOY = ROOT / "infrastructure" / "quick-deploy" / "localhost"
@@ -800,20 +801,11 @@ def test_variant_authentication_reaches_the_control_plane_and_the_init_job(
 
 
 def test_an_in_process_partition_has_no_worker_container(versions: Any, tmp_path: Path) -> None:
-    file = tmp_path / "parameters.tfvars"
-    file.write_text(
-        (QUICK_DEPLOY / "parameters.tfvars")
-        .read_text()
-        .replace(
-            'worker = [\n      {\n        image   = "armonik-pymonik-worker"',
-            'worker = [\n      {\n        module = "armonik_samples.pymonik_processor:processor"\n'
-            '        image   = "armonik-pymonik-worker"',
-        )
-    )
+    file = in_process_parameters(tmp_path)
     rendered = render(load_parameters(file), versions, file, certificates=tmp_path / "certs")
     [agent] = containers(rendered.get("Deployment", "compute-plane-pymonik"))
     env = container_env(rendered, agent)
-    assert env["Worker__Module"] == "armonik_samples.pymonik_processor:processor"
+    assert env["Worker__Module"] == PYMONIK_PROCESSOR
     assert env["Pollster__SharedCacheFolder"] == "/cache/shared"
     assert agent["image"].split(":")[0].endswith("armonik-pymonik-worker")
     # The worker's image starts the worker: the agent container names the agent image's entrypoint instead.
