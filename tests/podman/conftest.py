@@ -176,9 +176,13 @@ class PodmanDeployment:
         )
 
     def worker_logs(self, partition: str) -> str:
+        """Everything the workers of `partition` logged: an in-process worker has no container of its own
+        and logs with its agent."""
+        names = {c["Names"][0] for c in self.containers()}
         logs = []
         for agent in self.agent_ids(partition):
-            done = self.podman("logs", f"{agent}-worker")
+            worker = f"{agent}-worker"
+            done = self.podman("logs", worker if worker in names else f"{agent}-polling-agent")
             logs.append(done.stdout + done.stderr)
         return "".join(logs)
 
