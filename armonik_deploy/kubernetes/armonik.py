@@ -35,6 +35,8 @@ Manifest = objects.Manifest
 #: Upstream's TCP channel ports (`socket_type = "tcp"`): the worker's and the agent's.
 WORKER_TCP_PORT, AGENT_TCP_PORT = 10667, 10666
 PROMETHEUS_PORT = 9090
+#: The polling agent's console script, on the PATH of every image of this project.
+AGENT_COMMAND = "armonik-polling-agent"
 
 
 def _data_volume(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -236,7 +238,7 @@ def _worker_container(
 def _run_in_process(ctx: Context, name: str, worker: Worker, agent: dict[str, Any]) -> None:
     """An in-process worker (`module`): no worker container; the agent imports the processor, with the
     worker's settings, from the worker's image when one is given (it must hold the agent too), and has no
-    socket to probe."""
+    socket to probe. That image's entrypoint starts the worker, not the agent: the agent's command is named."""
     assert worker.module is not None
     agent["envFrom"] = [*agent["envFrom"], *objects.env_from([WORKER], [])]
     agent["env"] = [
@@ -246,6 +248,7 @@ def _run_in_process(ctx: Context, name: str, worker: Worker, agent: dict[str, An
     ]
     if worker.image:
         agent["image"] = ctx.image(worker.image, worker.tag, f"compute_plane.{name}.worker[0]")
+        agent["command"] = [AGENT_COMMAND]
     agent.pop("startupProbe", None)
     agent.pop("livenessProbe", None)
 

@@ -6,7 +6,8 @@ the environment (envFrom, env valueFrom) or read-only files (volumes) of the con
 PersistentVolumeClaim a named volume kept across deployments, every emptyDir a volume of its pod, and every
 Service a name (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc[.cluster.local]`) that resolves to the gateway of the
 deployment's own podman network, where the Service's port is published and forwarded to the target container.
-The same ports are published on the host address, so that clients on the host reach the Services too.
+The same ports are published on the host address, so that clients on the host reach the Services too, except
+those that the NetworkPolicies open only to other pods (`armonik_deploy.podman.policy`).
 
 Not translated: probes, resource limits (cgroup controllers are often not delegated on such machines),
 preStop hooks (containers are stopped agent first), and objects of other kinds (ScaledObject, charts):
@@ -23,10 +24,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from armonik_deploy.podman.policy import open_to_host
+
 Manifest = Mapping[str, Any]
 LABEL = "io.armonik.podman.deployment"
 SPEC_LABEL = "io.armonik.podman.spec"
-TRANSLATED = {"Deployment", "Job", "ConfigMap", "Secret", "Service", "PersistentVolumeClaim", "Namespace"}
+TRANSLATED = {
+    "Deployment",
+    "Job",
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "PersistentVolumeClaim",
+    "Namespace",
+    "NetworkPolicy",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +124,7 @@ class _Translator:
         }
         self.secrets = {m["metadata"]["name"]: secret_data(m) for m in _kind(manifests, "Secret")}
         self.services = _kind(manifests, "Service")
-        #: Ports that a NetworkPolicy opens to some pods only: (the pods' labels, the port's name or number).
-        self.restricted = [
-            (policy["spec"].get("podSelector", {}).get("matchLabels") or {}, port.get("port"))
-            for policy in _kind(manifests, "NetworkPolicy")
-            for rule in policy["spec"].get("ingress") or []
-            if rule.get("from")
-            for port in rule.get("ports") or []
-        ]
+        self.policies = _kind(manifests, "NetworkPolicy")
         self.namespace = next((m["metadata"]["name"] for m in _kind(manifests, "Namespace")), "default")
         self.out = Translation()
         self.out.skipped = [
@@ -230,16 +235,14 @@ class _Translator:
                 if target is None:
                     raise TranslationError(f"Service {service['metadata']['name']}: no container port {port}")
                 index, container_port = target
-                # podman has no network policies: a port a NetworkPolicy opens to some pods only (the agents'
-                # compute gateway) is published on the deployment's network alone, never on the host.
-                private = any(
-                    all(labels.get(k) == v for k, v in pods.items())
-                    and limited in (port.get("targetPort"), port.get("name"), container_port)
-                    for pods, limited in self.restricted
+                declared = pod_spec["containers"][index].get("ports") or []
+                port_name = next(
+                    (p.get("name") for p in declared if p["containerPort"] == container_port), None
                 )
-                for address in (
-                    (self.network.gateway,) if private else (self.network.gateway, self.network.host)
-                ):
+                addresses = [self.network.gateway]
+                if open_to_host(self.policies, labels, container_port, port_name):
+                    addresses.append(self.network.host)
+                for address in addresses:
                     containers[index].args[:0] = ["--publish", f"{address}:{port['port']}:{container_port}"]
                 self.out.services.setdefault(service["metadata"]["name"], []).append(int(port["port"]))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -168,17 +169,19 @@ class PodmanDeployment:
         return self.deploy_cli("status", timeout=60).stdout
 
     def agent_ids(self, partition: str) -> tuple[str, ...]:
+        """The agents of `partition` alone (`pymonik`, not `pymonik-inprocess`): `...-<partition>-<i>`."""
         names = {c["Names"][0] for c in self.containers()}
-        return tuple(
-            n.removesuffix("-polling-agent")
-            for n in sorted(names)
-            if f"-compute-plane-{partition}-" in n and n.endswith("-polling-agent")
-        )
+        agent = re.compile(rf".*-compute-plane-{re.escape(partition)}-[0-9]+-polling-agent")
+        return tuple(n.removesuffix("-polling-agent") for n in sorted(names) if agent.fullmatch(n))
 
     def worker_logs(self, partition: str) -> str:
+        """Everything the workers of `partition` logged: an in-process worker has no container of its own
+        and logs with its agent."""
+        names = {c["Names"][0] for c in self.containers()}
         logs = []
         for agent in self.agent_ids(partition):
-            done = self.podman("logs", f"{agent}-worker")
+            worker = f"{agent}-worker"
+            done = self.podman("logs", worker if worker in names else f"{agent}-polling-agent")
             logs.append(done.stdout + done.stderr)
         return "".join(logs)
 

@@ -25,9 +25,12 @@ def clients(tls_deployment: PodmanDeployment) -> Iterator[Clients]:
         yield Clients(channel)
 
 
-def test_hello_world_over_tls(tls_deployment: PodmanDeployment, clients: Clients) -> None:
+@pytest.mark.parametrize("partition", ["default", "inprocess"])
+def test_hello_world_over_tls(tls_deployment: PodmanDeployment, clients: Clients, partition: str) -> None:
+    """The SDK over TLS, on a separate-worker partition and on an in-process one (whose agent reaches the
+    control plane's compute gateway with the control plane's TLS)."""
     assert "https://" in (tls_deployment.generated / "armonik-output.json").read_text()
-    hello_world(tls_deployment, clients)  # type: ignore[arg-type]
+    hello_world(tls_deployment, clients, partition)  # type: ignore[arg-type]
 
 
 def test_armonik_cli_over_tls(tls_deployment: PodmanDeployment, clients: Clients, tmp_path: Path) -> None:

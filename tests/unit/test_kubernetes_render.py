@@ -37,6 +37,7 @@ from armonik_deploy.kubernetes.render import images
 from armonik_deploy.kubernetes.settings import MONGODB_CA_SECRET, MONGODB_TLS_SECRET
 from armonik_deploy.parameters import Parameters, load_parameters, load_versions
 from tests.support import render_file
+from tests.unit.quick_deploy import PYMONIK_PROCESSOR, in_process_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_DEPLOY = ROOT / "infrastructure" / "quick-deploy" / "localhost"
@@ -796,22 +797,25 @@ def test_variant_authentication_reaches_the_control_plane_and_the_init_job(
 
 
 def test_an_in_process_partition_has_no_worker_container(versions: Any, tmp_path: Path) -> None:
-    file = tmp_path / "parameters.tfvars"
-    file.write_text(
-        (QUICK_DEPLOY / "parameters.tfvars")
-        .read_text()
-        .replace(
-            'worker = [\n      {\n        image   = "armonik-pymonik-worker"',
-            'worker = [\n      {\n        module = "armonik_samples.pymonik_processor:processor"\n'
-            '        image   = "armonik-pymonik-worker"',
-        )
-    )
+    file = in_process_parameters(tmp_path)
     rendered = render(load_parameters(file), versions, file, certificates=tmp_path / "certs")
     [agent] = containers(rendered.get("Deployment", "compute-plane-pymonik"))
     env = container_env(rendered, agent)
-    assert env["Worker__Module"] == "armonik_samples.pymonik_processor:processor"
+    assert env["Worker__Module"] == PYMONIK_PROCESSOR
     assert env["Pollster__SharedCacheFolder"] == "/cache/shared"
     assert agent["image"].split(":")[0].endswith("armonik-pymonik-worker")
+    # The worker's image starts the worker: the agent container names the agent image's entrypoint instead.
+    assert agent["command"] == image_entrypoint("polling-agent")
+    assert agent["command"] != image_entrypoint("pymonik-worker")
     assert "livenessProbe" not in agent
-    # The separate-worker partition is unchanged.
-    assert len(containers(rendered.get("Deployment", "compute-plane-default"))) == 2
+    # The separate-worker partition is unchanged: its agent runs its own image's entrypoint.
+    default = containers(rendered.get("Deployment", "compute-plane-default"))
+    assert len(default) == 2 and "command" not in default[0]
+
+
+def image_entrypoint(stage: str) -> list[str]:
+    """The ENTRYPOINT of a stage of the project's images Dockerfile."""
+    lines = (ROOT / "infrastructure" / "images" / "Dockerfile").read_text().splitlines()
+    start = lines.index(f"FROM runtime AS {stage}")
+    entry = next(line for line in lines[start:] if line.startswith("ENTRYPOINT "))
+    return list(json.loads(entry.removeprefix("ENTRYPOINT ")))

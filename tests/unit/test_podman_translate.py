@@ -16,6 +16,7 @@ import pytest
 from armonik_deploy.kubernetes import Rendered, render
 from armonik_deploy.parameters import load_parameters, load_versions
 from armonik_deploy.podman.translate import Network, Translation, TranslationError, local_image, translate
+from tests.unit.quick_deploy import PYMONIK_PROCESSOR, in_process_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_DEPLOY = ROOT / "infrastructure" / "quick-deploy" / "localhost"
@@ -89,11 +90,11 @@ def test_services_resolve_to_the_gateway_and_are_published(plain: tuple[Rendered
     port = rendered.get("Service", "control-plane")["spec"]["ports"][0]["port"]
     control_plane = translation.pods[0].containers[0]
     published = option_values(control_plane.args, "--publish")
-    # the clients' port on the host and the deployment's network; the agents' gateway, which a NetworkPolicy
-    # opens to the compute plane only, on the deployment's network alone
-    assert sorted(published) == sorted(
-        [f"127.0.0.1:{port}:1080", f"10.89.3.1:{port}:1080", "10.89.3.1:1081:1081"]
-    )
+    # The clients' port on the host and the network; the agents' compute gateway, which the NetworkPolicy
+    # opens to the compute-plane pods only, on the deployment network only.
+    gateway = rendered.get("Service", "compute-gateway")["spec"]["ports"][0]["port"]
+    assert published == ["10.89.3.1:1081:1081", f"127.0.0.1:{port}:1080", f"10.89.3.1:{port}:1080"]
+    assert gateway == 1081 and translation.services["compute-gateway"] == [gateway]
     agent = translation.pods[1].containers[0]
     assert "control-plane.armonik.svc:10.89.3.1" in option_values(agent.args, "--add-host")
     endpoint = env_of(agent.args)["ControlPlane__Endpoint"]
@@ -156,3 +157,17 @@ def test_local_images_are_named_as_podman_names_them() -> None:
     assert local_image("registry.example:5000/a/b:1") == "registry.example:5000/a/b:1"
     assert local_image("localhost/a:1") == "localhost/a:1"
     assert local_image("prom/prometheus:v3") == "localhost/prom/prometheus:v3"
+
+
+def test_an_in_process_agent_runs_the_agent_in_the_workers_image(tmp_path: Path) -> None:
+    """`worker = [{ module, image }]`: one container, of the worker's image, whose entrypoint is the agent's
+    (the image's own would start its worker, and nothing would take the partition's tasks)."""
+    file = in_process_parameters(tmp_path)
+    versions = load_versions(QUICK_DEPLOY / "versions.tfvars.json")
+    rendered = render(load_parameters(file), versions, file, certificates=tmp_path / "certs")
+    translation = translate(rendered.manifests, "ak", NETWORK, ours)
+    pod = next(p for p in translation.pods if p.name == "ak-compute-plane-pymonik-0")
+    (agent,) = pod.containers
+    assert agent.image == "localhost/armonik-pymonik-worker:0.1.0"
+    assert option_values(agent.args, "--entrypoint") == ['["armonik-polling-agent"]']
+    assert env_of(agent.args)["Worker__Module"] == PYMONIK_PROCESSOR
