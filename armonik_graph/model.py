@@ -252,14 +252,10 @@ class SessionGraph:
     # -- API records --------------------------------------------------------------------------------------------
     def add_task_records(self, tasks: Iterable[Any]) -> None:
         """`TaskDetailed` messages (ListTasksDetailed pages)."""
-        times = self.times
         for t in tasks:
             node = self.task(t.id)
             self.set_status(node, t.status)
-            times[CREATED][node] = seconds(t.created_at) or times[CREATED][node]
-            self._stamp(node, SUBMITTED, seconds(t.submitted_at))
-            self._stamp(node, STARTED, seconds(t.started_at) or seconds(t.acquired_at))
-            self._stamp(node, ENDED, seconds(t.ended_at))
+            self._stamp_record(node, t)
             if t.output.error:
                 self.errors[node] = t.output.error
             self._link_task(
@@ -270,6 +266,22 @@ class SessionGraph:
                 self._task_parent(t.parent_task_ids),
                 t.retry_of_ids,
             )
+
+    def add_task_times(self, tasks: Iterable[Any]) -> None:
+        """The recorded times of `TaskDetailed` messages, over the times events were applied (a task read
+        back once it ended; see `source.LiveGraph`). A task the graph does not hold is left out."""
+        for t in tasks:
+            node = self._index.get(t.id)
+            if node is not None:
+                self._stamp_record(node, t)
+
+    def _stamp_record(self, node: int, t: Any) -> None:
+        """The times a `TaskDetailed` holds (a time it does not hold leaves the node's as it was). The start
+        is upstream's `started_at` (the worker was called), `acquired_at` for a task not started yet."""
+        self._stamp(node, CREATED, seconds(t.created_at))
+        self._stamp(node, SUBMITTED, seconds(t.submitted_at))
+        self._stamp(node, STARTED, seconds(t.started_at) or seconds(t.acquired_at))
+        self._stamp(node, ENDED, seconds(t.ended_at))
 
     def add_result_records(self, results: Iterable[Any]) -> None:
         """`ResultRaw` messages (ListResults pages)."""
@@ -290,7 +302,13 @@ class SessionGraph:
         if kind == "task_status_update":
             update = event.task_status_update
             node = self.task(update.task_id)
-            if self.set_status(node, update.status) and update.status in _STAMPED:
+            previous = self.status[node]
+            # A repeated status (the events service may send a change twice) keeps the time first given.
+            if (
+                self.set_status(node, update.status)
+                and update.status in _STAMPED
+                and previous != update.status
+            ):
                 self._stamp(node, _STAMPED[update.status], when)
             return node
         if kind == "result_status_update":

@@ -7,6 +7,13 @@ which costs more than the parsing for a million tasks), so any ArmoniK cluster s
 session's events first and buffers them, lists the tasks and results page by page, applies the buffered
 events (idempotent and order-free, see `model`), then applies each new event as it arrives. A change made
 while the pages are read is thus seen at least once, by the listing or by the stream.
+
+Events carry no timestamps, and the time an event arrives is not the time of the change: an agent reports a
+task's start (PROCESSING) only once it has been running for a moment (a short task reports it with its
+outcome), so the arrival of PROCESSING is late by that delay, and outcomes reported in batches arrive
+together. A task that ends while followed therefore has its times read back from its record
+(`ListTasksDetailed` by id, `TIMES_BATCH` ids a request, at most `MAX_TIMES_FETCHED` tasks a batch of events):
+its started_at, processed_at and ended_at are the store's, as a rebuild would give them.
 """
 
 from __future__ import annotations
@@ -37,6 +44,19 @@ log = logging.getLogger("armonik_graph")
 PAGE_SIZE = 1000
 #: Error outputs fetched per batch of events (see `LiveGraph._fetch_errors`).
 MAX_ERRORS_FETCHED = 100
+#: Ended tasks whose recorded times are read back per batch of events, and ids per request (see `LiveGraph`).
+MAX_TIMES_FETCHED = 2000
+TIMES_BATCH = 200
+#: Statuses a task ends in (its record then holds every timestamp of the run).
+_ENDED = frozenset(
+    {
+        TaskStatus.TASK_STATUS_COMPLETED,
+        TaskStatus.TASK_STATUS_ERROR,
+        TaskStatus.TASK_STATUS_TIMEOUT,
+        TaskStatus.TASK_STATUS_CANCELLED,
+        TaskStatus.TASK_STATUS_RETRIED,
+    }
+)
 _ERRORS = frozenset(
     {TaskStatus.TASK_STATUS_ERROR, TaskStatus.TASK_STATUS_TIMEOUT, TaskStatus.TASK_STATUS_RETRIED}
 )
@@ -74,6 +94,17 @@ class ApiSource:
             page += 1
             if not response.tasks or page * self.page_size >= response.total:
                 return
+
+    def tasks_by_id(self, task_ids: list[str]) -> list[Any]:
+        """`TaskDetailed` records of these tasks (one request: the ids are few, see `TIMES_BATCH`)."""
+        if not task_ids:
+            return []
+        wanted = Task.id == task_ids[0]
+        for task_id in task_ids[1:]:
+            wanted = wanted | (Task.id == task_id)
+        sort = ListTasksRequest.Sort(field=Task.id.field, direction=SortDirection.SORT_DIRECTION_ASC)
+        request = ListTasksRequest(page=0, page_size=len(task_ids), filters=wanted.to_message(), sort=sort)
+        return list(self._tasks.ListTasksDetailed(request).tasks)
 
     def result_pages(self, session_id: str) -> Iterator[list[Any]]:
         """`ResultRaw` pages of the session, by result id."""
@@ -270,13 +301,15 @@ class LiveGraph:
         ended = any(e is None for e in events)
         live = [e for e in events if e is not None]
         if live:
+            records = self._ended_records(live)  # read first: a task shows as ended with its recorded times
             with self.changed:
-                failed = self._apply(live)
+                failed = self._apply(live, records)
             self._fetch_errors(failed)
         return not ended
 
-    def _apply(self, events: list[Any]) -> list[str]:
-        """Apply a batch; returns the tasks that failed in it (their error output is not in events)."""
+    def _apply(self, events: list[Any], records: list[Any]) -> list[str]:
+        """Apply a batch, then the records of the tasks that ended in it; returns the tasks that failed in it
+        (their error output is not in events)."""
         failed = []
         for event in events:
             self.graph.apply_event(event)  # stamped with the time it is applied: events carry none
@@ -285,9 +318,28 @@ class LiveGraph:
                 and event.task_status_update.status in _ERRORS
             ):
                 failed.append(event.task_status_update.task_id)
+        self.graph.add_task_times(records)
         self.version += len(events)
         self.changed.notify_all()
         return failed
+
+    def _ended_records(self, events: list[Any]) -> list[Any]:
+        """The records of the tasks that end in this batch of events (at most `MAX_TIMES_FETCHED`: beyond, a
+        mass of completions keeps the times its events were applied), read outside the lock."""
+        ended = [
+            e.task_status_update.task_id
+            for e in events
+            if e.WhichOneof("update") == "task_status_update" and e.task_status_update.status in _ENDED
+        ]
+        wanted = list(dict.fromkeys(ended))[:MAX_TIMES_FETCHED]
+        records: list[Any] = []
+        for first in range(0, len(wanted), TIMES_BATCH):
+            try:
+                records += self.source.tasks_by_id(wanted[first : first + TIMES_BATCH])
+            except grpc.RpcError as exc:
+                log.info("times of %d ended tasks unavailable: %s", len(wanted), exc.details())
+                break
+        return records
 
     def _fetch_errors(self, task_ids: list[str]) -> None:
         """The error outputs of tasks that just failed, fetched one by one outside the lock (at most

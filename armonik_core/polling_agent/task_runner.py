@@ -8,11 +8,13 @@ The sequence follows ArmoniK.Core's `TaskHandler`:
    tasks: a rename instead of a mkdir and an rmdir, which cost 0.7 and 0.85 ms of wall time here.
 2. The payload and every data dependency are copied from object storage into the folder, one file per
    result, named by result id (several at a time). At the same time the worker's health is checked (a
-   check started as soon as the previous Process call was over, see `WorkerClient`) and the task is
-   reported started (PROCESSING) to the backend: the three are independent and each costs a round trip,
-   and the whole point of the agent is to keep the time around `Worker.Process` short.
-   Upstream reports the task started after its inputs are fetched; a failed staging here still ends the
-   task with the right outcome, only its `started_at` is a few milliseconds earlier.
+   check started as soon as the previous Process call was over, see `WorkerClient`): the two are
+   independent and each costs a round trip, and the whole point of the agent is to keep the time around
+   `Worker.Process` short. The start (PROCESSING) is reported on its own only for a task still running
+   `START_REPORT_DELAY` after its run began (a short task reports it with its outcome), and, as upstream,
+   never before its inputs are fetched: a report that comes due while they are staged waits for the
+   worker's call. The times are the agent's: `fetched_at` (inputs in place), `started_at` (worker called),
+   `processed_at` (worker answered), so a start reported late still records when the task began.
 3. The Agent API is bound to the task, and `Worker.Process` is called with the task's `max_duration` as
    deadline. Deliberate difference from upstream: a `max_duration` of 0 means no deadline here, where
    Core would set an immediate deadline (and time the task out at once), which is never what was meant.
@@ -181,6 +183,8 @@ class TaskRunner:
         self._fetched_at: float | None = None
         self._started_at: float | None = None
         self._processed_at: float | None = None
+        #: The start's report came due while the inputs were being staged (see `_report_start`).
+        self._start_due = False
         self._interrupt_kind = OutcomeKind.CANCELLED
         self._interrupt_message = ""
         #: True when the run was given back because the worker did not answer its health check.
@@ -313,7 +317,8 @@ class TaskRunner:
         # The start is reported only if the task is still running after START_REPORT_DELAY: a short task
         # reports it with its outcome instead (`TaskOutcome.started_at`), sparing a round trip per task.
         # Either way the worker never waits for the backend; should the task turn out to be no longer ours,
-        # the backend ignores this agent's outcome.
+        # the backend ignores this agent's outcome. A task whose inputs take longer to stage reports its start
+        # when the worker is called (`_report_start`): PROCESSING and started_at mean the worker has it.
         loop = asyncio.get_running_loop()
         self._start_report = loop.call_later(START_REPORT_DELAY, self._report_start)
         if self._worker.check_needed():
@@ -348,6 +353,8 @@ class TaskRunner:
         timeout = task.options.max_duration or None
         self._service.bind(run)
         self._started_at = time.time()
+        if self._start_due:
+            self._report_start()
         try:
             reply = await self._worker.process(request, timeout)
             self._processed_at = time.time()
@@ -387,6 +394,10 @@ class TaskRunner:
         return TaskOutcome(OutcomeKind.CRASH, f"Worker returned error {_describe(exc)}")
 
     def _report_start(self) -> None:
+        if self._started_at is None:  # still staging: reported once the worker is called, with its times
+            self._start_due = True
+            return
+        self._start_due = False
         starting = asyncio.ensure_future(
             self._backend.start(self.acquired, self._fetched_at, self._started_at)
         )

@@ -9,23 +9,30 @@ in-process (typer's CliRunner) with AKCONFIG naming the deployment's armonik-cli
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import grpc
 import pytest
 import rustworkx
+from armonik.protogen.client.tasks_service_pb2_grpc import TasksStub
 from armonik.protogen.common.result_status_pb2 import ResultStatus
 from armonik.protogen.common.task_status_pb2 import TaskStatus
+from armonik.protogen.common.tasks_common_pb2 import GetTaskRequest
 from typer.testing import CliRunner
 
 from armonik_graph import ApiSource, LiveGraph, blocking, critical_path
 from armonik_graph.cli import app
+from armonik_graph.critical import Step
+from armonik_graph.model import seconds
 from tests.e2e.conftest import Deployment
 from tests.graph.sessions import SessionBuilder
 
 pytestmark = pytest.mark.timeout(300)
 WAIT = 90.0
+#: How long, at least, the hanging task hangs once seen running.
+HELD = 1.0
 
 
 def cli(deployment: Deployment, *args: str) -> str:
@@ -50,6 +57,7 @@ def test_the_hanging_task_is_named_until_it_is_released(
             lambda g: g.status[g.index(hang) or 0] == TaskStatus.TASK_STATUS_PROCESSING, WAIT
         )
         assert running, "the hanging task never started"
+        seen_running = time.time()
         with live.lock:
             report = blocking(live.graph, last_out, stuck_after=0.0)
         assert not report.ready and report.producer == last
@@ -70,6 +78,8 @@ def test_the_hanging_task_is_named_until_it_is_released(
         printed = cli(graph_deployment, "blocking", last_out)
         assert hang in printed and "PROCESSING" in printed
 
+        time.sleep(max(0.0, seen_running + HELD - time.time()))  # it hangs that long, however fast the CLI
+        released = time.time()
         release.touch()
         assert live.wait_for(
             lambda g: (
@@ -83,8 +93,21 @@ def test_the_hanging_task_is_named_until_it_is_released(
             path = critical_path(live.graph)
     assert [s.task_id for s in path.steps] == [hang, middle, last]
     spent = path.waiting_seconds + path.queue_seconds + path.running_seconds
-    assert path.steps[0].running_seconds > 0.2 and spent <= path.span_seconds + 0.05, path
+    assert path.steps[0].running_seconds >= released - seen_running and spent <= path.span_seconds + 0.05, (
+        path
+    )
+    _check_recorded_run(channel, path.steps[0], released - seen_running)
     _check_cli_after_the_run(graph_deployment, b.session_id, [hang, middle, last], last_out)
+
+
+def _check_recorded_run(channel: grpc.Channel, step: Step, hung: float) -> None:
+    """The hanging task's record: it ran (started_at: the worker was called) at least as long as the test saw
+    it hang, and the live graph's step has the record's times, not when the events arrived."""
+    task = TasksStub(channel).GetTask(GetTaskRequest(task_id=step.task_id)).task
+    started, processed, ended = (seconds(t) for t in (task.started_at, task.processed_at, task.ended_at))
+    assert seconds(task.fetched_at) <= started < processed <= ended, task
+    assert processed - started >= hung and ended - started >= hung, task
+    assert (step.started, step.ended) == (started, ended)
 
 
 def _check_cli_after_the_run(deployment: Deployment, sid: str, chain: list[str], last_out: str) -> None:

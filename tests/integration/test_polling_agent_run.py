@@ -39,6 +39,7 @@ from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
 from armonik_core.polling_agent.inprocess import InProcessAgentStub
 from armonik_core.polling_agent.settings import AgentSettings, ChannelSettings
+from armonik_core.polling_agent.task_runner import START_REPORT_DELAY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,6 +213,8 @@ class FakeBackend(ComputeBackend):
         self.finished: list[tuple[str, TaskOutcome]] = []
         self.cancelled: set[str] = set()
         self.requeue_released = True
+        #: How long `get_results` takes (a slow store makes the staging of inputs slow).
+        self.results_delay = 0.0
         self._done: dict[str, asyncio.Event] = {}
 
     async def acquire(
@@ -241,6 +244,7 @@ class FakeBackend(ComputeBackend):
         self._event(acquired.task.task_id).set()
 
     async def get_results(self, result_ids: Sequence[str], acquired: AcquiredTask) -> list[Result]:
+        await asyncio.sleep(self.results_delay)
         return [self.results[rid] for rid in result_ids if rid in self.results]
 
     # -- helpers for the tests ------------------------------------------------------------------------------
@@ -604,6 +608,25 @@ async def test_a_long_task_reports_its_start_with_the_agents_own_times(
     assert fetched_at is not None and started_at is not None
     assert fetched_at <= started_at < reported_at
     assert reported_at - started_at >= 0.05, "the report leaves a moment after the start it records"
+
+
+async def test_a_start_due_while_the_inputs_are_staged_waits_for_the_workers_call(
+    running: Running, tmp_path: Path
+) -> None:
+    """Staging slower than START_REPORT_DELAY: the task is reported started once the worker has it (as
+    upstream, after its inputs are fetched), with the times of that call, not when the report came due."""
+    running.backend.results_delay = 3 * START_REPORT_DELAY
+    submitted = time.time()
+    acquired = await running.backend.submit(
+        {"action": "sleep", "seconds": 0.5, "marker": str(tmp_path / "no")}
+    )
+    outcome = await running.backend.outcome(acquired)
+    running.backend.results_delay = 0.0
+    assert outcome.kind is OutcomeKind.SUCCESS
+    [(_, fetched_at, started_at, reported_at)] = running.backend.start_reports
+    assert fetched_at is not None and started_at is not None and outcome.processed_at is not None
+    assert submitted + 3 * START_REPORT_DELAY <= fetched_at <= started_at <= reported_at
+    assert outcome.processed_at - started_at >= 0.5
 
 
 async def test_cancellation_seen_in_a_heartbeat_cancels_the_run(running: Running, tmp_path: Path) -> None:
