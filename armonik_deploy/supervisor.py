@@ -36,6 +36,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from armonik_deploy import logrotate, procs
+from armonik_deploy.paths import Below
 from armonik_deploy.plan import PARTITIONS_PREFIX, JobSpec, Plan, ProcessSpec
 
 TICK = 0.1
@@ -48,29 +49,12 @@ STABLE_AFTER = 10.0
 class Layout:
     generated: Path
 
-    @property
-    def deploy(self) -> Path:
-        return self.generated / "deploy"
-
-    @property
-    def plan(self) -> Path:
-        return self.deploy / "plan.json"
-
-    @property
-    def state(self) -> Path:
-        return self.deploy / "state.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.deploy / "supervisor.lock"
-
-    @property
-    def cli_lock(self) -> Path:
-        return self.deploy / "cli.lock"
-
-    @property
-    def logs(self) -> Path:
-        return self.generated / "logs"
+    deploy = Below("generated", "deploy")
+    plan = deploy / "plan.json"
+    state = deploy / "state.json"
+    lock = deploy / "supervisor.lock"
+    cli_lock = deploy / "cli.lock"
+    logs = Below("generated", "logs")
 
     def log_of(self, name: str) -> Path:
         return self.logs / f"{name}.log"

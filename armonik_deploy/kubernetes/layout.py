@@ -9,6 +9,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from armonik_deploy.paths import Below
+
 
 class DeployError(RuntimeError):
     """A step of the Kubernetes deployment failed; the message names the step and what the tool said."""
@@ -21,30 +23,13 @@ class KubernetesLayout:
 
     generated: Path
 
-    @property
-    def certificates(self) -> Path:
-        return self.generated / "certificates"
-
-    @property
-    def folder(self) -> Path:
-        return self.generated / "kubernetes"
-
-    @property
-    def tfvars(self) -> Path:
-        return self.folder / "terraform.tfvars.json"
-
-    @property
-    def state(self) -> Path:
-        return self.folder / "terraform.tfstate"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.folder / ".terraform"
-
-    @property
-    def charts_record(self) -> Path:
-        """Who installed the third-party charts, and which releases helm installed (`ChartsRecord`)."""
-        return self.folder / "charts.json"
+    certificates = Below("generated", "certificates")
+    folder = Below("generated", "kubernetes")
+    tfvars = folder / "terraform.tfvars.json"
+    state = folder / "terraform.tfstate"
+    data_dir = folder / ".terraform"
+    #: Who installed the third-party charts, and which releases helm installed (`ChartsRecord`).
+    charts_record = folder / "charts.json"
 
 
 @contextlib.contextmanager
