@@ -8,8 +8,8 @@ import grpc
 from armonik.protogen.client.applications_service_pb2_grpc import ApplicationsServicer
 from armonik.protogen.common import applications_common_pb2 as pb
 
-from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query, page_of
+from armonik_core.adapters.state.base import Application
+from armonik_core.control_plane.context import Backends, list_reply
 from armonik_core.control_plane.errors import unary
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -23,16 +23,10 @@ class ApplicationsService(ApplicationsServicer):
     async def ListApplications(
         self, request: pb.ListApplicationsRequest, context: Ctx
     ) -> pb.ListApplicationsResponse:
-        query = list_query(
-            request,
-            filters.application_filter(request.filters),
-            filters.application_sort(request.sort.fields, request.sort.direction),
+        return await list_reply(
+            request, "applications", self._b.state.list_applications, pb.ListApplicationsResponse, _to_proto
         )
-        total, applications = await self._b.state.list_applications(query)
-        return pb.ListApplicationsResponse(
-            applications=[
-                pb.ApplicationRaw(name=a.name, version=a.version, namespace=a.namespace, service=a.service)
-                for a in applications
-            ],
-            **page_of(query, total),
-        )
+
+
+def _to_proto(a: Application) -> pb.ApplicationRaw:
+    return pb.ApplicationRaw(name=a.name, version=a.version, namespace=a.namespace, service=a.service)

@@ -1,12 +1,21 @@
 """What every client service shares: the backends (`armonik_core.services.backends`, shared with the compute
-gateway, and importable from here) and the page of a List request."""
+gateway, and importable from here) and the List requests, answered one page at a time."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from armonik_core.control_plane import filters
 from armonik_core.domain.filters import ListQuery
 from armonik_core.services.backends import Backends
 
-__all__ = ["Backends", "list_query", "page_of"]
+__all__ = ["Backends", "list_query", "list_reply", "page_of"]
+
+_Record = TypeVar("_Record")
+_Reply = TypeVar("_Reply", bound=Message)
 
 
 def list_query(request: object, flt: object, sort: object) -> ListQuery:
@@ -19,3 +28,17 @@ def list_query(request: object, flt: object, sort: object) -> ListQuery:
 def page_of(query: ListQuery, total: int) -> dict[str, int]:
     """The page fields of a List reply: the page answered (its size made explicit) and the listing's total."""
     return {"page": query.page, "page_size": query.page_size, "total": total}
+
+
+async def list_reply(
+    request: Any,
+    noun: str,
+    lister: Callable[[ListQuery], Awaitable[tuple[int, Sequence[_Record]]]],
+    reply: Callable[..., _Reply],
+    convert: Callable[[_Record], Any],
+) -> _Reply:
+    """A List RPC on `noun` ("tasks", "sessions", ...), which every List reply names its page's field after:
+    the request's filter, sort and page read, the state store's `lister` asked, its records converted."""
+    query = list_query(request, *filters.of_request(noun, request))
+    total, records = await lister(query)
+    return reply(**{noun: [convert(record) for record in records]}, **page_of(query, total))

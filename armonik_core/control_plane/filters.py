@@ -386,3 +386,15 @@ def application_sort(
     fields: Iterable[applications_fields_pb2.ApplicationField], direction: int
 ) -> tuple[SortKey, ...]:
     return _sort(_APPLICATIONS, fields, direction)
+
+
+_ENTITIES = MappingProxyType({e.noun: e for e in (_TASKS, _SESSIONS, _RESULTS, _PARTITIONS, _APPLICATIONS)})
+
+
+def of_request(noun: str, request: Any) -> tuple[Filter, tuple[SortKey, ...]]:
+    """The filter and sort of a List request on `noun` ("tasks", "sessions", ...): Applications sort on a list
+    of fields, the other entities on one."""
+    entity = _ENTITIES[noun]
+    sort = request.sort
+    fields = sort.fields if entity is _APPLICATIONS else [sort.field]
+    return _filter(entity, request.filters), _sort(entity, fields, sort.direction)

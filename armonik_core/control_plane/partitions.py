@@ -8,8 +8,7 @@ import grpc
 from armonik.protogen.client.partitions_service_pb2_grpc import PartitionsServicer
 from armonik.protogen.common import partitions_common_pb2 as pb
 
-from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query, page_of
+from armonik_core.control_plane.context import Backends, list_reply
 from armonik_core.control_plane.convert import partition_to_proto
 from armonik_core.control_plane.errors import unary
 
@@ -30,13 +29,10 @@ class PartitionsService(PartitionsServicer):
     async def ListPartitions(
         self, request: pb.ListPartitionsRequest, context: Ctx
     ) -> pb.ListPartitionsResponse:
-        query = list_query(
+        return await list_reply(
             request,
-            filters.partition_filter(request.filters),
-            filters.partition_sort(request.sort.field, request.sort.direction),
-        )
-        total, partitions = await self._b.state.list_partitions(query)
-        return pb.ListPartitionsResponse(
-            partitions=[partition_to_proto(p) for p in partitions],
-            **page_of(query, total),
+            "partitions",
+            self._b.state.list_partitions,
+            pb.ListPartitionsResponse,
+            partition_to_proto,
         )

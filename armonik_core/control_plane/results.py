@@ -17,8 +17,7 @@ from armonik.protogen.common import results_common_pb2 as pb
 
 from armonik_core.adapters.objects.base import ObjectNotFound
 from armonik_core.adapters.state.base import ResultCompletion
-from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query, page_of
+from armonik_core.control_plane.context import Backends, list_reply
 from armonik_core.control_plane.convert import result_to_proto
 from armonik_core.control_plane.errors import streaming, unary
 from armonik_core.control_plane.limits import InputLimits
@@ -169,15 +168,8 @@ class ResultsService(ResultsServicer):
 
     @unary
     async def ListResults(self, request: pb.ListResultsRequest, context: Ctx) -> pb.ListResultsResponse:
-        query = list_query(
-            request,
-            filters.result_filter(request.filters),
-            filters.result_sort(request.sort.field, request.sort.direction),
-        )
-        total, results = await self._b.state.list_results(query)
-        return pb.ListResultsResponse(
-            results=[result_to_proto(r) for r in results],
-            **page_of(query, total),
+        return await list_reply(
+            request, "results", self._b.state.list_results, pb.ListResultsResponse, result_to_proto
         )
 
     @unary

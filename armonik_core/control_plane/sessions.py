@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
@@ -10,8 +11,7 @@ import grpc
 from armonik.protogen.client.sessions_service_pb2_grpc import SessionsServicer
 from armonik.protogen.common import sessions_common_pb2 as pb
 
-from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query, page_of
+from armonik_core.control_plane.context import Backends, list_reply
 from armonik_core.control_plane.convert import options_from_proto, session_to_proto
 from armonik_core.control_plane.errors import unary
 from armonik_core.domain.errors import InvalidArgument, NotFound
@@ -74,15 +74,9 @@ class SessionsService(SessionsServicer):
 
     @unary
     async def ListSessions(self, request: pb.ListSessionsRequest, context: Ctx) -> pb.ListSessionsResponse:
-        query = list_query(
-            request,
-            filters.session_filter(request.filters),
-            filters.session_sort(request.sort.field, request.sort.direction),
-        )
-        total, sessions = await self._b.state.list_sessions(query)
-        return pb.ListSessionsResponse(
-            sessions=[session_to_proto(s, request.with_task_options) for s in sessions],
-            **page_of(query, total),
+        convert = functools.partial(session_to_proto, with_options=request.with_task_options)
+        return await list_reply(
+            request, "sessions", self._b.state.list_sessions, pb.ListSessionsResponse, convert
         )
 
     async def _act(self, session_id: str, action: SessionAction) -> pb.SessionRaw:

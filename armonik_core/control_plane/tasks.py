@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import TypeAlias
 
@@ -11,7 +12,7 @@ from armonik.protogen.common import objects_pb2
 from armonik.protogen.common import tasks_common_pb2 as pb
 
 from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends, list_query
+from armonik_core.control_plane.context import Backends, list_reply
 from armonik_core.control_plane.convert import (
     optional_options,
     options_from_proto,
@@ -22,7 +23,6 @@ from armonik_core.control_plane.convert import (
 from armonik_core.control_plane.errors import unary
 from armonik_core.domain.errors import InvalidArgument, NotFound, describe_missing
 from armonik_core.domain.options import merge_options
-from armonik_core.domain.records import Task
 from armonik_core.ids import new_ids
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -70,32 +70,17 @@ class TasksService(TasksServicer):
     async def GetTask(self, request: pb.GetTaskRequest, context: Ctx) -> pb.GetTaskResponse:
         return pb.GetTaskResponse(task=task_to_detailed(await self._b.state.get_task(request.task_id)))
 
-    async def _list(self, request: pb.ListTasksRequest) -> tuple[int, list[Task], int, int]:
-        query = list_query(
-            request,
-            filters.task_filter(request.filters),
-            filters.task_sort(request.sort.field, request.sort.direction),
-        )
-        total, tasks = await self._b.state.list_tasks(query)
-        return total, tasks, query.page, query.page_size
-
     @unary
     async def ListTasks(self, request: pb.ListTasksRequest, context: Ctx) -> pb.ListTasksResponse:
-        total, tasks, page, page_size = await self._list(request)
-        return pb.ListTasksResponse(
-            tasks=[task_to_summary(t, request.with_errors) for t in tasks],
-            page=page,
-            page_size=page_size,
-            total=total,
-        )
+        convert = functools.partial(task_to_summary, with_errors=request.with_errors)
+        return await list_reply(request, "tasks", self._b.state.list_tasks, pb.ListTasksResponse, convert)
 
     @unary
     async def ListTasksDetailed(
         self, request: pb.ListTasksRequest, context: Ctx
     ) -> pb.ListTasksDetailedResponse:
-        total, tasks, page, page_size = await self._list(request)
-        return pb.ListTasksDetailedResponse(
-            tasks=[task_to_detailed(t) for t in tasks], page=page, page_size=page_size, total=total
+        return await list_reply(
+            request, "tasks", self._b.state.list_tasks, pb.ListTasksDetailedResponse, task_to_detailed
         )
 
     @unary
