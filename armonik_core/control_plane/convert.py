@@ -6,7 +6,8 @@ official SDK tells "has not happened yet" from a date.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from armonik.protogen.common import (
     objects_pb2,
@@ -18,7 +19,7 @@ from armonik.protogen.common import (
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from armonik_core.domain.options import TaskOptions
+from armonik_core.domain.options import STRING_FIELDS, TaskOptions
 from armonik_core.domain.records import TASK_TIMES, Partition, Result, Session, Task
 from armonik_core.domain.statuses import TaskStatus
 
@@ -33,38 +34,48 @@ def _set_duration(field: Duration, seconds: float) -> None:
     field.nanos = int(round((seconds - whole) * 1e9))
 
 
-def timestamp(seconds: float | None) -> Timestamp | None:
+_Time = TypeVar("_Time", Timestamp, Duration)
+
+
+def _time(kind: type[_Time], setter: Callable[[_Time, float], None], seconds: float | None) -> _Time | None:
+    """A Timestamp or Duration of `seconds`, or None (left unset on the wire) when there are none."""
     if seconds is None:
         return None
-    stamp = Timestamp()
-    _set_timestamp(stamp, seconds)
-    return stamp
+    value = kind()
+    setter(value, seconds)
+    return value
+
+
+def timestamp(seconds: float | None) -> Timestamp | None:
+    return _time(Timestamp, _set_timestamp, seconds)
 
 
 def duration(seconds: float | None) -> Duration | None:
-    if seconds is None:
-        return None
-    span = Duration()
-    _set_duration(span, seconds)
-    return span
+    return _time(Duration, _set_duration, seconds)
 
 
 def seconds_of(value: Duration) -> float:
     return value.seconds + value.nanos / 1e9
 
 
+def _same_named(source: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The attributes `names` of `source`, as keyword arguments of a message or record that names them alike."""
+    return {name: getattr(source, name) for name in names}
+
+
+def _timestamps(source: Any, names: tuple[str, ...]) -> dict[str, Timestamp | None]:
+    return {name: timestamp(getattr(source, name)) for name in names}
+
+
+#: The options' fields that are the same scalar on the wire and in the record (not the duration, not the map).
+_OPTION_SCALARS = ("max_retries", "priority", *STRING_FIELDS)
+
+
 def options_from_proto(msg: objects_pb2.TaskOptions) -> TaskOptions:
     return TaskOptions(
         max_duration=seconds_of(msg.max_duration),
-        max_retries=msg.max_retries,
-        priority=msg.priority,
-        partition_id=msg.partition_id,
-        application_name=msg.application_name,
-        application_version=msg.application_version,
-        application_namespace=msg.application_namespace,
-        application_service=msg.application_service,
-        engine_type=msg.engine_type,
         options=dict(msg.options),
+        **_same_named(msg, _OPTION_SCALARS),
     )
 
 
@@ -82,14 +93,8 @@ def options_to_proto(options: TaskOptions) -> objects_pb2.TaskOptions:
 def _fill_options(msg: objects_pb2.TaskOptions, options: TaskOptions) -> None:
     """Write `options` into `msg`, which may be a sub-message of a task or a session."""
     _set_duration(msg.max_duration, options.max_duration)
-    msg.max_retries = options.max_retries
-    msg.priority = options.priority
-    msg.partition_id = options.partition_id
-    msg.application_name = options.application_name
-    msg.application_version = options.application_version
-    msg.application_namespace = options.application_namespace
-    msg.application_service = options.application_service
-    msg.engine_type = options.engine_type
+    for name in _OPTION_SCALARS:
+        setattr(msg, name, getattr(options, name))
     if options.options:
         msg.options.update(options.options)
 
@@ -119,19 +124,16 @@ def task_from_creation(
     )
 
 
+_SESSION_FIELDS = ("session_id", "client_submission", "worker_submission", "partition_ids")
+_SESSION_TIMES = ("created_at", "cancelled_at", "closed_at", "purged_at", "deleted_at")
+
+
 def session_to_proto(s: Session, with_options: bool = True) -> sessions_common_pb2.SessionRaw:
     return sessions_common_pb2.SessionRaw(
-        session_id=s.session_id,
+        **_same_named(s, _SESSION_FIELDS),
+        **_timestamps(s, _SESSION_TIMES),
         status=int(s.status),  # type: ignore[arg-type]
-        client_submission=s.client_submission,
-        worker_submission=s.worker_submission,
-        partition_ids=s.partition_ids,
         options=options_to_proto(s.options) if with_options else None,
-        created_at=timestamp(s.created_at),
-        cancelled_at=timestamp(s.cancelled_at),
-        closed_at=timestamp(s.closed_at),
-        purged_at=timestamp(s.purged_at),
-        deleted_at=timestamp(s.deleted_at),
         duration=duration(s.duration),
     )
 
@@ -155,18 +157,19 @@ def _fill_task_common(msg: Any, t: Task) -> None:
     _fill_options(msg.options, t.options)
 
 
+_TASK_SCALARS = (
+    "session_id",
+    "owner_pod_id",
+    "initial_task_id",
+    "status_message",
+    "payload_id",
+    "created_by",
+    "pod_hostname",
+)
+
+
 def _task_scalars(t: Task) -> dict[str, Any]:
-    return {
-        "id": t.task_id,
-        "session_id": t.session_id,
-        "owner_pod_id": t.owner_pod_id,
-        "initial_task_id": t.initial_task_id,
-        "status": int(t.status),
-        "status_message": t.status_message,
-        "payload_id": t.payload_id,
-        "created_by": t.created_by,
-        "pod_hostname": t.pod_hostname,
-    }
+    return {"id": t.task_id, "status": int(t.status), **_same_named(t, _TASK_SCALARS)}
 
 
 def task_to_detailed(t: Task) -> tasks_common_pb2.TaskDetailed:
@@ -196,29 +199,35 @@ def task_to_summary(t: Task, with_errors: bool = True) -> tasks_common_pb2.TaskS
     return msg
 
 
+_RESULT_FIELDS = (
+    "session_id",
+    "name",
+    "owner_task_id",
+    "result_id",
+    "size",
+    "created_by",
+    "opaque_id",
+    "manual_deletion",
+)
+
+
 def result_to_proto(r: Result) -> results_common_pb2.ResultRaw:
     return results_common_pb2.ResultRaw(
-        session_id=r.session_id,
-        name=r.name,
-        owner_task_id=r.owner_task_id,
+        **_same_named(r, _RESULT_FIELDS),
+        **_timestamps(r, ("created_at", "completed_at")),
         status=int(r.status),  # type: ignore[arg-type]
-        created_at=timestamp(r.created_at),
-        completed_at=timestamp(r.completed_at),
-        result_id=r.result_id,
-        size=r.size,
-        created_by=r.created_by,
-        opaque_id=r.opaque_id,
-        manual_deletion=r.manual_deletion,
     )
+
+
+_PARTITION_FIELDS = (
+    "parent_partition_ids",
+    "pod_reserved",
+    "pod_max",
+    "pod_configuration",
+    "preemption_percentage",
+    "priority",
+)
 
 
 def partition_to_proto(p: Partition) -> partitions_common_pb2.PartitionRaw:
-    return partitions_common_pb2.PartitionRaw(
-        id=p.partition_id,
-        parent_partition_ids=p.parent_partition_ids,
-        pod_reserved=p.pod_reserved,
-        pod_max=p.pod_max,
-        pod_configuration=p.pod_configuration,
-        preemption_percentage=p.preemption_percentage,
-        priority=p.priority,
-    )
+    return partitions_common_pb2.PartitionRaw(id=p.partition_id, **_same_named(p, _PARTITION_FIELDS))

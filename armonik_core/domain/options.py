@@ -36,7 +36,8 @@ class TaskOptions:
         )
 
 
-_STRING_FIELDS = (
+#: The string fields of TaskOptions, which merge and convert alike.
+STRING_FIELDS = (
     "partition_id",
     "application_name",
     "application_version",
@@ -61,7 +62,7 @@ def merge_options(task: TaskOptions | None, default: TaskOptions) -> TaskOptions
         priority=task.priority,
         options={**default.options, **task.options},
     )
-    for name in _STRING_FIELDS:
+    for name in STRING_FIELDS:
         setattr(merged, name, getattr(task, name) or getattr(default, name))
     return merged
 
