@@ -204,10 +204,12 @@ class _ConditionKind:
     value: Callable[[Any], Any]
 
 
-def _condition_kind(kind: FieldKind, enum: EnumTypeWrapper, value: Callable[[Any], Any]) -> _ConditionKind:
+def _condition_kind(kind: FieldKind, read: Callable[[Any], Any]) -> _ConditionKind:
+    """The `filter_<kind>` member: its operator enum is `Filter<Kind>Operator`, its value read by `read`."""
+    enum: EnumTypeWrapper = getattr(filters_common_pb2, f"Filter{kind.value.capitalize()}Operator")
     names = {number: name.split("_OPERATOR_", 1)[1] for name, number in enum.items()}
     ops = {number: _OPS_BY_SUFFIX[suffix] for number, suffix in names.items() if suffix in _OPS_BY_SUFFIX}
-    return _ConditionKind(kind, MappingProxyType(ops), MappingProxyType(names), value)
+    return _ConditionKind(kind, MappingProxyType(ops), MappingProxyType(names), lambda m: read(m.value))
 
 
 def _seconds(value: Any) -> float:
@@ -215,30 +217,18 @@ def _seconds(value: Any) -> float:
     return float(value.seconds + value.nanos / 1e9)
 
 
+#: How each kind of condition reads its value.
+_READERS: dict[FieldKind, Callable[[Any], Any]] = {
+    FieldKind.STRING: str,
+    FieldKind.NUMBER: int,
+    FieldKind.DATE: _seconds,
+    FieldKind.DURATION: _seconds,
+    FieldKind.BOOLEAN: bool,
+    FieldKind.STATUS: int,
+    FieldKind.ARRAY: str,
+}
 _CONDITIONS = MappingProxyType(
-    {
-        "filter_string": _condition_kind(
-            FieldKind.STRING, filters_common_pb2.FilterStringOperator, lambda m: str(m.value)
-        ),
-        "filter_number": _condition_kind(
-            FieldKind.NUMBER, filters_common_pb2.FilterNumberOperator, lambda m: int(m.value)
-        ),
-        "filter_date": _condition_kind(
-            FieldKind.DATE, filters_common_pb2.FilterDateOperator, lambda m: _seconds(m.value)
-        ),
-        "filter_duration": _condition_kind(
-            FieldKind.DURATION, filters_common_pb2.FilterDurationOperator, lambda m: _seconds(m.value)
-        ),
-        "filter_boolean": _condition_kind(
-            FieldKind.BOOLEAN, filters_common_pb2.FilterBooleanOperator, lambda m: bool(m.value)
-        ),
-        "filter_status": _condition_kind(
-            FieldKind.STATUS, filters_common_pb2.FilterStatusOperator, lambda m: int(m.value)
-        ),
-        "filter_array": _condition_kind(
-            FieldKind.ARRAY, filters_common_pb2.FilterArrayOperator, lambda m: str(m.value)
-        ),
-    }
+    {f"filter_{kind.value}": _condition_kind(kind, read) for kind, read in _READERS.items()}
 )
 _CONDITION_FOR_KIND = MappingProxyType({spec.kind: name for name, spec in _CONDITIONS.items()})
 
