@@ -23,9 +23,7 @@ class ApplicationsService(ApplicationsServicer):
     async def ListApplications(
         self, request: pb.ListApplicationsRequest, context: Ctx
     ) -> pb.ListApplicationsResponse:
-        return await list_reply(
-            request, "applications", self._b.state.list_applications, pb.ListApplicationsResponse, _to_proto
-        )
+        return await list_reply(self._b, request, "applications", pb.ListApplicationsResponse, _to_proto)
 
 
 def _to_proto(a: Application) -> pb.ApplicationRaw:

@@ -3,7 +3,7 @@ gateway, and importable from here) and the List requests, answered one page at a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -14,7 +14,6 @@ from armonik_core.services.backends import Backends
 
 __all__ = ["Backends", "list_query", "list_reply", "page_of"]
 
-_Record = TypeVar("_Record")
 _Reply = TypeVar("_Reply", bound=Message)
 
 
@@ -31,14 +30,11 @@ def page_of(query: ListQuery, total: int) -> dict[str, int]:
 
 
 async def list_reply(
-    request: Any,
-    noun: str,
-    lister: Callable[[ListQuery], Awaitable[tuple[int, Sequence[_Record]]]],
-    reply: Callable[..., _Reply],
-    convert: Callable[[_Record], Any],
+    backends: Backends, request: Any, noun: str, reply: Callable[..., _Reply], convert: Callable[[Any], Any]
 ) -> _Reply:
-    """A List RPC on `noun` ("tasks", "sessions", ...), which every List reply names its page's field after:
-    the request's filter, sort and page read, the state store's `lister` asked, its records converted."""
+    """A List RPC on `noun` ("tasks", "sessions", ...), which names the state store's `list_<noun>` and the
+    reply's field of the page: the request's filter, sort and page read, the store asked, its records
+    converted."""
     query = list_query(request, *filters.of_request(noun, request))
-    total, records = await lister(query)
+    total, records = await getattr(backends.state, f"list_{noun}")(query)
     return reply(**{noun: [convert(record) for record in records]}, **page_of(query, total))

@@ -29,10 +29,4 @@ class PartitionsService(PartitionsServicer):
     async def ListPartitions(
         self, request: pb.ListPartitionsRequest, context: Ctx
     ) -> pb.ListPartitionsResponse:
-        return await list_reply(
-            request,
-            "partitions",
-            self._b.state.list_partitions,
-            pb.ListPartitionsResponse,
-            partition_to_proto,
-        )
+        return await list_reply(self._b, request, "partitions", pb.ListPartitionsResponse, partition_to_proto)

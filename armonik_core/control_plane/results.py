@@ -168,9 +168,7 @@ class ResultsService(ResultsServicer):
 
     @unary
     async def ListResults(self, request: pb.ListResultsRequest, context: Ctx) -> pb.ListResultsResponse:
-        return await list_reply(
-            request, "results", self._b.state.list_results, pb.ListResultsResponse, result_to_proto
-        )
+        return await list_reply(self._b, request, "results", pb.ListResultsResponse, result_to_proto)
 
     @unary
     async def GetOwnerTaskId(

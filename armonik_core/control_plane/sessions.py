@@ -75,9 +75,7 @@ class SessionsService(SessionsServicer):
     @unary
     async def ListSessions(self, request: pb.ListSessionsRequest, context: Ctx) -> pb.ListSessionsResponse:
         convert = functools.partial(session_to_proto, with_options=request.with_task_options)
-        return await list_reply(
-            request, "sessions", self._b.state.list_sessions, pb.ListSessionsResponse, convert
-        )
+        return await list_reply(self._b, request, "sessions", pb.ListSessionsResponse, convert)
 
     async def _act(self, session_id: str, action: SessionAction) -> pb.SessionRaw:
         outcome = await self._b.state.apply_session_action(session_id, action)

@@ -73,15 +73,13 @@ class TasksService(TasksServicer):
     @unary
     async def ListTasks(self, request: pb.ListTasksRequest, context: Ctx) -> pb.ListTasksResponse:
         convert = functools.partial(task_to_summary, with_errors=request.with_errors)
-        return await list_reply(request, "tasks", self._b.state.list_tasks, pb.ListTasksResponse, convert)
+        return await list_reply(self._b, request, "tasks", pb.ListTasksResponse, convert)
 
     @unary
     async def ListTasksDetailed(
         self, request: pb.ListTasksRequest, context: Ctx
     ) -> pb.ListTasksDetailedResponse:
-        return await list_reply(
-            request, "tasks", self._b.state.list_tasks, pb.ListTasksDetailedResponse, task_to_detailed
-        )
+        return await list_reply(self._b, request, "tasks", pb.ListTasksDetailedResponse, task_to_detailed)
 
     @unary
     async def CountTasksByStatus(
