@@ -7,16 +7,37 @@ and the port the same way. Each broker's settings add their own keys and limits.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from armonik_core.settings.environment import ConfigurationError, Environment
 
-if TYPE_CHECKING:  # the brokers' settings call this module
-    from .activemq.settings import ActiveMQSettings
-    from .rabbitmq.settings import RabbitMQSettings
+
+@dataclass(frozen=True, slots=True)
+class AmqpSettings:
+    """The keys both brokers' settings have; their defaults are RabbitMQ's (ActiveMQ's settings change some)."""
+
+    host: str = "127.0.0.1"
+    port: int = 5672
+    user: str = "guest"
+    password: str = field(default="guest", repr=False)
+    #: AMQP (plain TCP) or AMQPS (TLS, verified against `ca_path` or the system CAs).
+    scheme: str = "AMQP"
+    ca_path: str = ""
+    #: TLS without any verification of the broker's certificate (test brokers with self-signed certificates).
+    allow_insecure_tls: bool = False
+    #: TLS with the certificate verified but not its host name.
+    allow_host_mismatch: bool = False
+    max_priority: int = 10
+    prefix: str = ""
+    #: Connection attempts before an operation gives up (each broker says how many at least).
+    max_retries: int = 5
+
+    def __post_init__(self) -> None:
+        check_scheme_and_port(self.scheme, self.port)
 
 
-def read_amqp(env: Environment, default: ActiveMQSettings | RabbitMQSettings) -> dict[str, Any]:
+def read_amqp(env: Environment, default: AmqpSettings) -> dict[str, Any]:
     """The common `Amqp__*` keys as keyword arguments of a broker's settings, `default`'s where unset."""
     return {
         "host": env.get("Amqp__Host", default.host),

@@ -8,13 +8,13 @@ priority p % 10, on `{Prefix}{partition}{Separator}q{band}` (upstream's naming).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proton import SSLDomain
 
 from armonik_core.settings.environment import ConfigurationError, Environment
 
-from ..amqp_settings import check_scheme_and_port, read_amqp
+from ..amqp_settings import AmqpSettings, read_amqp
 
 #: JMS priorities ActiveMQ orders a queue by.
 JMS_LEVELS = 10
@@ -23,31 +23,23 @@ _FORBIDDEN_IN_PARTITION = set("*>, \t\r\n")
 
 
 @dataclass(frozen=True, slots=True)
-class ActiveMQSettings:
+class ActiveMQSettings(AmqpSettings):
     """Upstream's `Amqp__*` settings. Port 5673: the broker `tools/activemq/start-activemq.sh` starts (5672,
-    upstream's, is RabbitMQ's on a developer machine). No user: SASL ANONYMOUS."""
+    upstream's, is RabbitMQ's on a developer machine). No user: SASL ANONYMOUS. `max_retries`: connection
+    attempts after the first before an operation fails with ActiveMQUnavailable."""
 
-    host: str = "127.0.0.1"
     port: int = 5673
     user: str = ""
-    password: str = ""
-    scheme: str = "AMQP"
-    ca_path: str = ""
-    allow_host_mismatch: bool = False
-    allow_insecure_tls: bool = False
-    max_priority: int = 10
-    prefix: str = ""
+    password: str = field(default="", repr=False)
     separator: str = "###"
     #: The most messages one drain asks for; a larger pull drains again. Keep it within the broker's
     #: maxPageSize (200 by default, 1000 on our broker) so that a drain is answered in one page.
     link_credit: int = 500
-    #: Connection attempts after the first before an operation fails with ActiveMQUnavailable.
-    max_retries: int = 5
     #: Longest wait for the broker's answer to one operation.
     operation_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        check_scheme_and_port(self.scheme, self.port)
+        AmqpSettings.__post_init__(self)
         if self.max_priority < 1:
             raise ConfigurationError(f"Amqp__MaxPriority={self.max_priority}: expected at least 1")
         if self.link_credit < 1:

@@ -8,42 +8,27 @@ Each partition has one durable classic queue, `armonik.<prefix>.<partition>` (`a
 from __future__ import annotations
 
 import ssl
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pika
 
 from armonik_core.settings.environment import ConfigurationError, Environment
 
-from ..amqp_settings import check_scheme_and_port, read_amqp
+from ..amqp_settings import AmqpSettings, read_amqp
 
 
 @dataclass(frozen=True, slots=True)
-class RabbitMQSettings:
+class RabbitMQSettings(AmqpSettings):
     """Connection and layout settings, read from upstream's `Amqp__*` variables by `from_env`."""
 
-    host: str = "127.0.0.1"
-    port: int = 5672
-    user: str = "guest"
-    password: str = field(default="guest", repr=False)
-    #: AMQP (plain TCP) or AMQPS (TLS, verified against `ca_path` or the system CAs).
-    scheme: str = "AMQP"
-    ca_path: str = ""
-    #: TLS without any verification of the broker's certificate (test brokers with self-signed certificates).
-    allow_insecure_tls: bool = False
-    #: TLS with the certificate verified but not its host name.
-    allow_host_mismatch: bool = False
-    max_priority: int = 10
-    prefix: str = ""
-    #: Connection attempts before an operation gives up.
-    max_retries: int = 5
     #: When set, queues are declared with `x-expires`: the broker deletes a queue unused for that long. For
     #: tests on a shared broker; every client of a queue must use the same value (RabbitMQ refuses a
     #: redeclaration with other arguments).
     queue_expires_seconds: float | None = None
 
     def __post_init__(self) -> None:
-        check_scheme_and_port(self.scheme, self.port)
+        AmqpSettings.__post_init__(self)
         if not 1 <= self.max_priority <= 255:
             raise ConfigurationError(f"Amqp__MaxPriority={self.max_priority}: expected 1 to 255")
         if self.max_retries < 1:
