@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.domain.changes import Change
 from armonik_core.domain.filters import Filter, ListQuery
-from armonik_core.domain.outcomes import TaskOutcome
+from armonik_core.domain.outcomes import DataCompletion, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.sessions import SessionAction
 from armonik_core.domain.statuses import TaskStatus
@@ -23,13 +23,9 @@ from armonik_core.domain.statuses import TaskStatus
 ChangeListener = Callable[[list[Change]], None]
 
 
-@dataclass(frozen=True, slots=True)
-class ResultCompletion:
-    """Data of a result now stored in object storage under `opaque_id`."""
-
-    result_id: str
-    size: int
-    opaque_id: bytes
+#: Data of a result now stored in object storage under `opaque_id`: what a client's upload and an agent's
+#: report (`DataCompletion`) both tell the store.
+ResultCompletion = DataCompletion
 
 
 @dataclass(slots=True)
