@@ -45,6 +45,23 @@ def _container(name: str, image: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "image": image, "imagePullPolicy": "IfNotPresent", **extra}
 
 
+def _one_container(
+    ctx: Context,
+    container: dict[str, Any],
+    ports: dict[str, int],
+    pod: dict[str, Any] | None = None,
+    replicas: int = 1,
+) -> list[Manifest]:
+    """The Deployment of a single `container`, labelled with its name, and its Service of that name publishing
+    each of `ports` under its name (the container's port so named): the shape of the stack's web services."""
+    name = container["name"]
+    pod_labels = objects.labels(name)
+    return [
+        objects.deployment(name, ctx.ns, pod_labels, {"containers": [container], **(pod or {})}, replicas),
+        objects.service(name, ctx.ns, pod_labels, [(port, number, port) for port, number in ports.items()]),
+    ]
+
+
 def _image(ctx: Context, given: dict[str, Any], default: str, where: str) -> str:
     return ctx.image(
         given.get("image") or given.get("image_name") or default,
@@ -158,19 +175,12 @@ def admin_gui(ctx: Context) -> list[Manifest]:
     given = ctx.params.admin_gui
     if given is None:
         return []
+    image = _image(ctx, given, "dockerhubaneo/armonik_admin_app", "admin_gui")
+    probe = objects.http_probe("/admin/en/", "http", period=10, failures=3)
     container = _container(
-        "admin-gui",
-        _image(ctx, given, "dockerhubaneo/armonik_admin_app", "admin_gui"),
-        ports=objects.container_ports(http=GUI_PORT),
-        readinessProbe=objects.http_probe("/admin/en/", "http", period=10, failures=3),
+        "admin-gui", image, ports=objects.container_ports(http=GUI_PORT), readinessProbe=probe
     )
-    pod_labels = objects.labels("admin-gui")
-    return [
-        objects.deployment(
-            "admin-gui", ctx.ns, pod_labels, {"containers": [container]}, int(given.get("replicas", 1))
-        ),
-        objects.service("admin-gui", ctx.ns, pod_labels, [("http", GUI_PORT, "http")]),
-    ]
+    return _one_container(ctx, container, {"http": GUI_PORT}, replicas=int(given.get("replicas", 1)))
 
 
 def grafana_enabled(ctx: Context) -> bool:
@@ -260,22 +270,17 @@ def grafana(ctx: Context) -> list[Manifest]:
         ],
         readinessProbe=objects.http_probe("/grafana/api/health", "http", period=10, failures=3),
     )
-    pod = {
-        "containers": [container],
-        "volumes": [
-            {"name": name, "configMap": {"name": f"grafana-{name}"}}
-            for name in ("datasources", "providers", "dashboards")
-        ],
-    }
-    pod_labels = objects.labels("grafana")
+    volumes = [
+        {"name": name, "configMap": {"name": f"grafana-{name}"}}
+        for name in ("datasources", "providers", "dashboards")
+    ]
     return [
         objects.config_map("grafana-datasources", ctx.ns, "grafana", {"prometheus.yaml": datasources}),
         objects.config_map("grafana-providers", ctx.ns, "grafana", {"armonik.yaml": providers}),
         objects.config_map(
             "grafana-dashboards", ctx.ns, "grafana", {"armonik.json": json.dumps(dashboard(ctx), indent=1)}
         ),
-        objects.deployment("grafana", ctx.ns, pod_labels, pod),
-        objects.service("grafana", ctx.ns, pod_labels, [("http", GRAFANA_PORT, "http")]),
+        *_one_container(ctx, container, {"http": GRAFANA_PORT}, {"volumes": volumes}),
     ]
 
 
@@ -283,22 +288,16 @@ def seq(ctx: Context) -> list[Manifest]:
     given = ctx.params.seq
     if given is None:
         return []
+    ports = {"web": SEQ_WEB_PORT, "ingest": SEQ_INGEST_PORT}
     container = _container(
         "seq",
         _image(ctx, given, "datalust/seq", "seq"),
         env=objects.env_list({"ACCEPT_EULA": "Y", "SEQ_FIRSTRUN_NOAUTHENTICATION": "true"}),
-        ports=objects.container_ports(web=SEQ_WEB_PORT, ingest=SEQ_INGEST_PORT),
+        ports=objects.container_ports(**ports),
         volumeMounts=[{"name": "data", "mountPath": "/data"}],
         readinessProbe=objects.tcp_probe("ingest", period=10, failures=6),
     )
-    pod_labels = objects.labels("seq")
-    pod = {"containers": [container], "volumes": [{"name": "data", "emptyDir": {}}]}
-    return [
-        objects.deployment("seq", ctx.ns, pod_labels, pod),
-        objects.service(
-            "seq", ctx.ns, pod_labels, [("web", SEQ_WEB_PORT, "web"), ("ingest", SEQ_INGEST_PORT, "ingest")]
-        ),
-    ]
+    return _one_container(ctx, container, ports, {"volumes": [{"name": "data", "emptyDir": {}}]})
 
 
 def fluent_bit_conf(ctx: Context) -> dict[str, str]:
