@@ -250,35 +250,53 @@ def _new_key(key_size: int) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
 
 
+#: KeyUsage's flags, all False but those a certificate's kind sets.
+_KEY_USAGES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: rsa.RSAPrivateKey,
+    validity: tuple[dt.datetime, dt.datetime],
+    ca: bool,
+) -> x509.CertificateBuilder:
+    """What an authority and an end-entity certificate start from: names, key, validity, and the constraints
+    that keep each to its role (an authority signs certificates only, an end entity signs and enciphers)."""
+    allowed = {"key_cert_sign", "crl_sign"} if ca else {"digital_signature", "key_encipherment"}
+    usage = x509.KeyUsage(**{flag: flag in allowed for flag in _KEY_USAGES})
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(usage, critical=True)
+    )
+
+
 def make_ca(
     validity_days: int, key_size: int, now: dt.datetime
 ) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
     """A self-signed authority that can sign end-entity certificates only (path length 0)."""
     key = _new_key(key_size)
     subject = _name(f"ArmoniK Root CA (NonTrusted) {now:%Y-%m-%d %H:%M:%S}")
+    validity = (now - CLOCK_SKEW, now + dt.timedelta(days=validity_days))
     certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + dt.timedelta(days=validity_days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(subject, subject, key, validity, ca=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -299,29 +317,9 @@ def make_leaf(
     ca_certificate, ca_key = ca
     key = _new_key(key_size)
     not_after = min(now + dt.timedelta(days=validity_days), ca_certificate.not_valid_after_utc)
+    validity = (max(now - CLOCK_SKEW, ca_certificate.not_valid_before_utc), not_after)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca_certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(max(now - CLOCK_SKEW, ca_certificate.not_valid_before_utc))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(_name(common_name), ca_certificate.subject, key, validity, ca=False)
         .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
