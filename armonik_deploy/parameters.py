@@ -127,6 +127,11 @@ class EnvironmentDescription:
     color: str = "blue"
 
 
+def _python_module(module: str) -> list[str]:
+    """A process's default command: `module` run by the deployment's Python (`{python}`)."""
+    return field(default_factory=lambda: ["{python}", "-m", module], metadata=constraint(non_empty=True))
+
+
 # -- control plane -------------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class ControlPlane:
@@ -148,10 +153,7 @@ class ControlPlane:
     default_partition: str = "default"
     conf: Any = None
     # local
-    command: list[str] = field(
-        default_factory=lambda: ["{python}", "-m", "armonik_core.control_plane"],
-        metadata=constraint(non_empty=True),
-    )
+    command: list[str] = _python_module("armonik_core.control_plane")
     env: EnvMap = field(default_factory=dict)
 
 
@@ -165,10 +167,7 @@ class PollingAgent:
     requests: Resources = field(default_factory=dict)
     conf: Any = None
     # local
-    command: list[str] = field(
-        default_factory=lambda: ["{python}", "-m", "armonik_core.polling_agent"],
-        metadata=constraint(non_empty=True),
-    )
+    command: list[str] = _python_module("armonik_core.polling_agent")
     env: EnvMap = field(default_factory=dict)
 
 
@@ -280,10 +279,7 @@ class MetricsExporter:
     conf: Any = None
     # local
     port: int = field(default=9419, metadata=constraint(min=1, max=65535))
-    command: list[str] = field(
-        default_factory=lambda: ["{python}", "-m", "armonik_core.metrics"],
-        metadata=constraint(non_empty=True),
-    )
+    command: list[str] = _python_module("armonik_core.metrics")
     env: EnvMap = field(default_factory=dict)
 
 
