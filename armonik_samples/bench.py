@@ -83,13 +83,7 @@ def process(handler: Handler) -> Any:
         return Output("ResultSize should be defined in task options")
     size = int(options["ResultSize"]) * KiB
     handler.send_results({result_id: os.urandom(size) for result_id in handler.expected_results})
-    task_error = options.get("TaskError", "")
-    if task_error and handler.task_id.endswith(task_error):
-        return Output("Deterministic Error")
-    rpc_exception = options.get("TaskRpcException", "")
-    if rpc_exception and handler.task_id.endswith(rpc_exception):
-        raise common.WorkerCrash("Deterministic Exception")
-    return Output()
+    return common.deterministic_outcome(handler)
 
 
 # -- client --------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, Armon
 from armonik.common import (
     Direction,
     EventTypes,
+    Output,
     Result,
     ResultStatus,
     Task,
@@ -95,6 +96,20 @@ def task_options_of(handler: Handler) -> dict[str, str]:
     """The free-form options of the task (session defaults merged with the task's own)."""
     options = getattr(handler.task_options, "options", None)
     return dict(options or {})
+
+
+def deterministic_outcome(handler: Handler) -> Any:
+    """Upstream's deterministic failures of Bench and HtcMock, triggered by the end of the task id: the task
+    fails when its id ends with the `TaskError` option, the worker crashes when it ends with
+    `TaskRpcException`; any other task succeeds."""
+    options = task_options_of(handler)
+    task_error = options.get("TaskError", "")
+    if task_error and handler.task_id.endswith(task_error):
+        return Output("Deterministic Error")
+    rpc_exception = options.get("TaskRpcException", "")
+    if rpc_exception and handler.task_id.endswith(rpc_exception):
+        raise WorkerCrash("Deterministic Exception")
+    return Output()
 
 
 def option_int(handler: Handler, key: str, default: int) -> int:

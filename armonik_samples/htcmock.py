@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 import typer
-from armonik.common import Output, TaskDefinition
+from armonik.common import TaskDefinition
 from rich.table import Table
 
 from armonik_samples import cli, common
@@ -143,7 +143,7 @@ def process(handler: Handler) -> Any:
             _add(counts, decode_counts(data))
         counts[level] += 1
         handler.send_results({output: encode_counts(counts, config.data_size, small_output)})
-        return _outcome(handler)
+        return common.deterministic_outcome(handler)
 
     if not common.option_bool(handler, "FastCompute", False):
         low_mem = common.option_bool(handler, "UseLowMem", False)
@@ -153,23 +153,11 @@ def process(handler: Handler) -> Any:
         counts = [0] * (level + 1)
         counts[level] = 1
         handler.send_results({output: encode_counts(counts, config.data_size, small_output)})
-        return _outcome(handler)
+        return common.deterministic_outcome(handler)
 
     children_payloads = {f"htcmock {level + 1}.{k}": node_payload(config, level + 1, k) for k in kids}
     cli.fork_join(handler, children_payloads, node_payload(config, level, index, aggregate=True))
-    return _outcome(handler)
-
-
-def _outcome(handler: Handler) -> Any:
-    """Upstream's deterministic failures, triggered by the end of the task id."""
-    options = common.task_options_of(handler)
-    task_error = options.get("TaskError", "")
-    if task_error and handler.task_id.endswith(task_error):
-        return Output("Deterministic Error")
-    rpc_exception = options.get("TaskRpcException", "")
-    if rpc_exception and handler.task_id.endswith(rpc_exception):
-        raise common.WorkerCrash("Deterministic Exception")
-    return Output()
+    return common.deterministic_outcome(handler)
 
 
 # -- client --------------------------------------------------------------------------------------------------
