@@ -184,26 +184,41 @@ def _application_filters(query: Query) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class _Table:
+    """A table listed by a `List*` call: its request type, the answer's repeated field, the fields it sorts on
+    and the one it sorts on by default."""
+
+    request: Any
+    rows: str
+    sorts: dict[str, Any]
+    default_sort: str
+
+
+_SESSIONS = _Table(sessions_common_pb2.ListSessionsRequest, "sessions", SESSION_SORT, "created_at")
+_TASKS = _Table(tasks_common_pb2.ListTasksRequest, "tasks", TASK_SORT, "created_at")
+_RESULTS = _Table(results_common_pb2.ListResultsRequest, "results", RESULT_SORT, "created_at")
+_PARTITIONS = _Table(
+    partitions_common_pb2.ListPartitionsRequest, "partitions", PARTITION_SORT, "partition_id"
+)
+
+
 def _listing(
-    call: Callable[[Any], Any],
-    request: Any,
-    rows: str,
-    where: Filter | None,
-    query: Query,
-    sort: Any,
-    **extra: Any,
+    call: Callable[[Any], Any], table: _Table, where: Filter | None, query: Query, **extra: Any
 ) -> dict[str, Any]:
-    """One page of a `List*` call (`request` its request type, `rows` the answer's repeated field)."""
+    """One page of `table` through `call`."""
     answer = call(
-        request(
+        table.request(
             page=query.page,
             page_size=query.page_size,
             filters=where.to_message() if where is not None else None,
-            sort=request.Sort(field=sort, direction=query.direction),
+            sort=table.request.Sort(
+                field=_sort_field(table.sorts, query, table.default_sort), direction=query.direction
+            ),
             **extra,
         )
     )
-    return {"total": answer.total, "rows": _rows(getattr(answer, rows))}
+    return {"total": answer.total, "rows": _rows(getattr(answer, table.rows))}
 
 
 class Tables:
@@ -221,14 +236,7 @@ class Tables:
         where = _both(
             _id_filter(Session.session_id, query), self._maybe(Session.status, SessionStatus, query)
         )
-        return _listing(
-            self.sessions.ListSessions,
-            sessions_common_pb2.ListSessionsRequest,
-            "sessions",
-            where,
-            query,
-            _sort_field(SESSION_SORT, query, "created_at"),
-        )
+        return _listing(self.sessions.ListSessions, _SESSIONS, where, query)
 
     def list_tasks(self, query: Query) -> dict[str, Any]:
         where = _both(_id_filter(Task.id, query), self._maybe(Task.status, TaskStatus, query))
@@ -236,37 +244,15 @@ class Tables:
         where = _both(
             where, Task.options.application_name.contains(query.application) if query.application else None
         )
-        return _listing(
-            self.tasks.ListTasksDetailed,
-            tasks_common_pb2.ListTasksRequest,
-            "tasks",
-            where,
-            query,
-            _sort_field(TASK_SORT, query, "created_at"),
-            with_errors=True,
-        )
+        return _listing(self.tasks.ListTasksDetailed, _TASKS, where, query, with_errors=True)
 
     def list_results(self, query: Query) -> dict[str, Any]:
         where = _both(_id_filter(Result.result_id, query), self._maybe(Result.status, ResultStatus, query))
         where = _both(where, Result.session_id == query.session if query.session else None)
-        return _listing(
-            self.results.ListResults,
-            results_common_pb2.ListResultsRequest,
-            "results",
-            where,
-            query,
-            _sort_field(RESULT_SORT, query, "created_at"),
-        )
+        return _listing(self.results.ListResults, _RESULTS, where, query)
 
     def list_partitions(self, query: Query) -> dict[str, Any]:
-        return _listing(
-            self.partitions.ListPartitions,
-            partitions_common_pb2.ListPartitionsRequest,
-            "partitions",
-            _id_filter(Partition.id, query),
-            query,
-            _sort_field(PARTITION_SORT, query, "partition_id"),
-        )
+        return _listing(self.partitions.ListPartitions, _PARTITIONS, _id_filter(Partition.id, query), query)
 
     def list_applications(self, query: Query) -> dict[str, Any]:
         name = query.sort or "name"
