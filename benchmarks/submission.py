@@ -39,7 +39,7 @@ from _cluster import (
 from armonik.client import ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Task, TaskDefinition, TaskOptions, TaskStatus
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -170,45 +170,43 @@ def run(args: argparse.Namespace, endpoint: str, server_pid: int | None, console
             disable=args.no_progress,
         )
 
-        def advance(bar: TaskID, done: int, started: float) -> None:
-            with lock:
-                progress.advance(bar, done)
-                completed = progress.tasks[bar].completed
-            progress.update(bar, rate=f"{completed / max(time.perf_counter() - started, 1e-9):,.0f}/s")
+        def phase(label: str, work: Callable[[int, range], None]) -> Phase:
+            """`work(client, batch)` over every batch of the tasks, the clients in parallel, under a bar."""
+            bar = progress.add_task(label, total=args.tasks, rate="")
+            started = time.perf_counter()
+
+            def shard_work(client: int, shard: range) -> None:
+                for begin in range(shard.start, shard.stop, args.batch_size):
+                    batch = range(begin, min(begin + args.batch_size, shard.stop))
+                    work(client, batch)
+                    with lock:
+                        progress.advance(bar, len(batch))
+                        completed = progress.tasks[bar].completed
+                    rate = completed / max(time.perf_counter() - started, 1e-9)
+                    progress.update(bar, rate=f"{rate:,.0f}/s")
+
+            return in_parallel(args.clients, shard_work, args.tasks, server_pid)
+
+        results = [ArmoniKResults(channel) for channel in channels]
+        tasks = [ArmoniKTasks(channel) for channel in channels]
+
+        def create_outputs(client: int, batch: range) -> None:
+            names = [f"out-{i}" for i in batch]
+            created = results[client].create_results_metadata(names, session_id, batch_size=args.batch_size)
+            for i, name in zip(batch, names, strict=True):
+                outputs[i] = created[name].result_id
+
+        def submit(client: int, batch: range) -> None:
+            definitions = [
+                TaskDefinition(payload_id=payload_id, expected_output_ids=[outputs[i]]) for i in batch
+            ]
+            submitted = tasks[client].submit_tasks(session_id, definitions, chunk_size=args.batch_size)
+            if len(submitted) != len(definitions):
+                raise RuntimeError(f"{len(submitted)} tasks accepted out of {len(definitions)}")
 
         with progress:
-            out_bar = progress.add_task("creating outputs", total=args.tasks, rate="")
-            out_started = time.perf_counter()
-
-            def create_outputs(client: int, shard: range) -> None:
-                results = ArmoniKResults(channels[client])
-                for begin in range(shard.start, shard.stop, args.batch_size):
-                    end = min(begin + args.batch_size, shard.stop)
-                    names = [f"out-{i}" for i in range(begin, end)]
-                    created = results.create_results_metadata(names, session_id, batch_size=args.batch_size)
-                    for i, name in zip(range(begin, end), names, strict=True):
-                        outputs[i] = created[name].result_id
-                    advance(out_bar, end - begin, out_started)
-
-            output_phase = in_parallel(args.clients, create_outputs, args.tasks, server_pid)
-
-            sub_bar = progress.add_task("submitting tasks", total=args.tasks, rate="")
-            sub_started = time.perf_counter()
-
-            def submit(client: int, shard: range) -> None:
-                tasks = ArmoniKTasks(channels[client])
-                for begin in range(shard.start, shard.stop, args.batch_size):
-                    end = min(begin + args.batch_size, shard.stop)
-                    batch = [
-                        TaskDefinition(payload_id=payload_id, expected_output_ids=[outputs[i]])
-                        for i in range(begin, end)
-                    ]
-                    submitted = tasks.submit_tasks(session_id, batch, chunk_size=args.batch_size)
-                    if len(submitted) != len(batch):
-                        raise RuntimeError(f"{len(submitted)} tasks accepted out of {len(batch)}")
-                    advance(sub_bar, end - begin, sub_started)
-
-            submit_phase = in_parallel(args.clients, submit, args.tasks, server_pid)
+            output_phase = phase("creating outputs", create_outputs)
+            submit_phase = phase("submitting tasks", submit)
 
         counts = ArmoniKTasks(channels[0]).count_tasks_by_status(Task.session_id == session_id)
     finally:
