@@ -167,21 +167,18 @@ class TlsPlan:
             env["ControlPlane__Tls__ClientCaFile"] = self.client_ca_file
         return env
 
-    def client_env(self) -> dict[str, str]:
-        """The settings of a process connecting to the control plane (with an https:// endpoint)."""
+    def client_env(self, certificate: str = CLIENT) -> dict[str, str]:
+        """The settings of a process connecting to the control plane (with an https:// endpoint), under mTLS
+        with the client certificate `certificate`."""
         env = {"ControlPlane__Tls__CaFile": self.ca_file}
         if self.mtls:
-            env["ControlPlane__Tls__ClientCertificateFile"] = self.path(f"{CLIENT}.crt")
-            env["ControlPlane__Tls__ClientKeyFile"] = self.path(f"{CLIENT}.key")
+            env["ControlPlane__Tls__ClientCertificateFile"] = self.path(f"{certificate}.crt")
+            env["ControlPlane__Tls__ClientKeyFile"] = self.path(f"{certificate}.key")
         return env
 
     def ingress_client_env(self) -> dict[str, str]:
         """The ingress's settings to reach the control plane: its own certificate (CN `armonik-ingress`)."""
-        env = {"ControlPlane__Tls__CaFile": self.ca_file}
-        if self.mtls:
-            env["ControlPlane__Tls__ClientCertificateFile"] = self.path(f"{INGRESS_CLIENT}.crt")
-            env["ControlPlane__Tls__ClientKeyFile"] = self.path(f"{INGRESS_CLIENT}.key")
-        return env
+        return self.client_env(INGRESS_CLIENT)
 
     def cli_credentials(self) -> CliCredentials:
         """The certificate entries of armonik-cli.yaml (AKCONFIG)."""
