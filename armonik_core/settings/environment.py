@@ -8,8 +8,10 @@ Keys are matched case-insensitively, as .NET's configuration does upstream.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
+_Number = TypeVar("_Number", int, float)
 _SERILOG_LEVELS = {
     "verbose": "DEBUG",
     "debug": "DEBUG",
@@ -37,18 +39,17 @@ class Environment:
         return self._values.get(key.lower(), default)
 
     def get_int(self, key: str, default: int) -> int:
-        raw = self.get(key, str(default))
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigurationError(f"{key}={raw!r}: expected an integer") from None
+        return self._parsed(key, default, int, "an integer")
 
     def get_float(self, key: str, default: float) -> float:
+        return self._parsed(key, default, float, "a number")
+
+    def _parsed(self, key: str, default: _Number, parse: Callable[[str], _Number], expected: str) -> _Number:
         raw = self.get(key, str(default))
         try:
-            return float(raw)
+            return parse(raw)
         except ValueError:
-            raise ConfigurationError(f"{key}={raw!r}: expected a number") from None
+            raise ConfigurationError(f"{key}={raw!r}: expected {expected}") from None
 
     def log_level(self) -> str:
         """`Serilog__MinimumLevel` (upstream's names: Verbose, Debug, Information, Warning, Error, Fatal, or
@@ -68,6 +69,27 @@ class Environment:
         if raw in ("0", "false", "no", "off"):
             return False
         raise ConfigurationError(f"{key}={raw!r}: expected true or false")
+
+    def section(
+        self, section: str, default: object, names: str, renamed: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The attributes `names` (space-separated) of the settings `default`, each read from
+        `{section}__{Name}` (the attribute in CamelCase, unless `renamed` names its key), as keyword arguments
+        of the settings' class: a key that is unset keeps `default`'s value, and is read as that value's type."""
+        renamed = renamed or {}
+        values: dict[str, Any] = {}
+        for name in names.split():
+            key = f"{section}__{renamed.get(name) or name.title().replace('_', '')}"
+            value = getattr(default, name)
+            if isinstance(value, bool):
+                values[name] = self.get_bool(key, value)
+            elif isinstance(value, int):
+                values[name] = self.get_int(key, value)
+            elif isinstance(value, float):
+                values[name] = self.get_float(key, value)
+            else:
+                values[name] = self.get(key, value)
+        return values
 
     def indexed(self, prefix: str) -> list[str]:
         """Values of `prefix__0`, `prefix__1`, ... in index order (the .NET array convention)."""

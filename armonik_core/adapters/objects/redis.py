@@ -130,19 +130,11 @@ class RedisSettings:
     @staticmethod
     def from_env(env: Environment) -> RedisSettings:
         default = RedisSettings()
-        settings = RedisSettings(
-            endpoint_url=env.get("Redis__EndpointUrl", default.endpoint_url),
-            user=env.get("Redis__User", ""),
-            password=env.get("Redis__Password", ""),
-            ssl=env.get_bool("Redis__Ssl", False),
-            ca_path=env.get("Redis__CaPath", ""),
-            allow_host_mismatch=env.get_bool("Redis__AllowHostMismatch", False),
-            instance_name=env.get("Redis__InstanceName", default.instance_name),
-            timeout_ms=env.get_int("Redis__Timeout", default.timeout_ms),
-            client_name=env.get("Redis__ClientName", default.client_name),
-            max_retry=env.get_int("Redis__MaxRetry", default.max_retry),
-            ms_after_retry=env.get_int("Redis__MsAfterRetry", default.ms_after_retry),
+        names = (
+            "endpoint_url user password ssl ca_path allow_host_mismatch instance_name timeout_ms client_name"
         )
+        names += " max_retry ms_after_retry"
+        settings = RedisSettings(**env.section("Redis", default, names, {"timeout_ms": "Timeout"}))
         settings.validate()
         return settings
 

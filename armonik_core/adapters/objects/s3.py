@@ -101,18 +101,9 @@ class S3Settings:
     @staticmethod
     def from_env(env: Environment) -> S3Settings:
         default = S3Settings()
-        settings = S3Settings(
-            endpoint_url=env.get("S3__EndpointUrl", default.endpoint_url),
-            bucket_name=env.get("S3__BucketName", default.bucket_name),
-            login=env.get("S3__Login", ""),
-            password=env.get("S3__Password", ""),
-            region=env.get("S3__Region", ""),
-            ca_path=env.get("S3__CaPath", ""),
-            must_force_path_style=env.get_bool("S3__MustForcePathStyle", True),
-            degree_of_parallelism=env.get_int("S3__DegreeOfParallelism", default.degree_of_parallelism),
-            max_retry=env.get_int("S3__MaxRetry", default.max_retry),
-            ms_after_retry=env.get_int("S3__MsAfterRetry", default.ms_after_retry),
-        )
+        names = "endpoint_url bucket_name login password region ca_path must_force_path_style"
+        names += " degree_of_parallelism max_retry ms_after_retry"
+        settings = S3Settings(**env.section("S3", default, names))
         settings.validate()
         return settings
 
