@@ -83,17 +83,14 @@ class ApiSource:
         """`TaskDetailed` pages of the session, by task id, with their error output."""
         filters = (Task.session_id == session_id).to_message()
         sort = ListTasksRequest.Sort(field=Task.id.field, direction=SortDirection.SORT_DIRECTION_ASC)
-        page = 0
-        while True:
-            request = ListTasksRequest(
-                page=page, page_size=self.page_size, filters=filters, sort=sort, with_errors=True
-            )
-            response = self._tasks.ListTasksDetailed(request)
-            if response.tasks:
-                yield list(response.tasks)
-            page += 1
-            if not response.tasks or page * self.page_size >= response.total:
-                return
+        return self._pages(
+            lambda page: self._tasks.ListTasksDetailed(
+                ListTasksRequest(
+                    page=page, page_size=self.page_size, filters=filters, sort=sort, with_errors=True
+                )
+            ),
+            "tasks",
+        )
 
     def tasks_by_id(self, task_ids: list[str]) -> list[Any]:
         """`TaskDetailed` records of these tasks (one request: the ids are few, see `TIMES_BATCH`)."""
@@ -112,14 +109,24 @@ class ApiSource:
         sort = ListResultsRequest.Sort(
             field=Result.result_id.field, direction=SortDirection.SORT_DIRECTION_ASC
         )
+        return self._pages(
+            lambda page: self._results.ListResults(
+                ListResultsRequest(page=page, page_size=self.page_size, filters=filters, sort=sort)
+            ),
+            "results",
+        )
+
+    def _pages(self, read: Callable[[int], Any], rows: str) -> Iterator[list[Any]]:
+        """The rows (the field `rows` of the answers `read(page)` gives) page by page, from the first page until
+        an empty one or the last of the listing's total."""
         page = 0
         while True:
-            request = ListResultsRequest(page=page, page_size=self.page_size, filters=filters, sort=sort)
-            response = self._results.ListResults(request)
-            if response.results:
-                yield list(response.results)
+            response = read(page)
+            found = getattr(response, rows)
+            if found:
+                yield list(found)
             page += 1
-            if not response.results or page * self.page_size >= response.total:
+            if not found or page * self.page_size >= response.total:
                 return
 
     def subscribe(self, session_id: str) -> Any:
