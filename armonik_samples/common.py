@@ -497,3 +497,9 @@ def print_json(record: Mapping[str, Any]) -> None:
 
 def ok(message: str) -> None:
     console.print(f"[bold green]OK[/] {message}")
+
+
+def close_ok(client: Client, session_id: str, message: str) -> None:
+    """A sample's end once its checks passed: its session closed (no more submissions), then `ok`."""
+    client.sessions.close_session(session_id)
+    ok(message)

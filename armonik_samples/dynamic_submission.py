@@ -65,8 +65,7 @@ def run(client: common.Client, partition: str, size: int, threshold: int, seed: 
     print(f"Result: {result}, Expected: {expected}")
     print(f"Tasks: {common.count_by_status(client, session_id)}")
     common.check(result == expected, f"the sum is {result}, expected {expected}")
-    client.sessions.close_session(session_id)
-    common.ok("dynamic submission")
+    common.close_ok(client, session_id, "dynamic submission")
 
 
 def random_values(size: int, seed: int) -> list[int]:

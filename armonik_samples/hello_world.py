@@ -35,8 +35,7 @@ def run(client: common.Client, partition: str, name: str, timeout: float) -> Non
     answer = client.download(session_id, result_id).decode("utf-8", errors="replace")
     print(answer)
     common.check(answer == greeting(name), f"expected {greeting(name)!r}, got {answer!r}")
-    client.sessions.close_session(session_id)
-    common.ok("hello world")
+    common.close_ok(client, session_id, "hello world")
 
 
 @cli.client_command

@@ -54,8 +54,7 @@ def run(client: common.Client, partition: str, levels: int, timeout: float) -> N
     print(f"Result: {value}, Expected: {expected_value(levels)}")
     print(f"Tasks: {common.count_by_status(client, session_id)}")
     common.check(value == str(expected_value(levels)), f"expected {expected_value(levels)}, got {value!r}")
-    client.sessions.close_session(session_id)
-    common.ok(f"the output was handed over {levels} times")
+    common.close_ok(client, session_id, f"the output was handed over {levels} times")
 
 
 @cli.client_command

@@ -44,8 +44,7 @@ def run(client: common.Client, partition: str, count: int, text: str, timeout: f
         if value != expected_value(text, index):
             wrong.append(f"{names[index]}: expected {expected_value(text, index)!r}, got {value!r}")
     common.check(not wrong, "; ".join(wrong))
-    client.sessions.close_session(session_id)
-    common.ok(f"one task produced {count} results")
+    common.close_ok(client, session_id, f"one task produced {count} results")
 
 
 @cli.client_command

@@ -122,8 +122,7 @@ def run(
     for name, result_id in zip(names, result_ids, strict=True):
         value = client.download(session_id, result_id)
         common.check(value == text.encode("utf-8"), f"{name}: expected {text!r}, got {value!r}")
-    client.sessions.close_session(session_id)
-    common.ok(f"{count} tasks with action {action}")
+    common.close_ok(client, session_id, f"{count} tasks with action {action}")
 
 
 @cli.client_command
