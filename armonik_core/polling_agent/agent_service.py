@@ -37,7 +37,7 @@ from armonik.protogen.common import agent_common_pb2 as pb
 from armonik.protogen.worker.agent_service_pb2_grpc import AgentServicer
 
 from armonik_core.adapters.objects.base import ObjectNotFound, ObjectStorage
-from armonik_core.control_plane.convert import optional_options, task_from_creation, timestamp
+from armonik_core.control_plane.convert import add_task_infos, optional_options, task_from_creation, timestamp
 from armonik_core.control_plane.errors import status_for
 from armonik_core.domain import graph
 from armonik_core.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -336,14 +336,7 @@ class AgentService(AgentServicer):
             run.claimed.update(dict.fromkeys(task.expected_output_ids, task.task_id))
         run.subtasks.extend(tasks)
         response = pb.SubmitTasksResponse(communication_token=run.token)
-        add = response.task_infos.add
-        for task in tasks:
-            add(
-                task_id=task.task_id,
-                expected_output_ids=task.expected_output_ids,
-                data_dependencies=task.data_dependencies,
-                payload_id=task.payload_id,
-            )
+        add_task_infos(response.task_infos, tasks)
         return response
 
     # -- data --------------------------------------------------------------------------------------------
