@@ -23,58 +23,46 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from armonik_core.settings.environment import key_name
 from armonik_deploy.parameters import Parameters, ParametersError
 
 #: Local keys of each block: name -> (type, variable, default). A default of None sets nothing.
 Keys = dict[str, tuple[type, str, Any]]
 
-_MONGODB: Keys = {
-    "connection_string": (str, "MongoDB__ConnectionString", None),
-    "host": (str, "MongoDB__Host", "127.0.0.1"),
-    "port": (int, "MongoDB__Port", 27017),
-    "database_name": (str, "MongoDB__DatabaseName", "database"),
-    "user": (str, "MongoDB__User", None),
-    "password": (str, "MongoDB__Password", None),
-    "replica_set": (str, "MongoDB__ReplicaSet", None),
-    "tls": (bool, "MongoDB__Tls", None),
-    "ca_file": (str, "MongoDB__CAFile", None),
-    "allow_insecure_tls": (bool, "MongoDB__AllowInsecureTls", None),
-    "direct_connection": (bool, "MongoDB__DirectConnection", None),
-    "auth_source": (str, "MongoDB__AuthSource", None),
-}
-_AMQP_COMMON: Keys = {
-    "user": (str, "Amqp__User", None),
-    "password": (str, "Amqp__Password", None),
-    "scheme": (str, "Amqp__Scheme", None),
-    "ca_file": (str, "Amqp__CaPath", None),
-    "max_priority": (int, "Amqp__MaxPriority", None),
-    "prefix": (str, "Amqp__Prefix", None),
-}
-_RABBITMQ: Keys = {
-    "host": (str, "Amqp__Host", "127.0.0.1"),
-    "port": (int, "Amqp__Port", 5672),
-    **_AMQP_COMMON,
-}
-_ACTIVEMQ: Keys = {
-    "host": (str, "Amqp__Host", "127.0.0.1"),
-    "port": (int, "Amqp__Port", 5673),
-    **_AMQP_COMMON,
-}
-_REDIS: Keys = {
-    "user": (str, "Redis__User", None),
-    "password": (str, "Redis__Password", None),
-    "ssl": (bool, "Redis__Ssl", None),
-    "ca_file": (str, "Redis__CaPath", None),
-    "instance_name": (str, "Redis__InstanceName", None),
-}
-_MINIO: Keys = {
-    "endpoint_url": (str, "S3__EndpointUrl", "http://127.0.0.1:9000"),
-    "login": (str, "S3__Login", None),
-    "password": (str, "S3__Password", None),
-    "default_bucket": (str, "S3__BucketName", None),
-    "region": (str, "S3__Region", None),
-    "ca_file": (str, "S3__CaPath", None),
-}
+_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool}
+
+
+def _keys(
+    section: str, defaults: dict[str, Any] | None = None, renamed: dict[str, str] | None = None, **kinds: str
+) -> Keys:
+    """A block's keys by type (`str="user password"`, `int="port"`), each setting `{section}__{Key}`: the key
+    in CamelCase, as the processes' settings read it, unless `renamed` says otherwise."""
+    defaults, renamed = defaults or {}, renamed or {}
+    return {
+        name: (_TYPES[kind], f"{section}__{renamed.get(name) or key_name(name)}", defaults.get(name))
+        for kind, names in kinds.items()
+        for name in names.split()
+    }
+
+
+_MONGODB = _keys(
+    "MongoDB",
+    {"host": "127.0.0.1", "port": 27017, "database_name": "database"},
+    {"ca_file": "CAFile"},
+    str="connection_string host database_name user password replica_set ca_file auth_source",
+    int="port",
+    bool="tls allow_insecure_tls direct_connection",
+)
+_AMQP = {"str": "host user password scheme ca_file prefix", "int": "port max_priority"}
+_RABBITMQ = _keys("Amqp", {"host": "127.0.0.1", "port": 5672}, {"ca_file": "CaPath"}, **_AMQP)
+_ACTIVEMQ = _keys("Amqp", {"host": "127.0.0.1", "port": 5673}, {"ca_file": "CaPath"}, **_AMQP)
+_REDIS = _keys("Redis", {}, {"ca_file": "CaPath"}, str="user password ca_file instance_name", bool="ssl")
+_MINIO = _keys(
+    "S3",
+    {"endpoint_url": "http://127.0.0.1:9000"},
+    {"ca_file": "CaPath", "default_bucket": "BucketName"},
+    str="endpoint_url login password default_bucket region ca_file",
+)
 
 
 def _text(value: Any) -> str:

@@ -24,6 +24,11 @@ _SERILOG_LEVELS = {
 }
 
 
+def key_name(attribute: str) -> str:
+    """The `Key` of a `Section__Key` variable that a settings attribute reads: `ca_path` -> `CaPath`."""
+    return attribute.title().replace("_", "")
+
+
 class ConfigurationError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
@@ -79,7 +84,7 @@ class Environment:
         renamed = renamed or {}
         values: dict[str, Any] = {}
         for name in names.split():
-            key = f"{section}__{renamed.get(name) or name.title().replace('_', '')}"
+            key = f"{section}__{renamed.get(name) or key_name(name)}"
             value = getattr(default, name)
             if isinstance(value, bool):
                 values[name] = self.get_bool(key, value)
