@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
-import grpc
 from armonik.protogen.client.applications_service_pb2_grpc import ApplicationsServicer
 from armonik.protogen.common import applications_common_pb2 as pb
 
 from armonik_core.adapters.state.base import Application
-from armonik_core.control_plane.context import Backends, list_reply
+from armonik_core.control_plane.context import ClientService, Ctx, list_reply
 from armonik_core.control_plane.errors import unary
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
 
-
-class ApplicationsService(ApplicationsServicer):
-    def __init__(self, backends: Backends) -> None:
-        self._b = backends
-
+class ApplicationsService(ClientService, ApplicationsServicer):
     @unary
     async def ListApplications(
         self, request: pb.ListApplicationsRequest, context: Ctx

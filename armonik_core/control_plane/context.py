@@ -4,17 +4,27 @@ gateway, and importable from here) and the List requests, answered one page at a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
+import grpc
 from google.protobuf.message import Message
 
 from armonik_core.control_plane import filters
 from armonik_core.domain.filters import ListQuery
 from armonik_core.services.backends import Backends
 
-__all__ = ["Backends", "list_query", "list_reply", "page_of"]
+__all__ = ["Backends", "ClientService", "Ctx", "list_query", "list_reply", "page_of"]
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 _Reply = TypeVar("_Reply", bound=Message)
+
+
+class ClientService:
+    """The base of every client servicer: the backends it serves from, as `_b`."""
+
+    def __init__(self, backends: Backends) -> None:
+        self._b = backends
 
 
 def list_query(request: object, flt: object, sort: object) -> ListQuery:

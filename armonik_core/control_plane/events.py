@@ -18,14 +18,13 @@ from armonik.protogen.client.events_service_pb2_grpc import EventsServicer
 from armonik.protogen.common import events_common_pb2 as pb
 
 from armonik_core.control_plane import filters
-from armonik_core.control_plane.context import Backends
+from armonik_core.control_plane.context import Backends, ClientService, Ctx
 from armonik_core.control_plane.errors import streaming
 from armonik_core.domain.changes import Change
 from armonik_core.domain.filters import Condition, FieldKind, FieldRef, Filter, ListQuery, Op, compile_matcher
 from armonik_core.domain.records import Result, Task
 from armonik_core.domain.statuses import EventType
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
 Response: TypeAlias = pb.EventSubscriptionResponse
 PAGE = 1000
 
@@ -135,13 +134,13 @@ class _Subscription:
         return [c for c in changes if c.kind in self.wanted]
 
 
-class EventsService(EventsServicer):
+class EventsService(ClientService, EventsServicer):
     """Streams are indexed by session: the store's commits reach only the streams of the sessions they
     touch, and a stream wakes up only for a change it wants. Every stream listening to every commit made
     each waiting client cost the control plane a wake-up per commit of any session."""
 
     def __init__(self, backends: Backends) -> None:
-        self._b = backends
+        super().__init__(backends)
         self._by_session: dict[str, set[_Subscription]] = {}
         backends.state.add_listener(self._deliver)
 

@@ -6,17 +6,15 @@ import asyncio
 from importlib import metadata
 from typing import TypeAlias
 
-import grpc
 from armonik.protogen.client.health_checks_service_pb2_grpc import HealthChecksServiceServicer
 from armonik.protogen.client.versions_service_pb2_grpc import VersionsServicer
 from armonik.protogen.common import health_checks_common_pb2, versions_common_pb2
 
 import armonik_core
-from armonik_core.control_plane.context import Backends
+from armonik_core.control_plane.context import ClientService, Ctx
 from armonik_core.control_plane.errors import unary
 from armonik_core.domain.filters import ListQuery
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
 Health: TypeAlias = health_checks_common_pb2.CheckHealthResponse.ServiceHealth
 HEALTH_TIMEOUT = 5.0
 
@@ -36,11 +34,8 @@ class VersionsService(VersionsServicer):
         return versions_common_pb2.ListVersionsResponse(core=armonik_core.__version__, api=api_version())
 
 
-class HealthChecksService(HealthChecksServiceServicer):
+class HealthChecksService(ClientService, HealthChecksServiceServicer):
     """Probes each backend with a real, cheap operation."""
-
-    def __init__(self, backends: Backends) -> None:
-        self._b = backends
 
     async def _probe(self, name: str, probe: object) -> Health:
         try:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
-import grpc
 from armonik.protogen.client.partitions_service_pb2_grpc import PartitionsServicer
 from armonik.protogen.common import partitions_common_pb2 as pb
 
-from armonik_core.control_plane.context import Backends, list_reply
+from armonik_core.control_plane.context import ClientService, Ctx, list_reply
 from armonik_core.control_plane.convert import partition_to_proto
 from armonik_core.control_plane.errors import unary
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
 
-
-class PartitionsService(PartitionsServicer):
-    def __init__(self, backends: Backends) -> None:
-        self._b = backends
-
+class PartitionsService(ClientService, PartitionsServicer):
     @unary
     async def GetPartition(self, request: pb.GetPartitionRequest, context: Ctx) -> pb.GetPartitionResponse:
         return pb.GetPartitionResponse(

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import TypeAlias
 
-import grpc
 from armonik.protogen.client.results_service_pb2_grpc import ResultsServicer
 from armonik.protogen.common import objects_pb2
 from armonik.protogen.common import results_common_pb2 as pb
 
 from armonik_core.adapters.objects.base import ObjectNotFound
 from armonik_core.adapters.state.base import ResultCompletion
-from armonik_core.control_plane.context import Backends, list_reply
+from armonik_core.control_plane.context import Backends, ClientService, Ctx, list_reply
 from armonik_core.control_plane.convert import result_to_proto
 from armonik_core.control_plane.errors import streaming, unary
 from armonik_core.control_plane.limits import InputLimits
@@ -27,17 +25,15 @@ from armonik_core.domain.records import Result
 from armonik_core.domain.statuses import ResultStatus
 from armonik_core.ids import new_id, new_ids
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
-
 
 def new_object_key() -> str:
     """Each upload gets its own object, so re-uploading never overwrites data a reader may be streaming."""
     return new_id().replace("-", "")
 
 
-class ResultsService(ResultsServicer):
+class ResultsService(ClientService, ResultsServicer):
     def __init__(self, backends: Backends) -> None:
-        self._b = backends
+        super().__init__(backends)
         limit = InputLimits.from_env(backends.settings.environment).max_session_data_bytes
         self._quota = SessionDataQuota(backends.state, limit)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
-import grpc
 from armonik.protogen.client.sessions_service_pb2_grpc import SessionsServicer
 from armonik.protogen.common import sessions_common_pb2 as pb
 
-from armonik_core.control_plane.context import Backends, list_reply
+from armonik_core.control_plane.context import ClientService, Ctx, list_reply
 from armonik_core.control_plane.convert import options_from_proto, session_to_proto
 from armonik_core.control_plane.errors import unary
 from armonik_core.domain.errors import InvalidArgument, NotFound
@@ -20,7 +19,6 @@ from armonik_core.domain.sessions import SessionAction
 from armonik_core.domain.statuses import SessionStatus
 from armonik_core.ids import new_id
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
 R = TypeVar("R")
 
 
@@ -35,10 +33,7 @@ def _life_cycle(action: SessionAction, reply: Callable[..., R]) -> Callable[...,
     return unary(handler)
 
 
-class SessionsService(SessionsServicer):
-    def __init__(self, backends: Backends) -> None:
-        self._b = backends
-
+class SessionsService(ClientService, SessionsServicer):
     @unary
     async def CreateSession(self, request: pb.CreateSessionRequest, context: Ctx) -> pb.CreateSessionReply:
         partitions = list(dict.fromkeys(request.partition_ids)) or [self._b.settings.default_partition]
