@@ -34,30 +34,27 @@ _CHANGE_FIELDS = {"session_id", "status", "task_id", "result_id"}
 
 
 def new_task_event(task: Task) -> Response:
-    return Response(
-        session_id=task.session_id,
-        new_task=Response.NewTask(
-            task_id=task.task_id,
-            payload_id=task.payload_id,
-            origin_task_id=task.created_by,
-            status=int(task.status),  # type: ignore[arg-type]
-            expected_output_keys=task.expected_output_ids,
-            data_dependencies=task.data_dependencies,
-            retry_of_ids=task.retry_of_ids,
-            parent_task_ids=task.parent_task_ids,
-        ),
+    new_task = Response.NewTask(
+        task_id=task.task_id,
+        payload_id=task.payload_id,
+        origin_task_id=task.created_by,
+        status=int(task.status),  # type: ignore[arg-type]
+        expected_output_keys=task.expected_output_ids,
+        data_dependencies=task.data_dependencies,
+        retry_of_ids=task.retry_of_ids,
+        parent_task_ids=task.parent_task_ids,
     )
+    return Response(session_id=task.session_id, new_task=new_task)
 
 
 def new_result_event(result: Result) -> Response:
-    return Response(
-        session_id=result.session_id,
-        new_result=Response.NewResult(
-            result_id=result.result_id,
-            owner_id=result.owner_task_id,
-            status=int(result.status),  # type: ignore[arg-type]
-        ),
+    status = int(result.status)
+    new_result = Response.NewResult(
+        result_id=result.result_id,
+        owner_id=result.owner_task_id,
+        status=status,  # type: ignore[arg-type]
     )
+    return Response(session_id=result.session_id, new_result=new_result)
 
 
 def change_event(change: Change) -> Response:
@@ -65,26 +62,21 @@ def change_event(change: Change) -> Response:
         return new_task_event(change.record)
     if change.kind is EventType.NEW_RESULT and isinstance(change.record, Result):
         return new_result_event(change.record)
+    update: dict[str, Any]
     if change.kind is EventType.TASK_STATUS_UPDATE:
-        return Response(
-            session_id=change.session_id,
-            task_status_update=Response.TaskStatusUpdate(task_id=change.entity_id, status=change.status),  # type: ignore[arg-type]
-        )
-    if change.kind is EventType.RESULT_STATUS_UPDATE:
-        return Response(
-            session_id=change.session_id,
-            result_status_update=Response.ResultStatusUpdate(
+        update = {
+            "task_status_update": Response.TaskStatusUpdate(task_id=change.entity_id, status=change.status)
+        }
+    elif change.kind is EventType.RESULT_STATUS_UPDATE:
+        update = {
+            "result_status_update": Response.ResultStatusUpdate(
                 result_id=change.entity_id, status=change.status
-            ),  # type: ignore[arg-type]
-        )
-    return Response(
-        session_id=change.session_id,
-        result_owner_update=Response.ResultOwnerUpdate(
-            result_id=change.entity_id,
-            previous_owner_id=change.previous_owner,
-            current_owner_id=change.current_owner,
-        ),
-    )
+            )
+        }
+    else:
+        owners = {"previous_owner_id": change.previous_owner, "current_owner_id": change.current_owner}
+        update = {"result_owner_update": Response.ResultOwnerUpdate(result_id=change.entity_id, **owners)}
+    return Response(session_id=change.session_id, **update)
 
 
 def _fields_of(flt: Filter) -> set[str]:
