@@ -254,8 +254,7 @@ def run(client: common.Client, options: BenchOptions, timeout: float) -> None:
     common.ok(f"{options.n_tasks} tasks at {throughput.per_second:.1f} tasks/s")
 
 
-def _opt(name: str, help_text: str, *flags: str, **kwargs: Any) -> Any:
-    return typer.Option(*flags, envvar=ENV + name, help=help_text, **kwargs)
+_opt = cli.env_option(ENV)
 
 
 @cli.client_command

@@ -19,6 +19,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import typer
 from armonik.common import TaskDefinition
 
 from armonik_samples import common
@@ -61,6 +62,16 @@ def client_command(build: Callable[..., Body]) -> Callable[..., None]:
     }
     del command.__wrapped__  # typer must read the signature above, not `build`'s
     return command
+
+
+def env_option(prefix: str) -> Callable[..., Any]:
+    """The typer options of a sample whose settings are upstream's `{prefix}{Name}` variables:
+    `option(name, help, *flags, **typer_arguments)`."""
+
+    def option(name: str, help_text: str | None, *flags: str, **kwargs: Any) -> Any:
+        return typer.Option(*flags, envvar=prefix + name, help=help_text, **kwargs)
+
+    return option
 
 
 def submit_task(client: common.Client, session_id: str, payload: bytes, outputs: list[str]) -> list[str]:

@@ -232,53 +232,34 @@ def run(
     common.ok(f"{config.total_tasks} tasks")
 
 
+_opt = cli.env_option(ENV)
+_TOTAL_HELP = "Busy work of all the computing tasks together (hh:mm:ss, seconds, 100ms)"
+
+
 @cli.client_command
 def command(
-    partition: Annotated[str, typer.Option("--partition", "-p", envvar=ENV + "Partition")] = "default",
-    n_tasks: Annotated[
-        int, typer.Option("--ntasks", envvar=ENV + "NTasks", help="Computing tasks", min=1)
-    ] = 100,
+    partition: Annotated[str, _opt("Partition", None, "--partition", "-p")] = "default",
+    n_tasks: Annotated[int, _opt("NTasks", "Computing tasks", "--ntasks", min=1)] = 100,
     total_calculation_time: Annotated[
-        str,
-        typer.Option(
-            "--total-calculation-time",
-            envvar=ENV + "TotalCalculationTime",
-            help="Busy work of all the computing tasks together (hh:mm:ss, seconds, 100ms)",
-        ),
+        str, _opt("TotalCalculationTime", _TOTAL_HELP, "--total-calculation-time")
     ] = "00:00:00.100",
-    data_size: Annotated[
-        int, typer.Option("--data-size", envvar=ENV + "DataSize", help="KiB of each result", min=0)
-    ] = 1,
-    memory_size: Annotated[
-        int, typer.Option("--memory-size", envvar=ENV + "MemorySize", help="KiB used by each task", min=0)
-    ] = 1,
+    data_size: Annotated[int, _opt("DataSize", "KiB of each result", "--data-size", min=0)] = 1,
+    memory_size: Annotated[int, _opt("MemorySize", "KiB used by each task", "--memory-size", min=0)] = 1,
     sub_tasks_levels: Annotated[
-        int,
-        typer.Option(
-            "--sub-tasks-levels", envvar=ENV + "SubTasksLevels", help="Levels below the root", min=0
-        ),
+        int, _opt("SubTasksLevels", "Levels below the root", "--sub-tasks-levels", min=0)
     ] = 4,
     fast_compute: Annotated[
-        bool, typer.Option("--fast-compute/--no-fast-compute", envvar=ENV + "EnableFastCompute")
+        bool, _opt("EnableFastCompute", None, "--fast-compute/--no-fast-compute")
     ] = False,
-    use_low_mem: Annotated[
-        bool, typer.Option("--use-low-mem/--no-use-low-mem", envvar=ENV + "EnableUseLowMem")
-    ] = False,
+    use_low_mem: Annotated[bool, _opt("EnableUseLowMem", None, "--use-low-mem/--no-use-low-mem")] = False,
     small_output: Annotated[
-        bool, typer.Option("--small-output/--no-small-output", envvar=ENV + "EnableSmallOutput")
+        bool, _opt("EnableSmallOutput", None, "--small-output/--no-small-output")
     ] = False,
-    task_error: Annotated[
-        str, typer.Option("--task-error", envvar=ENV + "TaskError", help="Fail tasks whose id ends so")
-    ] = "",
+    task_error: Annotated[str, _opt("TaskError", "Fail tasks whose id ends so", "--task-error")] = "",
     task_rpc_exception: Annotated[
-        str,
-        typer.Option(
-            "--task-rpc-exception", envvar=ENV + "TaskRpcException", help="Crash tasks whose id ends so"
-        ),
+        str, _opt("TaskRpcException", "Crash tasks whose id ends so", "--task-rpc-exception")
     ] = "",
-    purge_data: Annotated[
-        bool, typer.Option("--purge-data/--no-purge-data", envvar=ENV + "PurgeData")
-    ] = True,
+    purge_data: Annotated[bool, _opt("PurgeData", None, "--purge-data/--no-purge-data")] = True,
     option: Annotated[list[str] | None, typer.Option("--option", help="Extra task option key=value")] = None,
     timeout: common.TimeoutOption = 3600.0,
 ) -> cli.Body:
