@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from armonik_deploy.cli import app
 from armonik_deploy.kubernetes import apply, chart_releases, commands, helm, render, render_folder
 from armonik_deploy.kubernetes import layout as layout_module
-from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions
+from armonik_deploy.parameters import Parameters, Versions, load_parameters
 from tests.unit.test_kubernetes_render import CUSTOM_SCHEMAS, VARIANT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,11 +118,6 @@ AUTH_READER = {
     },
     "subjects": [{"kind": "ServiceAccount", "name": "keda-operator", "namespace": "default"}],
 }
-
-
-@pytest.fixture(scope="module")
-def versions() -> Versions:
-    return load_versions(VERSIONS_FILE)
 
 
 def parameters(folder: Path, text: str) -> tuple[Parameters, Path]:

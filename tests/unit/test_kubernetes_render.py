@@ -35,7 +35,7 @@ from armonik_deploy.cli import app
 from armonik_deploy.kubernetes import Credentials, Rendered, RenderError, render, render_folder, to_yaml
 from armonik_deploy.kubernetes.render import images
 from armonik_deploy.kubernetes.settings import MONGODB_CA_SECRET, MONGODB_TLS_SECRET
-from armonik_deploy.parameters import Parameters, load_parameters, load_versions
+from armonik_deploy.parameters import Parameters, load_parameters
 from tests.support import render_file
 from tests.unit.quick_deploy import PYMONIK_PROCESSOR, in_process_parameters
 
@@ -95,11 +95,6 @@ configurations = {
 
 def quick_deploy_parameters() -> Parameters:
     return load_parameters(QUICK_DEPLOY / "parameters.tfvars")
-
-
-@pytest.fixture(scope="module")
-def versions() -> Any:
-    return load_versions(QUICK_DEPLOY / "versions.tfvars.json")
 
 
 @pytest.fixture(scope="module")
