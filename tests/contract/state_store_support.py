@@ -1,4 +1,5 @@
-"""Records and helpers the state store's contract modules build their cases from: one session (`SID`) on the partitions `default` and `gpu`, results and tasks in it, and a change listener that keeps what it hears."""
+"""Records and helpers the state store's contract modules build their cases from: one session (`SID`) on the
+partitions `default` and `gpu`, results and tasks in it, and a change listener that keeps what it hears."""
 
 from __future__ import annotations
 

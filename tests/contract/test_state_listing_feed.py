@@ -1,4 +1,6 @@
-"""What the state store answers about the tasks on every state backend: filtered, sorted, paged listings and counts, the outbox the dispatcher publishes from, the in-flight tasks a queue is rebuilt from, and the change feed."""
+"""What the state store answers about the tasks on every state backend: filtered, sorted, paged listings and
+counts, the outbox the dispatcher publishes from, the in-flight tasks a queue is rebuilt from, and the change
+feed."""
 
 from __future__ import annotations
 

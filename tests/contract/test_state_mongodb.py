@@ -1,4 +1,6 @@
-"""What only the MongoDB state store has: upstream's document layout and indexes, exclusivity between two stores sharing a database (two control planes), which SQLite's single writer makes moot, and its settings from upstream's variables."""
+"""What only the MongoDB state store has: upstream's document layout and indexes, exclusivity between two stores
+sharing a database (two control planes), which SQLite's single writer makes moot, and its settings from
+upstream's variables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The state store's submission units of work on every state backend: results, tasks submitted by clients and by running workers, cancellation and what it aborts."""
+"""The state store's submission units of work on every state backend: results, tasks submitted by clients and by
+running workers, cancellation and what it aborts."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Fixtures the unit tests of the deployment share: the shipped versions file, and parameters files with
-storage blocks (one per storage set of `terraform_support`)."""
+"""Fixtures the unit tests of the deployment share: the shipped versions file, parameters files with storage
+blocks (one per storage set of `terraform_support`), and the Kubernetes objects rendered from the quick-deploy
+parameters (`default`) and from their variant (`variant`, in `kubernetes_render_support`), rendered once per
+module since rendering generates certificates."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from armonik_deploy.parameters import Versions, load_versions
+from armonik_deploy.kubernetes import Rendered, render
+from armonik_deploy.parameters import Versions, load_parameters, load_versions
+from tests.unit.kubernetes_render_support import VARIANT
 from tests.unit.quick_deploy import QUICK_DEPLOY
 from tests.unit.terraform_support import COMMON_PARAMETERS, FAST_KEYS, STORAGE_SETS
 
@@ -23,3 +27,23 @@ def storage(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     file = tmp_path_factory.mktemp("storage") / "parameters.tfvars"
     file.write_text(COMMON_PARAMETERS + FAST_KEYS + STORAGE_SETS[request.param])
     return file
+
+
+@pytest.fixture(scope="module")
+def default(versions: Versions, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    file = QUICK_DEPLOY / "parameters.tfvars"
+    return render(load_parameters(file), versions, file, certificates=tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def variant(versions: Versions, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    folder = tmp_path_factory.mktemp("variant")
+    file = folder / "parameters.tfvars"
+    file.write_text(VARIANT)
+    return render(load_parameters(file), versions, file, certificates=folder / "certs")
+
+
+@pytest.fixture(scope="module", params=["default", "variant"])
+def rendered(request: pytest.FixtureRequest) -> Rendered:
+    """Each of the two renderings, for the checks that hold for any parameters."""
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]

@@ -29,7 +29,7 @@ from armonik_deploy.cli import app
 from armonik_deploy.kubernetes import apply, chart_releases, commands, helm, render, render_folder
 from armonik_deploy.kubernetes import layout as layout_module
 from armonik_deploy.parameters import Parameters, Versions, load_parameters
-from tests.unit.test_kubernetes_render import CUSTOM_SCHEMAS, VARIANT
+from tests.unit.kubernetes_render_support import CUSTOM_SCHEMAS, VARIANT
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_DEPLOY = ROOT / "infrastructure" / "quick-deploy" / "localhost"

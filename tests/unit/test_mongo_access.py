@@ -24,7 +24,7 @@ from armonik_deploy.mongo_access import (
 from armonik_deploy.parameters import parameters_from_dict
 from armonik_deploy.plan import build_plan
 from tests.support import render_file
-from tests.unit.test_kubernetes_render import VARIANT, secret_files, tls_handshake
+from tests.unit.kubernetes_render_support import VARIANT, secret_files, tls_handshake
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "tools" / "mongodb"

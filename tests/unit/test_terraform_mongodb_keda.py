@@ -1,4 +1,6 @@
-"""MongoDB's TLS and KEDA's chart values, evaluated by Terraform (terraform_support): MongoDB's TLS Secrets, its PerconaServerMongoDB TLS and the mounts of its authority are the renderer's, and KEDA's chart values are helm.py's."""
+"""MongoDB's TLS and KEDA's chart values, evaluated by Terraform (terraform_support): MongoDB's TLS Secrets, its
+PerconaServerMongoDB TLS and the mounts of its authority are the renderer's, and KEDA's chart values are
+helm.py's."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The storage and TLS modules, evaluated by Terraform (terraform_support), make the objects and settings the renderer makes from the same parameters: the ActiveMQ and MinIO workloads and Services, the storage settings, the TLS Secrets' files, settings and mounts."""
+"""The storage and TLS modules, evaluated by Terraform (terraform_support), make the objects and settings the
+renderer makes from the same parameters: the ActiveMQ and MinIO workloads and Services, the storage settings,
+the TLS Secrets' files, settings and mounts."""
 
 from __future__ import annotations
 
