@@ -11,14 +11,23 @@ import pytest
 
 from armonik_deploy.kubernetes import Rendered, render
 from armonik_deploy.parameters import Versions, load_parameters, load_versions
+from tests.unit.helm_support import (
+    AUTH_READER,
+    CLUSTER_ROLE,
+    CRD,
+    TEST_HOOK,
+    as_helm_prints,
+    deployment,
+    stand_in,
+)
 from tests.unit.kubernetes_render_support import VARIANT
-from tests.unit.quick_deploy import QUICK_DEPLOY
+from tests.unit.quick_deploy import QUICK_DEPLOY, VERSIONS_FILE
 from tests.unit.terraform_support import COMMON_PARAMETERS, FAST_KEYS, STORAGE_SETS
 
 
 @pytest.fixture(scope="module")
 def versions() -> Versions:
-    return load_versions(QUICK_DEPLOY / "versions.tfvars.json")
+    return load_versions(VERSIONS_FILE)
 
 
 @pytest.fixture(scope="module", params=sorted(STORAGE_SETS))
@@ -47,3 +56,15 @@ def variant(versions: Versions, tmp_path_factory: pytest.TempPathFactory) -> Ren
 def rendered(request: pytest.FixtureRequest) -> Rendered:
     """Each of the two renderings, for the checks that hold for any parameters."""
     return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+@pytest.fixture()
+def standin(tmp_path: Path) -> Path:
+    """The stand-in helm (`helm_support`), printing KEDA's and the MongoDB operator's charts."""
+    return stand_in(
+        tmp_path / "bin",
+        {
+            "keda": as_helm_prints(deployment("keda-operator"), TEST_HOOK, CLUSTER_ROLE, AUTH_READER, CRD),
+            "mongodb-psmdb-operator": as_helm_prints(deployment("percona-server-mongodb-operator")),
+        },
+    )
