@@ -1,6 +1,6 @@
 """An agent whose worker is down: what never reached the worker goes back without a retry; the agent waits.
 
-A real polling agent and real SDK worker processes (the worker of `test_polling_agent_run`), the backend a
+A real polling agent and real SDK worker processes (the worker of `agent_worker`), the backend a
 recording fake. The worker is SIGKILLed between tasks: the next task's Process call cannot be sent, and is
 given back (RELEASED: queued again, no retry) instead of failing as a crash, and the agent takes no task until
 a worker answers again. Killed while it runs a task, the worker costs that task a crash (retried by the
@@ -28,7 +28,7 @@ from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import AcquiredTask
 from armonik_core.polling_agent.gateway_backend import GatewayBackend
 from armonik_core.polling_agent.task_runner import never_reached
-from tests.integration.test_polling_agent_run import (
+from tests.integration.agent_harness import (
     Running,
     Sockets,
     agent_settings,
