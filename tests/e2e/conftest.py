@@ -31,6 +31,7 @@ import grpc
 import pytest
 
 from tests.contract.backends.service import require_service
+from tests.e2e.scenarios import PYMONIK_PARTITIONS, SAMPLE_PARTITIONS, Clients
 from tests.support import deploy_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,3 +313,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if report.failed and _ACTIVE is not None:
         report.sections.append(("armonik deployment: processes and log tails", _ACTIVE.diagnostics()))
+
+
+@pytest.fixture(params=SAMPLE_PARTITIONS)
+def partition(request: pytest.FixtureRequest) -> str:
+    """Each partition of the generic worker, for the scenarios that run on both."""
+    return str(request.param)
+
+
+@pytest.fixture(params=PYMONIK_PARTITIONS)
+def pymonik_partition(request: pytest.FixtureRequest) -> str:
+    """Each partition of the PymoniK worker, for the PymoniK scenarios."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def clients(deployment: Deployment) -> Iterator[Clients]:
+    """The SDK's clients on the deployment's channel, one channel per test module."""
+    with deployment.channel() as channel:
+        yield Clients(channel)
