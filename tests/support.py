@@ -82,6 +82,50 @@ def deploy_cli(generated: Path, *args: str, timeout: float = 120.0) -> subproces
     return run_module("armonik_deploy", *args, "--generated", str(generated), env=env, timeout=timeout)
 
 
+#: The start of a parameters file (HCL, a `str.format` template of `port`) for local deployments under test:
+#: processes restarted and stopped quickly, the control plane on `port` with partition `default`.
+QUICK_RESTARTS = """
+local = {{
+  restart_delay     = 0.2
+  max_restart_delay = 1
+  stop_grace_period = 5
+}}
+control_plane = {{
+  port              = {port}
+  default_partition = "default"
+}}
+"""
+
+
+def two_pairs_parameters(control_plane_port: int, **blocks: Any) -> dict[str, Any]:
+    """Parameters of a local deployment for fault tests: partition `default` with two pairs of the bundled
+    generic worker, quick to stop, no metrics exporter; `blocks` (storage, `local`) added as given."""
+    return {
+        **blocks,
+        "control_plane": {"port": control_plane_port},
+        "metrics_exporter": None,
+        "compute_plane": {
+            "default": {
+                "replicas": 2,
+                "termination_grace_period_seconds": 5,
+                "worker": [{"command": ["{python}", "-m", "armonik_samples.worker"]}],
+            }
+        },
+    }
+
+
+def generic_worker_options(max_retries: int, **options: str) -> TaskOptions:
+    """The SDK's task options of the generic worker's `testing` sample on partition `default`, `options` its
+    action and arguments, with a two-minute bound."""
+    return TaskOptions(
+        max_duration=timedelta(minutes=2),
+        priority=1,
+        max_retries=max_retries,
+        partition_id="default",
+        options={"sample": "testing", **options},
+    )
+
+
 @contextmanager
 def local_deployment(parameters: dict[str, Any], prefix: str) -> Iterator[Path]:
     """A local deployment of `parameters` in a folder of its own under /tmp (`prefix`...): its generated
