@@ -30,7 +30,7 @@ from armonik.common import TaskOptions
 
 from armonik_deploy import procs
 from armonik_deploy.local import wait_healthy
-from tests.support import deploy_cli, free_port
+from tests.support import QUICK_RESTARTS, deploy_cli, free_port
 
 STAND_IN = """
 import json, os, signal, sys, time
@@ -44,18 +44,10 @@ while True:
     time.sleep(0.2)
 """
 
-PARAMETERS = """
-logging_level = "Information"
-local = {{
-  restart_delay     = 0.2
-  max_restart_delay = 1
-  stop_grace_period = 5
-}}
-control_plane = {{
-  port              = {port}
-  default_partition = "default"
-}}
-compute_plane = {{
+PARAMETERS = (
+    'logging_level = "Information"\n'
+    + QUICK_RESTARTS
+    + """compute_plane = {{
 {partitions}
 }}
 metrics_exporter = {{
@@ -63,6 +55,7 @@ metrics_exporter = {{
   command = ["{{python}}", "{stand_in}", "{records}", "metrics"]
 }}
 """
+)
 
 PARTITION = """
   {name} = {{

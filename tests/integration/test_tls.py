@@ -42,7 +42,7 @@ from armonik_core.tls import ClientTlsSettings, aio_channel
 from armonik_deploy import procs
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
 from tests.grpcweb_client import GrpcWebClient
-from tests.support import deploy_cli, free_port, run_module
+from tests.support import QUICK_RESTARTS, deploy_cli, free_port, run_module
 
 try:
     from tests.conftest import ROOT, ControlPlaneProcess
@@ -119,20 +119,24 @@ def start_plane(folder: Path, pki: Pki, mtls: bool) -> TlsControlPlane:
     return plane
 
 
-@pytest.fixture(scope="module")
-def tls_plane(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsControlPlane]:
-    plane = start_plane(tmp_path_factory.mktemp("tls"), pki, mtls=False)
+def running_plane(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki, mtls: bool
+) -> Iterator[TlsControlPlane]:
+    """A control plane for a module's tests, killed afterwards, which must have logged no internal error."""
+    plane = start_plane(tmp_path_factory.mktemp("mtls" if mtls else "tls"), pki, mtls=mtls)
     yield plane
     plane.kill()
     assert not internal_errors(plane.logs())
+
+
+@pytest.fixture(scope="module")
+def tls_plane(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsControlPlane]:
+    yield from running_plane(tmp_path_factory, pki, mtls=False)
 
 
 @pytest.fixture(scope="module")
 def mtls_plane(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsControlPlane]:
-    plane = start_plane(tmp_path_factory.mktemp("mtls"), pki, mtls=True)
-    yield plane
-    plane.kill()
-    assert not internal_errors(plane.logs())
+    yield from running_plane(tmp_path_factory, pki, mtls=True)
 
 
 def options(partition: str = "default") -> TaskOptions:
@@ -297,17 +301,9 @@ def test_a_control_plane_with_half_a_tls_configuration_does_not_start(pki: Pki, 
 
 
 # -- armonik-deploy with ingress TLS and mTLS, end to end ---------------------------------------------------------
-PARAMETERS = """
-local = {{
-  restart_delay     = 0.2
-  max_restart_delay = 1
-  stop_grace_period = 5
-}}
-control_plane = {{
-  port              = {port}
-  default_partition = "default"
-}}
-compute_plane = {{
+PARAMETERS = (
+    QUICK_RESTARTS
+    + """compute_plane = {{
   default = {{
     replicas                         = 1
     termination_grace_period_seconds = 2
@@ -322,6 +318,7 @@ ingress = {{
   http_port            = {http_port}
 }}
 """
+)
 
 
 class TlsDeployment:
