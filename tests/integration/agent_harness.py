@@ -30,6 +30,14 @@ from armonik_core.polling_agent.settings import AgentSettings, ChannelSettings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def session_options(**options: str) -> TaskOptions:
+    """The defaults of the sessions the agent tests' tasks belong to: what a task or a request leaves unset
+    falls back to them."""
+    return TaskOptions(
+        max_duration=60, max_retries=2, priority=5, partition_id="default", application_name="app", options=options
+    )
+
+
 class FakeBackend(ComputeBackend):
     """Tasks from a queue; records what the agent reports; results in a dict, data in real object storage."""
 
@@ -132,15 +140,8 @@ class FakeBackend(ComputeBackend):
             parent_task_ids=[session_id],
             initial_task_id=task_id,
         )
-        session_options = TaskOptions(
-            max_duration=60,
-            max_retries=2,
-            priority=5,
-            partition_id="default",
-            application_name="app",
-            options={"session": "s", "level": "session"},
-        )
-        acquired = AcquiredTask(task, session_options, ["default", "other"], lease=f"lease-{task_id}")
+        defaults = session_options(session="s", level="session")
+        acquired = AcquiredTask(task, defaults, ["default", "other"], lease=f"lease-{task_id}")
         self.queue.put_nowait(acquired)
         return acquired
 

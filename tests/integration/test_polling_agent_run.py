@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
 from armonik.protogen.common import agent_common_pb2 as a
 
-from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.outcomes import OutcomeKind
 from armonik_core.domain.statuses import ResultStatus, TaskStatus
 from armonik_core.ids import new_id
 from armonik_core.polling_agent.inprocess import InProcessAgentStub
-from tests.integration.agent_harness import Running, files_left, spare_files, spare_folders
+from tests.integration.agent_harness import Running, files_left, session_options, spare_files, spare_folders
 
 
 async def test_inputs_are_staged_and_notified_outputs_become_objects(running: Running) -> None:
@@ -115,21 +115,9 @@ async def test_worker_side_results_and_subtasks(running: Running) -> None:
         assert sub.initial_task_id == sub.task_id
         assert sub.status == TaskStatus.CREATING
     # Request options over session defaults, then the task's own on top.
-    assert delegate.options == TaskOptions(
-        max_duration=60,
-        max_retries=2,
-        priority=1,
-        partition_id="default",
-        application_name="app",
-        options={"session": "s", "level": "request"},
-    )
-    assert producer.options == TaskOptions(
-        max_duration=7,
-        max_retries=1,
-        priority=3,
-        partition_id="default",
-        application_name="app",
-        options={"session": "s", "level": "task"},
+    assert delegate.options == replace(session_options(session="s", level="request"), priority=1)
+    assert producer.options == replace(
+        session_options(session="s", level="task"), max_duration=7, max_retries=1, priority=3
     )
 
 
