@@ -33,9 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def session_options(**options: str) -> TaskOptions:
     """The defaults of the sessions the agent tests' tasks belong to: what a task or a request leaves unset
     falls back to them."""
-    return TaskOptions(
-        max_duration=60, max_retries=2, priority=5, partition_id="default", application_name="app", options=options
-    )
+    # max_duration, max_retries, priority, partition_id, application_name
+    return TaskOptions(60, 2, 5, "default", "app", options=options)
 
 
 class FakeBackend(ComputeBackend):
