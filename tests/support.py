@@ -114,15 +114,21 @@ def two_pairs_parameters(control_plane_port: int, **blocks: Any) -> dict[str, An
     }
 
 
-def generic_worker_options(max_retries: int, **options: str) -> TaskOptions:
-    """The SDK's task options of the generic worker's `testing` sample on partition `default`, `options` its
-    action and arguments, with a two-minute bound."""
+def sample_options(
+    sample: str,
+    *,
+    partition: str = "default",
+    max_retries: int = 2,
+    max_duration: timedelta = timedelta(minutes=1),
+    **options: str,
+) -> TaskOptions:
+    """The SDK's task options running a sample of the generic worker (`options`: its arguments)."""
     return TaskOptions(
-        max_duration=timedelta(minutes=2),
+        max_duration=max_duration,
         priority=1,
         max_retries=max_retries,
-        partition_id="default",
-        options={"sample": "testing", **options},
+        partition_id=partition,
+        options={"sample": sample, **options},
     )
 
 

@@ -14,6 +14,8 @@ import grpc
 from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Result, ResultStatus, Task, TaskDefinition, TaskOptions, TaskStatus
 
+from tests.support import sample_options
+
 if TYPE_CHECKING:
     from tests.e2e.conftest import Deployment
 
@@ -129,12 +131,13 @@ def behaviour_options(
     **extra: str,
 ) -> TaskOptions:
     """Task options running the `testing` sample's behaviour `action` on the generic worker."""
-    return TaskOptions(
-        max_duration=max_duration,
-        priority=1,
+    return sample_options(
+        "testing",
+        partition=partition,
         max_retries=max_retries,
-        partition_id=partition,
-        options={"sample": "testing", "action": action, **extra},
+        max_duration=max_duration,
+        action=action,
+        **extra,
     )
 
 

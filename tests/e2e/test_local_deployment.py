@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from armonik.common import Result, ResultStatus, Task, TaskDefinition, TaskOptions, TaskStatus
+from armonik.common import Result, ResultStatus, Task, TaskDefinition, TaskStatus
 from prometheus_client.parser import text_string_to_metric_families
 from pymonik import Pymonik, materialize
 
@@ -54,6 +54,7 @@ from tests.e2e.scenarios import (
     tasks_of,
     wait_results,
 )
+from tests.support import sample_options
 
 if TYPE_CHECKING:
     from conftest import Deployment
@@ -66,13 +67,7 @@ PYTHON = sys.executable
 
 # -- 1. hello world and the samples' clients ------------------------------------------------------------------
 def test_hello_world_with_the_sdk(deployment: Deployment, clients: Clients, partition: str) -> None:
-    options = TaskOptions(
-        max_duration=timedelta(minutes=1),
-        priority=1,
-        max_retries=2,
-        partition_id=partition,
-        options={"sample": "hello_world"},
-    )
+    options = sample_options("hello_world", partition=partition)
     session_id = new_session(clients, options, partition)
     deployment.sessions[session_key("hello_world", partition)] = session_id
     output = clients.results.create_results_metadata(["output"], session_id)["output"].result_id
@@ -133,13 +128,7 @@ def test_linear_subtasking_hands_the_output_down_three_levels(
     deployment: Deployment, clients: Clients, partition: str
 ) -> None:
     levels = 3
-    options = TaskOptions(
-        max_duration=timedelta(minutes=1),
-        priority=1,
-        max_retries=2,
-        partition_id=partition,
-        options={"sample": "linear_subtasking"},
-    )
+    options = sample_options("linear_subtasking", partition=partition)
     session_id = new_session(clients, options, partition)
     deployment.sessions[session_key("linear_subtasking", partition)] = session_id
     root_id, output = submit_one(clients, session_id, linear_subtasking.payload_of(0, levels, 0))

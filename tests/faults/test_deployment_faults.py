@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -21,7 +22,7 @@ from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, Armon
 from armonik.common import Task, TaskDefinition, TaskStatus
 
 from tests.contract.backends.service import in_ci, require_service
-from tests.support import free_port, generic_worker_options, local_deployment, two_pairs_parameters
+from tests.support import free_port, local_deployment, sample_options, two_pairs_parameters
 
 TASKS = 24
 TASK_SECONDS = 0.4
@@ -85,7 +86,9 @@ def _wait(endpoint: str, session_id: str, result_ids: list[str], timeout: float)
 
 @pytest.mark.timeout(300)
 def test_broker_restart_while_tasks_run_loses_none_and_runs_none_twice(deployment: str) -> None:
-    options = generic_worker_options(3, action="sleep", sleep=str(TASK_SECONDS))
+    options = sample_options(
+        "testing", max_retries=3, max_duration=timedelta(minutes=2), action="sleep", sleep=str(TASK_SECONDS)
+    )
     with grpc.insecure_channel(deployment) as channel:
         session_id = ArmoniKSessions(channel).create_session(options, partition_ids=["default"])
         before = _submit(channel, session_id, TASKS, "before")

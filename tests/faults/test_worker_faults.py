@@ -20,6 +20,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -27,7 +28,7 @@ import pytest
 from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Task, TaskDefinition, TaskStatus
 
-from tests.support import free_port, generic_worker_options, local_deployment, two_pairs_parameters
+from tests.support import free_port, local_deployment, sample_options, two_pairs_parameters
 
 TASKS = 1500
 KILLS = 4
@@ -95,7 +96,9 @@ def _all_tasks(tasks: ArmoniKTasks, session_id: str) -> list[Task]:
 
 @pytest.mark.timeout(400)
 def test_workers_killed_under_load_cost_no_retries_and_lose_no_task(deployment: Deployment) -> None:
-    options = generic_worker_options(2, action="echo", sleep="0.02")
+    options = sample_options(
+        "testing", max_retries=2, max_duration=timedelta(minutes=2), action="echo", sleep="0.02"
+    )
     with grpc.insecure_channel(deployment.endpoint) as channel:
         session_id = ArmoniKSessions(channel).create_session(options, partition_ids=["default"])
         expected = _submit(channel, session_id)
