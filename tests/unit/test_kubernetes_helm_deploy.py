@@ -49,20 +49,24 @@ def apply_parameters(folder: Path) -> Path:
     return file
 
 
+def deploy_charts_without_helm(
+    file: Path, layout: layout_module.KubernetesLayout, runner: apply.TerraformRunner
+) -> str:
+    """`deploy --charts helm` where helm is missing: the message of the error it stops with."""
+    missing = layout.generated.parent / "no-helm"
+    with pytest.raises(layout_module.DeployError) as raised:
+        apply.deploy(
+            file, VERSIONS_FILE, layout.generated, runner=runner, charts="helm", helm_executable=str(missing)
+        )
+    return str(raised.value)
+
+
 def test_deploy_with_helm_charts_stops_before_terraform_without_helm(tmp_path: Path) -> None:
     file = apply_parameters(tmp_path)
     layout = layout_module.KubernetesLayout(tmp_path / "generated")
     runner = apply.TerraformRunner(layout, working_dir=quick_deploy_copy(tmp_path / "tf", declared=True))
-    with pytest.raises(layout_module.DeployError) as raised:
-        apply.deploy(
-            file,
-            VERSIONS_FILE,
-            layout.generated,
-            runner=runner,
-            charts="helm",
-            helm_executable=str(tmp_path / "no-helm"),
-        )
-    assert str(raised.value).startswith("helm charts: ") and INSTALL_HELP in str(raised.value)
+    message = deploy_charts_without_helm(file, layout, runner)
+    assert message.startswith("helm charts: ") and INSTALL_HELP in message
     assert json.loads(layout.tfvars.read_text())[chart_releases.INSTALL_CHARTS_VARIABLE] is False
     assert not layout.data_dir.exists()  # terraform init did not run
 
@@ -89,16 +93,7 @@ def test_the_quick_deploy_lets_helm_install_the_charts(tmp_path: Path) -> None:
     layout = layout_module.KubernetesLayout(tmp_path / "generated")
     runner = apply.TerraformRunner(layout)
     assert runner.working_dir == QUICK_DEPLOY
-    with pytest.raises(layout_module.DeployError) as raised:
-        apply.deploy(
-            file,
-            VERSIONS_FILE,
-            layout.generated,
-            runner=runner,
-            charts="helm",
-            helm_executable=str(tmp_path / "no-helm"),
-        )
-    message = str(raised.value)
+    message = deploy_charts_without_helm(file, layout, runner)
     assert "declares no variable" not in message and "does not exist or is not executable" in message
     assert not layout.data_dir.exists()
 
