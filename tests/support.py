@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -130,6 +131,17 @@ def sample_options(
         partition_id=partition,
         options={"sample": sample, **options},
     )
+
+
+def clear_deployment_folder(folder: Path, pids: Iterable[int]) -> None:
+    """After a test's local deployment: the process groups of `pids` still alive killed (a test that failed
+    may have left them), then the folder removed."""
+    from armonik_deploy import procs
+
+    for pid in pids:
+        if procs.alive(pid):
+            procs.signal_group(pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,7 +29,7 @@ from armonik.common import TaskOptions
 
 from armonik_deploy import procs
 from armonik_deploy.local import wait_healthy
-from tests.support import QUICK_RESTARTS, deploy_cli, free_port
+from tests.support import QUICK_RESTARTS, clear_deployment_folder, deploy_cli, free_port
 
 STAND_IN = """
 import json, os, signal, sys, time
@@ -161,10 +160,7 @@ def deployment() -> Iterator[Deployment]:
         if (deployment.generated / "deploy" / "state.json").exists():  # the test did not destroy it
             seen = deployment.all_pids()
             deployment.cli("destroy", timeout=60)
-        for pid in seen:
-            if procs.alive(pid):
-                procs.signal_group(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
+        clear_deployment_folder(folder, seen)
 
 
 def options(partition: str) -> TaskOptions:

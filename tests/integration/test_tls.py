@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -39,10 +37,9 @@ from armonik_core.gateway.server import SERVICE
 from armonik_core.polling_agent.gateway_backend import connect_gateway_backend
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.tls import ClientTlsSettings, aio_channel
-from armonik_deploy import procs
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
 from tests.grpcweb_client import GrpcWebClient
-from tests.support import QUICK_RESTARTS, deploy_cli, free_port, run_module
+from tests.support import QUICK_RESTARTS, clear_deployment_folder, deploy_cli, free_port, run_module
 
 try:
     from tests.conftest import ROOT, ControlPlaneProcess
@@ -368,10 +365,7 @@ def deployment() -> Iterator[TlsDeployment]:
     finally:
         seen = deployment.pids()
         deployment.cli("destroy", timeout=60)
-        for pid in seen:
-            if procs.alive(pid):
-                procs.signal_group(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
+        clear_deployment_folder(folder, seen)
 
 
 def test_deploy_with_mtls_runs_a_task_end_to_end(deployment: TlsDeployment) -> None:
