@@ -133,6 +133,11 @@ def sample_options(
     )
 
 
+def key_pair_files(*names: str) -> list[str]:
+    """The files of the certificates and keys named, in name order: `<name>.crt` and `<name>.key` each."""
+    return sorted(f"{name}.{kind}" for name in names for kind in ("crt", "key"))
+
+
 def clear_deployment_folder(folder: Path, pids: Iterable[int]) -> None:
     """After a test's local deployment: the process groups of `pids` still alive killed (a test that failed
     may have left them), then the folder removed."""

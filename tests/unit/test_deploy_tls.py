@@ -24,6 +24,7 @@ from armonik_deploy.parameters import ParametersError, load_parameters, paramete
 from armonik_deploy.plan import Plan, ProcessSpec, build_plan
 from armonik_deploy.schema import to_plain
 from armonik_deploy.tls import DIGEST_KEY, prepare_certificates
+from tests.support import key_pair_files
 
 WORKER = {"command": ["{python}", "worker.py"]}
 TLS_KEYS = {
@@ -185,16 +186,9 @@ def test_prepare_makes_the_certificates_and_stamps_the_processes_using_them(tmp_
     # the ingress has a client certificate of its own (CN armonik-ingress), named as a trusted proxy
     assert made is not None and made.regenerated == ("ca", "control-plane", "client", "armonik-ingress")
     folder = certs_folder(tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "armonik-ingress.crt",
-        "armonik-ingress.key",
-        "ca.crt",
-        "ca.key",
-        "client.crt",
-        "client.key",
-        "control-plane.crt",
-        "control-plane.key",
-    ]
+    assert sorted(p.name for p in folder.iterdir()) == key_pair_files(
+        "armonik-ingress", "ca", "client", "control-plane"
+    )
     ca = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())
     server = x509.load_pem_x509_certificate((folder / "control-plane.crt").read_bytes())
     assert signed_by(server, ca)
