@@ -181,6 +181,50 @@ def normalized(manifest: dict[str, Any]) -> dict[str, Any]:
     return walk(manifest)  # type: ignore[no-any-return]
 
 
+def core_modules(secret_volumes: dict[str, str]) -> str:
+    """main.tf's calls of the control plane's, one partition's and (when given its volumes) the metrics
+    exporter's modules, for an evaluation root: `secret_volumes` gives each module's expression."""
+    blocks = f"""
+module "control_plane" {{
+  source         = "./modules/control-plane"
+  namespace      = var.namespace
+  image          = "armonik-control-plane"
+  tag            = "test"
+  config_maps    = ["control-plane-configmap"]
+  secret_volumes = {secret_volumes["control_plane"]}
+}}
+module "compute_plane" {{
+  source             = "./modules/compute-plane"
+  namespace          = var.namespace
+  partition          = "default"
+  prometheus_url     = "http://prometheus:9090"
+  agent_config_maps  = ["polling-configmap"]
+  worker_config_maps = ["worker-configmap"]
+  polling_agent      = {{ image = "armonik-polling-agent:test", limits = {{}}, requests = {{}} }}
+  workers            = [{{ name = "worker", image = "armonik-samples-worker:test", limits = {{}}, requests = {{}} }}]
+  secret_volumes     = {secret_volumes["compute_plane"]}
+}}
+"""
+    if "metrics_exporter" in secret_volumes:
+        blocks += f"""module "metrics_exporter" {{
+  source         = "./modules/monitoring/metrics-exporter"
+  namespace      = var.namespace
+  image          = "armonik-metrics-exporter:test"
+  config_maps    = ["metrics-exporter-configmap"]
+  secret_volumes = {secret_volumes["metrics_exporter"]}
+}}
+"""
+    return blocks
+
+
+def workload_outputs(*modules: str) -> str:
+    """An output per module: the workload its shared `workload` module makes."""
+    return "".join(
+        f'output "{name}" {{\n  value = module.{name}.harness.modules.workload.manifests.workload\n}}\n'
+        for name in modules
+    )
+
+
 def secret_mounts(workload: dict[str, Any], secret: str) -> dict[str, tuple[Any, Any]]:
     """Container name -> (volume, mount) of the Secret `secret` in the workload's pod, for containers that
     mount it."""

@@ -25,6 +25,7 @@ from tests.unit.terraform_support import (
     FAST_KEYS,
     INFRA,
     apply,
+    core_modules,
     evaluate,
     main_tf_module,
     needs_terraform,
@@ -32,6 +33,7 @@ from tests.unit.terraform_support import (
     render_as_deployed,
     secret_mounts,
     variable_blocks,
+    workload_outputs,
 )
 
 
@@ -50,37 +52,12 @@ def core_process_modules() -> str:
         name: main_tf_expression(main_tf_module(name), "secret_volumes")
         for name in ("control_plane", "compute_plane", "metrics_exporter")
     }
+    mongodb_volumes = main_tf_expression(top[top.index("locals {") :], "mongodb_volumes")
     return f"""
 locals {{
-  mongodb_volumes = {main_tf_expression(top[top.index("locals {") :], "mongodb_volumes")}
+  mongodb_volumes = {mongodb_volumes}
 }}
-module "control_plane" {{
-  source         = "./modules/control-plane"
-  namespace      = var.namespace
-  image          = "armonik-control-plane"
-  tag            = "test"
-  config_maps    = ["control-plane-configmap"]
-  secret_volumes = {volumes["control_plane"]}
-}}
-module "compute_plane" {{
-  source             = "./modules/compute-plane"
-  namespace          = var.namespace
-  partition          = "default"
-  prometheus_url     = "http://prometheus:9090"
-  agent_config_maps  = ["polling-configmap"]
-  worker_config_maps = ["worker-configmap"]
-  polling_agent      = {{ image = "armonik-polling-agent:test", limits = {{}}, requests = {{}} }}
-  workers            = [{{ name = "worker", image = "armonik-samples-worker:test", limits = {{}}, requests = {{}} }}]
-  secret_volumes     = {volumes["compute_plane"]}
-}}
-module "metrics_exporter" {{
-  source         = "./modules/monitoring/metrics-exporter"
-  namespace      = var.namespace
-  image          = "armonik-metrics-exporter:test"
-  config_maps    = ["metrics-exporter-configmap"]
-  secret_volumes = {volumes["metrics_exporter"]}
-}}
-"""
+""" + core_modules(volumes)
 
 
 MONGODB_MAIN = (
@@ -88,10 +65,7 @@ MONGODB_MAIN = (
     + main_tf_module("control_plane_tls")
     + main_tf_module("mongodb")
     + core_process_modules()
-    + "".join(
-        f'output "{name}" {{\n  value = module.{name}.harness.modules.workload.manifests.workload\n}}\n'
-        for name in ("control_plane", "compute_plane", "metrics_exporter")
-    )
+    + workload_outputs("control_plane", "compute_plane", "metrics_exporter")
     + 'output "mongodb" {\n  value = module.mongodb[0]\n}\n'
 )
 

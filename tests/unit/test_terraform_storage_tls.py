@@ -30,6 +30,7 @@ from tests.unit.terraform_support import (
     SERVICE_SETTINGS,
     TLS_SETTINGS,
     apply,
+    core_modules,
     evaluate,
     main_tf_module,
     needs_terraform,
@@ -37,6 +38,7 @@ from tests.unit.terraform_support import (
     render_as_deployed,
     secret_mounts,
     variable_blocks,
+    workload_outputs,
 )
 
 
@@ -93,36 +95,14 @@ TLS_CASES = {"plain": (False, False), "tls": (True, False), "mtls": (True, True)
 TLS_MAIN = (
     variable_blocks("namespace", "ingress", "certificates")
     + main_tf_module("control_plane_tls")
-    + """
-module "control_plane" {
-  source         = "./modules/control-plane"
-  namespace      = var.namespace
-  image          = "armonik-control-plane"
-  tag            = "test"
-  config_maps    = ["control-plane-configmap"]
-  secret_volumes = module.control_plane_tls.server_volumes
-}
-module "compute_plane" {
-  source             = "./modules/compute-plane"
-  namespace          = var.namespace
-  partition          = "default"
-  prometheus_url     = "http://prometheus:9090"
-  agent_config_maps  = ["polling-configmap"]
-  worker_config_maps = ["worker-configmap"]
-  polling_agent      = { image = "armonik-polling-agent:test", limits = {}, requests = {} }
-  workers            = [{ name = "worker", image = "armonik-samples-worker:test", limits = {}, requests = {} }]
-  secret_volumes     = module.control_plane_tls.client_volumes
-}
-output "tls" {
-  value = module.control_plane_tls
-}
-output "control_plane" {
-  value = module.control_plane.harness.modules.workload.manifests.workload
-}
-output "compute_plane" {
-  value = module.compute_plane.harness.modules.workload.manifests.workload
-}
-"""
+    + core_modules(
+        {
+            "control_plane": "module.control_plane_tls.server_volumes",
+            "compute_plane": "module.control_plane_tls.client_volumes",
+        }
+    )
+    + 'output "tls" {\n  value = module.control_plane_tls\n}\n'
+    + workload_outputs("control_plane", "compute_plane")
 )
 
 
