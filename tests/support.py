@@ -133,6 +133,14 @@ def sample_options(
     )
 
 
+def short_folder(prefix: str) -> Iterator[Path]:
+    """A folder of its own under /tmp (`prefix`...), removed afterwards: short, because unix socket paths
+    (under it) are limited to about 100 bytes; a module's `tmp_path` fixture yields from it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def key_pair_files(*names: str) -> list[str]:
     """The files of the certificates and keys named, in name order: `<name>.crt` and `<name>.key` each."""
     return sorted(f"{name}.{kind}" for name in names for kind in ("crt", "key"))

@@ -7,8 +7,6 @@ through `certificate_key_size`, to stay fast).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from armonik_deploy.parameters import ParametersError, load_parameters, paramete
 from armonik_deploy.plan import Plan, ProcessSpec, build_plan
 from armonik_deploy.schema import to_plain
 from armonik_deploy.tls import DIGEST_KEY, prepare_certificates
-from tests.support import key_pair_files
+from tests.support import key_pair_files, short_folder
 
 WORKER = {"command": ["{python}", "worker.py"]}
 TLS_KEYS = {
@@ -42,9 +40,7 @@ CLIENT_KEYS = {
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
     """A short folder: unix socket paths (under it) are limited to about 100 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="aktls-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from short_folder("aktls-")
 
 
 def plan_of(tmp_path: Path, ingress: dict[str, Any] | None = None, **extra: Any) -> Plan:
