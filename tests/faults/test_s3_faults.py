@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import boto3
 import pytest
@@ -56,17 +57,23 @@ def _iam_user(iam: object, name: str, actions: list[str]) -> tuple[str, str]:
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
+def boto3_client(service: str, endpoint: str) -> Any:
+    """A boto3 client of moto's server at `endpoint`, as its administrator: to set the server up or look
+    behind the adapter's back."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
 @pytest.fixture(scope="module")
 def authenticating_s3() -> Iterator[AuthenticatingS3]:
     server = S3Server().start()
     try:
-        iam = boto3.client(
-            "iam",
-            endpoint_url=server.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-        )
+        iam = boto3_client("iam", server.endpoint)
         writer = _iam_user(iam, "writer", ["s3:*"])
         # A read-only user. moto names the permission of HEAD on a bucket s3:HeadBucket (AWS: s3:ListBucket),
         # and since 5.2 that of HEAD on an object s3:HeadObject (AWS: s3:GetObject).
@@ -214,13 +221,7 @@ async def test_s3_connection_lost_mid_multipart_upload_keeps_the_previous_object
         assert await direct.size("result") == len(b"complete")
         # The upload the client could not abort stays on the server, invisible to readers, until a lifecycle
         # rule (AbortIncompleteMultipartUpload) or an operator removes it.
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=plain_s3.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-        )
+        s3 = boto3_client("s3", plain_s3.endpoint)
         uploads = await asyncio.to_thread(s3.list_multipart_uploads, Bucket=bucket)
         assert len(uploads.get("Uploads", [])) == 1
     finally:
