@@ -133,6 +133,15 @@ def sample_options(
     )
 
 
+def attach_diagnostics(outcome: Any, title: str, deployment: Any) -> None:
+    """In a `pytest_runtest_makereport` hook wrapper: a failed test's report gets the running deployment's
+    diagnostics (`deployment.diagnostics()`, None outside of one) as a section, so that a failure in CI can
+    be diagnosed from the output alone."""
+    report = outcome.get_result()
+    if report.failed and deployment is not None:
+        report.sections.append((title, deployment.diagnostics()))
+
+
 def short_folder(prefix: str) -> Iterator[Path]:
     """A folder of its own under /tmp (`prefix`...), removed afterwards: short, because unix socket paths
     (under it) are limited to about 100 bytes; a module's `tmp_path` fixture yields from it."""

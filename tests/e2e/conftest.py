@@ -32,7 +32,7 @@ import pytest
 
 from tests.contract.backends.service import require_service
 from tests.e2e.scenarios import PYMONIK_PARTITIONS, SAMPLE_PARTITIONS, Clients
-from tests.support import deploy_cli
+from tests.support import attach_diagnostics, deploy_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -316,9 +316,7 @@ def _destroy_quietly(deployment: Deployment) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
-    report = outcome.get_result()
-    if report.failed and _ACTIVE is not None:
-        report.sections.append(("armonik deployment: processes and log tails", _ACTIVE.diagnostics()))
+    attach_diagnostics(outcome, "armonik deployment: processes and log tails", _ACTIVE)
 
 
 @pytest.fixture(params=SAMPLE_PARTITIONS)

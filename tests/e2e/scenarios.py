@@ -122,6 +122,16 @@ def poll(
     return last
 
 
+def processing(clients: Clients, session_id: str, task_id: str, timeout: float = 30) -> Task:
+    """The task once an agent runs it (PROCESSING); TimeoutError with the session's statuses otherwise."""
+    return poll(
+        lambda: (t := clients.tasks.get_task(task_id)).status == TaskStatus.PROCESSING and t,
+        timeout,
+        f"task {task_id} PROCESSING",
+        details=lambda: session_report(clients, session_id),
+    )
+
+
 def behaviour_options(
     action: str,
     *,

@@ -45,6 +45,7 @@ from tests.e2e.scenarios import (
     error_text,
     new_session,
     poll,
+    processing,
     result_status,
     run_with_timeout,
     session_key,
@@ -276,12 +277,7 @@ def test_a_task_of_a_killed_agent_is_retried_and_the_agent_restarted(
     deployment.sessions["killed_agent"] = session_id
     task_id, output = submit_one(clients, session_id, b"still here")
 
-    running = poll(
-        lambda: (t := clients.tasks.get_task(task_id)).status == TaskStatus.PROCESSING and t,
-        30,
-        f"task {task_id} PROCESSING",
-        details=lambda: session_report(clients, session_id),
-    )
+    running = processing(clients, session_id, task_id)
     agent = f"{running.owner_pod_id}-polling-agent"
     before = deployment.process(agent)
     assert before["status"] == "running" and isinstance(before["pid"], int), before
@@ -362,12 +358,7 @@ def test_cancelling_a_running_task(deployment: Deployment, clients: Clients) -> 
     session_id = new_session(clients, behaviour_options("sleep", sleep="30", max_retries=2))
     deployment.sessions["cancel"] = session_id
     task_id, output = submit_one(clients, session_id, b"long")
-    running = poll(
-        lambda: (t := clients.tasks.get_task(task_id)).status == TaskStatus.PROCESSING and t,
-        30,
-        f"task {task_id} PROCESSING",
-        details=lambda: session_report(clients, session_id),
-    )
+    running = processing(clients, session_id, task_id)
 
     clients.tasks.cancel_tasks([task_id])
     cancelled_at = time.monotonic()

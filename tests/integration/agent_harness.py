@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,14 @@ def start_worker(sockets: Sockets, gate: Path | None = None) -> subprocess.Popen
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait(10)
+
+
+def serving_worker(directory: Path) -> Iterator[Sockets]:
+    """A worker process serving on sockets in `directory`, killed afterwards."""
+    found = Sockets(directory)
+    process = start_worker(found)
+    yield found
+    stop_worker(process)
 
 
 def agent_settings(tmp_path: Path, sockets: Sockets, **overrides: Any) -> AgentSettings:

@@ -14,9 +14,8 @@ from tests.integration.agent_harness import (
     Running,
     Sockets,
     agent_settings,
+    serving_worker,
     start_agent,
-    start_worker,
-    stop_worker,
 )
 from tests.integration.agent_worker import process
 
@@ -55,10 +54,7 @@ def tasks(channel: grpc.Channel) -> ArmoniKTasks:
 @pytest.fixture(scope="module")
 def sockets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sockets]:
     """The polling agent tests' worker process (`agent_worker`), one per module, on the sockets it serves."""
-    found = Sockets(tmp_path_factory.mktemp("pa"))
-    process = start_worker(found)
-    yield found
-    stop_worker(process)
+    yield from serving_worker(tmp_path_factory.mktemp("pa"))
 
 
 @pytest.fixture(params=WORKER_MODES)

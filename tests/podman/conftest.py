@@ -28,6 +28,7 @@ import grpc
 import pytest
 
 from tests.e2e.conftest import LOCAL_ENV, DeployedFolders, free_ports, parameters
+from tests.support import attach_diagnostics
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -266,6 +267,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
-    report = outcome.get_result()
-    if report.failed and _ACTIVE is not None:
-        report.sections.append(("podman deployment: containers and log tails", _ACTIVE.diagnostics()))
+    attach_diagnostics(outcome, "podman deployment: containers and log tails", _ACTIVE)
