@@ -18,7 +18,6 @@ from tests.contract.backends.service import in_ci
 
 MIB = 1 << 20
 
-
 #: Fail fast: one retry, 10 ms later (the defaults, 5 retries 500 ms apart, are for production).
 RETRIES, PAUSE_MS = 1, 10
 

@@ -40,7 +40,6 @@ case "$1" in
 esac
 """
 
-
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
@@ -87,13 +86,11 @@ TEST_HOOK = {
     "spec": {"containers": [{"name": "t", "image": "busybox:1.36"}]},
 }
 
-
 CLUSTER_ROLE = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
     "kind": "ClusterRole",
     "metadata": {"name": "keda"},
 }
-
 
 AUTH_READER = {
     "apiVersion": "rbac.authorization.k8s.io/v1",

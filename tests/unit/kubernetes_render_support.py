@@ -18,22 +18,17 @@ from tests.unit.quick_deploy import QUICK_DEPLOY, ROOT
 
 SCHEMAS = ROOT / "infrastructure" / "schemas"
 
-
 CUSTOM_SCHEMAS = {
     "ScaledObject": SCHEMAS / "scaledobject.keda.sh_v1alpha1.json",
     "PerconaServerMongoDB": SCHEMAS / "perconaservermongodb.psmdb.percona.com_v1.json",
 }
 
-
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
-
 
 #: Kinds that belong to no namespace (fluent-bit's cluster role reads the pods' metadata).
 CLUSTER_KINDS = ("ClusterRole", "ClusterRoleBinding")
 
-
 ARMONIK_WORKLOADS = ("control-plane", "metrics-exporter", "init")
-
 
 VARIANT = """
 logging_level = "Debug"

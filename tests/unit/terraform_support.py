@@ -27,12 +27,9 @@ from tests.unit.quick_deploy import QUICK_DEPLOY, ROOT
 
 INFRA = ROOT / "infrastructure"
 
-
 TERRAFORM = shutil.which("terraform")
 
-
 needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not on PATH")
-
 
 #: The TLS settings the processes read (armonik_core.tls names each one in a constant).
 TLS_SETTINGS = {
@@ -66,16 +63,13 @@ mongodb = { cluster = { database_name = "armonik" } }
 """,
 }
 
-
 COMMON_PARAMETERS = """
 namespace = "armonik-test"
 compute_plane = { default = { worker = [{ image = "armonik-samples-worker", command = ["x"] }] } }
 """
 
-
 #: Certificates of 2048-bit keys (generated ten times faster than the default 4096) where TLS is not tested.
 FAST_KEYS = "ingress = { certificate_key_size = 2048 }\n"
-
 
 #: Per storage service: the settings its module's `env` output gives the core processes.
 SERVICE_SETTINGS = {
