@@ -41,10 +41,7 @@ from tests.unit.kubernetes_render_support import (
     pod_spec,
     workloads,
 )
-from tests.unit.quick_deploy import PYMONIK_PROCESSOR, in_process_parameters
-
-ROOT = Path(__file__).resolve().parents[2]
-QUICK_DEPLOY = ROOT / "infrastructure" / "quick-deploy" / "localhost"
+from tests.unit.quick_deploy import PYMONIK_PROCESSOR, QUICK_DEPLOY, ROOT, in_process_parameters
 
 
 # -- schemas ---------------------------------------------------------------------------------------------
