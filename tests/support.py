@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -80,6 +81,89 @@ def deploy_cli(generated: Path, *args: str, timeout: float = 120.0) -> subproces
     not wrapped)."""
     env = {**os.environ, "COLUMNS": "200"}
     return run_module("armonik_deploy", *args, "--generated", str(generated), env=env, timeout=timeout)
+
+
+#: The start of a parameters file (HCL, a `str.format` template of `port`) for local deployments under test:
+#: processes restarted and stopped quickly, the control plane on `port` with partition `default`.
+QUICK_RESTARTS = """
+local = {{
+  restart_delay     = 0.2
+  max_restart_delay = 1
+  stop_grace_period = 5
+}}
+control_plane = {{
+  port              = {port}
+  default_partition = "default"
+}}
+"""
+
+
+def two_pairs_parameters(control_plane_port: int, **blocks: Any) -> dict[str, Any]:
+    """Parameters of a local deployment for fault tests: partition `default` with two pairs of the bundled
+    generic worker, quick to stop, no metrics exporter; `blocks` (storage, `local`) added as given."""
+    return {
+        **blocks,
+        "control_plane": {"port": control_plane_port},
+        "metrics_exporter": None,
+        "compute_plane": {
+            "default": {
+                "replicas": 2,
+                "termination_grace_period_seconds": 5,
+                "worker": [{"command": ["{python}", "-m", "armonik_samples.worker"]}],
+            }
+        },
+    }
+
+
+def sample_options(
+    sample: str,
+    *,
+    partition: str = "default",
+    max_retries: int = 2,
+    max_duration: timedelta = timedelta(minutes=1),
+    **options: str,
+) -> TaskOptions:
+    """The SDK's task options running a sample of the generic worker (`options`: its arguments)."""
+    return TaskOptions(
+        max_duration=max_duration,
+        priority=1,
+        max_retries=max_retries,
+        partition_id=partition,
+        options={"sample": sample, **options},
+    )
+
+
+def attach_diagnostics(outcome: Any, title: str, deployment: Any) -> None:
+    """In a `pytest_runtest_makereport` hook wrapper: a failed test's report gets the running deployment's
+    diagnostics (`deployment.diagnostics()`, None outside of one) as a section, so that a failure in CI can
+    be diagnosed from the output alone."""
+    report = outcome.get_result()
+    if report.failed and deployment is not None:
+        report.sections.append((title, deployment.diagnostics()))
+
+
+def short_folder(prefix: str) -> Iterator[Path]:
+    """A folder of its own under /tmp (`prefix`...), removed afterwards: short, because unix socket paths
+    (under it) are limited to about 100 bytes; a module's `tmp_path` fixture yields from it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def key_pair_files(*names: str) -> list[str]:
+    """The files of the certificates and keys named, in name order: `<name>.crt` and `<name>.key` each."""
+    return sorted(f"{name}.{kind}" for name in names for kind in ("crt", "key"))
+
+
+def clear_deployment_folder(folder: Path, pids: Iterable[int]) -> None:
+    """After a test's local deployment: the process groups of `pids` still alive killed (a test that failed
+    may have left them), then the folder removed."""
+    from armonik_deploy import procs
+
+    for pid in pids:
+        if procs.alive(pid):
+            procs.signal_group(pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

@@ -25,8 +25,10 @@ from armonik_core.adapters.queue.base import TaskQueue
 from armonik_core.adapters.state.base import StateStore
 from armonik_core.adapters.state.mongodb import MongoStateStore
 from armonik_core.adapters.state.sqlite import SqliteStateStore
+from armonik_core.domain.records import Partition
 from tests.contract.backends.service import require_service
 from tests.contract.harness import QueueBackend, StorageBackend
+from tests.contract.state_store_support import SID, session
 
 
 def _collect() -> tuple[
@@ -159,3 +161,13 @@ async def state_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Async
 @pytest.fixture
 def state_store(state_backend: StateBackend) -> StateStore:
     return state_backend.open()
+
+
+@pytest.fixture
+async def store(state_backend: StateBackend) -> AsyncIterator[StateStore]:
+    """A store holding the running session `SID` on the partitions `default` and `gpu`, the case most state
+    store contracts start from (the compute-plane module sets up its own)."""
+    state = state_backend.open()
+    await state.upsert_partitions([Partition("default"), Partition("gpu", priority=2)])
+    await state.create_session(session(SID))
+    yield state

@@ -31,7 +31,8 @@ import grpc
 import pytest
 
 from tests.contract.backends.service import require_service
-from tests.support import deploy_cli
+from tests.e2e.scenarios import PYMONIK_PARTITIONS, SAMPLE_PARTITIONS, Clients
+from tests.support import attach_diagnostics, deploy_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,8 +163,9 @@ def _processes_referring_to(folder: Path) -> list[str]:
 
 
 @dataclass
-class Deployment:
-    """A running local deployment: where to reach it and where its files are."""
+class DeployedFolders:
+    """What the shared end-to-end tests ask of any deployment, whatever its target: where to reach it and
+    where its files are (the podman suite's deployment is one too)."""
 
     root: Path
     parameters_file: Path
@@ -174,20 +176,28 @@ class Deployment:
     sessions: dict[str, str] = field(default_factory=dict)
 
     @property
-    def logs(self) -> Path:
-        return self.generated / "logs"
-
-    @property
-    def state_file(self) -> Path:
-        return self.generated / "deploy" / "state.json"
-
-    @property
     def cli_config(self) -> Path:
         return self.generated / "armonik-cli.yaml"
 
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.endpoint)
+
+
+@dataclass
+class Deployment(DeployedFolders):
+    """A running local deployment: its processes are the supervisor's, its logs files."""
+
+    @property
+    def logs(self) -> Path:
+        return self.generated / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.generated / "deploy" / "state.json"
 
     def agent_ids(self, partition: str) -> tuple[str, ...]:
         """The agent ids (owner pod ids) of a partition's pairs: `<partition>-<i>` in the local target."""
@@ -209,9 +219,6 @@ class Deployment:
             if entry.get("name") == name:
                 return dict(entry)
         raise KeyError(f"no process {name!r} in {self.state_file}")
-
-    def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(self.endpoint)
 
     def deploy_cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return deploy_cli(self.generated, *args, timeout=timeout)
@@ -309,6 +316,23 @@ def _destroy_quietly(deployment: Deployment) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
-    report = outcome.get_result()
-    if report.failed and _ACTIVE is not None:
-        report.sections.append(("armonik deployment: processes and log tails", _ACTIVE.diagnostics()))
+    attach_diagnostics(outcome, "armonik deployment: processes and log tails", _ACTIVE)
+
+
+@pytest.fixture(params=SAMPLE_PARTITIONS)
+def partition(request: pytest.FixtureRequest) -> str:
+    """Each partition of the generic worker, for the scenarios that run on both."""
+    return str(request.param)
+
+
+@pytest.fixture(params=PYMONIK_PARTITIONS)
+def pymonik_partition(request: pytest.FixtureRequest) -> str:
+    """Each partition of the PymoniK worker, for the PymoniK scenarios."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def clients(deployment: Deployment) -> Iterator[Clients]:
+    """The SDK's clients on the deployment's channel, one channel per test module."""
+    with deployment.channel() as channel:
+        yield Clients(channel)

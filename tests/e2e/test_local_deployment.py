@@ -22,24 +22,40 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import cloudpickle
-import grpc
 import pytest
-from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
-from armonik.common import Result, ResultStatus, Task, TaskDefinition, TaskOptions, TaskStatus
+from armonik.common import Result, ResultStatus, Task, TaskDefinition, TaskStatus
 from prometheus_client.parser import text_string_to_metric_families
-from pymonik import Pymonik, materialize, task
+from pymonik import Pymonik, materialize
 
 from armonik_core.metrics import metric_name
 from armonik_samples import linear_subtasking
+from tests.e2e.pymonik_tasks import estimate_pi_partial, fetch_resource, read_materialized, sum_pi_results
+from tests.e2e.scenarios import (
+    PYMONIK_PARTITIONS,
+    RESULT_TIMEOUT,
+    SAMPLE_PARTITIONS,
+    Clients,
+    behaviour_options,
+    error_text,
+    new_session,
+    poll,
+    processing,
+    result_status,
+    run_with_timeout,
+    session_key,
+    session_report,
+    submit_one,
+    task_status,
+    tasks_of,
+    wait_results,
+)
+from tests.support import sample_options
 
 if TYPE_CHECKING:
     from conftest import Deployment
@@ -49,205 +65,10 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
-T = TypeVar("T")
-
-RESULT_TIMEOUT = 60.0
-
-#: The generic worker's partitions: a worker process per agent, and the same processor in the agents' own
-#: process (`Worker__Module`); the SDK's and the samples' tests run on both, as PymoniK's on its two.
-SAMPLE_PARTITIONS = ("default", "inprocess")
-PYMONIK_PARTITIONS = ("pymonik", "pymonik-inprocess")
-
-
-@pytest.fixture(params=SAMPLE_PARTITIONS)
-def partition(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=PYMONIK_PARTITIONS)
-def pymonik_partition(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def session_key(name: str, partition: str) -> str:
-    """The name a test's session is recorded under: the plain name on the separate-worker partitions."""
-    return name if partition in ("default", "pymonik") else f"{name}@{partition}"
-
-
-# -- helpers -------------------------------------------------------------------------------------------------
-class Clients:
-    """The SDK's clients on one channel."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self.channel = channel
-        self.sessions = ArmoniKSessions(channel)
-        self.results = ArmoniKResults(channel)
-        self.tasks = ArmoniKTasks(channel)
-
-
-@pytest.fixture(scope="module")
-def clients(deployment: Deployment) -> Iterator[Clients]:
-    with deployment.channel() as channel:
-        yield Clients(channel)
-
-
-def run_with_timeout(function: Callable[[], T], timeout: float, what: str) -> T:
-    """`function()` in a thread; TimeoutError naming `what` if it has not returned within `timeout` seconds."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = function()
-        except BaseException as exc:  # re-raised in the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=what, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise TimeoutError(f"{what}: no answer within {timeout:g}s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
-
-
-def session_report(clients: Clients, session_id: str) -> str:
-    """Task and result statuses of a session, for failure messages."""
-    try:
-        _, tasks = clients.tasks.list_tasks(Task.session_id == session_id, with_errors=True)
-        _, results = clients.results.list_results(Result.session_id == session_id)
-    except grpc.RpcError as exc:
-        return f"(cannot list the session {session_id}: {exc})"
-    lines = [f"session {session_id}:"]
-    lines += [
-        f"  task {t.id} {TaskStatus(t.status).name} owner={t.owner_pod_id} msg={t.status_message!r}"
-        for t in tasks
-    ]
-    lines += [
-        f"  result {r.result_id} {ResultStatus.name_from_value(r.status)} owner={r.owner_task_id} name={r.name}"
-        for r in results
-    ]
-    return "\n".join(lines)
-
-
-def wait_results(
-    deployment: Deployment, clients: Clients, session_id: str, result_ids: list[str], timeout: float
-) -> None:
-    """`ArmoniKEvents.wait_for_result_availability`, bounded: it runs on a channel of its own, closed when
-    the time is up (which ends the wait). Raises what the SDK raises (RuntimeError on an aborted result)."""
-    channel = deployment.channel()
-    events = ArmoniKEvents(channel)
-    try:
-        run_with_timeout(
-            lambda: events.wait_for_result_availability(result_ids, session_id),
-            timeout,
-            f"waiting for {len(result_ids)} result(s) of session {session_id}",
-        )
-    except TimeoutError as exc:
-        raise TimeoutError(f"{exc}\n{session_report(clients, session_id)}") from None
-    finally:
-        channel.close()
-
-
-def poll(
-    condition: Callable[[], T],
-    timeout: float,
-    what: str,
-    interval: float = 0.1,
-    details: Callable[[], str] | None = None,
-) -> T:
-    """The first truthy value of `condition()`, checked every `interval` seconds; TimeoutError after
-    `timeout` seconds, with the last value seen and `details()` (computed then)."""
-    deadline = time.monotonic() + timeout
-    last: T = condition()
-    while not last:
-        if time.monotonic() > deadline:
-            more = f"\n{details()}" if details is not None else ""
-            raise TimeoutError(f"{what}: not within {timeout:g}s (last: {last!r}){more}")
-        time.sleep(interval)
-        last = condition()
-    return last
-
-
-def behaviour_options(
-    action: str,
-    *,
-    max_retries: int = 2,
-    max_duration: timedelta = timedelta(minutes=1),
-    partition: str = "default",
-    **extra: str,
-) -> TaskOptions:
-    """Task options running the `testing` sample's behaviour `action` on the generic worker."""
-    return TaskOptions(
-        max_duration=max_duration,
-        priority=1,
-        max_retries=max_retries,
-        partition_id=partition,
-        options={"sample": "testing", "action": action, **extra},
-    )
-
-
-def new_session(clients: Clients, options: TaskOptions, partition: str = "default") -> str:
-    session_id: str = clients.sessions.create_session(options, partition_ids=[partition])
-    return session_id
-
-
-def submit_one(
-    clients: Clients,
-    session_id: str,
-    payload: bytes,
-    *,
-    options: TaskOptions | None = None,
-    data_dependencies: list[str] | None = None,
-    name: str = "task",
-) -> tuple[str, str]:
-    """One task with a payload and one expected output: (task id, output id)."""
-    output = clients.results.create_results_metadata([f"{name} output"], session_id)[f"{name} output"]
-    payload_id = clients.results.create_results({f"{name} payload": payload}, session_id)[f"{name} payload"]
-    submitted = clients.tasks.submit_tasks(
-        session_id,
-        [
-            TaskDefinition(
-                payload_id.result_id,
-                expected_output_ids=[output.result_id],
-                data_dependencies=data_dependencies or [],
-                options=options,
-            )
-        ],
-    )
-    assert len(submitted) == 1
-    return submitted[0].id, output.result_id
-
-
-def tasks_of(clients: Clients, session_id: str) -> dict[str, Task]:
-    total, tasks = clients.tasks.list_tasks(Task.session_id == session_id, with_errors=True)
-    assert total == len(tasks)
-    return {t.id: t for t in tasks}
-
-
-def task_status(clients: Clients, task_id: str) -> TaskStatus:
-    return TaskStatus(clients.tasks.get_task(task_id).status)
-
-
-def result_status(clients: Clients, result_id: str) -> int:
-    return int(clients.results.get_result(result_id).status)
-
-
-def error_text(t: Task) -> str:
-    """What the task says about its failure (status message and output error)."""
-    output_error = t.output.error if t.output is not None and t.output.error else ""
-    return f"{t.status_message or ''} {output_error}"
-
 
 # -- 1. hello world and the samples' clients ------------------------------------------------------------------
 def test_hello_world_with_the_sdk(deployment: Deployment, clients: Clients, partition: str) -> None:
-    options = TaskOptions(
-        max_duration=timedelta(minutes=1),
-        priority=1,
-        max_retries=2,
-        partition_id=partition,
-        options={"sample": "hello_world"},
-    )
+    options = sample_options("hello_world", partition=partition)
     session_id = new_session(clients, options, partition)
     deployment.sessions[session_key("hello_world", partition)] = session_id
     output = clients.results.create_results_metadata(["output"], session_id)["output"].result_id
@@ -308,13 +129,7 @@ def test_linear_subtasking_hands_the_output_down_three_levels(
     deployment: Deployment, clients: Clients, partition: str
 ) -> None:
     levels = 3
-    options = TaskOptions(
-        max_duration=timedelta(minutes=1),
-        priority=1,
-        max_retries=2,
-        partition_id=partition,
-        options={"sample": "linear_subtasking"},
-    )
+    options = sample_options("linear_subtasking", partition=partition)
     session_id = new_session(clients, options, partition)
     deployment.sessions[session_key("linear_subtasking", partition)] = session_id
     root_id, output = submit_one(clients, session_id, linear_subtasking.payload_of(0, levels, 0))
@@ -462,12 +277,7 @@ def test_a_task_of_a_killed_agent_is_retried_and_the_agent_restarted(
     deployment.sessions["killed_agent"] = session_id
     task_id, output = submit_one(clients, session_id, b"still here")
 
-    running = poll(
-        lambda: (t := clients.tasks.get_task(task_id)).status == TaskStatus.PROCESSING and t,
-        30,
-        f"task {task_id} PROCESSING",
-        details=lambda: session_report(clients, session_id),
-    )
+    running = processing(clients, session_id, task_id)
     agent = f"{running.owner_pod_id}-polling-agent"
     before = deployment.process(agent)
     assert before["status"] == "running" and isinstance(before["pid"], int), before
@@ -548,12 +358,7 @@ def test_cancelling_a_running_task(deployment: Deployment, clients: Clients) -> 
     session_id = new_session(clients, behaviour_options("sleep", sleep="30", max_retries=2))
     deployment.sessions["cancel"] = session_id
     task_id, output = submit_one(clients, session_id, b"long")
-    running = poll(
-        lambda: (t := clients.tasks.get_task(task_id)).status == TaskStatus.PROCESSING and t,
-        30,
-        f"task {task_id} PROCESSING",
-        details=lambda: session_report(clients, session_id),
-    )
+    running = processing(clients, session_id, task_id)
 
     clients.tasks.cancel_tasks([task_id])
     cancelled_at = time.monotonic()
@@ -581,46 +386,6 @@ def test_cancelling_a_running_task(deployment: Deployment, clients: Clients) -> 
 
 
 # -- 8. PymoniK estimating pi -----------------------------------------------------------------------------------
-@task
-def estimate_pi_partial(samples: int) -> tuple[int, int]:
-    import random as rng
-
-    inside = 0
-    for _ in range(samples):
-        x, y = rng.random(), rng.random()
-        if x * x + y * y <= 1.0:
-            inside += 1
-    return inside, samples
-
-
-@task
-def sum_pi_results(parts: list[tuple[int, int]]) -> float:
-    inside = sum(part[0] for part in parts)
-    total = sum(part[1] for part in parts)
-    return 4.0 * inside / total
-
-
-@task(require_context=True)
-def fetch_resource(ctx: Any, result_id: str) -> dict[str, Any]:
-    """Fetches a result that is not among the task's inputs (`Agent.GetResourceData`): PymoniK then reads it
-    from the path it builds itself, `/cache/shared/<communication token>/<result id>`."""
-    path = ctx.get_object_path(result_id)
-    value = ctx.retrieve_object(result_id)
-    return {"value": value, "path": str(path), "folder": ctx.task_handler.data_folder}
-
-
-@task
-def read_materialized(resource: Any, worker_path: str) -> bytes:
-    """Reads a file PymoniK materialized before calling the function (through GetResourceData)."""
-    with open(worker_path, "rb") as file:
-        return file.read()
-
-
-# The PymoniK worker cannot import this module (pytest imports it under a name of its own): ship the tasks'
-# functions by value rather than as a reference to the module.
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
 @pytest.mark.timeout(150)
 def test_pymonik_estimates_pi(deployment: Deployment, clients: Clients, pymonik_partition: str) -> None:
     count, samples = 100, 20000

@@ -19,10 +19,10 @@ from datetime import timedelta
 import grpc
 import pytest
 from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
-from armonik.common import Task, TaskDefinition, TaskOptions, TaskStatus
+from armonik.common import Task, TaskDefinition, TaskStatus
 
 from tests.contract.backends.service import in_ci, require_service
-from tests.support import free_port, local_deployment
+from tests.support import free_port, local_deployment, sample_options, two_pairs_parameters
 
 TASKS = 24
 TASK_SECONDS = 0.4
@@ -44,23 +44,15 @@ def deployment() -> Iterator[str]:
             pytest.fail(message)
         pytest.skip(message)
     run, port = uuid.uuid4().hex[:8], free_port()
-    parameters = {
-        "rabbitmq": {"prefix": f"fault-{run}"},
-        "redis": {"instance_name": f"fault-{run}"},
-        "local": {
+    parameters = two_pairs_parameters(
+        port,
+        rabbitmq={"prefix": f"fault-{run}"},
+        redis={"instance_name": f"fault-{run}"},
+        local={
             "env": {"ComputeGateway__LeaseSeconds": "3", "Pollster__HeartbeatSeconds": "1"},
             "stop_grace_period": 5,
         },
-        "control_plane": {"port": port},
-        "metrics_exporter": None,
-        "compute_plane": {
-            "default": {
-                "replicas": 2,
-                "termination_grace_period_seconds": 5,
-                "worker": [{"command": ["{python}", "-m", "armonik_samples.worker"]}],
-            }
-        },
-    }
+    )
     with local_deployment(parameters, "akfault-"):
         yield f"127.0.0.1:{port}"
 
@@ -94,12 +86,8 @@ def _wait(endpoint: str, session_id: str, result_ids: list[str], timeout: float)
 
 @pytest.mark.timeout(300)
 def test_broker_restart_while_tasks_run_loses_none_and_runs_none_twice(deployment: str) -> None:
-    options = TaskOptions(
-        max_duration=timedelta(minutes=2),
-        priority=1,
-        max_retries=3,
-        partition_id="default",
-        options={"sample": "testing", "action": "sleep", "sleep": str(TASK_SECONDS)},
+    options = sample_options(
+        "testing", max_retries=3, max_duration=timedelta(minutes=2), action="sleep", sleep=str(TASK_SECONDS)
     )
     with grpc.insecure_channel(deployment) as channel:
         session_id = ArmoniKSessions(channel).create_session(options, partition_ids=["default"])

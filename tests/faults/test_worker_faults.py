@@ -26,9 +26,9 @@ from pathlib import Path
 import grpc
 import pytest
 from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
-from armonik.common import Task, TaskDefinition, TaskOptions, TaskStatus
+from armonik.common import Task, TaskDefinition, TaskStatus
 
-from tests.support import free_port, local_deployment
+from tests.support import free_port, local_deployment, sample_options, two_pairs_parameters
 
 TASKS = 1500
 KILLS = 4
@@ -60,18 +60,9 @@ class Deployment:
 @pytest.fixture
 def deployment() -> Iterator[Deployment]:
     port = free_port()
-    parameters = {
-        "local": {"restart_delay": 1, "max_restart_delay": 1, "stop_grace_period": 5},
-        "control_plane": {"port": port},
-        "metrics_exporter": None,
-        "compute_plane": {
-            "default": {
-                "replicas": 2,
-                "termination_grace_period_seconds": 5,
-                "worker": [{"command": ["{python}", "-m", "armonik_samples.worker"]}],
-            }
-        },
-    }
+    parameters = two_pairs_parameters(
+        port, local={"restart_delay": 1, "max_restart_delay": 1, "stop_grace_period": 5}
+    )
     with local_deployment(parameters, "akworker-") as generated:
         yield Deployment(f"127.0.0.1:{port}", generated)
 
@@ -105,12 +96,8 @@ def _all_tasks(tasks: ArmoniKTasks, session_id: str) -> list[Task]:
 
 @pytest.mark.timeout(400)
 def test_workers_killed_under_load_cost_no_retries_and_lose_no_task(deployment: Deployment) -> None:
-    options = TaskOptions(
-        max_duration=timedelta(minutes=2),
-        priority=1,
-        max_retries=2,
-        partition_id="default",
-        options={"sample": "testing", "action": "echo", "sleep": "0.02"},
+    options = sample_options(
+        "testing", max_retries=2, max_duration=timedelta(minutes=2), action="echo", sleep="0.02"
     )
     with grpc.insecure_channel(deployment.endpoint) as channel:
         session_id = ArmoniKSessions(channel).create_session(options, partition_ids=["default"])

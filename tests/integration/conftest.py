@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 from armonik.client import ArmoniKResults, ArmoniKSessions, ArmoniKTasks
+
+from tests.integration.agent_harness import (
+    WORKER_MODES,
+    Running,
+    Sockets,
+    agent_settings,
+    serving_worker,
+    start_agent,
+)
+from tests.integration.agent_worker import process
 
 try:
     from tests.support import internal_errors
@@ -38,3 +49,19 @@ def results(channel: grpc.Channel) -> ArmoniKResults:
 @pytest.fixture
 def tasks(channel: grpc.Channel) -> ArmoniKTasks:
     return ArmoniKTasks(channel)
+
+
+@pytest.fixture(scope="module")
+def sockets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sockets]:
+    """The polling agent tests' worker process (`agent_worker`), one per module, on the sockets it serves."""
+    yield from serving_worker(tmp_path_factory.mktemp("pa"))
+
+
+@pytest.fixture(params=WORKER_MODES)
+async def running(request: pytest.FixtureRequest, tmp_path: Path, sockets: Sockets) -> AsyncIterator[Running]:
+    """A polling agent calling the module's worker, or its processor in-process: each test has its own."""
+    started = await start_agent(
+        agent_settings(tmp_path, sockets), process if request.param == "inprocess" else None
+    )
+    yield started
+    await started.stop()

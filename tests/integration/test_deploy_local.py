@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,7 +29,7 @@ from armonik.common import TaskOptions
 
 from armonik_deploy import procs
 from armonik_deploy.local import wait_healthy
-from tests.support import deploy_cli, free_port
+from tests.support import QUICK_RESTARTS, clear_deployment_folder, deploy_cli, free_port
 
 STAND_IN = """
 import json, os, signal, sys, time
@@ -44,18 +43,10 @@ while True:
     time.sleep(0.2)
 """
 
-PARAMETERS = """
-logging_level = "Information"
-local = {{
-  restart_delay     = 0.2
-  max_restart_delay = 1
-  stop_grace_period = 5
-}}
-control_plane = {{
-  port              = {port}
-  default_partition = "default"
-}}
-compute_plane = {{
+PARAMETERS = (
+    'logging_level = "Information"\n'
+    + QUICK_RESTARTS
+    + """compute_plane = {{
 {partitions}
 }}
 metrics_exporter = {{
@@ -63,6 +54,7 @@ metrics_exporter = {{
   command = ["{{python}}", "{stand_in}", "{records}", "metrics"]
 }}
 """
+)
 
 PARTITION = """
   {name} = {{
@@ -168,10 +160,7 @@ def deployment() -> Iterator[Deployment]:
         if (deployment.generated / "deploy" / "state.json").exists():  # the test did not destroy it
             seen = deployment.all_pids()
             deployment.cli("destroy", timeout=60)
-        for pid in seen:
-            if procs.alive(pid):
-                procs.signal_group(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
+        clear_deployment_folder(folder, seen)
 
 
 def options(partition: str) -> TaskOptions:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -313,6 +313,18 @@ class Subscription:
             return [e for _, e in self.events if isinstance(e, kind)]
 
 
+def join_all(subscriptions: Iterable[Subscription]) -> None:
+    """Until each subscription's stream has ended, which it must have done without an error."""
+    for sub in subscriptions:
+        sub.background.join()
+        assert sub.background.error is None, sub.background.error
+
+
+def close_all(subscriptions: Iterable[Subscription]) -> None:
+    for sub in subscriptions:
+        sub.background.close()
+
+
 def is_task_update(task_id: str, status: TaskStatus) -> Callable[[EventTypes, Event], bool]:
     def check(kind: EventTypes, event: Event) -> bool:
         return (
@@ -385,12 +397,9 @@ def test_event_stream_replays_then_follows_changes(
         target["task"] = task
         g.upload(x, b"x")
 
-        for sub in subscriptions:
-            sub.background.join()
-            assert sub.background.error is None, sub.background.error
+        join_all(subscriptions)
     finally:
-        for sub in subscriptions:
-            sub.background.close()
+        close_all(subscriptions)
 
     # Everything, in commit order.
     kinds_of = {type(e) for _, e in everything.events}
@@ -490,12 +499,9 @@ def test_event_stream_filters_and_unknown_session(
             assert sub.wait_until(lambda evs: len(evs) >= 1), "the replay"
         g.upload(x)  # a and b both become SUBMITTED, in one transaction
         g.upload(watched)
-        for sub in subscriptions:
-            sub.background.join()
-            assert sub.background.error is None, sub.background.error
+        join_all(subscriptions)
     finally:
-        for sub in subscriptions:
-            sub.background.close()
+        close_all(subscriptions)
     for sub in (by_id, by_option):
         assert [(type(e), e.task_id, e.status) for _, e in sub.events] == [
             (NewTaskEvent, b, TaskStatus.PENDING),

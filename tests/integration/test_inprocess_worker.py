@@ -1,6 +1,7 @@
 """What only an in-process worker (`Worker__Module`) has: loading the processor, and a processor that runs on
 after the agent gave up on its call. Everything the processor and the agent do together (outcomes, subtasks,
-created results, delegation, timeouts, cancellations) runs in both modes in `test_polling_agent_run.py`."""
+created results, delegation, timeouts, cancellations) runs in both modes in `test_polling_agent_run.py` and
+`test_polling_agent_lifecycle.py`."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import pytest
 from armonik_core.config import ConfigurationError
 from armonik_core.domain.outcomes import OutcomeKind
 from armonik_core.polling_agent.inprocess import RESTART_EXIT_CODE, load_processor
-from tests.integration.test_polling_agent_run import Sockets, agent_settings, process, start_agent
+from tests.integration.agent_harness import Sockets, agent_settings, start_agent
+from tests.integration.agent_worker import process
 from tests.support import run_module
 
 
 def test_a_processor_is_loaded_plain_or_decorated() -> None:
-    assert load_processor("tests.integration.test_polling_agent_run:process") is process
+    assert load_processor("tests.integration.agent_worker:process") is process
     noop = load_processor("armonik_samples.worker:dispatch")
     assert callable(noop)
     # `armonik_worker()` wraps the function; the agent calls the function itself.

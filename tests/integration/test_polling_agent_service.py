@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -25,6 +25,7 @@ from armonik_core.domain.records import Result, Task
 from armonik_core.domain.statuses import ResultStatus, TaskStatus
 from armonik_core.polling_agent.agent_service import AgentService, TaskRun
 from armonik_core.polling_agent.backend import AcquiredTask, ComputeBackend
+from tests.integration.agent_harness import session_options
 
 SESSION = "session-1"
 TOKEN = "the-token"
@@ -98,15 +99,8 @@ def parent_task() -> AcquiredTask:
         parent_task_ids=[SESSION, "grandparent"],
         initial_task_id="parent",
     )
-    session_options = TaskOptions(
-        max_duration=60,
-        max_retries=2,
-        priority=5,
-        partition_id="default",
-        application_name="app",
-        options={"session": "s", "shared": "from-session"},
-    )
-    return AcquiredTask(task, session_options, ["default", "gpu"], lease="lease-1")
+    defaults = session_options(session="s", shared="from-session")
+    return AcquiredTask(task, defaults, ["default", "gpu"], lease="lease-1")
 
 
 @pytest.fixture
@@ -293,22 +287,13 @@ async def test_subtasks_merge_options_chain_parents_and_may_take_over_the_parent
         assert task.created_by == "parent"
         assert task.initial_task_id == task.task_id
     # Request options over session defaults; unset numbers fall back; maps are unioned.
-    assert first.options == TaskOptions(
-        max_duration=60,
-        max_retries=2,
-        priority=1,
-        partition_id="default",
-        application_name="app",
-        options={"session": "s", "shared": "from-request", "req": "r"},
-    )
+    assert first.options == replace(session_options(session="s", shared="from-request", req="r"), priority=1)
     # Task options over request options over session defaults.
-    assert second.options == TaskOptions(
+    assert second.options == replace(
+        session_options(session="s", shared="from-request", req="r", task="t"),
         max_duration=7,
-        max_retries=2,
         priority=9,
         partition_id="gpu",
-        application_name="app",
-        options={"session": "s", "shared": "from-request", "req": "r", "task": "t"},
     )
     assert env.run.claimed == {mid: first.task_id, "out-1": second.task_id}
 

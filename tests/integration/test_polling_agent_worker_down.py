@@ -1,6 +1,6 @@
 """An agent whose worker is down: what never reached the worker goes back without a retry; the agent waits.
 
-A real polling agent and real SDK worker processes (the worker of `test_polling_agent_run`), the backend a
+A real polling agent and real SDK worker processes (the worker of `agent_worker`), the backend a
 recording fake. The worker is SIGKILLed between tasks: the next task's Process call cannot be sent, and is
 given back (RELEASED: queued again, no retry) instead of failing as a crash, and the agent takes no task until
 a worker answers again. Killed while it runs a task, the worker costs that task a crash (retried by the
@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from armonik.client import ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Task as SdkTask
 from armonik.common import TaskDefinition, TaskOptions, TaskStatus
@@ -28,7 +29,7 @@ from armonik_core.polling_agent.agent import PollingAgent
 from armonik_core.polling_agent.backend import AcquiredTask
 from armonik_core.polling_agent.gateway_backend import GatewayBackend
 from armonik_core.polling_agent.task_runner import never_reached
-from tests.integration.test_polling_agent_run import (
+from tests.integration.agent_harness import (
     Running,
     Sockets,
     agent_settings,
@@ -140,85 +141,94 @@ class Restarter:
         stop_worker(self.process)
 
 
+#: Starts an agent whose worker is restarted whenever it dies (the `restarted_agent` fixture).
+StartRestarted = Callable[..., Awaitable[tuple[Running, Restarter]]]
+
+
+@pytest.fixture
+async def restarted_agent(
+    tmp_path: Path,
+) -> AsyncIterator[StartRestarted]:
+    """Starts an agent and its worker on sockets of the test's own, the worker restarted whenever it dies
+    (`delay` seconds later), the agent waiting for it long enough; both stopped after the test."""
+    started: list[tuple[Running, Restarter]] = []
+
+    async def start(delay: float = 0.3) -> tuple[Running, Restarter]:
+        own = Sockets(tmp_path)
+        workers = Restarter(own, delay)
+        running = await start_agent(agent_settings(tmp_path, own, worker_check_retries=50))
+        started.append((running, workers))
+        return running, workers
+
+    yield start
+    for running, workers in started:
+        await running.stop()
+        await workers.close()
+
+
 def _outcomes(running: Running, task_id: str) -> list[OutcomeKind]:
     return [outcome.kind for tid, outcome in running.backend.finished if tid == task_id]
 
 
-async def test_a_worker_killed_with_the_task_in_hand_runs_it_again_without_a_retry(tmp_path: Path) -> None:
-    own = Sockets(tmp_path)
-    workers = Restarter(own)
-    running = await start_agent(agent_settings(tmp_path, own, worker_check_retries=50))
-    try:
-        marker = tmp_path / "second-run"
-        long = await _worker_has_sleeping_task(running, marker)
-        stop_worker(workers.process)
-        marker.touch()  # the second run ends at once
-        outcome = await running.backend.outcome(long, timeout=30)
-        assert outcome.kind is OutcomeKind.SUCCESS, outcome.message
-        assert await running.backend.data(outcome, long.task.expected_output_ids[0]) == b"slept"
-        assert _outcomes(running, long.task.task_id) == [OutcomeKind.SUCCESS], (
-            "one report: no crash, no retry"
-        )
-        assert workers.deaths == 1
+async def test_a_worker_killed_with_the_task_in_hand_runs_it_again_without_a_retry(
+    tmp_path: Path, restarted_agent: StartRestarted
+) -> None:
+    running, workers = await restarted_agent()
+    marker = tmp_path / "second-run"
+    long = await _worker_has_sleeping_task(running, marker)
+    stop_worker(workers.process)
+    marker.touch()  # the second run ends at once
+    outcome = await running.backend.outcome(long, timeout=30)
+    assert outcome.kind is OutcomeKind.SUCCESS, outcome.message
+    assert await running.backend.data(outcome, long.task.expected_output_ids[0]) == b"slept"
+    assert _outcomes(running, long.task.task_id) == [OutcomeKind.SUCCESS], "one report: no crash, no retry"
+    assert workers.deaths == 1
 
-        after = await running.backend.submit({"action": "inspect"})
-        assert (await running.backend.outcome(after, timeout=20)).kind is OutcomeKind.SUCCESS
-    finally:
-        await running.stop()
-        await workers.close()
+    after = await running.backend.submit({"action": "inspect"})
+    assert (await running.backend.outcome(after, timeout=20)).kind is OutcomeKind.SUCCESS
 
 
-async def test_nothing_of_the_dead_run_is_kept(tmp_path: Path) -> None:
-    own = Sockets(tmp_path)
-    workers = Restarter(own)
-    running = await start_agent(agent_settings(tmp_path, own, worker_check_retries=50))
-    try:
-        objects = running.settings.objects_directory
-        task = await running.backend.submit({"action": "die_once", "marker": str(tmp_path / "died")})
-        outcome = await running.backend.outcome(task, timeout=30)
-        assert outcome.kind is OutcomeKind.SUCCESS, outcome.message
-        assert workers.deaths == 1
-        (output,) = task.task.expected_output_ids
-        assert await running.backend.data(outcome, output) == b"written by the second run"
-        # The dead run's created results, its subtask and its stored data are not recorded; its object is gone.
-        assert outcome.created_results == [] and outcome.subtasks == []
-        assert [c.result_id for c in outcome.completions] == [output]
-        stored = {p.name for p in objects.rglob("*") if p.is_file()}
-        wanted = {
-            running.backend.results[task.task.payload_id].opaque_id.decode(),
-            outcome.completions[0].opaque_id.decode(),
-        }
-        assert stored == {running.backend.objects.path_of(key).name for key in wanted}
-        assert _outcomes(running, task.task.task_id) == [OutcomeKind.SUCCESS]
-    finally:
-        await running.stop()
-        await workers.close()
+async def test_nothing_of_the_dead_run_is_kept(tmp_path: Path, restarted_agent: StartRestarted) -> None:
+    running, workers = await restarted_agent()
+    objects = running.settings.objects_directory
+    task = await running.backend.submit({"action": "die_once", "marker": str(tmp_path / "died")})
+    outcome = await running.backend.outcome(task, timeout=30)
+    assert outcome.kind is OutcomeKind.SUCCESS, outcome.message
+    assert workers.deaths == 1
+    (output,) = task.task.expected_output_ids
+    assert await running.backend.data(outcome, output) == b"written by the second run"
+    # The dead run's created results, its subtask and its stored data are not recorded; its object is gone.
+    assert outcome.created_results == [] and outcome.subtasks == []
+    assert [c.result_id for c in outcome.completions] == [output]
+    stored = {p.name for p in objects.rglob("*") if p.is_file()}
+    wanted = {
+        running.backend.results[task.task.payload_id].opaque_id.decode(),
+        outcome.completions[0].opaque_id.decode(),
+    }
+    assert stored == {running.backend.objects.path_of(key).name for key in wanted}
+    assert _outcomes(running, task.task.task_id) == [OutcomeKind.SUCCESS]
 
 
-async def test_a_task_whose_lease_was_lost_meanwhile_is_dropped_unreported(tmp_path: Path) -> None:
-    own = Sockets(tmp_path)
-    workers = Restarter(own, delay=1.0)
-    running = await start_agent(agent_settings(tmp_path, own, worker_check_retries=50))
+async def test_a_task_whose_lease_was_lost_meanwhile_is_dropped_unreported(
+    tmp_path: Path, restarted_agent: StartRestarted
+) -> None:
+    running, workers = await restarted_agent(1.0)
     backend = running.backend
-    try:
-        marker = tmp_path / "second-run"
-        long = await _worker_has_sleeping_task(running, marker)
-        backend.lease_seconds = 0.5
+    marker = tmp_path / "second-run"
+    long = await _worker_has_sleeping_task(running, marker)
+    backend.lease_seconds = 0.5
 
-        async def unreachable(acquired: Sequence[AcquiredTask]) -> set[str]:
-            raise ConnectionError("the control plane cannot be reached")
+    async def unreachable(acquired: Sequence[AcquiredTask]) -> set[str]:
+        raise ConnectionError("the control plane cannot be reached")
 
-        backend.heartbeat = unreachable  # type: ignore[method-assign]
-        stop_worker(workers.process)  # back after more than a lease: the task may be another agent's now
-        marker.touch()
-        while workers.deaths == 0 or workers.process.poll() is not None:
-            await asyncio.sleep(0.05)
-        other = await backend.submit({"action": "inspect"})
-        assert (await backend.outcome(other, timeout=30)).kind is OutcomeKind.SUCCESS
-        assert _outcomes(running, long.task.task_id) == [], "dropped: neither run again nor reported"
-    finally:
-        await running.stop()
-        await workers.close()
+    backend.heartbeat = unreachable  # type: ignore[method-assign]
+    stop_worker(workers.process)  # back after more than a lease: the task may be another agent's now
+    marker.touch()
+    while workers.deaths == 0 or workers.process.poll() is not None:
+        await asyncio.sleep(0.05)
+    other = await backend.submit({"action": "inspect"})
+    assert (await backend.outcome(other, timeout=30)).kind is OutcomeKind.SUCCESS
+    assert _outcomes(running, long.task.task_id) == [], "dropped: neither run again nor reported"
 
 
 def _submit(channel: grpc.Channel, specs: list[dict[str, Any]], max_retries: int) -> tuple[str, list[str]]:

@@ -216,6 +216,12 @@ def test_list_sessions_filters_sort_and_paging(sessions: ArmoniKSessions) -> Non
 # -- life cycle -----------------------------------------------------------------------------------------------
 
 
+def refused_actions(sessions: ArmoniKSessions, session_id: str, *actions: str) -> None:
+    """Each action on the session (`close` for `close_session`, ...) is refused as its status forbids it."""
+    for action in actions:
+        rpc_error(grpc.StatusCode.FAILED_PRECONDITION, getattr(sessions, f"{action}_session"), session_id)
+
+
 def test_session_life_cycle_and_invalid_transitions(sessions: ArmoniKSessions) -> None:
     precondition = grpc.StatusCode.FAILED_PRECONDITION
     sid = sessions.create_session(options())
@@ -240,20 +246,13 @@ def test_session_life_cycle_and_invalid_transitions(sessions: ArmoniKSessions) -
     assert closed.client_submission is False and closed.worker_submission is False
     assert abs((closed.duration - (closed.closed_at - created_at)).total_seconds()) < 0.01
     assert closed.cancelled_at is None
-    for action in (sessions.close_session, sessions.pause_session, sessions.resume_session):
-        rpc_error(precondition, action, sid)
+    refused_actions(sessions, sid, "close", "pause", "resume")
     assert sessions.get_session(sid).status == SessionStatus.CLOSED
 
     purged = sessions.purge_session(sid)
     assert purged.status == SessionStatus.PURGED and purged.purged_at is not None
     assert purged.closed_at == closed.closed_at, "purging keeps the closing date"
-    for action in (
-        sessions.purge_session,
-        sessions.cancel_session,
-        sessions.pause_session,
-        sessions.close_session,
-    ):
-        rpc_error(precondition, action, sid)
+    refused_actions(sessions, sid, "purge", "cancel", "pause", "close")
 
     deleted = sessions.delete_session(sid)
     assert deleted.status == SessionStatus.DELETED and deleted.deleted_at is not None
@@ -267,13 +266,7 @@ def test_session_life_cycle_and_invalid_transitions(sessions: ArmoniKSessions) -
     assert cancelled.status == SessionStatus.CANCELLED and close_to_now(cancelled.cancelled_at)
     assert cancelled.closed_at is None
     assert cancelled.client_submission is False and cancelled.worker_submission is False
-    for action in (
-        sessions.cancel_session,
-        sessions.resume_session,
-        sessions.pause_session,
-        sessions.close_session,
-    ):
-        rpc_error(precondition, action, other)
+    refused_actions(sessions, other, "cancel", "resume", "pause", "close")
     assert sessions.purge_session(other).status == SessionStatus.PURGED
 
     third = sessions.create_session(options())

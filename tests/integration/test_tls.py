@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -39,10 +37,9 @@ from armonik_core.gateway.server import SERVICE
 from armonik_core.polling_agent.gateway_backend import connect_gateway_backend
 from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.tls import ClientTlsSettings, aio_channel
-from armonik_deploy import procs
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
 from tests.grpcweb_client import GrpcWebClient
-from tests.support import deploy_cli, free_port, run_module
+from tests.support import QUICK_RESTARTS, clear_deployment_folder, deploy_cli, free_port, run_module
 
 try:
     from tests.conftest import ROOT, ControlPlaneProcess
@@ -119,20 +116,24 @@ def start_plane(folder: Path, pki: Pki, mtls: bool) -> TlsControlPlane:
     return plane
 
 
-@pytest.fixture(scope="module")
-def tls_plane(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsControlPlane]:
-    plane = start_plane(tmp_path_factory.mktemp("tls"), pki, mtls=False)
+def running_plane(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki, mtls: bool
+) -> Iterator[TlsControlPlane]:
+    """A control plane for a module's tests, killed afterwards, which must have logged no internal error."""
+    plane = start_plane(tmp_path_factory.mktemp("mtls" if mtls else "tls"), pki, mtls=mtls)
     yield plane
     plane.kill()
     assert not internal_errors(plane.logs())
+
+
+@pytest.fixture(scope="module")
+def tls_plane(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsControlPlane]:
+    yield from running_plane(tmp_path_factory, pki, mtls=False)
 
 
 @pytest.fixture(scope="module")
 def mtls_plane(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsControlPlane]:
-    plane = start_plane(tmp_path_factory.mktemp("mtls"), pki, mtls=True)
-    yield plane
-    plane.kill()
-    assert not internal_errors(plane.logs())
+    yield from running_plane(tmp_path_factory, pki, mtls=True)
 
 
 def options(partition: str = "default") -> TaskOptions:
@@ -297,17 +298,9 @@ def test_a_control_plane_with_half_a_tls_configuration_does_not_start(pki: Pki, 
 
 
 # -- armonik-deploy with ingress TLS and mTLS, end to end ---------------------------------------------------------
-PARAMETERS = """
-local = {{
-  restart_delay     = 0.2
-  max_restart_delay = 1
-  stop_grace_period = 5
-}}
-control_plane = {{
-  port              = {port}
-  default_partition = "default"
-}}
-compute_plane = {{
+PARAMETERS = (
+    QUICK_RESTARTS
+    + """compute_plane = {{
   default = {{
     replicas                         = 1
     termination_grace_period_seconds = 2
@@ -322,6 +315,7 @@ ingress = {{
   http_port            = {http_port}
 }}
 """
+)
 
 
 class TlsDeployment:
@@ -371,10 +365,7 @@ def deployment() -> Iterator[TlsDeployment]:
     finally:
         seen = deployment.pids()
         deployment.cli("destroy", timeout=60)
-        for pid in seen:
-            if procs.alive(pid):
-                procs.signal_group(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
+        clear_deployment_folder(folder, seen)
 
 
 def test_deploy_with_mtls_runs_a_task_end_to_end(deployment: TlsDeployment) -> None:

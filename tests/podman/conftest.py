@@ -20,14 +20,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from tests.e2e.conftest import LOCAL_ENV, free_ports, parameters
+from tests.e2e.conftest import LOCAL_ENV, DeployedFolders, free_ports, parameters
+from tests.support import attach_diagnostics
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -86,24 +87,10 @@ def podman_parameters(control_port: int, metrics_port: int, tls: bool) -> dict[s
 
 
 @dataclass
-class PodmanDeployment:
+class PodmanDeployment(DeployedFolders):
     """A running podman deployment, with what the shared end-to-end tests ask of a deployment."""
 
-    root: Path
-    parameters_file: Path
-    generated: Path
-    endpoint: str
-    metrics_port: int
-    tls: bool
-    sessions: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def cli_config(self) -> Path:
-        return self.generated / "armonik-cli.yaml"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+    tls: bool = False
 
     @property
     def ca_file(self) -> Path:
@@ -111,7 +98,7 @@ class PodmanDeployment:
 
     def channel(self) -> grpc.Channel:
         if not self.tls:
-            return grpc.insecure_channel(self.endpoint)
+            return super().channel()
         return grpc.secure_channel(self.endpoint, grpc.ssl_channel_credentials(self.ca_file.read_bytes()))
 
     def podman(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -219,7 +206,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, tls: bool) -> Iterator[Po
     parameters_file = root / "parameters.tfvars.json"
     parameters_file.write_text(json.dumps(podman_parameters(control_port, metrics_port, tls), indent=2))
     deployment = PodmanDeployment(
-        root, parameters_file, root / "generated", f"127.0.0.1:{control_port}", metrics_port, tls
+        root, parameters_file, root / "generated", f"127.0.0.1:{control_port}", metrics_port, tls=tls
     )
     start = time.monotonic()
     done = deployment.deploy_cli("deploy")
@@ -280,6 +267,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
-    report = outcome.get_result()
-    if report.failed and _ACTIVE is not None:
-        report.sections.append(("podman deployment: containers and log tails", _ACTIVE.diagnostics()))
+    attach_diagnostics(outcome, "podman deployment: containers and log tails", _ACTIVE)

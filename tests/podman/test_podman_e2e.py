@@ -17,14 +17,9 @@ import grpc
 import pytest
 from armonik.common import Result, ResultStatus, Task, TaskDefinition, TaskStatus
 
+from tests.e2e.conftest import clients, partition, pymonik_partition  # noqa: F401  (the imported tests take them)
+from tests.e2e.scenarios import Clients, behaviour_options, new_session, session_report
 from tests.e2e.test_local_deployment import (  # noqa: F401  (collected here)
-    Clients,
-    behaviour_options,
-    clients,
-    new_session,
-    partition,
-    pymonik_partition,
-    session_report,
     test_a_task_exceeding_its_max_duration_times_out,
     test_a_task_of_a_killed_agent_is_retried_and_the_agent_restarted,
     test_a_task_that_crashes_once_succeeds_on_its_retry,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_local_deployment import Clients
+from tests.e2e.scenarios import Clients
 from tests.e2e.test_local_deployment import test_hello_world_with_the_sdk as hello_world
 from tests.podman.conftest import PodmanDeployment
 

@@ -33,7 +33,7 @@ from armonik_core.domain.outcomes import DataCompletion, OutcomeKind, TaskOutcom
 from armonik_core.polling_agent.gateway_backend import GatewayBackend
 from tests.conftest import ROOT, ControlPlaneProcess
 from tests.support import free_port, render_file
-from tests.unit.test_kubernetes_render import container_env, containers
+from tests.unit.kubernetes_render_support import container_env, containers
 
 SERVICE = "/armonik_py.ComputeGateway"
 QUICK_DEPLOY = ROOT / "infrastructure" / "quick-deploy" / "localhost"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_DEPLOY = ROOT / "infrastructure" / "quick-deploy" / "localhost"
+VERSIONS_FILE = QUICK_DEPLOY / "versions.tfvars.json"
 PYMONIK_PROCESSOR = "armonik_samples.pymonik_processor:processor"
 
 

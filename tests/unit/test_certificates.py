@@ -29,6 +29,7 @@ from armonik_deploy.certificates import (
     ensure_certificates,
     signed_by,
 )
+from tests.support import key_pair_files
 
 KEY_SIZE = 2048
 CONTROL_PLANE = ServerIdentity("control-plane", ["localhost", "127.0.0.1", "::1", "cp.armonik.svc"])
@@ -69,16 +70,9 @@ def copy(generated: Certificates, tmp_path: Path) -> Iterator[Path]:
 # -- what is generated -----------------------------------------------------------------------------------------
 def test_files_and_returned_paths(generated: Certificates) -> None:
     folder = generated.folder
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "ca.crt",
-        "ca.key",
-        "client.crt",
-        "client.key",
-        "control-plane.crt",
-        "control-plane.key",
-        "mongodb.crt",
-        "mongodb.key",
-    ]
+    assert sorted(p.name for p in folder.iterdir()) == key_pair_files(
+        "ca", "client", "control-plane", "mongodb"
+    )
     assert generated.ca.certificate == folder / "ca.crt" and generated.ca.key == folder / "ca.key"
     assert generated.servers["mongodb"].certificate == folder / "mongodb.crt"
     assert generated.clients["client"].key == folder / "client.key"

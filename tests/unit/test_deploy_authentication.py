@@ -4,9 +4,7 @@ the init job's settings, the certificates `deploy` generates per user and the fi
 from __future__ import annotations
 
 import json
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from armonik_core.control_plane.auth.init import read_tables
 from armonik_deploy.parameters import ParametersError
 from armonik_deploy.plan import Plan
 from armonik_deploy.tls import prepare_certificates
+from tests.support import short_folder
 from tests.unit.test_deploy_plan import by_name, parameters, plan_of
 
 MTLS = {"tls": True, "mtls": True, "certificate_key_size": 2048}
@@ -24,9 +23,8 @@ MTLS = {"tls": True, "mtls": True, "certificate_key_size": 2048}
 
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="akauth-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    """A short folder: unix socket paths (under it) are limited to about 100 bytes."""
+    yield from short_folder("akauth-")
 
 
 def auth_plan(tmp_path: Path, ingress: dict[str, Any] | None = None, **auth: Any) -> Plan:

@@ -6,9 +6,7 @@ Nothing is started here: `build_plan` is pure, and these tests read the plan it 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from armonik_deploy.gateway_secret import prepare_gateway_files
 from armonik_deploy.parameters import ParametersError, parameters_from_dict
 from armonik_deploy.plan import PARTITIONS_PREFIX, Plan, PlanError, ProcessSpec, build_plan
 from armonik_deploy.schema import to_plain
+from tests.support import short_folder
 
 WORKER = {"command": ["{python}", "worker.py", "{partition}", "{replica}", "{generated}"]}
 
@@ -27,9 +26,7 @@ WORKER = {"command": ["{python}", "worker.py", "{partition}", "{replica}", "{gen
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
     """A short folder: unix socket paths (under it) are limited to about 100 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="akplan-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from short_folder("akplan-")
 
 
 def parameters(**overrides: Any) -> dict[str, Any]:

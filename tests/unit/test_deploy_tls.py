@@ -7,8 +7,6 @@ through `certificate_key_size`, to stay fast).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from armonik_deploy.parameters import ParametersError, load_parameters, paramete
 from armonik_deploy.plan import Plan, ProcessSpec, build_plan
 from armonik_deploy.schema import to_plain
 from armonik_deploy.tls import DIGEST_KEY, prepare_certificates
+from tests.support import key_pair_files, short_folder
 
 WORKER = {"command": ["{python}", "worker.py"]}
 TLS_KEYS = {
@@ -41,9 +40,7 @@ CLIENT_KEYS = {
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
     """A short folder: unix socket paths (under it) are limited to about 100 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="aktls-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from short_folder("aktls-")
 
 
 def plan_of(tmp_path: Path, ingress: dict[str, Any] | None = None, **extra: Any) -> Plan:
@@ -185,16 +182,9 @@ def test_prepare_makes_the_certificates_and_stamps_the_processes_using_them(tmp_
     # the ingress has a client certificate of its own (CN armonik-ingress), named as a trusted proxy
     assert made is not None and made.regenerated == ("ca", "control-plane", "client", "armonik-ingress")
     folder = certs_folder(tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "armonik-ingress.crt",
-        "armonik-ingress.key",
-        "ca.crt",
-        "ca.key",
-        "client.crt",
-        "client.key",
-        "control-plane.crt",
-        "control-plane.key",
-    ]
+    assert sorted(p.name for p in folder.iterdir()) == key_pair_files(
+        "armonik-ingress", "ca", "client", "control-plane"
+    )
     ca = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())
     server = x509.load_pem_x509_certificate((folder / "control-plane.crt").read_bytes())
     assert signed_by(server, ca)

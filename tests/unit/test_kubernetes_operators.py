@@ -11,7 +11,8 @@ from armonik_deploy.kubernetes import Rendered, render
 from armonik_deploy.kubernetes.context import Context, Credentials, RenderError
 from armonik_deploy.kubernetes.operators import operator_urls
 from armonik_deploy.parameters import load_versions, parameters_from_dict
-from tests.unit.test_kubernetes_render import QUICK_DEPLOY, containers, object_data
+from tests.unit.kubernetes_render_support import containers, object_data
+from tests.unit.quick_deploy import QUICK_DEPLOY
 
 BASE = {"compute_plane": {"default": {"worker": [{"image": "armonik-samples-worker"}]}}}
 

@@ -6,7 +6,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from armonik_deploy.mongo_access import (
 )
 from armonik_deploy.parameters import parameters_from_dict
 from armonik_deploy.plan import build_plan
-from tests.support import render_file
-from tests.unit.test_kubernetes_render import VARIANT, secret_files, tls_handshake
+from tests.support import render_file, short_folder
+from tests.unit.kubernetes_render_support import VARIANT, secret_files, tls_handshake
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "tools" / "mongodb"
@@ -34,9 +33,7 @@ WORKER = {"command": ["{python}", "worker.py"]}
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
     """A short folder: unix socket paths (under it) are limited to about 100 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="akmongo-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from short_folder("akmongo-")
 
 
 def applied(tmp_path: Path, **blocks: Any) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -250,14 +251,22 @@ def test_every_sample_has_a_command_line(sample: str) -> None:
     assert callable(module.main)
 
 
+def run_offline(
+    monkeypatch: pytest.MonkeyPatch, command: Callable[..., Any], args: list[str], env: dict[str, str]
+) -> None:
+    """A sample's command run as its CLI runs it, with `env`, on an endpoint that connects to nothing."""
+    monkeypatch.setattr(common.Endpoint, "connect", lambda self: contextlib.nullcontext(object()))
+    app = typer.Typer()
+    app.command()(command)
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+
+
 def test_bench_reads_upstream_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     from armonik_samples import bench
 
     seen: list[Any] = []
     monkeypatch.setattr(bench, "run", lambda client, options, timeout: seen.append(options))
-    monkeypatch.setattr(common.Endpoint, "connect", lambda self: contextlib.nullcontext(object()))
-    app = typer.Typer()
-    app.command()(bench.command)
     env = {
         "BenchOptions__NTasks": "42",
         "BenchOptions__TaskDurationMs": "7",
@@ -268,8 +277,7 @@ def test_bench_reads_upstream_environment_variables(monkeypatch: pytest.MonkeyPa
         "BenchOptions__PurgeData": "false",
         "BenchOptions__MaxDuration": "00:10:00",
     }
-    result = CliRunner().invoke(app, [], env=env)
-    assert result.exit_code == 0, result.output
+    run_offline(monkeypatch, bench.command, [], env)
     (options,) = seen
     assert (options.n_tasks, options.task_duration_ms, options.payload_size, options.result_size) == (
         42,
@@ -294,9 +302,6 @@ def test_htcmock_reads_upstream_environment_variables(monkeypatch: pytest.Monkey
         "run",
         lambda client, partition, config, options, purge, timeout: seen.append((partition, config, options)),
     )
-    monkeypatch.setattr(common.Endpoint, "connect", lambda self: contextlib.nullcontext(object()))
-    app = typer.Typer()
-    app.command()(htcmock.command)
     env = {
         "HtcMock__NTasks": "1000",
         "HtcMock__TotalCalculationTime": "00:00:10",
@@ -304,8 +309,7 @@ def test_htcmock_reads_upstream_environment_variables(monkeypatch: pytest.Monkey
         "HtcMock__EnableFastCompute": "true",
         "HtcMock__Partition": "htc",
     }
-    result = CliRunner().invoke(app, ["--option", "SessionName=perf"], env=env)
-    assert result.exit_code == 0, result.output
+    run_offline(monkeypatch, htcmock.command, ["--option", "SessionName=perf"], env)
     ((partition, config, options),) = seen
     assert partition == "htc"
     assert (config.n_tasks, config.total_calculation_time, config.sub_tasks_levels) == (1000, 10.0, 100)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from armonik_core.config import ConfigurationError, ControlPlaneSettings, Enviro
 from armonik_deploy.parameters import ParametersError, parameters_from_dict
 from armonik_deploy.plan import build_plan
 from armonik_deploy.storage import storage_env
+from tests.support import short_folder
 
 WORKER = {"command": ["{python}", "worker.py"]}
 
@@ -22,9 +21,7 @@ WORKER = {"command": ["{python}", "worker.py"]}
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
     """A short folder: unix socket paths (under it) are limited to about 100 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="akstore-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from short_folder("akstore-")
 
 
 # -- Components__* -----------------------------------------------------------------------------------------------
