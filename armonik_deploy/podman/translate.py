@@ -77,6 +77,8 @@ class Pod:
 class Translation:
     jobs: list[Pod] = field(default_factory=list)
     pods: list[Pod] = field(default_factory=list)
+    #: Pods the Jobs need, started before them (the relay to the host's services: `host_services`).
+    relays: list[Pod] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     files: list[FileSet] = field(default_factory=list)
     #: Service name -> (port, host port) published.
