@@ -116,4 +116,4 @@ def relay_pod(prefix: str, image: str, gateway: str, forwards: list[Forward]) ->
     args += ["--user", RELAY_USER, "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     args += ["--entrypoint", json.dumps(["python", "-m", "armonik_deploy.podman.relay"])]
     args += ["@image", gateway, *(f.argument() for f in forwards)]
-    return Pod(name, "Relay", [Container("relay", image, args)])
+    return Pod(name, "Relay", [Container("relay", image, args)], options=["--infra=false"])

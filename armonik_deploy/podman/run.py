@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from armonik_deploy.images.engine import Engine, EngineError
 from armonik_deploy.podman.translate import LABEL, SPEC_LABEL, FileSet, Pod, Translation
@@ -73,7 +74,8 @@ def _run_args(pod: Pod, index: int, prefix: str, files: Path) -> list[str]:
     ]
     args = [container.image if a == "@image" else a for a in args]
     labels = ["--label", f"{LABEL}={prefix}", "--label", f"{POD_LABEL}={pod.name}"]
-    return ["run", "--detach", "--log-driver", "k8s-file", *labels, *args]
+    in_pod = [] if pod.kind == "Job" else ["--pod", pod.name]
+    return ["run", "--detach", "--log-driver", "k8s-file", *labels, *in_pod, *args]
 
 
 def run_job(engine: Engine, job: Pod, prefix: str, files: Path) -> None:
@@ -99,7 +101,7 @@ def existing_pods(engine: Engine, prefix: str) -> dict[str, str]:
 
 def create_pod(engine: Engine, pod: Pod, prefix: str, files: Path) -> None:
     labels = ["--label", f"{LABEL}={prefix}", "--label", f"{SPEC_LABEL}={pod.spec_hash}"]
-    engine.run("pod", "create", "--infra=false", *labels, "--name", pod.name)
+    engine.run("pod", "create", *pod.options, *labels, "--name", pod.name)
     for volume in pod.volumes:
         engine.run(
             "volume", "create", "--label", f"{LABEL}={prefix}", "--label", f"{POD_LABEL}={pod.name}", volume
@@ -159,10 +161,17 @@ def _volume_exists(engine: Engine, volume: str) -> bool:
     return engine.run("volume", "inspect", volume, check=False).strip() not in ("", "[]")
 
 
-def status(engine: Engine, prefix: str) -> list[ContainerStatus]:
+def containers(engine: Engine, prefix: str) -> list[dict[str, Any]]:
+    """The deployment's containers as `podman ps` describes them, without the pods' infra containers (which
+    carry their pod's labels, and only hold its network namespace)."""
     listed = json.loads(
         engine.run("ps", "--all", "--filter", f"label={LABEL}={prefix}", "--format", "json") or "[]"
     )
+    return [c for c in listed if not c.get("IsInfra")]
+
+
+def status(engine: Engine, prefix: str) -> list[ContainerStatus]:
+    listed = containers(engine, prefix)
     names = [c["Names"][0] for c in listed]
     restarts: dict[str, int] = {}
     if names:

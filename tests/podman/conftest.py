@@ -73,13 +73,15 @@ def images() -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Variant:
-    """What a deployment of the suite differs by: its name, the `ingress` block, storage blocks, and the
-    partitions it keeps (all of the local suite's when None)."""
+    """What a deployment of the suite differs by: its name, the `ingress` block, storage blocks, the
+    partitions it keeps (all of the local suite's when None), and settings given to some of them (by name:
+    a new name is a new partition like `default`)."""
 
     name: str
     ingress: dict[str, Any] | None = None
     storage: dict[str, Any] = field(default_factory=dict)
     partitions: tuple[str, ...] | None = None
+    partition_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def tls(self) -> bool:
@@ -98,10 +100,11 @@ def podman_parameters(control_port: int, metrics_port: int, variant: Variant = P
     """The local end-to-end suite's parameters, with each partition's worker image named and the short lease
     given to the core and polling settings (the local target's `local.env` is not the Kubernetes objects')."""
     values = parameters(control_port, metrics_port, variant.storage)
+    plane = values["compute_plane"]
     if variant.partitions is not None:
-        values["compute_plane"] = {
-            k: v for k, v in values["compute_plane"].items() if k in variant.partitions
-        }
+        plane = values["compute_plane"] = {k: v for k, v in plane.items() if k in variant.partitions}
+    for name, settings in variant.partition_settings.items():
+        plane[name] = {**plane.get(name, plane["default"]), **settings}
     for name, partition in values["compute_plane"].items():
         image = IMAGES["pymonik" if name.startswith("pymonik") else "default"]
         # An in-process partition's agent runs the processor: its container is of the worker's image.
@@ -168,8 +171,9 @@ class PodmanDeployment:
         return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
     def containers(self) -> list[dict[str, Any]]:
+        """The deployment's containers (not the pods' infra containers, which hold their network only)."""
         done = self.podman("ps", "--all", "--format", "json", "--filter", f"label={self.label}")
-        return list(json.loads(done.stdout or "[]"))
+        return [c for c in json.loads(done.stdout or "[]") if not c.get("IsInfra")]
 
     @property
     def label(self) -> str:
@@ -287,7 +291,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, variant: Variant) -> Iter
         _ACTIVE = None
         done = deployment.deploy_cli("destroy", "--purge")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert deployment.containers() == [], "containers left after destroy"
+        left = deployment.podman("ps", "--all", "--quiet", "--filter", f"label={deployment.label}")
+        assert left.stdout.split() == [], "containers (or pods' infra containers) left after destroy"
         print(f"\npodman suite timings: {TIMINGS}", file=sys.stderr)
 
 
