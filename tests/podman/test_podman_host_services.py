@@ -1,8 +1,9 @@
 """The podman target on the host's own services: the storage blocks name the RabbitMQ and Redis that run on this
 machine's loopback address (127.0.0.1:5672 guest/guest, 127.0.0.1:6379), as the local target's do. No broker or
 cache is deployed; the containers reach them through the relay on the deployment network's gateway
-(`armonik_deploy.podman.host_services`). SDK hello world runs, and the broker and Redis hold the deployment's
-queue and objects (names of this run's own: the services are shared)."""
+(`armonik_deploy.podman.host_services`). SDK hello world runs, on a partition with unix-socket channels and on
+one with upstream's TCP channels, and the broker and Redis hold the deployment's queue and objects (names of
+this run's own: the services are shared)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ HOST = Variant(
         "redis": {"host": "127.0.0.1", "port": 6379, "instance_name": PREFIX},
     },
     partitions=("default",),
+    # Upstream's TCP channels: the agent and the worker meet on the pod's localhost.
+    partition_settings={"tcp": {"socket_type": "tcp", "replicas": 1}},
 )
 
 
@@ -49,7 +52,8 @@ def host_deployment(
     with deployed(tmp_path_factory, HOST) as running:
         yield running
     with pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672)) as connection:
-        connection.channel().queue_delete(f"armonik.{PREFIX}.default")
+        for partition in ("default", "tcp"):
+            connection.channel().queue_delete(f"armonik.{PREFIX}.{partition}")
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +81,11 @@ def test_no_broker_or_cache_is_deployed_and_the_relay_runs_on_the_gateway(
     assert gateway == network[0]["subnets"][0]["gateway"]
 
 
+@pytest.mark.parametrize("partition", ["default", "tcp"])
 def test_hello_world_on_the_host_s_rabbitmq_and_redis(
-    host_deployment: PodmanDeployment, clients: Clients
+    host_deployment: PodmanDeployment, clients: Clients, partition: str
 ) -> None:
-    hello_world(host_deployment, clients, "default")  # type: ignore[arg-type]
+    hello_world(host_deployment, clients, partition)  # type: ignore[arg-type]
 
 
 def test_the_host_s_broker_holds_the_partition_s_queue(host_deployment: PodmanDeployment) -> None:
@@ -101,3 +106,34 @@ def test_the_host_s_redis_holds_the_session_s_objects(host_deployment: PodmanDep
         client.close()
     # hello world's payload and output, at least
     assert len(keys) >= 2, keys
+
+
+def test_destroy_keeps_the_data_volume_and_a_deploy_finds_the_sessions_again(
+    host_deployment: PodmanDeployment, clients: Clients
+) -> None:
+    """Last of this module: `status` lists the containers, `destroy` removes every pod and container it
+    made and the network but keeps the data volume (the embedded state); deploying again finds the sessions."""
+    status = host_deployment.status_table()
+    rows = [line for line in status.splitlines() if line.startswith("│ armonik-")]
+    assert len(rows) == len(host_deployment.containers()) >= 6, status
+    assert all("running" in row for row in rows), status
+    assert any("-host-servi" in row for row in rows) and any("-control-pl" in row for row in rows), status
+    data = f"{host_deployment.label.split('=', 1)[1]}-armonik-data"
+    assert host_deployment.podman("volume", "exists", data).returncode == 0
+
+    done = host_deployment.deploy_cli("destroy")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert host_deployment.containers() == []
+    pods = host_deployment.podman("pod", "ps", "--quiet", "--filter", f"label={host_deployment.label}")
+    assert pods.stdout.split() == []
+    kept = host_deployment.podman("volume", "ls", "--quiet", "--filter", f"label={host_deployment.label}")
+    assert kept.stdout.split() == [data], "the pods' own volumes go, the data volume stays"
+    assert "Nothing is running" in host_deployment.status_table()
+
+    done = host_deployment.deploy_cli("deploy")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    session_id = host_deployment.sessions["hello_world"]
+    with host_deployment.channel() as channel:
+        assert Clients(channel).sessions.get_session(session_id).session_id == session_id
