@@ -317,7 +317,8 @@ def mtls_deployment(
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The shared end-to-end tests imported into this folder run in the order they have in their file (the
-    metrics test counts what the ones before it did), and before the tests written here."""
+    metrics test counts what the ones before it did), and before the tests written here; the folder's tests
+    have the time their fixtures take (see below)."""
 
     def line(item: pytest.Item) -> tuple[int, int]:
         function = getattr(item, "function", None)
@@ -330,6 +331,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         start = items.index(podman[0])
         rest = [i for i in items if i not in podman]
         items[:] = rest[:start] + sorted(podman, key=line) + rest[start:]
+    # pytest-timeout counts a test's fixtures: the first test of the folder builds the images, and the first
+    # of each deployment deploys it (the last destroys it), which a loaded machine makes slow.
+    ours = [i for i in items if "/tests/podman/" in str(i.path)]
+    for item in ours:
+        item.add_marker(pytest.mark.timeout(DEPLOY_TIMEOUT))
+    if ours:
+        ours[0].add_marker(pytest.mark.timeout(BUILD_TIMEOUT + DEPLOY_TIMEOUT), append=False)
 
 
 @pytest.hookimpl(hookwrapper=True)
