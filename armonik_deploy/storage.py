@@ -11,7 +11,9 @@ backend:
     minio    = { endpoint_url = "http://127.0.0.1:9000", login = "...", password = "...", default_bucket = "armonik" }
 
 Every key has a default (the service's usual local port), so `rabbitmq = {}` means the broker on this machine.
-The blocks' Kubernetes keys (image, node_selector, persistence, ...) are accepted and ignored here. The result is
+The blocks' Kubernetes keys (image, node_selector, persistence, ...) are accepted and ignored here. The
+Kubernetes and podman targets deploy the service of a block, unless the block names one that runs already by
+its address (`names_running_service`: `host`, `endpoint_url` or `connection_string`), as the local target does. The result is
 a set of `Section__Key` variables (`Components__*`, `MongoDB__*`, `Amqp__*`, `Redis__*`, `S3__*`) given to
 every process, as upstream's storage modules export them into the `core` configuration; the deployment's
 `configurations.core.env` still overrides them.
@@ -63,6 +65,22 @@ _MINIO = _keys(
     {"ca_file": "CaPath", "default_bucket": "BucketName"},
     str="endpoint_url login password default_bucket region ca_file",
 )
+
+
+#: The keys by which a block names a service that runs already, rather than one to deploy.
+ADDRESS_KEYS = {
+    "mongodb": ("host", "connection_string"),
+    "rabbitmq": ("host",),
+    "activemq": ("host",),
+    "redis": ("host", "endpoint_url"),
+    "minio": ("endpoint_url",),
+}
+
+
+def names_running_service(name: str, block: Any) -> bool:
+    """Whether storage block `name` gives the address of a service that runs already (the targets that
+    deploy services then deploy none for it and connect to that address)."""
+    return isinstance(block, dict) and any(key in block for key in ADDRESS_KEYS.get(name, ()))
 
 
 def _text(value: Any) -> str:

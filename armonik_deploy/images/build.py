@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from armonik_deploy.images.base import DEFAULT_BASE
 from armonik_deploy.images.engine import Engine, EngineError, host_ca_bundle
 from armonik_deploy.parameters import Versions
 
@@ -100,7 +101,16 @@ def build(
     # build of an image that mounts it, buildah once gave the image the stage's previous contents.
     wheels = Image(WHEEL_STAGE, f"armonik-{WHEEL_STAGE}", images[0].tag)
     progress(f"building the wheel stage {wheels.reference}")
-    engine.run(*build_args(wheels, base, ca_bundle, rev))
+    try:
+        engine.run(*build_args(wheels, base, ca_bundle, rev))
+    except EngineError as exc:
+        if base is None and "pull" in str(exc):
+            raise EngineError(
+                f"{exc}\nThe default base image could not be pulled. Without a container registry, make one with "
+                f"`make images-base` and name it: `make images BASE_IMAGE={DEFAULT_BASE}` "
+                f"(`ARMONIK_BASE_IMAGE={DEFAULT_BASE}` for `make deploy TARGET=podman`)"
+            ) from None
+        raise
     for image in images:
         progress(f"building {image.reference} (target {image.target})")
         start = time.monotonic()

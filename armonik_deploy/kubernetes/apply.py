@@ -70,6 +70,7 @@ from armonik_deploy.kubernetes.endpoint import (
 from armonik_deploy.kubernetes.layout import DeployError, KubernetesLayout
 from armonik_deploy.kubernetes.operators import operator_urls
 from armonik_deploy.kubernetes.readiness import deployment_names, deployment_status, wait_ready
+from armonik_deploy.kubernetes.settings import running_services
 from armonik_deploy.kubernetes.terraform import (
     QUICK_DEPLOY,
     TerraformRunner,
@@ -79,7 +80,14 @@ from armonik_deploy.kubernetes.terraform import (
     terraform_variables,
     write_tfvars,
 )
-from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions, read_variables
+from armonik_deploy.parameters import (
+    Parameters,
+    ParametersError,
+    Versions,
+    load_parameters,
+    load_versions,
+    read_variables,
+)
 from armonik_deploy.tls import IngressTls, read_ingress_tls
 
 #: What the steps' modules define, importable from here as before.
@@ -144,6 +152,17 @@ def prepare(
     Terraform not to install the charts when helm does). Raises ParametersError on a bad file."""
     params = load_parameters(parameters_file)
     versions = load_versions(versions_file)
+    running = sorted(running_services(params))
+    if running:
+        # The quick-deploy's storage modules deploy a service for every block; the renderer (`render`, the
+        # podman target) is what connects to one that runs already.
+        raise ParametersError(
+            parameters_file,
+            running[0],
+            "gives the address of a running service, which the Kubernetes deployment does not use: it deploys "
+            "the storage services itself (leave out host, endpoint_url and connection_string here; the podman "
+            "target and `render` take them)",
+        )
     tls = read_ingress_tls(params, parameters_file)
     certificates = make_certificates(params, tls, layout.certificates, parameters_file)
     variables = terraform_variables(

@@ -12,7 +12,7 @@ import yaml
 
 from armonik_deploy.kubernetes import armonik, gateway, helm, objects, operators, services
 from armonik_deploy.kubernetes.context import Context, Credentials
-from armonik_deploy.kubernetes.settings import build_settings
+from armonik_deploy.kubernetes.settings import build_settings, deployed_services
 from armonik_deploy.parameters import Parameters, Versions
 
 CREDENTIALS_FILE = "credentials.json"
@@ -52,9 +52,8 @@ def render(
     ctx = Context(params, versions, file, credentials or Credentials(), certificates)
     settings = build_settings(ctx)
     manifests: list[objects.Manifest] = [objects.namespace(ctx.ns), *settings.manifests]
-    for name in ("mongodb", "rabbitmq", "activemq", "redis", "minio"):
-        if getattr(params, name) is not None:
-            manifests += getattr(services, name)(ctx, settings)
+    for name in deployed_services(params):
+        manifests += getattr(services, name)(ctx, settings)
     manifests += services.prometheus(ctx)
     manifests.append(armonik.init_job(ctx, settings))
     manifests += armonik.control_plane(ctx, settings)

@@ -21,7 +21,9 @@ processes read with `envFrom` and the service's own pod with `secretKeyRef`.
 
 The storage choice reuses `armonik_deploy.storage.storage_env` (the local target's mapping of the `mongodb`,
 `rabbitmq`, `activemq`, `redis` and `minio` blocks to `Components__*` variables), given the in-cluster
-addresses of the services the renderer deploys instead of the blocks' local ones. MongoDB serves TLS only
+addresses of the services the renderer deploys instead of the blocks' local ones; a block that gives the address
+of a service running outside the deployment (`running_services`) is used as the local target uses it, and no
+service is deployed for it. MongoDB serves TLS only
 (see `services.mongodb`): the core processes connect with `MongoDB__Tls` and trust the deployment's authority,
 `MongoDB__CAFile`, from the Secret `mongodb-ca` mounted at `/mongodb/certs` (`Settings.mongodb_tls`).
 """
@@ -38,9 +40,9 @@ from armonik_deploy.certificates import ServerIdentity, ensure_certificates
 from armonik_deploy.kubernetes import gateway, objects
 from armonik_deploy.kubernetes.auth import authentication_env
 from armonik_deploy.kubernetes.context import Context, RenderError
-from armonik_deploy.parameters import ParametersError, env_strings, fragment_env
+from armonik_deploy.parameters import Parameters, ParametersError, env_strings, fragment_env
 from armonik_deploy.plan import PARTITIONS_PREFIX, partition_json
-from armonik_deploy.storage import storage_env
+from armonik_deploy.storage import ADDRESS_KEYS, names_running_service, storage_env
 from armonik_deploy.tls import read_ingress_tls
 
 #: Where the PersistentVolumeClaim of the embedded backends (SQLite state, file queue, objects) is mounted.
@@ -132,12 +134,26 @@ def block(ctx: Context, name: str) -> dict[str, Any]:
     return value
 
 
+def running_services(params: Parameters) -> set[str]:
+    """The storage blocks that name a service running outside the deployment (`storage.names_running_service`):
+    the renderer deploys nothing for them and the core processes connect to the address they give."""
+    return {name for name in ADDRESS_KEYS if names_running_service(name, getattr(params, name))}
+
+
+def deployed_services(params: Parameters) -> list[str]:
+    """The storage blocks whose service the renderer deploys, in the order it renders them."""
+    running = running_services(params)
+    return [n for n in ADDRESS_KEYS if getattr(params, n) is not None and n not in running]
+
+
 def cluster_blocks(ctx: Context) -> dict[str, dict[str, Any] | None]:
     """The storage blocks with the in-cluster addresses and credentials of the services the renderer
-    deploys, as `storage_env` reads them (the blocks' other keys are for the services themselves)."""
+    deploys, as `storage_env` reads them (the blocks' other keys are for the services themselves); a block
+    naming a running service is taken as it is."""
     params, creds = ctx.params, ctx.credentials
-    out: dict[str, dict[str, Any] | None] = {}
-    if params.mongodb is not None:
+    running = running_services(params)
+    out: dict[str, dict[str, Any] | None] = {name: block(ctx, name) for name in running}
+    if params.mongodb is not None and "mongodb" not in running:
         cluster = block(ctx, "mongodb").get("cluster") or {}
         database = cluster.get("database_name", "database")
         out["mongodb"] = {
@@ -152,7 +168,7 @@ def cluster_blocks(ctx: Context) -> dict[str, dict[str, Any] | None]:
             "password": creds.get("mongodb", block(ctx, "mongodb").get("password")),
         }
     for queue in ("rabbitmq", "activemq"):
-        if getattr(params, queue) is not None:
+        if getattr(params, queue) is not None and queue not in running:
             given = block(ctx, queue)
             out[queue] = {
                 "host": ctx.host(queue),
@@ -161,7 +177,7 @@ def cluster_blocks(ctx: Context) -> dict[str, dict[str, Any] | None]:
                 "password": creds.get(queue, given.get("password")),
                 **{k: given[k] for k in ("max_priority", "prefix") if k in given},
             }
-    if params.redis is not None:
+    if params.redis is not None and "redis" not in running:
         given = block(ctx, "redis")
         out["redis"] = {
             "host": ctx.host("redis"),
@@ -169,7 +185,7 @@ def cluster_blocks(ctx: Context) -> dict[str, dict[str, Any] | None]:
             "password": creds.get("redis", given.get("password")),
             **{k: given[k] for k in ("instance_name",) if k in given},
         }
-    if params.minio is not None:
+    if params.minio is not None and "minio" not in running:
         given = block(ctx, "minio")
         out["minio"] = {
             "endpoint_url": f"http://{ctx.host('minio')}:9000",
@@ -215,7 +231,7 @@ def build_settings(ctx: Context) -> Settings:
             name = _secret_name(key, queue)
             secret_values.setdefault(name, {})[key] = value
             out.credentials[key] = name
-    out.mongodb_tls = params.mongodb is not None
+    out.mongodb_tls = "mongodb" in deployed_services(params)
     out.embedded = (
         params.mongodb is None
         or storage.get("Components__QueueStorage") in (None, "embedded")

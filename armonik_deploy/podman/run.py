@@ -3,8 +3,9 @@
 A deployment is everything labelled `io.armonik.podman.deployment=<prefix>`. Deploying again compares each pod's
 spec hash (its label) with the new translation: a pod whose containers are unchanged keeps running (the control
 plane, and with it its clients' sessions, when only the compute plane changed), a changed one is replaced, one
-no longer rendered is removed. Jobs run to completion first, at every deployment (as the local target runs its
-init job), so that a new partition reaches a running control plane.
+no longer rendered is removed. The relays to the host's services come first (the Jobs may need them), then the
+Jobs run to completion, at every deployment (as the local target runs its init job), so that a new partition
+reaches a running control plane.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from armonik_deploy.images.engine import Engine, EngineError
 from armonik_deploy.podman.translate import LABEL, SPEC_LABEL, FileSet, Pod, Translation
@@ -72,7 +74,8 @@ def _run_args(pod: Pod, index: int, prefix: str, files: Path) -> list[str]:
     ]
     args = [container.image if a == "@image" else a for a in args]
     labels = ["--label", f"{LABEL}={prefix}", "--label", f"{POD_LABEL}={pod.name}"]
-    return ["run", "--detach", "--log-driver", "k8s-file", *labels, *args]
+    in_pod = [] if pod.kind == "Job" else ["--pod", pod.name]
+    return ["run", "--detach", "--log-driver", "k8s-file", *labels, *in_pod, *args]
 
 
 def run_job(engine: Engine, job: Pod, prefix: str, files: Path) -> None:
@@ -98,7 +101,7 @@ def existing_pods(engine: Engine, prefix: str) -> dict[str, str]:
 
 def create_pod(engine: Engine, pod: Pod, prefix: str, files: Path) -> None:
     labels = ["--label", f"{LABEL}={prefix}", "--label", f"{SPEC_LABEL}={pod.spec_hash}"]
-    engine.run("pod", "create", "--infra=false", *labels, "--name", pod.name)
+    engine.run("pod", "create", *pod.options, *labels, "--name", pod.name)
     for volume in pod.volumes:
         engine.run(
             "volume", "create", "--label", f"{LABEL}={prefix}", "--label", f"{POD_LABEL}={pod.name}", volume
@@ -126,34 +129,49 @@ def apply(engine: Engine, translation: Translation, prefix: str, files: Path) ->
     for volume in translation.volumes:
         if not _volume_exists(engine, volume):
             engine.run("volume", "create", "--label", f"{LABEL}={prefix}", volume)
+    existing = existing_pods(engine, prefix)
+    changes = Changes([], [], [])
+    _bring(engine, translation.relays, existing, prefix, files, changes)
     for job in translation.jobs:
         run_job(engine, job, prefix, files)
-    existing = existing_pods(engine, prefix)
-    wanted = {pod.name for pod in translation.pods}
-    removed = [name for name in existing if name not in wanted]
-    for name in removed:
+    wanted = {pod.name for pod in translation.pods + translation.relays}
+    changes.removed.extend(name for name in existing if name not in wanted)
+    for name in changes.removed:
         remove_pod(engine, name, prefix)
-    kept, created = [], []
-    for pod in translation.pods:
+    _bring(engine, translation.pods, existing, prefix, files, changes)
+    return changes
+
+
+def _bring(
+    engine: Engine, pods: list[Pod], existing: dict[str, str], prefix: str, files: Path, changes: Changes
+) -> None:
+    """Keep (and start) the pods whose spec is unchanged, replace the others, create the new ones."""
+    for pod in pods:
         if existing.get(pod.name) == pod.spec_hash:
             engine.run("pod", "start", pod.name, check=False)
-            kept.append(pod.name)
+            changes.kept.append(pod.name)
             continue
         if pod.name in existing:
             remove_pod(engine, pod.name, prefix)
         create_pod(engine, pod, prefix, files)
-        created.append(pod.name)
-    return Changes(kept, created, removed)
+        changes.created.append(pod.name)
 
 
 def _volume_exists(engine: Engine, volume: str) -> bool:
     return engine.run("volume", "inspect", volume, check=False).strip() not in ("", "[]")
 
 
-def status(engine: Engine, prefix: str) -> list[ContainerStatus]:
+def containers(engine: Engine, prefix: str) -> list[dict[str, Any]]:
+    """The deployment's containers as `podman ps` describes them, without the pods' infra containers (which
+    carry their pod's labels, and only hold its network namespace)."""
     listed = json.loads(
         engine.run("ps", "--all", "--filter", f"label={LABEL}={prefix}", "--format", "json") or "[]"
     )
+    return [c for c in listed if not c.get("IsInfra")]
+
+
+def status(engine: Engine, prefix: str) -> list[ContainerStatus]:
+    listed = containers(engine, prefix)
     names = [c["Names"][0] for c in listed]
     restarts: dict[str, int] = {}
     if names:

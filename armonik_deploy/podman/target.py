@@ -20,6 +20,7 @@ from pathlib import Path
 from armonik_deploy.images.build import build, images_of, missing
 from armonik_deploy.images.engine import Engine, EngineError, find_engine
 from armonik_deploy.kubernetes.apply import Endpoint, make_certificates, write_kubernetes_outputs
+from armonik_deploy.kubernetes.context import CONTROL_PLANE_IMAGE
 from armonik_deploy.kubernetes.render import (
     CERTIFICATES_FOLDER,
     load_credentials,
@@ -29,6 +30,7 @@ from armonik_deploy.kubernetes.render import (
 )
 from armonik_deploy.parameters import Parameters, load_parameters, load_versions
 from armonik_deploy.podman import run
+from armonik_deploy.podman.host_services import reach_host, relay_pod
 from armonik_deploy.podman.translate import Network, Translation, local_image, translate
 from armonik_deploy.tls import read_ingress_tls
 
@@ -86,6 +88,10 @@ def deploy(
     params = load_parameters(parameters)
     the_versions = load_versions(versions)
     folder = generated.resolve() / FOLDER
+    engine = _engine(generated)
+    prefix = prefix_of(params, generated)
+    gateway = run.ensure_network(engine, prefix, prefix)
+    params, forwards = reach_host(params, parameters, gateway)
     tls = read_ingress_tls(params, parameters)
     certificates = make_certificates(params, tls, folder / CERTIFICATES_FOLDER)
     credentials = load_credentials(folder)
@@ -98,13 +104,13 @@ def deploy(
     )
     save_credentials(folder, credentials)
     write(rendered, folder / "manifests")
-    engine = _engine(generated)
-    absent = missing(engine, images_of(the_versions))
-    built = build(engine, absent, base=base or os.environ.get("ARMONIK_BASE_IMAGE") or None)
-    prefix = prefix_of(params, generated)
-    gateway = run.ensure_network(engine, prefix, prefix)
+    ours = images_of(the_versions)
+    built = build(engine, missing(engine, ours), base=base or os.environ.get("ARMONIK_BASE_IMAGE") or None)
     network = Network(prefix, gateway, params.local.host)
     translation = translate(rendered.manifests, prefix, network, _ours(engine))
+    if forwards:
+        relay_image = next(i.reference for i in ours if i.name == CONTROL_PLANE_IMAGE)
+        translation.relays.append(relay_pod(prefix, relay_image, gateway, forwards))
     changes = run.apply(engine, translation, prefix, folder / "files")
     port = _control_plane_port(params, translation)
     _wait_port(params.local.host, port, timeout or READY_TIMEOUT)

@@ -1,7 +1,9 @@
 """Rendered Kubernetes objects -> podman pods, containers, volumes and files.
 
 Generic over what the renderer produces: every Deployment becomes `replicas` podman pods (one per replica, named
-`<prefix>-<deployment>-<i>`), every Job a container run to completion before them, every ConfigMap and Secret
+`<prefix>-<deployment>-<i>`, whose containers share one network namespace, that of the pod's infra container,
+as a Kubernetes pod's do: the ingress' proxy and gRPC-Web server, or an agent and its worker on TCP channels,
+reach each other on localhost), every Job a container run to completion before them, every ConfigMap and Secret
 the environment (envFrom, env valueFrom) or read-only files (volumes) of the containers that name them, every
 PersistentVolumeClaim a named volume kept across deployments, every emptyDir a volume of its pod, and every
 Service a name (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc[.cluster.local]`) that resolves to the gateway of the
@@ -66,10 +68,14 @@ class Pod:
     kind: str
     containers: list[Container]
     volumes: list[str] = field(default_factory=list)
+    #: `podman pod create` options: the network, names and published ports its containers share.
+    options: list[str] = field(default_factory=list)
 
     @property
     def spec_hash(self) -> str:
-        text = json.dumps([[c.name, c.image, c.args] for c in self.containers], sort_keys=True)
+        text = json.dumps(
+            [self.options, [[c.name, c.image, c.args] for c in self.containers]], sort_keys=True
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -77,6 +83,8 @@ class Pod:
 class Translation:
     jobs: list[Pod] = field(default_factory=list)
     pods: list[Pod] = field(default_factory=list)
+    #: Pods the Jobs need, started before them (the relay to the host's services: `host_services`).
+    relays: list[Pod] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     files: list[FileSet] = field(default_factory=list)
     #: Service name -> (port, host port) published.
@@ -197,8 +205,14 @@ class _Translator:
     ) -> Container:
         security = pod.get("securityContext") or {}
         user, group = int(security.get("runAsUser", 0)), int(security.get("runAsGroup", 0))
-        args = ["--name", f"{pod_name}-{container['name']}", "--network", self.network.name]
-        args += ["--restart", restart, "--stop-timeout", str(grace)]
+        args = [
+            "--name",
+            f"{pod_name}-{container['name']}",
+            "--restart",
+            restart,
+            "--stop-timeout",
+            str(grace),
+        ]
         if "runAsUser" in security:
             args += ["--user", f"{user}:{group}"]
         if "fsGroup" in security:
@@ -208,8 +222,6 @@ class _Translator:
             args += ["--cap-drop", cap]
         if context.get("allowPrivilegeEscalation") is False:
             args += ["--security-opt", "no-new-privileges"]
-        for host in self.hosts:
-            args += ["--add-host", f"{host}:{self.network.gateway}"]
         for key, value in sorted(self._env(container, pod_name).items()):
             args += ["--env", f"{key}={value}"]
         volumes = {v["name"]: v for v in pod.get("volumes") or []}
@@ -224,7 +236,14 @@ class _Translator:
             container["name"], local_image(container["image"]), [*args, "@image", *container.get("args", [])]
         )
 
-    def _publish(self, workload: Manifest, pod_spec: Manifest, containers: list[Container]) -> None:
+    def _network(self) -> list[str]:
+        """The deployment's network, and the Services' names resolving to its gateway."""
+        hosts = [a for host in self.hosts for a in ("--add-host", f"{host}:{self.network.gateway}")]
+        return ["--network", self.network.name, *hosts]
+
+    def _publish(self, workload: Manifest, pod_spec: Manifest) -> list[str]:
+        """`--publish` options of the Service ports that select the workload's pods (see the module's notes)."""
+        published: list[str] = []
         labels = workload["spec"]["template"]["metadata"].get("labels") or {}
         for service in self.services:
             selector = service["spec"].get("selector") or {}
@@ -243,8 +262,9 @@ class _Translator:
                 if open_to_host(self.policies, labels, container_port, port_name):
                     addresses.append(self.network.host)
                 for address in addresses:
-                    containers[index].args[:0] = ["--publish", f"{address}:{port['port']}:{container_port}"]
+                    published[:0] = ["--publish", f"{address}:{port['port']}:{container_port}"]
                 self.out.services.setdefault(service["metadata"]["name"], []).append(int(port["port"]))
+        return published
 
     @staticmethod
     def _target_port(pod_spec: Manifest, port: Manifest) -> tuple[int, int] | None:
@@ -271,6 +291,8 @@ class _Translator:
         if manifest["kind"] == "Job":
             pod_name = f"{self.prefix}-job-{name}"
             containers = [self._container(pod_spec, c, pod_name, "no", grace) for c in pod_spec["containers"]]
+            for container in containers:  # run on their own, one after the other
+                container.args[:0] = self._network()
             self.out.jobs.append(Pod(pod_name, "Job", containers))
             return
         for replica in range(int(spec.get("replicas", 1))):
@@ -278,10 +300,9 @@ class _Translator:
             containers = [
                 self._container(pod_spec, c, pod_name, "always", grace) for c in pod_spec["containers"]
             ]
-            if replica == 0:
-                self._publish(manifest, pod_spec, containers)
+            options = self._network() + (self._publish(manifest, pod_spec) if replica == 0 else [])
             empty = [f"{pod_name}-{v['name']}" for v in pod_spec.get("volumes") or [] if "emptyDir" in v]
-            self.out.pods.append(Pod(pod_name, "Deployment", containers, empty))
+            self.out.pods.append(Pod(pod_name, "Deployment", containers, empty, options))
 
 
 def _kind(manifests: Sequence[Manifest], kind: str) -> list[Manifest]:

@@ -4,8 +4,9 @@
 The session fixture `images` builds the registry-free base (`armonik-deploy images base`) and the five images
 on it (`armonik-deploy images build --base`), timing both; `deployment` deploys the parameters of the local
 end-to-end suite (free ports, partition `default` with 2 pairs of the samples worker, `pymonik` with 1 pair of
-the PymoniK worker) with the images named, once without TLS and once with `ingress = { tls = true }`, and
-destroys it at the end, checking that no container of it is left. podman and root are needed: without them the
+the PymoniK worker) with the images named, once without TLS and once with `ingress = { tls = true, mtls = true }`
+(`mtls_deployment`), and destroys it at the end, checking that no container of it is left; `deployed` makes
+the other variants (`Variant`: the host's services as storage). podman and root are needed: without them the
 suite is skipped, except in CI (CI=true), where that is a failure.
 """
 
@@ -20,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +72,48 @@ def images() -> dict[str, float]:
     return TIMINGS
 
 
-def podman_parameters(control_port: int, metrics_port: int, tls: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Variant:
+    """What a deployment of the suite differs by: its name, the `ingress` block, storage blocks, the
+    partitions it keeps (all of the local suite's when None), and settings given to some of them (by name:
+    a new name is a new partition like `default`)."""
+
+    name: str
+    ingress: dict[str, Any] | None = None
+    storage: dict[str, Any] = field(default_factory=dict)
+    partitions: tuple[str, ...] | None = None
+    partition_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.ingress and self.ingress.get("tls"))
+
+    @property
+    def mtls(self) -> bool:
+        return bool(self.ingress and self.ingress.get("mtls"))
+
+
+PLAIN = Variant("plain")
+MTLS = Variant("mtls", ingress={"tls": True, "mtls": True, "certificate_key_size": 2048})
+
+
+def podman_parameters(control_port: int, metrics_port: int, variant: Variant = PLAIN) -> dict[str, Any]:
     """The local end-to-end suite's parameters, with each partition's worker image named and the short lease
     given to the core and polling settings (the local target's `local.env` is not the Kubernetes objects')."""
-    values = parameters(control_port, metrics_port)
+    values = parameters(control_port, metrics_port, variant.storage)
+    plane = values["compute_plane"]
+    if variant.partitions is not None:
+        plane = values["compute_plane"] = {k: v for k, v in plane.items() if k in variant.partitions}
+    for name, settings in variant.partition_settings.items():
+        plane[name] = {**plane.get(name, plane["default"]), **settings}
     for name, partition in values["compute_plane"].items():
         image = IMAGES["pymonik" if name.startswith("pymonik") else "default"]
         # An in-process partition's agent runs the processor: its container is of the worker's image.
         module = next((w["module"] for w in partition["worker"] if w.get("module")), None)
         partition["worker"] = [{"image": image, **({"module": module} if module else {})}]
     values["configurations"] = {"core": {"env": dict(LOCAL_ENV)}, "polling": {"env": dict(LOCAL_ENV)}}
-    if tls:
-        values["ingress"] = {"tls": True, "mtls": False, "certificate_key_size": 2048}
+    if variant.ingress is not None:
+        values["ingress"] = dict(variant.ingress)
     return values
 
 
@@ -90,24 +121,46 @@ def podman_parameters(control_port: int, metrics_port: int, tls: bool) -> dict[s
 class PodmanDeployment(DeployedFolders):
     """A running podman deployment, with what the shared end-to-end tests ask of a deployment."""
 
-    tls: bool = False
+    variant: Variant = PLAIN
+    #: What `deploy` printed (its warnings among it).
+    deploy_output: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return self.variant.tls
 
     @property
     def ca_file(self) -> Path:
         return self.generated / "podman" / "certificates" / "ca.crt"
 
-    def channel(self) -> grpc.Channel:
+    def cli_files(self) -> dict[str, str]:
+        """The files the generated AKCONFIG names (authority, and under mTLS the client's pair)."""
+        lines = self.cli_config.read_text().splitlines()
+        pairs = (line.split(": ", 1) for line in lines if ": " in line and not line.startswith("#"))
+        return {key: json.loads(value) for key, value in pairs if value.startswith('"')}
+
+    def channel(self, client_certificate: bool = True) -> grpc.Channel:
+        """A channel to the control plane; under mTLS with the generated client certificate, unless told not."""
         if not self.tls:
             return super().channel()
-        return grpc.secure_channel(self.endpoint, grpc.ssl_channel_credentials(self.ca_file.read_bytes()))
+        files = self.cli_files()
+        pair: dict[str, bytes] = {}
+        if self.variant.mtls and client_certificate:
+            pair = {
+                "private_key": Path(files["client_key"]).read_bytes(),
+                "certificate_chain": Path(files["client_certificate"]).read_bytes(),
+            }
+        credentials = grpc.ssl_channel_credentials(Path(files["certificate_authority"]).read_bytes(), **pair)
+        return grpc.secure_channel(self.endpoint, credentials)
 
     def podman(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "CONTAINERS_CONF": str(self.generated / "podman" / "containers.conf")}
         return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
     def containers(self) -> list[dict[str, Any]]:
+        """The deployment's containers (not the pods' infra containers, which hold their network only)."""
         done = self.podman("ps", "--all", "--format", "json", "--filter", f"label={self.label}")
-        return list(json.loads(done.stdout or "[]"))
+        return [c for c in json.loads(done.stdout or "[]") if not c.get("IsInfra")]
 
     @property
     def label(self) -> str:
@@ -197,16 +250,15 @@ _ACTIVE: PodmanDeployment | None = None
 
 
 @contextmanager
-def deployed(tmp_path_factory: pytest.TempPathFactory, tls: bool) -> Iterator[PodmanDeployment]:
+def deployed(tmp_path_factory: pytest.TempPathFactory, variant: Variant) -> Iterator[PodmanDeployment]:
     """Deploy, yield, then destroy with its volumes and check that no container is left."""
     global _ACTIVE
-    variant = "tls" if tls else "plain"
-    root = tmp_path_factory.mktemp(f"podman-{variant}")
+    root = tmp_path_factory.mktemp(f"podman-{variant.name}")
     control_port, metrics_port = free_ports(2)
     parameters_file = root / "parameters.tfvars.json"
-    parameters_file.write_text(json.dumps(podman_parameters(control_port, metrics_port, tls), indent=2))
+    parameters_file.write_text(json.dumps(podman_parameters(control_port, metrics_port, variant), indent=2))
     deployment = PodmanDeployment(
-        root, parameters_file, root / "generated", f"127.0.0.1:{control_port}", metrics_port, tls=tls
+        root, parameters_file, root / "generated", f"127.0.0.1:{control_port}", metrics_port, variant=variant
     )
     start = time.monotonic()
     done = deployment.deploy_cli("deploy")
@@ -214,9 +266,10 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, tls: bool) -> Iterator[Po
         diagnostics = deployment.diagnostics()
         deployment.deploy_cli("destroy", "--purge")
         pytest.fail(f"deploy --target podman: {done.returncode}\n{done.stdout}\n{done.stderr}\n{diagnostics}")
-    TIMINGS[f"deploy-{variant}"] = time.monotonic() - start
+    TIMINGS[f"deploy-{variant.name}"] = time.monotonic() - start
+    deployment.deploy_output = done.stdout + done.stderr
     outputs = json.loads((deployment.generated / "armonik-output.json").read_text())
-    scheme = "https" if tls else "http"
+    scheme = "https" if variant.tls else "http"
     assert outputs["armonik"]["control_plane_url"] == f"{scheme}://{deployment.endpoint}", outputs
     _ACTIVE = deployment
     try:
@@ -225,7 +278,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, tls: bool) -> Iterator[Po
         _ACTIVE = None
         done = deployment.deploy_cli("destroy", "--purge")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert deployment.containers() == [], "containers left after destroy"
+        left = deployment.podman("ps", "--all", "--quiet", "--filter", f"label={deployment.label}")
+        assert left.stdout.split() == [], "containers (or pods' infra containers) left after destroy"
         print(f"\npodman suite timings: {TIMINGS}", file=sys.stderr)
 
 
@@ -234,22 +288,24 @@ def deployment(
     images: dict[str, float], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PodmanDeployment]:
     """Without TLS: the shared end-to-end tests' clients (samples, PymoniK) take a bare endpoint."""
-    with deployed(tmp_path_factory, tls=False) as running:
+    with deployed(tmp_path_factory, PLAIN) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def tls_deployment(
+def mtls_deployment(
     images: dict[str, float], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PodmanDeployment]:
-    """With `ingress = { tls = true }`: the SDK and armonik-cli reach it with the generated authority."""
-    with deployed(tmp_path_factory, tls=True) as running:
+    """With `ingress = { tls = true, mtls = true }`: the SDK and armonik-cli reach it with the generated
+    authority and client certificate."""
+    with deployed(tmp_path_factory, MTLS) as running:
         yield running
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The shared end-to-end tests imported into this folder run in the order they have in their file (the
-    metrics test counts what the ones before it did), and before the tests written here."""
+    metrics test counts what the ones before it did), and before the tests written here; the folder's tests
+    have the time their fixtures take (see below)."""
 
     def line(item: pytest.Item) -> tuple[int, int]:
         function = getattr(item, "function", None)
@@ -262,6 +318,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         start = items.index(podman[0])
         rest = [i for i in items if i not in podman]
         items[:] = rest[:start] + sorted(podman, key=line) + rest[start:]
+    # pytest-timeout counts a test's fixtures: the first test of the folder builds the images, and the first
+    # of each deployment deploys it (the last destroys it), which a loaded machine makes slow.
+    ours = [i for i in items if "/tests/podman/" in str(i.path)]
+    for item in ours:
+        item.add_marker(pytest.mark.timeout(DEPLOY_TIMEOUT))
+    if ours:
+        ours[0].add_marker(pytest.mark.timeout(BUILD_TIMEOUT + DEPLOY_TIMEOUT), append=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -18,7 +18,15 @@ import pytest
 from armonik.common import Result, ResultStatus, Task, TaskDefinition, TaskStatus
 
 from tests.e2e.conftest import clients, partition, pymonik_partition  # noqa: F401  (the imported tests take them)
-from tests.e2e.scenarios import Clients, behaviour_options, new_session, session_report
+from tests.e2e.scenarios import (
+    RESULT_TIMEOUT,
+    Clients,
+    behaviour_options,
+    new_session,
+    session_report,
+    submit_one,
+    task_status,
+)
 from tests.e2e.test_local_deployment import (  # noqa: F401  (collected here)
     test_a_task_exceeding_its_max_duration_times_out,
     test_a_task_of_a_killed_agent_is_retried_and_the_agent_restarted,
@@ -32,6 +40,7 @@ from tests.e2e.test_local_deployment import (  # noqa: F401  (collected here)
     test_metrics_exporter_counts_the_tasks,
     test_pymonik_estimates_pi,
     test_sample_clients,
+    wait_results,
 )
 from tests.podman.conftest import PodmanDeployment
 
@@ -135,6 +144,40 @@ def test_a_redeploy_with_more_replicas_keeps_the_sessions(
     assert len(deployment.agent_ids("default")) == 3
     session_id = deployment.sessions["hello_world"]
     assert clients.tasks.count_tasks_by_status(Task.session_id == session_id)[TaskStatus.COMPLETED] == 1
+
+
+def test_a_redeploy_adds_then_removes_a_partition_keeping_the_sessions(
+    deployment: PodmanDeployment,
+    clients: Clients,  # noqa: F811  (the imported fixture)
+) -> None:
+    """A partition added to the parameters gets its pods and runs tasks; a session made before the redeploy is
+    still listed and takes new tasks; the partition removed again takes its pods away and nothing else."""
+    values = json.loads(deployment.parameters_file.read_text())
+    values["compute_plane"]["extra"] = {**values["compute_plane"]["default"], "replicas": 1}
+    deployment.parameters_file.write_text(json.dumps(values, indent=2))
+    earlier = deployment.sessions["control_plane_killed"]
+
+    done = deployment.deploy_cli("deploy")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert deployment.agent_ids("extra") == (deployment.agent_ids("default")[0].replace("default", "extra"),)
+    assert clients.sessions.get_session(earlier).session_id == earlier
+    task_id, output = submit_one(clients, earlier, b"after the redeploy")
+    wait_results(deployment, clients, earlier, [output], RESULT_TIMEOUT)  # type: ignore[arg-type]
+    assert clients.results.download_result_data(output, earlier) == b"after the redeploy"
+    assert task_status(clients, task_id) == TaskStatus.COMPLETED
+    test_hello_world_with_the_sdk(deployment, clients, "extra")  # type: ignore[arg-type]
+
+    del values["compute_plane"]["extra"]
+    deployment.parameters_file.write_text(json.dumps(values, indent=2))
+    done = deployment.deploy_cli("deploy")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "removed 1)" in done.stdout, done.stdout
+    assert deployment.agent_ids("extra") == ()
+    assert not [c for c in deployment.containers() if "-compute-plane-extra-" in c["Names"][0]]
+    assert len(deployment.agent_ids("default")) == 3
+    assert clients.sessions.get_session(deployment.sessions["hello_world@extra"]).session_id
 
 
 def test_every_container_stops_within_5_seconds(deployment: PodmanDeployment) -> None:

@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from kubernetes import client as k8s
 
 from armonik_deploy.kubernetes import apply
+from armonik_deploy.parameters import ParametersError
 from armonik_deploy.tls import IngressTls
 from tests.contract.backends.service import in_ci
 
@@ -130,6 +131,14 @@ def test_without_storage_blocks_or_mtls_only_the_control_plane_is_certified(tmp_
     assert set(ready.certificates.servers) == {"control-plane"}
     assert ready.certificates.clients == {}
     assert "control-plane.hpc.svc" in names(load(ready.certificates.servers["control-plane"].certificate))
+
+
+def test_a_storage_block_naming_a_running_service_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    data = {**PARAMETERS, "rabbitmq": {"host": "broker.example", "port": 5672}}
+    layout = apply.KubernetesLayout(tmp_path / "g")
+    with pytest.raises(ParametersError, match=r"rabbitmq: gives the address of a running service"):
+        apply.prepare(write_parameters(tmp_path, data), VERSIONS, layout)
+    assert not layout.tfvars.exists()
 
 
 # -- terraform variables ---------------------------------------------------------------------------------------

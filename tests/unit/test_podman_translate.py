@@ -4,7 +4,8 @@ The objects are the renderer's own, for the quick-deploy parameters and for them
 replicas; the podman arguments made of them are checked for what running them needs: one pod per replica with
 agent and worker sharing the pod's cache volume, the data claim as one named volume, every ConfigMap value in
 the environment, the Secrets as read-only files, the Services' names resolving to the network's gateway and
-their ports published on it and on the host, and the images we cannot run named in a warning."""
+their ports published on it and on the host, a pod's containers in one network namespace (TCP channels between
+an agent and its worker), and the images we cannot run named in a warning."""
 
 from __future__ import annotations
 
@@ -27,9 +28,14 @@ def ours(image: str) -> bool:
     return image.startswith("armonik-")
 
 
-def rendered_for(tmp_path: Path, extra: str = "", replicas: int = 1) -> Rendered:
+def rendered_for(
+    tmp_path: Path, extra: str = "", replicas: int = 1, replace: tuple[str, str] = ("", "")
+) -> Rendered:
     file = tmp_path / "parameters.tfvars"
     text = (QUICK_DEPLOY / "parameters.tfvars").read_text()
+    if replace[0]:
+        assert replace[0] in text
+        text = text.replace(*replace)
     text = text.replace("replicas                         = 1", f"replicas = {replicas}", 1)
     file.write_text(text + extra)
     versions = load_versions(QUICK_DEPLOY / "versions.tfvars.json")
@@ -78,7 +84,10 @@ def test_agent_and_worker_share_their_pods_cache_and_agent_id(plain: tuple[Rende
     assert env_of(agent.args)["Pollster__PartitionId"] == "default"
     assert "ak-armonik-data:/armonik/data:U" in option_values(agent.args, "--volume")
     assert translation.volumes == ["ak-armonik-data"]
+    # One network namespace for the pod's containers, as in Kubernetes: the pod's, on the deployment network.
+    assert option_values(pod.options, "--network") == ["net-x"]
     for container in pod.containers:
+        assert "--network" not in container.args and "--publish" not in container.args
         assert option_values(container.args, "--user") == ["5000:5000"]
         assert option_values(container.args, "--restart") == ["always"]
         assert option_values(container.args, "--cap-drop") == ["ALL"]
@@ -88,15 +97,14 @@ def test_agent_and_worker_share_their_pods_cache_and_agent_id(plain: tuple[Rende
 def test_services_resolve_to_the_gateway_and_are_published(plain: tuple[Rendered, Translation]) -> None:
     rendered, translation = plain
     port = rendered.get("Service", "control-plane")["spec"]["ports"][0]["port"]
-    control_plane = translation.pods[0].containers[0]
-    published = option_values(control_plane.args, "--publish")
+    published = option_values(translation.pods[0].options, "--publish")
     # The clients' port on the host and the network; the agents' compute gateway, which the NetworkPolicy
     # opens to the compute-plane pods only, on the deployment network only.
     gateway = rendered.get("Service", "compute-gateway")["spec"]["ports"][0]["port"]
     assert published == ["10.89.3.1:1081:1081", f"127.0.0.1:{port}:1080", f"10.89.3.1:{port}:1080"]
     assert gateway == 1081 and translation.services["compute-gateway"] == [gateway]
+    assert "control-plane.armonik.svc:10.89.3.1" in option_values(translation.pods[1].options, "--add-host")
     agent = translation.pods[1].containers[0]
-    assert "control-plane.armonik.svc:10.89.3.1" in option_values(agent.args, "--add-host")
     endpoint = env_of(agent.args)["ControlPlane__Endpoint"]
     assert endpoint == f"http://control-plane.armonik.svc:{port}"
     assert translation.services["control-plane"] == [port]
@@ -108,6 +116,8 @@ def test_the_init_job_runs_once_with_the_control_planes_settings(plain: tuple[Re
     (job,) = translation.jobs
     (init,) = job.containers
     assert option_values(init.args, "--restart") == ["no"]
+    assert option_values(init.args, "--network") == ["net-x"] and job.options == []
+    assert "control-plane.armonik.svc:10.89.3.1" in option_values(init.args, "--add-host")
     assert option_values(init.args, "--entrypoint") == ['["python", "-m", "armonik_deploy.init_job"]']
     assert "InitServices__Partitioning__Partitions__0" in env_of(init.args)
 
@@ -171,3 +181,16 @@ def test_an_in_process_agent_runs_the_agent_in_the_workers_image(tmp_path: Path)
     assert agent.image == "localhost/armonik-pymonik-worker:0.1.0"
     assert option_values(agent.args, "--entrypoint") == ['["armonik-polling-agent"]']
     assert env_of(agent.args)["Worker__Module"] == PYMONIK_PROCESSOR
+
+
+def test_a_tcp_partition_s_agent_and_worker_meet_on_the_pod_s_localhost(tmp_path: Path) -> None:
+    """Upstream's TCP channels name localhost: the agent and the worker must share the pod's network."""
+    tcp = 'default = {\n    socket_type = "tcp"\n    replicas                         = 1'
+    rendered = rendered_for(tmp_path, replace=("default = {\n    replicas                         = 1", tcp))
+    translation = translate(rendered.manifests, "ak", NETWORK, ours)
+    pod = next(p for p in translation.pods if p.name == "ak-compute-plane-default-0")
+    agent, worker = pod.containers
+    assert env_of(agent.args)["ComputePlane__WorkerChannel__Address"].startswith("http://localhost:")
+    assert env_of(worker.args)["ComputePlane__AgentChannel__Address"].startswith("http://localhost:")
+    assert option_values(pod.options, "--network") == ["net-x"]
+    assert "--network" not in agent.args + worker.args
