@@ -14,8 +14,9 @@ on SIGHUP, applies a new one by starting and stopping only what changed. Setting
 - metrics exporter:  local.env, logging, configurations.{log,core,metrics}, extra_conf, metrics_exporter.env,
                      then its port and the data directory;
 - ingress:           local.env, logging, configurations.log, then its keys (armonik_deploy.ingress): HTTP
-                     port, control plane endpoint (with its own client certificate under mTLS), static
-                     files, Admin GUI build, logs folder, metrics exporter URL;
+                     port (HTTPS with `ingress.tls`, client certificates with `mtls`), control plane
+                     endpoint (with its own client certificate under mTLS), static files, Admin GUI
+                     build, logs folder, metrics exporter URL;
 - init job:          local.env, logging, configurations.{log,core,jobs}, then the data directory and
                      partitions.
 
@@ -273,7 +274,13 @@ def ingress_process(
         name="ingress",
         role="ingress",
         args=[params.local.python or sys.executable, "-m", "armonik_core.ingress"],
-        env={**common, **log_env, **env, **(tls.ingress_client_env() if tls else {})},
+        env={
+            **common,
+            **log_env,
+            **env,
+            **(tls.ingress_client_env() if tls else {}),
+            **(tls.ingress_server_env() if tls else {}),
+        },
         cwd=workdir,
         grace=params.local.stop_grace_period,
     )
@@ -482,7 +489,8 @@ def build_plan(
             ingress_process(params, file, host, generated, workdir, tls, metrics_url, common, log_env)
         )
         port = http_port(params, file)
-        urls = ingress_urls(f"http://{connect_host(host)}:{port}", metrics_url is not None)
+        scheme = "https" if tls else "http"
+        urls = ingress_urls(f"{scheme}://{connect_host(host)}:{port}", metrics_url is not None)
 
     init = JobSpec(
         name="init",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -17,17 +18,27 @@ from tests.support import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def client_context(ca: Path, certificate: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    """What a client of an HTTPS ingress uses: the deployment's authority, and a client certificate if given."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if certificate is not None:
+        context.load_cert_chain(str(certificate), str(key) if key else None)
+    return context
+
+
 @dataclass
 class IngressProcess:
     control_plane: str
     log_path: Path
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
+    #: Set for an ingress serving HTTPS: what a client trusts to reach it (and presents, under mTLS).
+    ssl_context: ssl.SSLContext | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
         env = {
@@ -46,7 +57,8 @@ class IngressProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ingress exited: {self.logs()}")
             try:
-                if httpx.get(self.url + "/readiness", timeout=1).status_code == 200:
+                verify = self.ssl_context or True
+                if httpx.get(self.url + "/readiness", timeout=1, verify=verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -1,0 +1,250 @@
+"""The ingress under authentication: HTTPS with client certificates, the browser's identity passed on to the
+control plane as a trusted proxy does, and nothing a browser sends can change who it is.
+
+A real control plane with authentication and authorization (mTLS, users of every built-in role, `proxy` as its
+trusted CN) and a real ingress process in front of it, presenting the `proxy` certificate and serving HTTPS with
+its own, browsers' certificates checked against the deployment's authority. Clients are the protocol-written
+gRPC-Web client and plain HTTPS requests, verified with the deployment's authority.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from armonik.client import ArmoniKResults, ArmoniKSessions
+from armonik.protogen.common import auth_common_pb2, events_common_pb2, sessions_common_pb2
+
+from armonik_deploy.certificates import ensure_certificates
+from tests.grpcweb_client import GrpcWebClient
+from tests.ingress_support import IngressProcess, client_context
+from tests.security.conftest import AuthPki, AuthPlane
+from tests.support import internal_errors, options
+
+API = "/armonik.api.grpc.v1."
+LIST_SESSIONS = API + "sessions.Sessions/ListSessions"
+CREATE_SESSION = API + "sessions.Sessions/CreateSession"
+CURRENT_USER = API + "auth.Authentication/GetCurrentUser"
+
+
+@pytest.fixture(scope="module")
+def ingress(
+    auth_plane: AuthPlane, auth_pki: AuthPki, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[IngressProcess]:
+    folder = tmp_path_factory.mktemp("ingress-auth")
+    proxy_cert, proxy_key = auth_pki.pair("proxy")
+    server = auth_pki.certs.servers["ingress"]
+    process = IngressProcess(
+        auth_plane.url,
+        folder / "ingress.log",
+        env={
+            "ControlPlane__Tls__CaFile": auth_pki.ca,
+            "ControlPlane__Tls__ClientCertificateFile": proxy_cert,
+            "ControlPlane__Tls__ClientKeyFile": proxy_key,
+            "Ingress__Tls__CertificateFile": str(server.certificate),
+            "Ingress__Tls__KeyFile": str(server.key),
+            "Ingress__Tls__ClientCaFile": auth_pki.ca,
+        },
+        ssl_context=client_context(Path(auth_pki.ca)),  # readiness answers without a client certificate
+    )
+    process.start()
+    yield process
+    process.stop()
+    assert "Traceback" not in process.logs(), process.logs()
+    assert not internal_errors(auth_plane.logs())
+
+
+def user_context(pki: AuthPki, user: str | None) -> ssl.SSLContext:
+    cert, key = pki.pair(user) if user else (None, None)
+    return client_context(Path(pki.ca), Path(cert) if cert else None, Path(key) if key else None)
+
+
+@pytest.fixture
+def web(ingress: IngressProcess, auth_pki: AuthPki) -> Iterator[dict[str, GrpcWebClient]]:
+    clients = {
+        user: GrpcWebClient(ingress.url, ssl_context=user_context(auth_pki, user))
+        for user in ("admin", "monitoring", "submitter")
+    }
+    yield clients
+    for client in clients.values():
+        client.close()
+
+
+def current_user(client: GrpcWebClient) -> auth_common_pb2.GetCurrentUserResponse:
+    return client.call(CURRENT_USER, auth_common_pb2.GetCurrentUserRequest()).single(
+        auth_common_pb2.GetCurrentUserResponse
+    )
+
+
+def test_each_browser_calls_as_its_own_certificate(web: dict[str, GrpcWebClient]) -> None:
+    for user, client in web.items():
+        assert current_user(client).user.username == user
+
+
+def test_monitoring_lists_sessions_but_may_not_create_one(
+    web: dict[str, GrpcWebClient], auth_plane: AuthPlane
+) -> None:
+    with auth_plane.channel("admin") as channel:
+        created = ArmoniKSessions(channel).create_session(options(), partition_ids=["default"])
+    listed = (
+        web["monitoring"]
+        .call(LIST_SESSIONS, sessions_common_pb2.ListSessionsRequest(page=0, page_size=100))
+        .single(sessions_common_pb2.ListSessionsResponse)
+    )
+    assert created in {s.session_id for s in listed.sessions}
+
+    denied = web["monitoring"].call(
+        CREATE_SESSION,
+        sessions_common_pb2.CreateSessionRequest(
+            default_task_option=options().to_message(), partition_ids=["default"]
+        ),
+    )
+    assert denied.status == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert denied.message == "user monitoring lacks permission Sessions:CreateSession"
+    # the same call from the submitter's certificate goes through
+    made = (
+        web["submitter"]
+        .call(
+            CREATE_SESSION,
+            sessions_common_pb2.CreateSessionRequest(
+                default_task_option=options().to_message(), partition_ids=["default"]
+            ),
+        )
+        .single(sessions_common_pb2.CreateSessionReply)
+    )
+    assert made.session_id
+
+
+def test_forged_identity_headers_are_ignored(
+    ingress: IngressProcess, auth_pki: AuthPki, web: dict[str, GrpcWebClient]
+) -> None:
+    """A browser naming the admin in the trusted proxy's headers (or sending a proxy secret) stays itself."""
+    forged = {
+        "X-Certificate-Client-CN": "admin",
+        "X-Certificate-Client-Fingerprint": auth_pki.fingerprint("admin"),
+        "X-ArmoniK-Proxy-Secret": "guess",
+    }
+    client = GrpcWebClient(ingress.url, headers=forged, ssl_context=user_context(auth_pki, "monitoring"))
+    try:
+        assert current_user(client).user.username == "monitoring"
+        denied = client.call(
+            CREATE_SESSION,
+            sessions_common_pb2.CreateSessionRequest(
+                default_task_option=options().to_message(), partition_ids=["default"]
+            ),
+        )
+        assert denied.status == grpc.StatusCode.PERMISSION_DENIED.value[0], denied.message
+    finally:
+        client.close()
+
+
+def test_an_unregistered_certificate_is_unauthenticated(ingress: IngressProcess, auth_pki: AuthPki) -> None:
+    client = GrpcWebClient(ingress.url, ssl_context=user_context(auth_pki, "stranger"))
+    try:
+        answer = client.call(LIST_SESSIONS, sessions_common_pb2.ListSessionsRequest(page=0, page_size=1))
+    finally:
+        client.close()
+    assert answer.status == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert answer.message.startswith("certificate CN=stranger fingerprint=")
+    assert answer.message.endswith("is not registered")
+
+
+def test_without_a_client_certificate_nothing_but_health_answers(
+    ingress: IngressProcess, auth_pki: AuthPki
+) -> None:
+    anonymous = GrpcWebClient(ingress.url, ssl_context=user_context(auth_pki, None))
+    try:
+        answer = anonymous.call(LIST_SESSIONS, sessions_common_pb2.ListSessionsRequest(page=0, page_size=1))
+    finally:
+        anonymous.close()
+    assert answer.trailers_only and answer.status == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert answer.message.startswith("a client certificate is required")
+    with httpx.Client(verify=user_context(auth_pki, None)) as http:
+        for page in (
+            "/admin/",
+            "/console/",
+            "/console/api/tables/sessions",
+            "/static/environment.json",
+            "/logs/",
+        ):
+            refused = http.get(ingress.url + page)
+            assert refused.status_code == 403, (page, refused.text)
+            assert "a client certificate is required" in refused.text
+        assert http.get(ingress.url + "/readiness").text == "Healthy\n"
+
+
+def test_a_certificate_of_another_authority_fails_the_handshake(
+    ingress: IngressProcess, auth_pki: AuthPki, tmp_path: Path
+) -> None:
+    other = ensure_certificates(tmp_path / "other", [], ["admin"], key_size=2048)
+    context = client_context(
+        Path(auth_pki.ca), other.clients["admin"].certificate, other.clients["admin"].key
+    )
+    # TLS 1.3: the client's handshake ends before the server has checked its certificate; the server's
+    # alert then closes the connection before any answer
+    with (
+        httpx.Client(verify=context) as http,
+        pytest.raises((httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)),
+    ):
+        http.get(ingress.url + "/admin/")
+
+
+def test_plain_http_is_not_served(ingress: IngressProcess) -> None:
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(ingress.url.replace("https://", "http://") + "/readiness", timeout=5)
+
+
+def test_the_events_stream_runs_as_the_browser(
+    web: dict[str, GrpcWebClient], auth_plane: AuthPlane, ingress: IngressProcess, auth_pki: AuthPki
+) -> None:
+    with auth_plane.channel("admin") as channel:
+        session = ArmoniKSessions(channel).create_session(options(), partition_ids=["default"])
+        results = ArmoniKResults(channel)
+        request = events_common_pb2.EventSubscriptionRequest(session_id=session)
+        got: list[events_common_pb2.EventSubscriptionResponse] = []
+
+        def listen() -> None:  # Monitoring holds Events:GetEvents
+            answer = web["monitoring"].stream(API + "events.Events/GetEvents", request, stop_after=1)
+            got.extend(answer.parsed(events_common_pb2.EventSubscriptionResponse))
+
+        thread = threading.Thread(target=listen, daemon=True)
+        thread.start()
+        for attempt in range(40):  # the subscription starts in its own time: results until one is seen
+            results.create_results_metadata([f"r{attempt}"], session)
+            thread.join(0.5)
+            if not thread.is_alive():
+                break
+    assert got and got[0].session_id == session
+    stranger = GrpcWebClient(ingress.url, ssl_context=user_context(auth_pki, "stranger"))
+    try:
+        refused = stranger.stream(API + "events.Events/GetEvents", request)
+    finally:
+        stranger.close()
+    assert refused.status == grpc.StatusCode.UNAUTHENTICATED.value[0], refused.message
+
+
+def test_the_console_calls_as_the_browser(
+    ingress: IngressProcess, auth_pki: AuthPki, auth_plane: AuthPlane
+) -> None:
+    with auth_plane.channel("admin") as channel:
+        session = ArmoniKSessions(channel).create_session(options(), partition_ids=["default"])
+    with httpx.Client(verify=user_context(auth_pki, "monitoring"), timeout=60) as http:
+        listed = http.get(ingress.url + "/console/api/tables/sessions")
+        assert listed.status_code == 200, listed.text
+        assert session in {row["session_id"] for row in listed.json()["rows"]}
+        cancelled = http.post(
+            ingress.url + f"/console/api/sessions/{session}/cancel", headers={"x-armonik-console": "1"}
+        )
+        assert cancelled.status_code == 403, cancelled.text
+        assert cancelled.json()["error"] == (
+            "PERMISSION_DENIED: user monitoring lacks permission Sessions:CancelSession"
+        )
+        # the live graph is followed with the viewer's rights too
+        summary = http.get(ingress.url + f"/console/api/sessions/{session}/summary")
+        assert summary.status_code in (200, 404), summary.text
+        assert "PERMISSION_DENIED" not in summary.text and "UNAUTHENTICATED" not in summary.text
