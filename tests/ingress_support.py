@@ -7,13 +7,19 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from armonik.client import ArmoniKResults
+from armonik.protogen.common import events_common_pb2
 
+from tests.grpcweb_client import GrpcWebClient
 from tests.support import free_port
+
+GET_EVENTS = "/armonik.api.grpc.v1.events.Events/GetEvents"
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,3 +82,25 @@ class IngressProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+def first_event(
+    web: GrpcWebClient, results: ArmoniKResults, session_id: str
+) -> list[events_common_pb2.EventSubscriptionResponse]:
+    """The first event of `session_id` streamed through gRPC-Web (empty if none came): the subscription starts
+    in its own time, so results are created (with `results`, over gRPC) until the stream carries one."""
+    request = events_common_pb2.EventSubscriptionRequest(session_id=session_id)
+    got: list[events_common_pb2.EventSubscriptionResponse] = []
+
+    def listen() -> None:
+        answer = web.stream(GET_EVENTS, request, stop_after=1)
+        got.extend(answer.parsed(events_common_pb2.EventSubscriptionResponse))
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    for attempt in range(40):
+        results.create_results_metadata([f"r{attempt}"], session_id)
+        thread.join(0.5)
+        if not thread.is_alive():
+            break
+    return got

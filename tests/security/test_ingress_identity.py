@@ -9,8 +9,12 @@ gRPC-Web client and plain HTTPS requests, verified with the deployment's authori
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
 import ssl
-import threading
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +23,15 @@ import httpx
 import pytest
 from armonik.client import ArmoniKResults, ArmoniKSessions
 from armonik.protogen.common import auth_common_pb2, events_common_pb2, sessions_common_pb2
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from armonik_deploy.certificates import ensure_certificates
+from tests.graph.browser import artifacts, chromium, until
 from tests.grpcweb_client import GrpcWebClient
-from tests.ingress_support import IngressProcess, client_context
+from tests.ingress_support import IngressProcess, client_context, first_event
 from tests.security.conftest import AuthPki, AuthPlane
 from tests.support import internal_errors, options
 
@@ -204,22 +213,11 @@ def test_the_events_stream_runs_as_the_browser(
 ) -> None:
     with auth_plane.channel("admin") as channel:
         session = ArmoniKSessions(channel).create_session(options(), partition_ids=["default"])
-        results = ArmoniKResults(channel)
-        request = events_common_pb2.EventSubscriptionRequest(session_id=session)
-        got: list[events_common_pb2.EventSubscriptionResponse] = []
-
-        def listen() -> None:  # Monitoring holds Events:GetEvents
-            answer = web["monitoring"].stream(API + "events.Events/GetEvents", request, stop_after=1)
-            got.extend(answer.parsed(events_common_pb2.EventSubscriptionResponse))
-
-        thread = threading.Thread(target=listen, daemon=True)
-        thread.start()
-        for attempt in range(40):  # the subscription starts in its own time: results until one is seen
-            results.create_results_metadata([f"r{attempt}"], session)
-            thread.join(0.5)
-            if not thread.is_alive():
-                break
+        got = first_event(
+            web["monitoring"], ArmoniKResults(channel), session
+        )  # Monitoring has Events:GetEvents
     assert got and got[0].session_id == session
+    request = events_common_pb2.EventSubscriptionRequest(session_id=session)
     stranger = GrpcWebClient(ingress.url, ssl_context=user_context(auth_pki, "stranger"))
     try:
         refused = stranger.stream(API + "events.Events/GetEvents", request)
@@ -248,3 +246,65 @@ def test_the_console_calls_as_the_browser(
         summary = http.get(ingress.url + f"/console/api/sessions/{session}/summary")
         assert summary.status_code in (200, 404), summary.text
         assert "PERMISSION_DENIED" not in summary.text and "UNAUTHENTICATED" not in summary.text
+
+
+# -- a browser with a user certificate ------------------------------------------------------------------------------
+def nss_home(home: Path, ca: Path, user: tuple[Path, Path] | None) -> Path:
+    """A HOME whose NSS store (where Chromium on Linux keeps certificates) trusts the deployment's authority for
+    servers and, when given, holds a user's certificate and key."""
+    for tool in ("certutil", "pk12util"):
+        if shutil.which(tool) is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{tool} missing: .ci/run installs libnss3-tools")
+            pytest.skip(f"{tool} not installed (Debian's libnss3-tools)")
+    store = home / ".pki" / "nssdb"
+    store.mkdir(parents=True)
+    db = f"sql:{store}"
+    subprocess.run(["certutil", "-N", "-d", db, "--empty-password"], check=True, capture_output=True)
+    subprocess.run(["certutil", "-A", "-d", db, "-n", "deployment", "-t", "C,,", "-i", str(ca)], check=True)
+    if user is not None:
+        certificate = x509.load_pem_x509_certificate(user[0].read_bytes())
+        key = serialization.load_pem_private_key(user[1].read_bytes(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        bundle = home / "user.p12"
+        bundle.write_bytes(
+            pkcs12.serialize_key_and_certificates(
+                b"user", key, certificate, None, serialization.NoEncryption()
+            )
+        )
+        subprocess.run(["pk12util", "-i", str(bundle), "-d", db, "-W", ""], check=True, capture_output=True)
+    return home
+
+
+def auto_select_certificate(profile: Path, origin: str) -> None:
+    """The profile's setting behind the `AutoSelectCertificateForUrls` policy: for `origin`, present the
+    matching certificate without asking (a headless browser has no one to ask)."""
+    exceptions = {f"{origin},*": {"setting": {"filters": [{}]}}}
+    preferences = {"profile": {"content_settings": {"exceptions": {"auto_select_certificate": exceptions}}}}
+    (profile / "Default").mkdir(parents=True)
+    (profile / "Default" / "Preferences").write_text(json.dumps(preferences))
+
+
+@pytest.mark.parametrize("user", ["monitoring", None], ids=["with-certificate", "without"])
+def test_a_browser_opens_the_console_with_its_user_certificate(
+    ingress: IngressProcess, auth_pki: AuthPki, auth_plane: AuthPlane, tmp_path: Path, user: str | None
+) -> None:
+    """Chromium verifies the ingress's certificate with the deployment's authority (no certificate error is
+    ignored) and presents the user's; the console then lists, as that user, a session the admin created."""
+    with auth_plane.channel("admin") as channel:
+        session = ArmoniKSessions(channel).create_session(options(), partition_ids=["default"])
+    pair = tuple(Path(p) for p in auth_pki.pair(user)) if user else None
+    home = nss_home(tmp_path / "home", Path(auth_pki.ca), pair)  # type: ignore[arg-type]
+    auto_select_certificate(tmp_path / "profile", ingress.url)
+    with contextlib.contextmanager(chromium)(tmp_path / "profile", home) as browser:
+        browser.get(ingress.url + "/console/")
+        shot = artifacts(tmp_path, "ingress-auth") / f"console-{user or 'anonymous'}.png"
+        if user is None:
+            text = browser.execute_script("return document.body.innerText")
+            browser.save_screenshot(str(shot))
+            assert text.startswith("a client certificate is required"), text
+            return
+        rows = "return [...document.querySelectorAll('#table tr.row')].map(n => n.dataset.id);"
+        until(lambda: session in browser.execute_script(rows), f"session {session} listed in the console")
+        browser.save_screenshot(str(shot))
+        assert browser.current_url == ingress.url + "/console/"
