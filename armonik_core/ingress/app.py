@@ -11,7 +11,9 @@
   `HealthChecksService`, as the GUI does.
 
 Under mTLS (`Ingress__Tls__ClientCaFile`) every route but the health endpoints needs a verified client
-certificate, whose identity the gRPC-Web proxy and the console pass on to the control plane (https.py).
+certificate, whose identity the gRPC-Web proxy and the console pass on to the control plane (https.py); so
+does a request through a TLS-terminating proxy in front, whose identity headers are then believed
+(`Ingress__TrustProxyIdentityHeaders`).
 
 CORS is Starlette's middleware: preflights from the origins in `Ingress__CorsAllowedOrigins` are answered with
 the headers gRPC-Web clients send (`content-type`, `x-grpc-web`, `x-user-agent`, `grpc-timeout`,
@@ -34,7 +36,7 @@ from starlette.routing import Mount, Route
 
 from armonik_core.ingress.caller import CALLER, CallerMetadata
 from armonik_core.ingress.grpcweb import EXPOSED_HEADERS, GrpcWebProxy
-from armonik_core.ingress.https import RequireClientCertificate
+from armonik_core.ingress.https import ClientIdentity
 from armonik_core.ingress.logsearch import LogSearch
 from armonik_core.ingress.methods import client_methods
 from armonik_core.ingress.monitoring import MetricsHistory
@@ -123,6 +125,11 @@ def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None
             max_age=1728000,
         )
     ]
-    if settings.server_tls is not None and settings.server_tls.mtls:
-        middleware.append(Middleware(RequireClientCertificate))
+    middleware.append(
+        Middleware(
+            ClientIdentity,
+            required=bool(settings.server_tls and settings.server_tls.mtls) or settings.trust_proxy_headers,
+            from_headers=settings.identity_headers if settings.trust_proxy_headers else None,
+        )
+    )
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -1,20 +1,21 @@
-"""Who the browser is: the verified client certificate of its connection, as the ASGI TLS extension gives it.
+"""Who the browser is: the verified client certificate of its connection, as the ASGI TLS extension gives it,
+or the identity a TLS-terminating proxy in front put in its headers.
 
-The gRPC-Web proxy reads it from each request's scope; the console's blocking calls, which run in worker
-threads, read `CALLER`, set for the request by `https.RequireClientCertificate` (a worker thread started for
-a request copies its context), through `CallerMetadata` on their channel.
+`CALLER` holds it for the request being served, set by `https.ClientIdentity`: the gRPC-Web proxy reads it,
+and so do the console's blocking calls, which run in worker threads (a worker thread started for a request
+copies its context), through `CallerMetadata` on their channel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import grpc
 from starlette.types import Scope
 
-from armonik_core.control_plane.auth.identity import Identity, identity_of_pem
+from armonik_core.control_plane.auth.identity import Identity, identity_of_pem, normalize_fingerprint
 
 CALLER: ContextVar[Identity | None] = ContextVar("armonik_ingress_caller", default=None)
 
@@ -23,6 +24,12 @@ def client_identity(scope: Scope) -> Identity | None:
     """The verified client certificate of the request's connection (CN, SHA-1 fingerprint), None without one."""
     chain = ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert_chain") or []
     return identity_of_pem(chain[0].encode("ascii")) if chain else None
+
+
+def header_identity(headers: Mapping[str, str], names: tuple[str, str]) -> Identity | None:
+    """The identity a TLS-terminating proxy in front put in `names` (CN, fingerprint), None without both."""
+    cn, fingerprint = headers.get(names[0], "").strip(), normalize_fingerprint(headers.get(names[1], ""))
+    return Identity(cn, fingerprint) if cn and fingerprint else None
 
 
 class _Details(NamedTuple):

@@ -36,7 +36,7 @@ from starlette.responses import Response, StreamingResponse
 from armonik_core.control_plane.auth.identity import Identity
 from armonik_core.control_plane.auth.settings import PROXY_SECRET_HEADER
 from armonik_core.ingress import framing
-from armonik_core.ingress.caller import client_identity
+from armonik_core.ingress.caller import CALLER
 from armonik_core.ingress.methods import Method
 
 log = logging.getLogger("armonik.ingress")
@@ -228,7 +228,7 @@ class GrpcWebProxy:
             message = framing.single_message(codec.decode(await request.body()))
         except framing.FramingError as exc:
             return trailers_only(codec, grpc.StatusCode.INVALID_ARGUMENT, f"bad gRPC-Web body: {exc}")
-        metadata = call_metadata(request, client_identity(request.scope), self._identity_headers)
+        metadata = call_metadata(request, CALLER.get(), self._identity_headers)
         timeout = parse_timeout(request.headers.get("grpc-timeout"))
         if method.server_streaming:
             return await self._stream(codec, method, message, metadata, timeout)

@@ -8,7 +8,7 @@ UNAUTHENTICATED) rather than with a handshake failure the browser reports as a b
 health endpoints answer without a certificate: they say whether the ingress and the control plane are up,
 nothing more.
 
-The verified certificate becomes the caller's identity (CN and SHA-1 fingerprint, as upstream's nginx gives
+The verified certificate becomes the caller's identity (`ClientIdentity`) (CN and SHA-1 fingerprint, as upstream's nginx gives
 them in `X-Certificate-Client-CN` / `-Fingerprint`), which the gRPC-Web proxy and the console send to the
 control plane. The control plane believes those headers only from a proxy it trusts, the ingress's own
 certificate (CN `armonik-ingress`); a browser's own headers of that name are dropped by the proxy, so a
@@ -18,6 +18,10 @@ uvicorn does not give the application the connection's certificate (it does not 
 extension), so `peer_certificate_protocol` derives its HTTP protocol class and adds the extension's
 `client_cert_chain` to the scope of every request of a connection that presented one; everything above reads
 the scope as the ASGI specification defines it.
+
+On Kubernetes, nginx terminates TLS in front of the ingress (in the same pod) and sets the identity headers
+itself, as upstream's does; the ingress then listens on the pod's loopback only and takes the identity from
+those headers (`Ingress__TrustProxyIdentityHeaders`).
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ import ssl
 from typing import Any
 
 import grpc
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from armonik_core.ingress.caller import CALLER, client_identity
+from armonik_core.ingress.caller import CALLER, client_identity, header_identity
 from armonik_core.ingress.grpcweb import Codec, trailers_only
 from armonik_core.tls import ServerTlsSettings
 
@@ -86,18 +91,27 @@ def _with_tls_extension(app: ASGIApp, pem: str) -> ASGIApp:
     return with_certificate
 
 
-class RequireClientCertificate:
-    """Refuses every request without a verified client certificate, but the health endpoints; sets `CALLER`."""
+class ClientIdentity:
+    """Who each request comes from, in `CALLER` for the proxy and the console: the connection's verified
+    certificate or, behind a TLS-terminating proxy in front (`from_headers`: nginx in the same pod on
+    Kubernetes), the identity headers that proxy set. With `required` (mTLS), every request but the health
+    endpoints without one is refused."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, required: bool, from_headers: tuple[str, str] | None) -> None:
         self.app = app
+        self.required = required
+        self.from_headers = from_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        identity = client_identity(scope)
-        if identity is None and scope["path"] not in HEALTH_PATHS:
+        identity = (
+            header_identity(Headers(scope=scope), self.from_headers)
+            if self.from_headers
+            else client_identity(scope)
+        )
+        if identity is None and self.required and scope["path"] not in HEALTH_PATHS:
             await _refusal(Request(scope))(scope, receive, send)
             return
         token = CALLER.set(identity)

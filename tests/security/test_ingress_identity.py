@@ -15,6 +15,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -308,3 +309,53 @@ def test_a_browser_opens_the_console_with_its_user_certificate(
         until(lambda: session in browser.execute_script(rows), f"session {session} listed in the console")
         browser.save_screenshot(str(shot))
         assert browser.current_url == ingress.url + "/console/"
+
+
+# -- behind a TLS-terminating proxy (nginx in the ingress pod on Kubernetes) -------------------------------------
+def test_behind_a_tls_proxy_the_identity_headers_it_sets_are_passed_on(
+    auth_plane: AuthPlane, auth_pki: AuthPki, tmp_path: Path
+) -> None:
+    """`Ingress__TrustProxyIdentityHeaders`: the ingress listens on loopback behind nginx, which checked the
+    certificate and set the headers; a request without them is refused, as nginx refuses one without a
+    certificate."""
+    proxy_cert, proxy_key = auth_pki.pair("proxy")
+    process = IngressProcess(
+        auth_plane.url,
+        tmp_path / "ingress.log",
+        env={
+            "ControlPlane__Tls__CaFile": auth_pki.ca,
+            "ControlPlane__Tls__ClientCertificateFile": proxy_cert,
+            "ControlPlane__Tls__ClientKeyFile": proxy_key,
+            "Ingress__TrustProxyIdentityHeaders": "true",
+        },
+    )
+    process.start()
+    try:
+        named = {
+            "X-Certificate-Client-CN": "monitoring",
+            "X-Certificate-Client-Fingerprint": auth_pki.fingerprint("monitoring"),
+        }
+        as_monitoring = GrpcWebClient(process.url, headers=named)
+        anonymous = GrpcWebClient(process.url)
+        try:
+            assert current_user(as_monitoring).user.username == "monitoring"
+            refused = anonymous.call(CURRENT_USER, auth_common_pb2.GetCurrentUserRequest())
+        finally:
+            as_monitoring.close()
+            anonymous.close()
+        assert refused.status == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    finally:
+        process.stop()
+    assert "Traceback" not in process.logs(), process.logs()
+
+
+def test_proxy_identity_headers_are_believed_on_loopback_only(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "armonik_core.ingress"],
+        env={**os.environ, "Ingress__Host": "0.0.0.0", "Ingress__TrustProxyIdentityHeaders": "true"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "identity headers are believed only from a proxy on the same machine" in done.stderr
