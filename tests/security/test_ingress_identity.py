@@ -42,20 +42,27 @@ CREATE_SESSION = API + "sessions.Sessions/CreateSession"
 CURRENT_USER = API + "auth.Authentication/GetCurrentUser"
 
 
+def as_trusted_proxy(pki: AuthPki) -> dict[str, str]:
+    """The ingress's settings to reach the control plane with `proxy`'s certificate, a CN it trusts."""
+    certificate, key = pki.pair("proxy")
+    return {
+        "ControlPlane__Tls__CaFile": pki.ca,
+        "ControlPlane__Tls__ClientCertificateFile": certificate,
+        "ControlPlane__Tls__ClientKeyFile": key,
+    }
+
+
 @pytest.fixture(scope="module")
 def ingress(
     auth_plane: AuthPlane, auth_pki: AuthPki, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[IngressProcess]:
     folder = tmp_path_factory.mktemp("ingress-auth")
-    proxy_cert, proxy_key = auth_pki.pair("proxy")
     server = auth_pki.certs.servers["ingress"]
     process = IngressProcess(
         auth_plane.url,
         folder / "ingress.log",
         env={
-            "ControlPlane__Tls__CaFile": auth_pki.ca,
-            "ControlPlane__Tls__ClientCertificateFile": proxy_cert,
-            "ControlPlane__Tls__ClientKeyFile": proxy_key,
+            **as_trusted_proxy(auth_pki),
             "Ingress__Tls__CertificateFile": str(server.certificate),
             "Ingress__Tls__KeyFile": str(server.key),
             "Ingress__Tls__ClientCaFile": auth_pki.ca,
@@ -318,16 +325,10 @@ def test_behind_a_tls_proxy_the_identity_headers_it_sets_are_passed_on(
     """`Ingress__TrustProxyIdentityHeaders`: the ingress listens on loopback behind nginx, which checked the
     certificate and set the headers; a request without them is refused, as nginx refuses one without a
     certificate."""
-    proxy_cert, proxy_key = auth_pki.pair("proxy")
     process = IngressProcess(
         auth_plane.url,
         tmp_path / "ingress.log",
-        env={
-            "ControlPlane__Tls__CaFile": auth_pki.ca,
-            "ControlPlane__Tls__ClientCertificateFile": proxy_cert,
-            "ControlPlane__Tls__ClientKeyFile": proxy_key,
-            "Ingress__TrustProxyIdentityHeaders": "true",
-        },
+        env={**as_trusted_proxy(auth_pki), "Ingress__TrustProxyIdentityHeaders": "true"},
     )
     process.start()
     try:
