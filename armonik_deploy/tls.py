@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from armonik_deploy.authentication import AuthPlan, auth_plan, user_cert_name, write_conf
+from armonik_deploy.authentication import INGRESS_PROXY, AuthPlan, auth_plan, user_cert_name, write_conf
 from armonik_deploy.certificates import (
     DEFAULT_KEY_SIZE,
     DEFAULT_RENEW_BEFORE_DAYS,
@@ -59,8 +59,8 @@ CONTROL_PLANE = "control-plane"
 #: The ingress's HTTPS certificate (the browser's side), for the same names as the control plane's.
 INGRESS_SERVER = "ingress"
 CLIENT = "client"
-#: The ingress's own client certificate (mTLS): its CN is the name to list as the control plane's trusted proxy.
-INGRESS_CLIENT = "armonik-ingress"
+#: The ingress's own client certificate (mTLS): its CN is the control plane's trusted proxy under authentication.
+INGRESS_CLIENT = INGRESS_PROXY
 CLIENT_CA_BUNDLE = "client_ca.crt"
 #: Not read by any process: its change (a renewed certificate) makes the supervisor restart those using TLS.
 DIGEST_KEY = "ArmoniKDeploy__CertificatesDigest"
@@ -254,9 +254,6 @@ def tls_plan(
         cli_client_certificate=settings.generate_client_cert,
     )
     plan.auth = auth_plan(params, file, plan.folder, settings.mtls, settings.generate_client_cert)
-    if plan.auth is not None and INGRESS_CLIENT not in plan.auth.trusted_common_names:
-        # The ingress passes on the browser's certificate (CN, fingerprint) in headers: it is a trusted proxy.
-        plan.auth.trusted_common_names.append(INGRESS_CLIENT)
     return plan, warnings
 
 
