@@ -120,7 +120,6 @@ def start_auth_plane(folder: Path, pki: AuthPki, tls: bool = True, **extra: str)
     env = {
         "Authenticator__RequireAuthentication": "true",
         "Authenticator__RequireAuthorization": "true",
-        **extra,
     }
     if tls:
         server = pki.certs.servers["control-plane"]
@@ -130,6 +129,7 @@ def start_auth_plane(folder: Path, pki: AuthPki, tls: bool = True, **extra: str)
             ControlPlane__Tls__ClientCaFile=pki.ca,
             Authenticator__TrustedCommonNames="proxy",
         )
+    env.update(extra)
     plane = AuthPlane(data, env=env, pki=pki, tls=tls)
     plane.start()
     return plane
