@@ -29,7 +29,7 @@ from armonik_deploy.certificates import ServerIdentity, ensure_certificates
 from armonik_deploy.kubernetes import objects
 from armonik_deploy.kubernetes.context import Context, RenderError
 from armonik_deploy.kubernetes.settings import CERTIFICATES_PATH, LOG, Settings, service_names
-from armonik_deploy.parameters import EnvironmentDescription, ParametersError
+from armonik_deploy.parameters import EnvironmentDescription, Parameters, ParametersError
 from armonik_deploy.tls import read_ingress_tls
 
 Manifest = objects.Manifest
@@ -53,8 +53,8 @@ def http_port(ctx: Context) -> int:
     return port
 
 
-def service_name(ctx: Context) -> str:
-    return str((ctx.params.ingress or {}).get("name", "ingress"))
+def service_name(params: Parameters) -> str:
+    return str((params.ingress or {}).get("name", "ingress"))
 
 
 def _location(path: str, body: str, check: str) -> str:
@@ -115,7 +115,7 @@ def _certificates(ctx: Context, settings: Settings) -> list[Manifest]:
         tls = read_ingress_tls(ctx.params, ctx.file)
     except ParametersError as exc:
         raise RenderError(str(exc)) from None
-    hosts = [*service_names(service_name(ctx), ctx.ns), "localhost", "127.0.0.1"]
+    hosts = [*service_names(service_name(ctx.params), ctx.ns), "localhost", "127.0.0.1"]
     certs = ensure_certificates(
         ctx.certificates,
         [ServerIdentity("ingress", hosts)],
@@ -216,7 +216,7 @@ def manifests(ctx: Context, settings: Settings, routes: list[tuple[str, str]]) -
         ),
         objects.deployment("ingress", ctx.ns, pod_labels, pod, replicas=int(given.get("replicas", 1))),
         objects.service(
-            service_name(ctx),
+            service_name(ctx.params),
             ctx.ns,
             pod_labels,
             [(port_name, http_port(ctx), port_name)],
