@@ -360,3 +360,20 @@ def test_proxy_identity_headers_are_believed_on_loopback_only(tmp_path: Path) ->
     )
     assert done.returncode != 0
     assert "identity headers are believed only from a proxy on the same machine" in done.stderr
+
+
+def test_an_ingress_without_client_certificates_gets_no_one_in(
+    auth_plane: AuthPlane, auth_pki: AuthPki, tmp_path: Path
+) -> None:
+    """Started by hand without client certificates in front of an authenticated control plane: no identity
+    to pass on, and the ingress's own certificate is no user."""
+    process = IngressProcess(auth_plane.url, tmp_path / "ingress.log", env=as_trusted_proxy(auth_pki))
+    process.start()
+    client = GrpcWebClient(process.url)
+    try:
+        answer = client.call(LIST_SESSIONS, sessions_common_pb2.ListSessionsRequest(page=0, page_size=1))
+    finally:
+        client.close()
+        process.stop()
+    assert answer.status == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert answer.message.startswith("certificate CN=proxy") and answer.message.endswith("is not registered")
