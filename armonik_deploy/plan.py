@@ -38,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from armonik_deploy.gateway_secret import credential_file, secret_file
-from armonik_deploy.ingress import http_port, ingress_env, ingress_urls
+from armonik_deploy.ingress import admin_gui_image, http_port, ingress_env, ingress_urls
 from armonik_deploy.parameters import (
     ComputePartition,
     Parameters,
     ParametersError,
+    Versions,
     env_strings,
     fragment_env,
 )
@@ -110,6 +111,8 @@ class Plan:
     metrics_url: str | None = None
     #: The ingress's pages (armonik_deploy.ingress): outputs' admin_app_url, grafana_url, seq_web_url.
     ingress_urls: dict[str, str | None] = field(default_factory=dict)
+    #: Upstream's GUI image whose build `deploy` takes for `/admin/` (armonik_deploy.admin_gui), if any.
+    admin_gui_image: str | None = None
     warnings: list[str] = field(default_factory=list)
     version: int = PLAN_VERSION
     #: Size-based rotation of the processes' log files (armonik_deploy.logrotate).
@@ -260,6 +263,7 @@ def ingress_process(
     metrics_url: str | None,
     common: dict[str, str],
     log_env: dict[str, str],
+    gui_image: str | None = None,
 ) -> ProcessSpec:
     endpoint = f"{connect_host(host)}:{params.control_plane.port}"
     env = ingress_env(
@@ -269,6 +273,7 @@ def ingress_process(
         control_plane_url=f"{'https' if tls else 'http'}://{endpoint}",
         generated=generated,
         metrics_url=metrics_url,
+        gui_image=gui_image,
     )
     return ProcessSpec(
         name="ingress",
@@ -293,8 +298,10 @@ def build_plan(
     *,
     cwd: Path | None = None,
     plan_id: str | None = None,
+    versions: Versions | None = None,
 ) -> Plan:
-    """Every process of the local deployment for `params`, with absolute paths under `generated`."""
+    """Every process of the local deployment for `params`, with absolute paths under `generated`; `versions`
+    gives the tag of upstream's GUI image (`admin_gui` without `dist`)."""
     file = parameters_file
     generated = generated.resolve()
     local = params.local
@@ -484,9 +491,12 @@ def build_plan(
         )
 
     urls = None
+    gui_image = admin_gui_image(params, versions) if params.ingress is not None else None
     if params.ingress is not None:  # upstream: `ingress = null` deploys no ingress
         processes.append(
-            ingress_process(params, file, host, generated, workdir, tls, metrics_url, common, log_env)
+            ingress_process(
+                params, file, host, generated, workdir, tls, metrics_url, common, log_env, gui_image
+            )
         )
         port = http_port(params, file)
         scheme = "https" if tls else "http"
@@ -522,6 +532,7 @@ def build_plan(
         log_files_kept=local.log_files_kept,
         metrics_url=metrics_url,
         ingress_urls=asdict(urls) if urls else {},
+        admin_gui_image=gui_image,
         warnings=warnings,
         tls=tls,
     )
