@@ -24,7 +24,9 @@ own, from the browser's verified client certificate (https.py). `grpc-timeout` b
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from urllib.parse import quote
@@ -178,6 +180,12 @@ def error_trailers(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
     return status_pairs(error.code(), error.details()) + _metadata_pairs(error.trailing_metadata())
 
 
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone (its body was read: what is left to receive is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 class GrpcWebProxy:
     """Calls the control plane through `channel` for the methods in `methods`."""
 
@@ -231,7 +239,7 @@ class GrpcWebProxy:
         metadata = call_metadata(request, CALLER.get(), self._identity_headers)
         timeout = parse_timeout(request.headers.get("grpc-timeout"))
         if method.server_streaming:
-            return await self._stream(codec, method, message, metadata, timeout)
+            return await self._stream(request, codec, method, message, metadata, timeout)
         return await self._unary(codec, method, message, metadata, timeout)
 
     async def _unary(
@@ -258,6 +266,7 @@ class GrpcWebProxy:
 
     async def _stream(
         self,
+        request: Request,
         codec: Codec,
         method: Method,
         message: bytes,
@@ -266,9 +275,22 @@ class GrpcWebProxy:
     ) -> Response:
         call = self.channel.unary_stream(method.path)(message, metadata=metadata, timeout=timeout)
         responses = call.__aiter__()
-        # The first message (or the status) decides between a streamed answer and a trailers-only one.
+        # The first message (or the status) decides between a streamed answer and a trailers-only one; a
+        # stream may stay silent for long (events of an idle session), and the browser may leave meanwhile.
+        waiting = asyncio.ensure_future(responses.__anext__())
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            first: bytes | None = await responses.__anext__()
+            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not waiting.done():  # nobody to answer: the control plane's stream ends here
+            call.cancel()
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, StopAsyncIteration):
+                await waiting
+            return Response(status_code=499)
+        try:
+            first: bytes | None = waiting.result()
         except StopAsyncIteration:
             first = None
         except grpc.aio.AioRpcError as error:

@@ -8,6 +8,7 @@ answered for the allowed origin only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,6 +207,27 @@ def test_over_https_verified_with_the_deployment_authority(
         web.close()
         ingress.stop()
     assert "Traceback" not in ingress.logs(), ingress.logs()
+
+
+def test_a_silent_stream_ends_when_the_browser_leaves(
+    ingress: IngressProcess, web: GrpcWebClient, channel: grpc.Channel
+) -> None:
+    """Events of an idle session: nothing to answer yet when the browser goes away; the ingress then ends the
+    control plane's stream rather than hold it until it stops."""
+    session_id = ArmoniKSessions(channel).create_session(options(), partition_ids=["default"])
+    request = events_common_pb2.EventSubscriptionRequest(session_id=session_id)
+    with pytest.raises(httpx.ReadTimeout):
+        web.http.post(
+            ingress.url + API + "events.Events/GetEvents",
+            content=web.body(request),
+            headers=web.request_headers(),
+            timeout=httpx.Timeout(10, read=1.0),
+        )
+    time.sleep(0.5)
+    started = time.monotonic()
+    ingress.stop()
+    assert time.monotonic() - started < 4, "the ingress waited for a stream nobody reads"
+    assert "graceful shutdown exceeded" not in ingress.logs(), ingress.logs()
 
 
 def test_stream_of_an_unknown_session_ends_with_its_status(web: GrpcWebClient) -> None:
