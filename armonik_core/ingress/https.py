@@ -3,12 +3,12 @@
 uvicorn terminates TLS with the ingress's certificate (`Ingress__Tls__CertificateFile` / `KeyFile`). With
 `Ingress__Tls__ClientCaFile` (mTLS), every browser is asked for a certificate, and one that those authorities
 did not sign fails the handshake. A browser that has none still completes it (`CERT_OPTIONAL`), so that
-`RequireClientCertificate` can answer with a page saying which certificate to install (gRPC-Web calls get
+`ClientIdentity` can answer with a page saying which certificate to install (gRPC-Web calls get
 UNAUTHENTICATED) rather than with a handshake failure the browser reports as a bare error code. Only the
 health endpoints answer without a certificate: they say whether the ingress and the control plane are up,
 nothing more.
 
-The verified certificate becomes the caller's identity (`ClientIdentity`) (CN and SHA-1 fingerprint, as upstream's nginx gives
+The verified certificate becomes the caller's identity (CN and SHA-1 fingerprint, as upstream's nginx gives
 them in `X-Certificate-Client-CN` / `-Fingerprint`), which the gRPC-Web proxy and the console send to the
 control plane. The control plane believes those headers only from a proxy it trusts, the ingress's own
 certificate (CN `armonik-ingress`); a browser's own headers of that name are dropped by the proxy, so a
