@@ -1,7 +1,8 @@
 """TLS and mutual TLS on the control plane's gRPC port, and on the channels other processes open to it.
 
 Upstream ArmoniK terminates TLS in its ingress; a process of this implementation may be reached directly
-(the local target has no ingress), so the control plane serves TLS itself when given a certificate:
+(gRPC clients reach the control plane's port, not the ingress), so the control plane serves TLS itself when
+given a certificate (the ingress reads the same three settings under `Ingress__Tls__*` for its HTTPS port):
 
 - `ControlPlane__Tls__CertificateFile`, `ControlPlane__Tls__KeyFile`: the server certificate (PEM, the chain
   after it if any) and its private key (PEM, unencrypted). Both set: TLS; neither: plain HTTP/2 as before;
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from armonik_core.settings.environment import ConfigurationError, Environment
 
+#: The control plane's server settings (the ingress's are the same under `Ingress__Tls__`).
 CERTIFICATE_FILE = "ControlPlane__Tls__CertificateFile"
 KEY_FILE = "ControlPlane__Tls__KeyFile"
 CLIENT_CA_FILE = "ControlPlane__Tls__ClientCaFile"
@@ -93,32 +95,41 @@ def _pair_or_none(env: Environment, first: str, second: str, purpose: str) -> tu
 # -- server side ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ServerTlsSettings:
-    """The control plane's certificate and, for mTLS, the authorities its clients' certificates come from."""
+    """A server's certificate and, for mTLS, the authorities its clients' certificates come from.
+
+    Read from `<Section>__Tls__CertificateFile`, `__KeyFile` and `__ClientCaFile`: the control plane's
+    (`ControlPlane`), and the ingress's (`Ingress`) with the same rules."""
 
     certificate_chain: bytes
     private_key: bytes = field(repr=False)  # never in a log line
     client_ca: bytes | None = None
     certificate_file: str = ""
+    key_file: str = ""
+    client_ca_file: str | None = None
 
     @property
     def mtls(self) -> bool:
         return self.client_ca is not None
 
     @staticmethod
-    def from_env(env: Environment) -> ServerTlsSettings | None:
+    def from_env(env: Environment, section: str = "ControlPlane") -> ServerTlsSettings | None:
         """None when TLS is off (neither file set)."""
-        client_ca_file = _optional(env, CLIENT_CA_FILE)
-        pair = _pair_or_none(env, CERTIFICATE_FILE, KEY_FILE, "TLS")
+        certificate, key, client_ca = (
+            name.replace("ControlPlane__", f"{section}__", 1)
+            for name in (CERTIFICATE_FILE, KEY_FILE, CLIENT_CA_FILE)
+        )
+        client_ca_file = _optional(env, client_ca)
+        pair = _pair_or_none(env, certificate, key, "TLS")
         if pair is None:
             if client_ca_file is not None:
                 raise ConfigurationError(
-                    f"{CLIENT_CA_FILE} is set but {CERTIFICATE_FILE} and {KEY_FILE} are not: "
+                    f"{client_ca} is set but {certificate} and {key} are not: "
                     "client certificates (mTLS) are checked over TLS only"
                 )
             return None
-        chain, key = _key_pair(CERTIFICATE_FILE, pair[0], KEY_FILE, pair[1])
-        client_ca = _certificates(CLIENT_CA_FILE, client_ca_file)[0] if client_ca_file else None
-        return ServerTlsSettings(chain, key, client_ca, pair[0])
+        chain, private = _key_pair(certificate, pair[0], key, pair[1])
+        authorities = _certificates(client_ca, client_ca_file)[0] if client_ca_file else None
+        return ServerTlsSettings(chain, private, authorities, pair[0], pair[1], client_ca_file)
 
 
 def server_credentials(settings: ServerTlsSettings) -> grpc.ServerCredentials:

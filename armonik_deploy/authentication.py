@@ -5,6 +5,7 @@
       require_authorization   = false  # and the permission of the method (needs require_authentication)
       authentication_datafile = ""     # upstream's JSON: certificates_list, users_list, roles_list
       trusted_common_names    = []     # CNs of proxies whose X-Certificate-Client-* headers are believed
+                                       # (the deployment's ingress, CN armonik-ingress, always is)
       generate_client_cert_for = []    # local: users of the datafile to generate a client certificate for
     }
 
@@ -44,6 +45,9 @@ BUILTIN_USERS = {"admin": "Admin", "submitter": "Submitter", "monitoring": "Moni
 DEPLOYMENT_USER = "deployment"
 DEPLOYMENT_ROLE = {"RoleName": "Deployment", "Permissions": ["HealthChecks:CheckHealth"]}
 CONF_FILE = "authentication_conf.json"
+#: The ingress's own client certificate's CN: it passes on the browsers' certificates in X-Certificate-Client-*,
+#: so the control plane trusts it as a proxy whenever authentication is on.
+INGRESS_PROXY = "armonik-ingress"
 
 
 @dataclass(slots=True)
@@ -143,7 +147,7 @@ def auth_plan(
         generated.setdefault(user, "")
     return AuthPlan(
         settings.require_authorization,
-        settings.trusted_common_names,
+        list(dict.fromkeys([*settings.trusted_common_names, INGRESS_PROXY])),
         datafile,
         generated,
         str(Path(certificates) / CONF_FILE),

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from armonik_deploy import local
+from armonik_deploy.admin_gui import prepare_admin_gui
 from armonik_deploy.images.cli import app as images_app
 from armonik_deploy.outputs import write_outputs
 from armonik_deploy.parameters import Parameters, ParametersError, load_parameters, load_versions
@@ -83,9 +84,10 @@ def _load(parameters: Path | None, versions: Path | None, generated: Path) -> tu
     try:
         params = load_parameters(file)
         versions_file = versions or (QUICK_DEPLOY / "versions.tfvars.json")
-        if versions is not None or versions_file.exists():
-            load_versions(versions_file)
-        plan = build_plan(params, file, generated)
+        the_versions = (
+            load_versions(versions_file) if versions is not None or versions_file.exists() else None
+        )
+        plan = build_plan(params, file, generated, versions=the_versions)
     except (ParametersError, PlanError) as exc:
         raise fail(_escape(str(exc))) from None
     for warning in plan.warnings:
@@ -119,6 +121,10 @@ def deploy(
     layout = Layout(generated.resolve())
     params, plan = _load(parameters, versions, layout.generated)
     with file_lock(layout.cli_lock):
+        with console.status("Taking the Admin GUI's build from its image..."):
+            gui_warning = prepare_admin_gui(plan)
+        if gui_warning:
+            errors.print(f"[yellow]warning:[/yellow] {_escape(gui_warning)}", soft_wrap=True)
         try:
             with console.status("Applying the plan..."):
                 pid, started = local.apply_plan(layout, plan, (params.local.host, params.control_plane.port))

@@ -2,8 +2,11 @@
 
 Upstream's `ingress` block sets the HTTP port (`http_port`, 5000) and CORS (`cors_allowed_host`); `admin_gui`
 names a GUI build for the local target (`dist`, a `dist/admin/browser` folder, relative to the parameters
-file); `environment_description` becomes `/static/environment.json` and each entry of `static` a file of
-`/static/`, as upstream's ConfigMap does. With no `dist`, `/admin/` says how to get a build.
+file), or, without `dist`, the build is taken from upstream's GUI image (`dockerhubaneo/armonik_admin_app`,
+tag from `admin_gui.tag` or versions.tfvars.json) where podman or docker has it or can pull it, into
+`<generated>/admin-gui/<tag>/` (armonik_deploy.admin_gui, at deploy time); `environment_description` becomes
+`/static/environment.json` and each entry of `static` a file of `/static/`, as upstream's ConfigMap does.
+Without a build, `/admin/` goes to the project's console.
 
 The outputs then name `admin_app_url` (`/admin/`), `grafana_url` (the metrics-over-time view, `/monitoring/`)
 and `seq_web_url` (the log search, `/logs/`), all on the ingress.
@@ -12,13 +15,16 @@ and `seq_web_url` (the log search, `/logs/`), all on the ingress.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from armonik_deploy.parameters import EnvironmentDescription, Parameters, ParametersError
+from armonik_deploy.parameters import EnvironmentDescription, Parameters, ParametersError, Versions
 
 DEFAULT_HTTP_PORT = 5000
+ADMIN_GUI_IMAGE = "dockerhubaneo/armonik_admin_app"
+ADMIN_GUI_FOLDER = "admin-gui"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,21 @@ def admin_gui_dist(params: Parameters, file: Path) -> str | None:
     return str(path)
 
 
+def admin_gui_image(params: Parameters, versions: Versions | None) -> str | None:
+    """Upstream's GUI image to take the build from: `admin_gui` without `dist`, and a tag for the image."""
+    given = params.admin_gui
+    if given is None or given.get("dist"):
+        return None
+    image = str(given.get("image") or ADMIN_GUI_IMAGE)
+    tag = versions.tag_of(image, given.get("tag")) if versions else given.get("tag")
+    return f"{image}:{tag}" if tag else None
+
+
+def admin_gui_folder(generated: Path, image: str) -> Path:
+    """Where the build taken from `image` is kept (one folder per tag: a new tag is taken again)."""
+    return generated / ADMIN_GUI_FOLDER / re.sub(r"[^A-Za-z0-9_.-]", "_", image.rpartition(":")[2])
+
+
 def static_files(params: Parameters) -> dict[str, Any]:
     """`/static/<name>` -> content: upstream's `static` entries and `environment.json`."""
     description = params.environment_description or EnvironmentDescription()
@@ -65,6 +86,7 @@ def ingress_env(
     control_plane_url: str,
     generated: Path,
     metrics_url: str | None,
+    gui_image: str | None = None,
 ) -> dict[str, str]:
     """The ingress's own `Ingress__*` settings (the TLS client settings are added by the plan)."""
     env = {
@@ -80,6 +102,8 @@ def ingress_env(
     dist = admin_gui_dist(params, file)
     if dist:
         env["Ingress__AdminGuiDirectory"] = dist
+    elif gui_image:
+        env["Ingress__AdminGuiDirectory"] = str(admin_gui_folder(generated, gui_image))
     if metrics_url:
         env["Ingress__MetricsUrl"] = metrics_url
     return env

@@ -14,8 +14,9 @@ on SIGHUP, applies a new one by starting and stopping only what changed. Setting
 - metrics exporter:  local.env, logging, configurations.{log,core,metrics}, extra_conf, metrics_exporter.env,
                      then its port and the data directory;
 - ingress:           local.env, logging, configurations.log, then its keys (armonik_deploy.ingress): HTTP
-                     port, control plane endpoint (with its own client certificate under mTLS), static
-                     files, Admin GUI build, logs folder, metrics exporter URL;
+                     port (HTTPS with `ingress.tls`, client certificates with `mtls`), control plane
+                     endpoint (with its own client certificate under mTLS), static files, Admin GUI
+                     build, logs folder, metrics exporter URL;
 - init job:          local.env, logging, configurations.{log,core,jobs}, then the data directory and
                      partitions.
 
@@ -37,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from armonik_deploy.gateway_secret import credential_file, secret_file
-from armonik_deploy.ingress import http_port, ingress_env, ingress_urls
+from armonik_deploy.ingress import admin_gui_image, http_port, ingress_env, ingress_urls
 from armonik_deploy.parameters import (
     ComputePartition,
     Parameters,
     ParametersError,
+    Versions,
     env_strings,
     fragment_env,
 )
@@ -109,6 +111,8 @@ class Plan:
     metrics_url: str | None = None
     #: The ingress's pages (armonik_deploy.ingress): outputs' admin_app_url, grafana_url, seq_web_url.
     ingress_urls: dict[str, str | None] = field(default_factory=dict)
+    #: Upstream's GUI image whose build `deploy` takes for `/admin/` (armonik_deploy.admin_gui), if any.
+    admin_gui_image: str | None = None
     warnings: list[str] = field(default_factory=list)
     version: int = PLAN_VERSION
     #: Size-based rotation of the processes' log files (armonik_deploy.logrotate).
@@ -259,6 +263,7 @@ def ingress_process(
     metrics_url: str | None,
     common: dict[str, str],
     log_env: dict[str, str],
+    gui_image: str | None = None,
 ) -> ProcessSpec:
     endpoint = f"{connect_host(host)}:{params.control_plane.port}"
     env = ingress_env(
@@ -268,12 +273,19 @@ def ingress_process(
         control_plane_url=f"{'https' if tls else 'http'}://{endpoint}",
         generated=generated,
         metrics_url=metrics_url,
+        gui_image=gui_image,
     )
     return ProcessSpec(
         name="ingress",
         role="ingress",
         args=[params.local.python or sys.executable, "-m", "armonik_core.ingress"],
-        env={**common, **log_env, **env, **(tls.ingress_client_env() if tls else {})},
+        env={
+            **common,
+            **log_env,
+            **env,
+            **(tls.ingress_client_env() if tls else {}),
+            **(tls.ingress_server_env() if tls else {}),
+        },
         cwd=workdir,
         grace=params.local.stop_grace_period,
     )
@@ -286,8 +298,10 @@ def build_plan(
     *,
     cwd: Path | None = None,
     plan_id: str | None = None,
+    versions: Versions | None = None,
 ) -> Plan:
-    """Every process of the local deployment for `params`, with absolute paths under `generated`."""
+    """Every process of the local deployment for `params`, with absolute paths under `generated`; `versions`
+    gives the tag of upstream's GUI image (`admin_gui` without `dist`)."""
     file = parameters_file
     generated = generated.resolve()
     local = params.local
@@ -477,12 +491,16 @@ def build_plan(
         )
 
     urls = None
+    gui_image = admin_gui_image(params, versions) if params.ingress is not None else None
     if params.ingress is not None:  # upstream: `ingress = null` deploys no ingress
         processes.append(
-            ingress_process(params, file, host, generated, workdir, tls, metrics_url, common, log_env)
+            ingress_process(
+                params, file, host, generated, workdir, tls, metrics_url, common, log_env, gui_image
+            )
         )
         port = http_port(params, file)
-        urls = ingress_urls(f"http://{connect_host(host)}:{port}", metrics_url is not None)
+        scheme = "https" if tls else "http"
+        urls = ingress_urls(f"{scheme}://{connect_host(host)}:{port}", metrics_url is not None)
 
     init = JobSpec(
         name="init",
@@ -514,6 +532,7 @@ def build_plan(
         log_files_kept=local.log_files_kept,
         metrics_url=metrics_url,
         ingress_urls=asdict(urls) if urls else {},
+        admin_gui_image=gui_image,
         warnings=warnings,
         tls=tls,
     )

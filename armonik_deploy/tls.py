@@ -1,8 +1,10 @@
 """TLS and mTLS of the local deployment's client endpoint, set with upstream's `ingress` keys.
 
 Upstream ArmoniK turns TLS on in its `ingress` block (the nginx in front of the control plane); the same keys
-do it here. The local target has no ingress: the control plane serves its clients itself, so TLS applies to its
-port (`control_plane.port`), and `control_plane_url` becomes `https://127.0.0.1:<port>`:
+do it here, on both ports clients reach: the control plane serves gRPC clients itself, so TLS applies to its
+port (`control_plane.port`, `control_plane_url` becomes `https://127.0.0.1:<port>`), and the ingress serves
+browsers HTTPS on `ingress.http_port` (the outputs' `admin_app_url`, `grafana_url` and `seq_web_url` become
+https://), requiring a client certificate with mTLS:
 
     ingress = {
       tls                       = false # clients connect with TLS: the control plane presents a certificate
@@ -17,8 +19,10 @@ port (`control_plane.port`), and `control_plane_url` becomes `https://127.0.0.1:
 ports, limits, ...) are for Kubernetes and ignored here.
 
 With TLS, `deploy` keeps under `<generated>/certificates/` an authority (`ca.crt`), the control plane's
-certificate (`control-plane.crt`, for localhost, 127.0.0.1, ::1 and the listen address) and, with mTLS, a client
-certificate (`client.crt`), which the polling agents present too. Existing files are kept while valid, so
+certificate (`control-plane.crt`, for localhost, 127.0.0.1, ::1 and the listen address), the ingress's
+(`ingress.crt`, for the same names) and, with mTLS, a client certificate (`client.crt`), which the polling
+agents present too, and the ingress's own (`armonik-ingress.crt`, the CN the control plane trusts as a proxy
+when authentication is on: the ingress passes on the browser's certificate in `X-Certificate-Client-*`). Existing files are kept while valid, so
 clients holding `ca.crt` keep working across redeploys (see armonik_deploy.certificates); when a certificate
 is renewed, the processes using it are restarted to load it.
 """
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from armonik_deploy.authentication import AuthPlan, auth_plan, user_cert_name, write_conf
+from armonik_deploy.authentication import INGRESS_PROXY, AuthPlan, auth_plan, user_cert_name, write_conf
 from armonik_deploy.certificates import (
     DEFAULT_KEY_SIZE,
     DEFAULT_RENEW_BEFORE_DAYS,
@@ -52,9 +56,11 @@ if TYPE_CHECKING:
 
 CERTIFICATES_FOLDER = "certificates"
 CONTROL_PLANE = "control-plane"
+#: The ingress's HTTPS certificate (the browser's side), for the same names as the control plane's.
+INGRESS_SERVER = "ingress"
 CLIENT = "client"
-#: The ingress's own client certificate (mTLS): its CN is the name to list as the control plane's trusted proxy.
-INGRESS_CLIENT = "armonik-ingress"
+#: The ingress's own client certificate (mTLS): its CN is the control plane's trusted proxy under authentication.
+INGRESS_CLIENT = INGRESS_PROXY
 CLIENT_CA_BUNDLE = "client_ca.crt"
 #: Not read by any process: its change (a renewed certificate) makes the supervisor restart those using TLS.
 DIGEST_KEY = "ArmoniKDeploy__CertificatesDigest"
@@ -157,15 +163,23 @@ class TlsPlan:
         """The authorities of client certificates: the generated one, plus the custom ones if any."""
         return self.path(CLIENT_CA_BUNDLE) if self.custom_client_ca_files else self.ca_file
 
-    def server_env(self) -> dict[str, str]:
-        """The control plane's `ControlPlane__Tls__*` settings."""
+    def _server_env(self, section: str, name: str) -> dict[str, str]:
         env = {
-            "ControlPlane__Tls__CertificateFile": self.path(f"{CONTROL_PLANE}.crt"),
-            "ControlPlane__Tls__KeyFile": self.path(f"{CONTROL_PLANE}.key"),
+            f"{section}__Tls__CertificateFile": self.path(f"{name}.crt"),
+            f"{section}__Tls__KeyFile": self.path(f"{name}.key"),
         }
         if self.mtls:
-            env["ControlPlane__Tls__ClientCaFile"] = self.client_ca_file
+            env[f"{section}__Tls__ClientCaFile"] = self.client_ca_file
         return env
+
+    def server_env(self) -> dict[str, str]:
+        """The control plane's `ControlPlane__Tls__*` settings."""
+        return self._server_env("ControlPlane", CONTROL_PLANE)
+
+    def ingress_server_env(self) -> dict[str, str]:
+        """The ingress's `Ingress__Tls__*` settings: HTTPS, and with mTLS the browsers' certificates checked
+        against the same authorities as the control plane's clients."""
+        return self._server_env("Ingress", INGRESS_SERVER)
 
     def client_env(self, certificate: str = CLIENT) -> dict[str, str]:
         """The settings of a process connecting to the control plane (with an https:// endpoint), under mTLS
@@ -249,7 +263,7 @@ def prepare_certificates(plan: Plan) -> Certificates | None:
     folder = Path(tls.folder)
     certificates = ensure_certificates(
         folder,
-        [ServerIdentity(CONTROL_PLANE, tls.hosts)],
+        [ServerIdentity(CONTROL_PLANE, tls.hosts), ServerIdentity(INGRESS_SERVER, tls.hosts)],
         (
             [CLIENT, INGRESS_CLIENT] + [user_cert_name(u) for u in tls.auth.generated_users]
             if tls.auth

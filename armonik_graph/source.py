@@ -18,6 +18,8 @@ its started_at, processed_at and ended_at are the store's, as a rebuild would gi
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import queue
 import threading
@@ -188,7 +190,9 @@ class LiveGraph:
     def start(self) -> LiveGraph:
         """Subscribe, then rebuild and follow in the background; `ready` is set once rebuilt."""
         self._subscribe()
-        worker = threading.Thread(target=self._run, name="armonik-graph-follow", daemon=True)
+        worker = threading.Thread(
+            target=self._in_context(self._run), name="armonik-graph-follow", daemon=True
+        )
         self._threads.append(worker)
         worker.start()
         return self
@@ -197,10 +201,19 @@ class LiveGraph:
         self._buffer = queue.SimpleQueue()
         self._call = self.source.subscribe(self.session_id)
         reader = threading.Thread(
-            target=self._read, args=(self._call, self._buffer), name="armonik-graph-events", daemon=True
+            target=self._in_context(self._read),
+            args=(self._call, self._buffer),
+            name="armonik-graph-events",
+            daemon=True,
         )
         self._threads.append(reader)
         reader.start()
+
+    @staticmethod
+    def _in_context(run: Callable[..., None]) -> Callable[..., None]:
+        """`run` in a copy of the starting thread's context: a channel's interceptors that read context
+        variables (who the calls are made for) see the same values in the background threads."""
+        return functools.partial(contextvars.copy_context().run, run)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         done = self.ready.wait(timeout)

@@ -1,4 +1,4 @@
-"""A gRPC-Web client over plain HTTP/1.1 (httpx), written from the protocol, as a browser's client speaks it.
+"""A gRPC-Web client over HTTP/1.1 or HTTPS (httpx), written from the protocol, as a browser's client speaks it.
 
 It shares no code with the ingress: frames, base64 and trailers are done here again, so a test with it checks
 the ingress against the protocol rather than against itself.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,11 +78,18 @@ def decode_text(body: bytes) -> bytes:
 
 
 class GrpcWebClient:
-    def __init__(self, base_url: str, mode: str = TEXT, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        mode: str = TEXT,
+        headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.mode = mode
         self.headers = headers or {}
-        self.http = httpx.Client(timeout=30)
+        # HTTPS: verified with the deployment's authority (and the client certificate under mTLS) in the context.
+        self.http = httpx.Client(timeout=30, verify=ssl_context or True)
 
     def close(self) -> None:
         self.http.close()

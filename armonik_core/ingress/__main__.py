@@ -11,9 +11,11 @@ import os
 import sys
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from armonik_core import logs
 from armonik_core.ingress.app import build_app
+from armonik_core.ingress.https import peer_certificate_protocol, uvicorn_tls_options
 from armonik_core.ingress.settings import IngressSettings
 from armonik_core.process import event_loop_choice, settings_or_exit
 
@@ -26,10 +28,17 @@ def main() -> None:
     loop = "uvloop" if event_loop_choice(os.environ) == "uvloop" else "asyncio"
     log.info(
         "ingress listening",
-        extra={"address": f"{settings.host}:{settings.port}", "control_plane": settings.control_plane},
+        extra={
+            "address": f"{settings.host}:{settings.port}",
+            "scheme": "https" if settings.server_tls else "http",
+            "client_certificates": bool(settings.server_tls and settings.server_tls.mtls),
+            "control_plane": settings.control_plane,
+        },
     )
     config = uvicorn.Config(
         build_app(settings),
+        http=peer_certificate_protocol(AutoHTTPProtocol),
+        **uvicorn_tls_options(settings.server_tls),
         host=settings.host,
         port=settings.port,
         loop=loop,

@@ -10,6 +10,11 @@
 - `/healthz`, `/liveness`, `/readiness`: the ingress's health; readiness also asks the control plane's
   `HealthChecksService`, as the GUI does.
 
+Under mTLS (`Ingress__Tls__ClientCaFile`) every route but the health endpoints needs a verified client
+certificate, whose identity the gRPC-Web proxy and the console pass on to the control plane (https.py); so
+does a request through a TLS-terminating proxy in front, whose identity headers are then believed
+(`Ingress__TrustProxyIdentityHeaders`).
+
 CORS is Starlette's middleware: preflights from the origins in `Ingress__CorsAllowedOrigins` are answered with
 the headers gRPC-Web clients send (`content-type`, `x-grpc-web`, `x-user-agent`, `grpc-timeout`,
 `authorization`) and expose the status headers.
@@ -29,7 +34,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
+from armonik_core.ingress.caller import CALLER, CallerMetadata
 from armonik_core.ingress.grpcweb import EXPOSED_HEADERS, GrpcWebProxy
+from armonik_core.ingress.https import ClientIdentity
 from armonik_core.ingress.logsearch import LogSearch
 from armonik_core.ingress.methods import client_methods
 from armonik_core.ingress.monitoring import MetricsHistory
@@ -40,6 +47,8 @@ from armonik_graph.console.app import create_app as create_console
 from armonik_graph.source import ApiSource
 
 CHECK_HEALTH = "/armonik.api.grpc.v1.health_checks.HealthChecksService/CheckHealth"
+#: Statuses of a control plane that is up but does not let the ingress itself in.
+ANSWERED = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 ALLOWED_HEADERS = ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"]
 #: The channel carries what the control plane accepts: no message size of its own.
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
@@ -48,24 +57,30 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_mess
 def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None) -> Starlette:
     """The application; `channel` (to the control plane) is opened from the settings when not given."""
     methods = client_methods()
-    proxy = GrpcWebProxy(channel, methods)
+    proxy = GrpcWebProxy(channel, methods, settings.identity_headers)
     history = MetricsHistory(settings.metrics_url, settings.metrics_interval, settings.metrics_history)
     logs = LogSearch(settings.logs_directory)
     admin = AdminGui(settings.admin_gui_directory)
     static = StaticFiles(settings.static)
     # Blocking (the SDK's clients are): not bound to an event loop, so made here; it connects on first use.
     console_channel = sync_channel(settings.control_plane, settings.tls, CHANNEL_OPTIONS)
-    console = create_console(ApiSource(console_channel))
+    # Each call carries the browser's identity; graphs followed for one viewer are not shown to another.
+    console = create_console(
+        ApiSource(grpc.intercept_channel(console_channel, CallerMetadata(settings.identity_headers))),
+        viewer=CALLER.get,
+    )
 
     async def healthy(request: Request) -> Response:
         return PlainTextResponse("Healthy\n")
 
     async def ready(request: Request) -> Response:
-        """Ready when the control plane answers its health check (an empty request message)."""
+        """Ready when the control plane answers its health check (an empty request message); under
+        authentication it answers the ingress's own identity UNAUTHENTICATED, which is an answer too."""
         try:
             await proxy.channel.unary_unary(CHECK_HEALTH)(b"", timeout=2.0)
         except grpc.aio.AioRpcError as error:
-            return PlainTextResponse(f"Unhealthy: control plane: {error.code().name}\n", 503)
+            if error.code() not in ANSWERED:
+                return PlainTextResponse(f"Unhealthy: control plane: {error.code().name}\n", 503)
         return PlainTextResponse("Healthy\n")
 
     @contextlib.asynccontextmanager
@@ -99,6 +114,7 @@ def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None
         *(Route(path, proxy.handle, methods=["POST"]) for path in methods),
         Route("/{service:str}/{method:str}", proxy.handle, methods=["POST"]),
     ]
+    # The first is the outermost: preflights (which carry no certificate) are answered before the check.
     middleware = [
         Middleware(
             CORSMiddleware,
@@ -109,4 +125,11 @@ def build_app(settings: IngressSettings, channel: grpc.aio.Channel | None = None
             max_age=1728000,
         )
     ]
+    middleware.append(
+        Middleware(
+            ClientIdentity,
+            required=bool(settings.server_tls and settings.server_tls.mtls) or settings.trust_proxy_headers,
+            from_headers=settings.identity_headers if settings.trust_proxy_headers else None,
+        )
+    )
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -17,13 +17,16 @@ Answers follow the gRPC-Web protocol as the official JavaScript client and upstr
   (INVALID_ARGUMENT, UNIMPLEMENTED) the same way, never a bare HTTP error.
 
 Request headers become call metadata, except HTTP's own and the browser's (content type, origin, cookies,
-...), and except the trusted-proxy identity headers (`X-Certificate-Client-*`), which a client must never
-be able to set through the ingress. `grpc-timeout` becomes the call's deadline.
+...), and except the trusted-proxy headers (`X-Certificate-Client-*`, the proxy secret), which a client must
+never be able to set through the ingress: the identity headers the control plane receives are the ingress's
+own, from the browser's verified client certificate (https.py). `grpc-timeout` becomes the call's deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from urllib.parse import quote
@@ -32,7 +35,10 @@ import grpc
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from armonik_core.control_plane.auth.identity import Identity
+from armonik_core.control_plane.auth.settings import PROXY_SECRET_HEADER
 from armonik_core.ingress import framing
+from armonik_core.ingress.caller import CALLER
 from armonik_core.ingress.methods import Method
 
 log = logging.getLogger("armonik.ingress")
@@ -67,8 +73,11 @@ _NOT_METADATA = {
     "grpc-encoding",
     "grpc-accept-encoding",
 }
-#: Identity headers only a trusted proxy may set (the control plane trusts them from the ingress).
+#: Headers only a trusted proxy may set (the control plane trusts them from the ingress): never the browser's.
 _IDENTITY_PREFIX = "x-certificate-client-"
+_PROXY_ONLY = frozenset({PROXY_SECRET_HEADER})
+#: Where the caller's certificate goes (upstream's names; `Authenticator__CNHeader` / `FingerprintHeader`).
+DEFAULT_IDENTITY_HEADERS = ("x-certificate-client-cn", "x-certificate-client-fingerprint")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 #: Response headers a browser script may read (CORS `Expose-Headers`).
 EXPOSED_HEADERS = "grpc-status, grpc-message, grpc-status-details-bin"
@@ -81,10 +90,20 @@ def parse_timeout(value: str | None) -> float | None:
     return int(value[:-1]) * _TIMEOUT_UNITS[value[-1]]
 
 
-def call_metadata(request: Request) -> list[tuple[str, str | bytes]]:
+def call_metadata(
+    request: Request,
+    caller: Identity | None = None,
+    identity_headers: tuple[str, str] = DEFAULT_IDENTITY_HEADERS,
+) -> list[tuple[str, str | bytes]]:
+    """The request's headers as call metadata, the proxy-only ones dropped, then the caller's identity."""
     metadata: list[tuple[str, str | bytes]] = []
     for name, value in request.headers.items():
-        if name in _NOT_METADATA or name.startswith((_IDENTITY_PREFIX, "sec-", ":")):
+        if (
+            name in _NOT_METADATA
+            or name in _PROXY_ONLY
+            or name in identity_headers
+            or name.startswith((_IDENTITY_PREFIX, "sec-", ":"))
+        ):
             continue
         if name.endswith("-bin"):
             try:
@@ -93,6 +112,8 @@ def call_metadata(request: Request) -> list[tuple[str, str | bytes]]:
                 continue
         else:
             metadata.append((name, value))
+    if caller is not None:
+        metadata += [(identity_headers[0], caller.cn), (identity_headers[1], caller.fingerprint)]
     return metadata
 
 
@@ -149,12 +170,34 @@ def trailers_only(
     return Response(b"", 200, headers=headers, media_type=codec.content_type)
 
 
+def error_answer(codec: Codec, error: grpc.aio.AioRpcError) -> Response:
+    """The trailers-only answer of a call the control plane failed before any message."""
+    return trailers_only(codec, error.code(), error.details(), error.trailing_metadata())
+
+
+def error_trailers(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    """The trailer frame's lines of a call that failed after its first message."""
+    return status_pairs(error.code(), error.details()) + _metadata_pairs(error.trailing_metadata())
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone (its body was read: what is left to receive is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 class GrpcWebProxy:
     """Calls the control plane through `channel` for the methods in `methods`."""
 
-    def __init__(self, channel: grpc.aio.Channel | None, methods: dict[str, Method]) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel | None,
+        methods: dict[str, Method],
+        identity_headers: tuple[str, str] = DEFAULT_IDENTITY_HEADERS,
+    ) -> None:
         self._channel = channel
         self._methods = methods
+        self._identity_headers = identity_headers
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -193,10 +236,10 @@ class GrpcWebProxy:
             message = framing.single_message(codec.decode(await request.body()))
         except framing.FramingError as exc:
             return trailers_only(codec, grpc.StatusCode.INVALID_ARGUMENT, f"bad gRPC-Web body: {exc}")
-        metadata = call_metadata(request)
+        metadata = call_metadata(request, CALLER.get(), self._identity_headers)
         timeout = parse_timeout(request.headers.get("grpc-timeout"))
         if method.server_streaming:
-            return await self._stream(codec, method, message, metadata, timeout)
+            return await self._stream(request, codec, method, message, metadata, timeout)
         return await self._unary(codec, method, message, metadata, timeout)
 
     async def _unary(
@@ -211,7 +254,7 @@ class GrpcWebProxy:
         try:
             answer = await call
         except grpc.aio.AioRpcError as error:
-            return trailers_only(codec, error.code(), error.details(), error.trailing_metadata())
+            return error_answer(codec, error)
         initial = await call.initial_metadata()
         trailing = await call.trailing_metadata()
         body = framing.frame(answer) + framing.trailer_frame(
@@ -223,6 +266,7 @@ class GrpcWebProxy:
 
     async def _stream(
         self,
+        request: Request,
         codec: Codec,
         method: Method,
         message: bytes,
@@ -231,13 +275,26 @@ class GrpcWebProxy:
     ) -> Response:
         call = self.channel.unary_stream(method.path)(message, metadata=metadata, timeout=timeout)
         responses = call.__aiter__()
-        # The first message (or the status) decides between a streamed answer and a trailers-only one.
+        # The first message (or the status) decides between a streamed answer and a trailers-only one; a
+        # stream may stay silent for long (events of an idle session), and the browser may leave meanwhile.
+        waiting = asyncio.ensure_future(responses.__anext__())
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            first: bytes | None = await responses.__anext__()
+            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not waiting.done():  # nobody to answer: the control plane's stream ends here
+            call.cancel()
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, StopAsyncIteration):
+                await waiting
+            return Response(status_code=499)
+        try:
+            first: bytes | None = waiting.result()
         except StopAsyncIteration:
             first = None
         except grpc.aio.AioRpcError as error:
-            return trailers_only(codec, error.code(), error.details(), error.trailing_metadata())
+            return error_answer(codec, error)
         initial = await call.initial_metadata()
 
         async def body() -> AsyncIterator[bytes]:
@@ -250,9 +307,7 @@ class GrpcWebProxy:
                     await call.trailing_metadata()
                 )
             except grpc.aio.AioRpcError as error:
-                status = status_pairs(error.code(), error.details()) + _metadata_pairs(
-                    error.trailing_metadata()
-                )
+                status = error_trailers(error)
             finally:
                 # Runs too when the browser goes away: the control plane's stream ends with it.
                 call.cancel()

@@ -9,31 +9,8 @@ carried by gRPC-Web (a browser cannot stream a request body), and are answered U
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
-from armonik.protogen.client import (
-    applications_service_pb2,
-    auth_service_pb2,
-    events_service_pb2,
-    health_checks_service_pb2,
-    partitions_service_pb2,
-    results_service_pb2,
-    sessions_service_pb2,
-    tasks_service_pb2,
-    versions_service_pb2,
-)
-
-CLIENT_SERVICE_MODULES: tuple[ModuleType, ...] = (
-    sessions_service_pb2,
-    tasks_service_pb2,
-    results_service_pb2,
-    events_service_pb2,
-    partitions_service_pb2,
-    applications_service_pb2,
-    versions_service_pb2,
-    health_checks_service_pb2,
-    auth_service_pb2,
-)
+from armonik_core.services.client_api import CLIENT_SERVICES
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +24,7 @@ class Method:
 def client_methods() -> dict[str, Method]:
     """Path -> method, for every method of the client services."""
     methods: dict[str, Method] = {}
-    for module in CLIENT_SERVICE_MODULES:
+    for module, _ in CLIENT_SERVICES:
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 path = f"/{service.full_name}/{method.name}"

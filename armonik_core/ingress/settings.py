@@ -1,6 +1,15 @@
 """Settings of the ingress, from `Section__Key` environment variables.
 
 - `Ingress__Host`, `Ingress__Port` (5000): where the ingress listens (HTTP/1.1, the browser's side);
+- `Ingress__Tls__CertificateFile`, `Ingress__Tls__KeyFile`: HTTPS with this certificate (the deployment's
+  `ingress` certificate); with `Ingress__Tls__ClientCaFile`, browsers must present a certificate signed by
+  those authorities, whose identity is passed on to the control plane (https.py);
+- `Authenticator__CNHeader`, `Authenticator__FingerprintHeader`: the headers that identity goes in (upstream's
+  `X-Certificate-Client-CN` / `-Fingerprint` by default), as the control plane reads them;
+- `Ingress__TrustProxyIdentityHeaders` (false): a TLS-terminating proxy in front (nginx in the same pod on
+  Kubernetes) checks the browsers' certificates and sets those headers itself; the ingress takes the identity
+  from them and refuses requests without. Only with a loopback `Ingress__Host`: a port others can reach would
+  let them name anyone;
 - `ControlPlane__Endpoint`: the control plane's client port (`host:port`, `https://host:port` with TLS),
   with `ControlPlane__Tls__CaFile` and, when the control plane asks for client certificates, the ingress's
   own `ControlPlane__Tls__ClientCertificateFile` / `ClientKeyFile` (the deployment's certificate with CN
@@ -24,7 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from armonik_core.config import ConfigurationError, Environment
-from armonik_core.tls import ClientTlsSettings
+from armonik_core.control_plane.auth.settings import AuthSettings
+from armonik_core.tls import ClientTlsSettings, ServerTlsSettings
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def _optional_path(env: Environment, key: str) -> Path | None:
@@ -51,6 +63,10 @@ class IngressSettings:
     port: int = 5000
     control_plane: str = "127.0.0.1:5001"
     tls: ClientTlsSettings | None = None
+    #: HTTPS on the browser's side (None: plain HTTP); with a client CA, mTLS.
+    server_tls: ServerTlsSettings | None = None
+    identity_headers: tuple[str, str] = ("x-certificate-client-cn", "x-certificate-client-fingerprint")
+    trust_proxy_headers: bool = False
     cors_origins: tuple[str, ...] = ()
     static: dict[str, object] = field(default_factory=dict)
     admin_gui_directory: Path | None = None
@@ -75,11 +91,22 @@ class IngressSettings:
         if history < 1:
             raise ConfigurationError(f"Ingress__MetricsHistory={history}: must be at least 1")
         origins = tuple(o.strip().rstrip("/") for o in env.get("Ingress__CorsAllowedOrigins", "").split(","))
+        auth = AuthSettings.from_env(env)
+        host = env.get("Ingress__Host", "127.0.0.1")
+        trust = env.get_bool("Ingress__TrustProxyIdentityHeaders", False)
+        if trust and host not in LOOPBACK:
+            raise ConfigurationError(
+                f"Ingress__TrustProxyIdentityHeaders=true with Ingress__Host={host}: identity headers are "
+                "believed only from a proxy on the same machine; listen on 127.0.0.1"
+            )
         return IngressSettings(
-            host=env.get("Ingress__Host", "127.0.0.1"),
+            host=host,
             port=port,
             control_plane=endpoint,
             tls=ClientTlsSettings.from_env(env, endpoint),
+            server_tls=ServerTlsSettings.from_env(env, "Ingress"),
+            identity_headers=(auth.cn_header, auth.fingerprint_header),
+            trust_proxy_headers=trust,
             cors_origins=tuple(o for o in origins if o),
             static=_static(env),
             admin_gui_directory=_optional_path(env, "Ingress__AdminGuiDirectory"),

@@ -46,7 +46,8 @@ class AdminGui:
     """`/admin/...` from a build folder (None: the project's console instead)."""
 
     def __init__(self, directory: Path | None) -> None:
-        self._root = directory.resolve() if directory else None
+        # a folder not there (yet): the build is taken at deploy time and may not be had; the console serves
+        self._root = directory.resolve() if directory and directory.is_dir() else None
         locales = (
             sorted(p.name for p in self._root.iterdir() if (p / "index.html").is_file()) if self._root else []
         )

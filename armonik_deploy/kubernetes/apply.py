@@ -275,7 +275,7 @@ def deploy(
     if ready.params.ingress is not None:
         ingress = _find_endpoint(api_client, ready.params, str(ready.params.ingress.get("name", "ingress")))
         ctx = Context(ready.params, ready.versions, parameters_file, Credentials(), layout.certificates)
-        urls = operator_urls(ctx, ingress.url(False))
+        urls = operator_urls(ctx, ingress.url(ready.tls.tls))  # nginx serves HTTPS with ingress.tls
     output, cli = write_kubernetes_outputs(layout.generated, endpoint, ready.tls, ready.certificates, urls)
     warnings = [w for w in [uncovered_host(endpoint, ready.certificates)] if w and ready.tls.tls]
     return DeployResult(endpoint, endpoint.url(ready.tls.tls), output, cli, warnings, releases)

@@ -1,13 +1,8 @@
 """The operators' stack on Kubernetes, as upstream deploys it, each part behind its parameters block.
 
-- `ingress` (not null): an nginx Deployment (upstream's `nginxinc/nginx-unprivileged` image) in front of the
-  browser-facing services, in one pod with the project's own gRPC-Web ingress (`python -m
-  armonik_core.ingress`, run from the control plane's image with another command: no image of its own). nginx
-  serves `/static/` from a ConfigMap (`environment.json` from `environment_description`, and the `static`
-  entries), routes `/admin/` to the Admin GUI, `/grafana/` to Grafana, `/seq/` to Seq, and everything else
-  (gRPC-Web calls, the console) to the gRPC-Web container on the pod's loopback. gRPC clients keep reaching the
-  control plane's own Service (TLS/mTLS there, see kubernetes/settings.py); under TLS the gRPC-Web container
-  connects with the deployment's client certificate.
+- `ingress` (not null): nginx and the project's gRPC-Web ingress in one pod, routing `/admin/`, `/grafana/`,
+  `/seq/` to the pages below and the rest to gRPC-Web and the console; TLS, mTLS and the browsers' identity
+  there: kubernetes/ingress.py.
 - `admin_gui`: upstream's GUI image (`dockerhubaneo/armonik_admin_app`, pinned in versions.tfvars.json), port 1080.
 - `grafana` (needs the metrics exporter, hence Prometheus): Grafana with a Prometheus data source and an ArmoniK
   dashboard provisioned from ConfigMaps (tasks per status, queued tasks per partition, queue depth, throughput),
@@ -20,21 +15,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 from armonik_core.metrics.settings import ALL_STATUSES
-from armonik_deploy.kubernetes import objects
+from armonik_deploy.kubernetes import ingress, objects
 from armonik_deploy.kubernetes.armonik import PROMETHEUS_PORT
 from armonik_deploy.kubernetes.context import Context, RenderError
-from armonik_deploy.kubernetes.settings import CERTIFICATES_PATH, CLIENT_TLS_SECRET, LOG, Settings
-from armonik_deploy.parameters import EnvironmentDescription
+from armonik_deploy.kubernetes.settings import Settings
 
 Manifest = objects.Manifest
 #: The `service` label of every object of the stack.
 SERVICES = ("ingress", "admin-gui", "grafana", "seq", "fluent-bit")
-NGINX_PORT = 8080
-GRPC_WEB_PORT = 8081
 GUI_PORT = 1080
 GRAFANA_PORT = 3000
 SEQ_WEB_PORT = 80
@@ -70,105 +61,16 @@ def _image(ctx: Context, given: dict[str, Any], default: str, where: str) -> str
     )
 
 
-def http_port(ctx: Context) -> int:
-    port = (ctx.params.ingress or {}).get("http_port", 5000)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise RenderError(f"{ctx.file}: ingress.http_port: {port!r} is not a port number")
-    return port
-
-
-def nginx_conf(ctx: Context) -> str:
+def ingress_routes(ctx: Context) -> list[tuple[str, str]]:
+    """The operators' pages the ingress routes to: (path, upstream URL)."""
     routes = []
     if ctx.params.admin_gui is not None:
-        routes.append(
-            f"  location /admin/ {{\n    proxy_pass http://{ctx.host('admin-gui')}:{GUI_PORT};\n  }}\n"
-        )
+        routes.append(("/admin/", f"http://{ctx.host('admin-gui')}:{GUI_PORT}"))
     if grafana_enabled(ctx):
-        routes.append(
-            f"  location /grafana/ {{\n    proxy_pass http://{ctx.host('grafana')}:{GRAFANA_PORT};\n  }}\n"
-        )
+        routes.append(("/grafana/", f"http://{ctx.host('grafana')}:{GRAFANA_PORT}"))
     if ctx.params.seq is not None:
-        routes.append(
-            f"  location /seq/ {{\n    proxy_pass http://{ctx.host('seq')}:{SEQ_WEB_PORT}/;\n  }}\n"
-        )
-    return (
-        f"server {{\n  listen {NGINX_PORT};\n  client_max_body_size 0;\n"
-        "  location /static/ {\n    alias /static/;\n    default_type application/json;\n  }\n"
-        + "".join(routes)
-        + "  location / {\n"
-        f"    proxy_pass http://127.0.0.1:{GRPC_WEB_PORT};\n"
-        "    proxy_http_version 1.1;\n    proxy_buffering off;\n    proxy_read_timeout 1h;\n"
-        '    proxy_set_header X-Certificate-Client-CN "";\n'
-        '    proxy_set_header X-Certificate-Client-Fingerprint "";\n  }\n}\n'
-    )
-
-
-def ingress(ctx: Context, settings: Settings) -> list[Manifest]:
-    if ctx.params.ingress is None:
-        return []
-    given = ctx.params.ingress
-    port = http_port(ctx)
-    cp = ctx.params.control_plane
-    scheme = "https" if settings.tls else "http"
-    env = {
-        "Ingress__Host": "127.0.0.1",
-        "Ingress__Port": str(GRPC_WEB_PORT),
-        "ControlPlane__Endpoint": f"{scheme}://{ctx.host(cp.name)}:{cp.port}",
-    }
-    if given.get("cors_allowed_host"):
-        env["Ingress__CorsAllowedOrigins"] = str(given["cors_allowed_host"])
-    if settings.tls:
-        env["ControlPlane__Tls__CaFile"] = f"{CERTIFICATES_PATH}/ca.crt"
-    if settings.mtls:
-        env["ControlPlane__Tls__ClientCertificateFile"] = f"{CERTIFICATES_PATH}/tls.crt"
-        env["ControlPlane__Tls__ClientKeyFile"] = f"{CERTIFICATES_PATH}/tls.key"
-    description = ctx.params.environment_description or EnvironmentDescription()
-    static = {
-        **{k: json.dumps(v) for k, v in ctx.params.static.items()},
-        "environment.json": json.dumps(asdict(description)),
-    }
-    grpc_web = _container(
-        "grpc-web",
-        ctx.image(cp.image, cp.tag, "control_plane"),
-        command=["python", "-m", "armonik_core.ingress"],
-        envFrom=[{"configMapRef": {"name": LOG}}],
-        env=objects.env_list(env),
-        readinessProbe=objects.http_probe("/healthz", GRPC_WEB_PORT, period=10, failures=3),
-        securityContext=objects.container_security(),
-    )
-    volumes: list[dict[str, Any]] = [
-        {"name": "static", "configMap": {"name": "ingress-static"}},
-        {"name": "nginx", "configMap": {"name": "ingress-nginx"}},
-    ]
-    if settings.tls:
-        grpc_web["volumeMounts"] = [
-            {"name": "certificates", "mountPath": CERTIFICATES_PATH, "readOnly": True}
-        ]
-        volumes.append({"name": "certificates", "secret": {"secretName": CLIENT_TLS_SECRET}})
-    nginx = _container(
-        "nginx",
-        ctx.image(given.get("image", "nginxinc/nginx-unprivileged"), given.get("tag"), "ingress"),
-        ports=objects.container_ports(http=NGINX_PORT),
-        volumeMounts=[
-            {"name": "static", "mountPath": "/static", "readOnly": True},
-            {"name": "nginx", "mountPath": "/etc/nginx/conf.d", "readOnly": True},
-        ],
-        readinessProbe=objects.http_probe("/static/environment.json", "http", period=10, failures=3),
-    )
-    pod_labels = objects.labels("ingress")
-    pod = {"containers": [nginx, grpc_web], "volumes": volumes, "securityContext": objects.pod_security()}
-    return [
-        objects.config_map("ingress-static", ctx.ns, "ingress", static),
-        objects.config_map("ingress-nginx", ctx.ns, "ingress", {"default.conf": nginx_conf(ctx)}),
-        objects.deployment("ingress", ctx.ns, pod_labels, pod, replicas=int(given.get("replicas", 1))),
-        objects.service(
-            given.get("name", "ingress"),
-            ctx.ns,
-            pod_labels,
-            [("http", port, "http")],
-            given.get("service_type", "LoadBalancer"),
-        ),
-    ]
+        routes.append(("/seq/", f"http://{ctx.host('seq')}:{SEQ_WEB_PORT}/"))
+    return routes
 
 
 def admin_gui(ctx: Context) -> list[Manifest]:
@@ -372,11 +274,17 @@ def fluent_bit(ctx: Context) -> list[Manifest]:
 
 
 def operators(ctx: Context, settings: Settings) -> list[Manifest]:
-    return [*admin_gui(ctx), *grafana(ctx), *seq(ctx), *fluent_bit(ctx), *ingress(ctx, settings)]
+    return [
+        *admin_gui(ctx),
+        *grafana(ctx),
+        *seq(ctx),
+        *fluent_bit(ctx),
+        *ingress.manifests(ctx, settings, ingress_routes(ctx)),
+    ]
 
 
 def operator_urls(ctx: Context, ingress_url: str) -> dict[str, str | None]:
-    """The outputs' URLs of the stack, given where the ingress Service is reached (`http://host:port`)."""
+    """The outputs' URLs of the stack, given where the ingress Service is reached (`http(s)://host:port`)."""
     base = ingress_url.rstrip("/")
     return {
         "admin_app_url": f"{base}/admin/" if ctx.params.admin_gui is not None else None,

@@ -93,6 +93,8 @@ class Settings:
     embedded: bool = False
     tls: bool = False
     mtls: bool = False
+    #: With mTLS, the authorities client certificates are checked against (the control plane's and nginx's).
+    client_ca: bytes = b""
     #: MongoDB serves TLS: the core pods mount MONGODB_CA_SECRET at MONGODB_CA_PATH.
     mongodb_tls: bool = False
     #: Per storage service: credential variable -> Secret holding it (for the service's own pod).
@@ -317,6 +319,7 @@ def _tls_env(ctx: Context, out: Settings) -> tuple[dict[str, str], dict[str, str
     }
     client_env = {"ControlPlane__Tls__CaFile": f"{CERTIFICATES_PATH}/ca.crt"}
     if settings.mtls:
+        out.client_ca = client_ca
         server_files["ca.crt"] = client_ca
         server_env["ControlPlane__Tls__ClientCaFile"] = f"{CERTIFICATES_PATH}/ca.crt"
         client = certs.clients["client"]

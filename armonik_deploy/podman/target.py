@@ -20,7 +20,9 @@ from pathlib import Path
 from armonik_deploy.images.build import build, images_of, missing
 from armonik_deploy.images.engine import Engine, EngineError, find_engine
 from armonik_deploy.kubernetes.apply import Endpoint, make_certificates, write_kubernetes_outputs
-from armonik_deploy.kubernetes.context import CONTROL_PLANE_IMAGE
+from armonik_deploy.kubernetes.context import CONTROL_PLANE_IMAGE, Context, Credentials
+from armonik_deploy.kubernetes.ingress import service_name as ingress_service
+from armonik_deploy.kubernetes.operators import operator_urls
 from armonik_deploy.kubernetes.render import (
     CERTIFICATES_FOLDER,
     load_credentials,
@@ -28,7 +30,7 @@ from armonik_deploy.kubernetes.render import (
     save_credentials,
     write,
 )
-from armonik_deploy.parameters import Parameters, load_parameters, load_versions
+from armonik_deploy.parameters import Parameters, Versions, load_parameters, load_versions
 from armonik_deploy.podman import run
 from armonik_deploy.podman.host_services import reach_host, relay_pod
 from armonik_deploy.podman.translate import Network, Translation, local_image, translate
@@ -115,7 +117,8 @@ def deploy(
     port = _control_plane_port(params, translation)
     _wait_port(params.local.host, port, timeout or READY_TIMEOUT)
     endpoint = Endpoint(params.local.host, port, "podman: published on the host")
-    output, cli = write_kubernetes_outputs(generated.resolve(), endpoint, tls, certificates)
+    urls = _ingress_urls(params, translation, tls.tls, the_versions, parameters, folder / CERTIFICATES_FOLDER)
+    output, cli = write_kubernetes_outputs(generated.resolve(), endpoint, tls, certificates, urls)
     return Deployed(
         endpoint.url(tls.tls),
         output,
@@ -124,6 +127,22 @@ def deploy(
         [b.image.reference for b in built],
         [*rendered.warnings, *translation.warnings],
     )
+
+
+def _ingress_urls(
+    params: Parameters,
+    translation: Translation,
+    tls: bool,
+    versions: Versions,
+    file: Path,
+    certificates: Path,
+) -> dict[str, str | None] | None:
+    """The outputs' URLs of the operators' pages when the ingress runs (its nginx image is here)."""
+    ports = translation.services.get(ingress_service(params)) if params.ingress is not None else None
+    if not ports or "Deployment/ingress" in translation.skipped:
+        return None
+    ctx = Context(params, versions, file, Credentials(), certificates)
+    return operator_urls(ctx, Endpoint(params.local.host, ports[0], "podman").url(tls))
 
 
 def _control_plane_port(params: Parameters, translation: Translation) -> int:

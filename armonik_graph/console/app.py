@@ -6,7 +6,9 @@ node toolchain is needed. The JSON endpoints return the library's own reports (`
 library's SVG: the CLI, the console and the tests see the same answers.
 
 One `LiveGraph` per session viewed is kept (rebuilt once, then following the session's events), at most
-`max_live` of them, the least recently viewed stopped first. The library calls block, so they run in
+`max_live` of them, the least recently viewed stopped first. Behind a front end that calls the cluster as
+each viewer (the ingress under authentication), `viewer` names the one being served: graphs are then kept
+per viewer and session, each followed with its viewer's rights, never shown to another. The library calls block, so they run in
 Starlette's thread pool.
 
     GET /                                      the page
@@ -25,7 +27,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -59,21 +61,29 @@ class NotFound(LookupError):
 class Graphs:
     """The live graphs of the sessions being viewed (see the module notes)."""
 
-    def __init__(self, source: ApiSource, max_live: int = 16, ready_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        source: ApiSource,
+        max_live: int = 16,
+        ready_timeout: float = 120.0,
+        viewer: Callable[[], Hashable] = lambda: None,
+    ) -> None:
         self.source = source
         self.max_live = max_live
         self.ready_timeout = ready_timeout
-        self._live: OrderedDict[str, LiveGraph] = OrderedDict()
+        self.viewer = viewer
+        self._live: OrderedDict[tuple[Hashable, str], LiveGraph] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, session_id: str) -> LiveGraph:
+        key = (self.viewer(), session_id)
         with self._lock:
-            live = self._live.get(session_id)
+            live = self._live.get(key)
             if live is not None:
-                self._live.move_to_end(session_id)
+                self._live.move_to_end(key)
             else:
                 live = LiveGraph(self.source, session_id).start()
-                self._live[session_id] = live
+                self._live[key] = live
                 while len(self._live) > self.max_live:
                     self._live.popitem(last=False)[1].stop()
         try:
@@ -82,8 +92,8 @@ class Graphs:
                 raise NotFound(f"session {session_id} has no task and no result (unknown session?)")
         except BaseException:  # not kept: the next request tries again
             with self._lock:
-                if self._live.get(session_id) is live:
-                    del self._live[session_id]
+                if self._live.get(key) is live:
+                    del self._live[key]
             live.stop()
             raise
         return live
@@ -103,8 +113,10 @@ def _session_row(session: Session) -> dict[str, Any]:
     }
 
 
-def create_app(source: ApiSource, max_live: int = 16) -> Starlette:
-    graphs = Graphs(source, max_live)
+def create_app(
+    source: ApiSource, max_live: int = 16, viewer: Callable[[], Hashable] = lambda: None
+) -> Starlette:
+    graphs = Graphs(source, max_live, viewer=viewer)
     sessions = ArmoniKSessions(source.channel)
     results = ResultsStub(source.channel)
 

@@ -23,8 +23,9 @@ def browser_or_skip() -> None:
         pytest.skip(f"{', '.join(missing)} not installed")
 
 
-def chromium(profile: Path) -> Iterator[object]:
-    """A headless chromium session, quit afterwards."""
+def chromium(profile: Path, home: Path | None = None) -> Iterator[object]:
+    """A headless chromium session, quit afterwards; `home`: the HOME it runs with (where its NSS certificate
+    store is, `.pki/nssdb`)."""
     browser_or_skip()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -34,7 +35,8 @@ def chromium(profile: Path) -> Iterator[object]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    env = {**os.environ, "HOME": str(home)} if home is not None else None
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER, env=env), options=options)
     try:
         yield driver
     finally:

@@ -8,7 +8,7 @@ answered for the allowed origin only.
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,8 +30,9 @@ from armonik.protogen.common import (
     versions_common_pb2,
 )
 
+from armonik_deploy.certificates import ServerIdentity, ensure_certificates
 from tests.grpcweb_client import BINARY, TEXT, GrpcWebClient
-from tests.ingress_support import IngressProcess
+from tests.ingress_support import IngressProcess, client_context, first_event
 from tests.support import options
 
 try:
@@ -163,27 +164,70 @@ def test_errors_are_grpc_statuses(web: GrpcWebClient) -> None:
 
 
 def test_get_events_stream(web: GrpcWebClient, channel: grpc.Channel) -> None:
-    sessions = ArmoniKSessions(channel)
-    results = ArmoniKResults(channel)
-    session_id = sessions.create_session(options(), partition_ids=["default"])
-    request = events_common_pb2.EventSubscriptionRequest(session_id=session_id)
-    got: list[events_common_pb2.EventSubscriptionResponse] = []
-
-    def listen() -> None:
-        answer = web.stream(API + "events.Events/GetEvents", request, stop_after=1)
-        got.extend(answer.parsed(events_common_pb2.EventSubscriptionResponse))
-
-    thread = threading.Thread(target=listen, daemon=True)
-    thread.start()
-    names: list[str] = []
-    for attempt in range(40):  # the subscription starts in its own time: results until one is seen
-        names += [r.result_id for r in results.create_results_metadata([f"r{attempt}"], session_id).values()]
-        thread.join(0.5)
-        if not thread.is_alive():
-            break
+    session_id = ArmoniKSessions(channel).create_session(options(), partition_ids=["default"])
+    got = first_event(web, ArmoniKResults(channel), session_id)
     assert got, "no event through gRPC-Web"
     assert got[0].session_id == session_id
     assert got[0].WhichOneof("update") in ("new_result", "result_status_update")
+
+
+def test_over_https_verified_with_the_deployment_authority(
+    control_plane: ControlPlaneProcess, channel: grpc.Channel, tmp_path: Path
+) -> None:
+    """`ingress.tls` without mTLS: HTTPS with the ingress's certificate, checked by the client against the
+    deployment's authority; calls and streams as over HTTP; plain HTTP is not served on that port."""
+    pki = ensure_certificates(tmp_path / "pki", [ServerIdentity("ingress", ["127.0.0.1"])], key_size=2048)
+    server = pki.servers["ingress"]
+    ingress = IngressProcess(
+        control_plane.endpoint,
+        tmp_path / "ingress.log",
+        env={
+            "Ingress__Tls__CertificateFile": str(server.certificate),
+            "Ingress__Tls__KeyFile": str(server.key),
+        },
+        ssl_context=client_context(pki.ca.certificate),
+    )
+    ingress.start()
+    web = GrpcWebClient(ingress.url, ssl_context=client_context(pki.ca.certificate))
+    try:
+        session_id = ArmoniKSessions(channel).create_session(options(), partition_ids=["default"])
+        listed = web.call(
+            API + "sessions.Sessions/ListSessions",
+            sessions_common_pb2.ListSessionsRequest(page=0, page_size=10),
+        ).single(sessions_common_pb2.ListSessionsResponse)
+        assert session_id in {s.session_id for s in listed.sessions}
+        got = first_event(web, ArmoniKResults(channel), session_id)
+        assert got and got[0].session_id == session_id
+        # without the authority the certificate is not trusted; plain HTTP gets no answer
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(ingress.url + "/readiness")
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(ingress.url.replace("https://", "http://") + "/readiness", timeout=5)
+    finally:
+        web.close()
+        ingress.stop()
+    assert "Traceback" not in ingress.logs(), ingress.logs()
+
+
+def test_a_silent_stream_ends_when_the_browser_leaves(
+    ingress: IngressProcess, web: GrpcWebClient, channel: grpc.Channel
+) -> None:
+    """Events of an idle session: nothing to answer yet when the browser goes away; the ingress then ends the
+    control plane's stream rather than hold it until it stops."""
+    session_id = ArmoniKSessions(channel).create_session(options(), partition_ids=["default"])
+    request = events_common_pb2.EventSubscriptionRequest(session_id=session_id)
+    with pytest.raises(httpx.ReadTimeout):
+        web.http.post(
+            ingress.url + API + "events.Events/GetEvents",
+            content=web.body(request),
+            headers=web.request_headers(),
+            timeout=httpx.Timeout(10, read=1.0),
+        )
+    time.sleep(0.5)
+    started = time.monotonic()
+    ingress.stop()
+    assert time.monotonic() - started < 4, "the ingress waited for a stream nobody reads"
+    assert "graceful shutdown exceeded" not in ingress.logs(), ingress.logs()
 
 
 def test_stream_of_an_unknown_session_ends_with_its_status(web: GrpcWebClient) -> None:

@@ -39,6 +39,7 @@ from armonik_core.polling_agent.settings import AgentSettings
 from armonik_core.tls import ClientTlsSettings, aio_channel
 from armonik_deploy.certificates import Certificates, ServerIdentity, ensure_certificates
 from tests.grpcweb_client import GrpcWebClient
+from tests.ingress_support import client_context
 from tests.support import QUICK_RESTARTS, clear_deployment_folder, deploy_cli, free_port, run_module
 
 try:
@@ -423,8 +424,13 @@ def test_deploy_with_mtls_runs_a_task_end_to_end(deployment: TlsDeployment) -> N
     # the ingress reaches the mTLS control plane with its own certificate (CN armonik-ingress)
     ingress_cert = x509.load_pem_x509_certificate((certificates / "armonik-ingress.crt").read_bytes())
     assert ingress_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "armonik-ingress"
-    assert output["armonik"]["admin_app_url"] == f"http://127.0.0.1:{d.http_port}/admin/"
-    web = GrpcWebClient(f"http://127.0.0.1:{d.http_port}")
+    # the ingress serves HTTPS with its own certificate, and asks browsers for theirs (mTLS)
+    web_url = f"https://127.0.0.1:{d.http_port}"
+    assert output["armonik"]["admin_app_url"] == f"{web_url}/admin/"
+    browser = client_context(
+        certificates / "ca.crt", certificates / "client.crt", certificates / "client.key"
+    )
+    web = GrpcWebClient(web_url, ssl_context=browser)
     try:
         listed_web = web.call(
             "/armonik.api.grpc.v1.sessions.Sessions/ListSessions",
@@ -434,9 +440,11 @@ def test_deploy_with_mtls_runs_a_task_end_to_end(deployment: TlsDeployment) -> N
         web.close()
     assert listed_web.total == 1
     # the console on the ingress reads through the same mTLS channel settings
-    console = httpx.get(f"http://127.0.0.1:{d.http_port}/console/api/tables/sessions", timeout=60)
+    console = httpx.get(f"{web_url}/console/api/tables/sessions", timeout=60, verify=browser)
     assert console.status_code == 200, console.text
     assert console.json()["total"] == 1
+    without = httpx.get(f"{web_url}/console/", verify=client_context(certificates / "ca.crt"), timeout=60)
+    assert without.status_code == 403 and "a client certificate is required" in without.text
 
     # a redeploy keeps the certificates (clients keep their CA) and restarts nothing
     ca = (certificates / "ca.crt").read_bytes()

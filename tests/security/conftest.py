@@ -108,8 +108,8 @@ class AuthPlane(ControlPlaneProcess):
 @pytest.fixture(scope="session")
 def auth_pki(tmp_path_factory: pytest.TempPathFactory) -> AuthPki:
     folder = tmp_path_factory.mktemp("auth-pki")
-    server = ServerIdentity("control-plane", ["localhost", "127.0.0.1"])
-    return AuthPki(ensure_certificates(folder, [server], list(CLIENTS), key_size=2048))
+    servers = [ServerIdentity(name, ["localhost", "127.0.0.1"]) for name in ("control-plane", "ingress")]
+    return AuthPki(ensure_certificates(folder, servers, list(CLIENTS), key_size=2048))
 
 
 def start_auth_plane(folder: Path, pki: AuthPki, tls: bool = True, **extra: str) -> AuthPlane:
@@ -120,7 +120,6 @@ def start_auth_plane(folder: Path, pki: AuthPki, tls: bool = True, **extra: str)
     env = {
         "Authenticator__RequireAuthentication": "true",
         "Authenticator__RequireAuthorization": "true",
-        **extra,
     }
     if tls:
         server = pki.certs.servers["control-plane"]
@@ -130,6 +129,7 @@ def start_auth_plane(folder: Path, pki: AuthPki, tls: bool = True, **extra: str)
             ControlPlane__Tls__ClientCaFile=pki.ca,
             Authenticator__TrustedCommonNames="proxy",
         )
+    env.update(extra)
     plane = AuthPlane(data, env=env, pki=pki, tls=tls)
     plane.start()
     return plane

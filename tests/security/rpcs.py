@@ -9,10 +9,10 @@ from typing import Any
 import grpc
 from google.protobuf import message_factory
 
-from armonik_core.control_plane.auth.permissions import SERVICE_MODULES
+from armonik_core.services.client_api import CLIENT_SERVICES
 
 #: The client services' proto modules (the same list the control plane serves).
-MODULES = [module for module, _ in SERVICE_MODULES]
+MODULES = [module for module, _ in CLIENT_SERVICES]
 
 
 @dataclass(frozen=True)

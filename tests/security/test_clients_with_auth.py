@@ -24,11 +24,14 @@ from armonik.client import ArmoniKSessions
 from armonik.common import TaskOptions
 from armonik.common.channel import create_channel
 from armonik.protogen.client.auth_service_pb2_grpc import AuthenticationStub
+from armonik.protogen.common import sessions_common_pb2
 from armonik.protogen.common.auth_common_pb2 import GetCurrentUserRequest
 from pymonik import Pymonik, task
 
 from armonik_deploy.certificates import ensure_certificates
 from tests.conftest import ROOT
+from tests.grpcweb_client import GrpcWebClient
+from tests.ingress_support import client_context
 from tests.integration.test_tls import ARMONIK, PARAMETERS, TlsDeployment, deployment  # noqa: F401
 from tests.security.conftest import PROXY_SECRET, AuthPki, AuthPlane, fingerprint
 from tests.support import free_port
@@ -204,6 +207,35 @@ def test_the_clients_with_generated_certificates_and_through_a_trusted_proxy(
 
     # PymoniK with the generated AKCONFIG
     assert pymonik_sum(akconfig, monkeypatch) == 0 + 1 + 4 + 9
+
+    # the deployment's own ingress: HTTPS, the browser's generated certificate passed on to the control plane
+    web_url = f"https://127.0.0.1:{d.http_port}"
+    outputs = json.loads((d.generated / "armonik-output.json").read_text())["armonik"]
+    assert outputs["admin_app_url"] == f"{web_url}/admin/" and outputs["seq_web_url"] == f"{web_url}/logs/"
+    monitoring = GrpcWebClient(
+        web_url, ssl_context=client_context(Path(ca), *map(Path, user_pair(certs, "monitoring")))
+    )
+    try:
+        listed_web = monitoring.call(
+            "/armonik.api.grpc.v1.sessions.Sessions/ListSessions",
+            sessions_common_pb2.ListSessionsRequest(page=0, page_size=10),
+        ).single(sessions_common_pb2.ListSessionsResponse)
+        admin_cert, admin_key = user_pair(certs, "admin")
+        with create_channel(
+            url, certificate_authority=ca, client_certificate=admin_cert, client_key=admin_key
+        ) as ch:
+            total, _ = ArmoniKSessions(ch).list_sessions()
+        assert listed_web.total == total >= 1
+        denied = monitoring.call(
+            "/armonik.api.grpc.v1.sessions.Sessions/CreateSession",
+            sessions_common_pb2.CreateSessionRequest(
+                default_task_option=TaskOptions(timedelta(seconds=30), 1, 1, "default").to_message(),
+                partition_ids=["default"],
+            ),
+        )
+        assert denied.status == grpc.StatusCode.PERMISSION_DENIED.value[0], denied.message
+    finally:
+        monitoring.close()
 
     # through an ingress that terminates mTLS and forwards the caller's CN and fingerprint
     proxy_certs = ensure_certificates(

@@ -13,11 +13,11 @@ from armonik_core.control_plane.auth.init import read_tables
 from armonik_core.control_plane.auth.permissions import (
     GET_CURRENT_USER,
     METHOD_PERMISSIONS,
-    SERVICE_MODULES,
     all_permissions,
     builtin_roles,
 )
 from armonik_core.control_plane.auth.users import parse_datafile
+from armonik_core.services.client_api import CLIENT_SERVICES
 
 UPSTREAM_SERVICE_NAMES = {
     "Sessions": "Sessions",
@@ -34,7 +34,7 @@ UPSTREAM_SERVICE_NAMES = {
 
 def descriptor_methods() -> list[tuple[str, str, str]]:
     found = []
-    for module, _ in SERVICE_MODULES:
+    for module, _ in CLIENT_SERVICES:
         for service in module.DESCRIPTOR.services_by_name.values():
             found += [(service.full_name, service.name, m.name) for m in service.methods]
     return found

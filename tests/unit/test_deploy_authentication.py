@@ -45,7 +45,11 @@ def test_the_settings_of_the_control_plane_and_the_init_job(tmp_path: Path) -> N
     env = by_name(plan)["control-plane"].env
     assert env["Authenticator__RequireAuthentication"] == "true"
     assert env["Authenticator__RequireAuthorization"] == "true"
-    assert env["Authenticator__TrustedCommonNames"] == "ingress,lb"
+    # the deployment's ingress passes on the browsers' certificates: its own CN is trusted too
+    assert env["Authenticator__TrustedCommonNames"] == "ingress,lb,armonik-ingress"
+    ingress = by_name(plan)["ingress"].env
+    assert ingress["ControlPlane__Tls__ClientCertificateFile"].endswith("/armonik-ingress.crt")
+    assert ingress["Ingress__Tls__ClientCaFile"] == plan.tls.client_ca_file  # type: ignore[union-attr]
     conf = plan.jobs[0].env["InitServices__Authentication__DataFile"]
     assert conf == str(tmp_path / "generated" / "certificates" / "authentication_conf.json")
     assert Plan.from_json(plan.to_json()).tls == plan.tls

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from armonik_deploy.parameters import ParametersError
+from armonik_deploy.parameters import ParametersError, load_versions
+from armonik_deploy.plan import Plan
 from tests.unit.test_deploy_plan import by_name, parameters, plan_of, tmp_path  # noqa: F401
+from tests.unit.test_kubernetes_render import QUICK_DEPLOY
 
 
 def test_no_ingress_block_no_ingress(tmp_path: Path) -> None:  # noqa: F811
@@ -68,3 +70,17 @@ def test_tls_ingress_uses_its_own_client_certificate(tmp_path: Path) -> None:  #
     env = by_name(plan)["ingress"].env
     assert env["ControlPlane__Endpoint"] == "https://127.0.0.1:6123"
     assert env["ControlPlane__Tls__ClientCertificateFile"].endswith("armonik-ingress.crt")
+
+
+def test_without_a_dist_the_build_comes_from_upstreams_gui_image(tmp_path: Path) -> None:  # noqa: F811
+    versions = load_versions(QUICK_DEPLOY / "versions.tfvars.json")
+    plan = plan_of(tmp_path, parameters(ingress={}, admin_gui={}), versions=versions)
+    tag = versions.armonik_versions["gui"]
+    assert plan.admin_gui_image == f"dockerhubaneo/armonik_admin_app:{tag}"
+    folder = Path(plan.generated) / "admin-gui" / tag
+    assert by_name(plan)["ingress"].env["Ingress__AdminGuiDirectory"] == str(folder)
+    pinned = plan_of(tmp_path, parameters(ingress={}, admin_gui={"tag": "0.14.4"}), versions=versions)
+    assert pinned.admin_gui_image == "dockerhubaneo/armonik_admin_app:0.14.4"
+    # no admin_gui block, or a build named: no image
+    assert plan_of(tmp_path, parameters(ingress={}), versions=versions).admin_gui_image is None
+    assert Plan.from_json(plan.to_json()).admin_gui_image == plan.admin_gui_image

@@ -180,17 +180,29 @@ def test_prepare_makes_the_certificates_and_stamps_the_processes_using_them(tmp_
     plan = plan_of(tmp_path, {"tls": True, "mtls": True})
     made = prepare_certificates(plan)
     # the ingress has a client certificate of its own (CN armonik-ingress), named as a trusted proxy
-    assert made is not None and made.regenerated == ("ca", "control-plane", "client", "armonik-ingress")
+    assert made is not None and made.regenerated == (
+        "ca",
+        "control-plane",
+        "ingress",
+        "client",
+        "armonik-ingress",
+    )
     folder = certs_folder(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == key_pair_files(
-        "armonik-ingress", "ca", "client", "control-plane"
+        "armonik-ingress", "ca", "client", "control-plane", "ingress"
     )
     ca = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())
-    server = x509.load_pem_x509_certificate((folder / "control-plane.crt").read_bytes())
-    assert signed_by(server, ca)
-    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "localhost" in names.get_values_for_type(x509.DNSName)
-    assert {str(ip) for ip in names.get_values_for_type(x509.IPAddress)} >= {"127.0.0.1", "::1"}
+    # the control plane's (gRPC) and the ingress's (HTTPS) certificates cover the same names
+    for name in ("control-plane", "ingress"):
+        server = x509.load_pem_x509_certificate((folder / f"{name}.crt").read_bytes())
+        assert signed_by(server, ca)
+        names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert "localhost" in names.get_values_for_type(x509.DNSName)
+        assert {str(ip) for ip in names.get_values_for_type(x509.IPAddress)} >= {"127.0.0.1", "::1"}
+    ingress = by_name(plan)["ingress"].env
+    assert ingress["Ingress__Tls__CertificateFile"] == str(folder / "ingress.crt")
+    assert ingress["Ingress__Tls__ClientCaFile"] == str(folder / "ca.crt")
+    assert plan.ingress_urls["admin_app_url"].startswith("https://")
     specs = by_name(plan)
     digest = made.digest()
     assert specs["control-plane"].env[DIGEST_KEY] == digest

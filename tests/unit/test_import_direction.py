@@ -109,8 +109,25 @@ def test_settings_import_only_settings_and_the_domain() -> None:
             ("armonik_core.adapters", "armonik_core.domain", "armonik_core.settings"),
             ("armonik_core.control_plane", "armonik_core.gateway", "armonik_core.services"),
         ),
+        # the ingress reaches the control plane over the API only: none of what serves it
+        (
+            ("armonik_core.ingress",),
+            (
+                "armonik_core.adapters",
+                "armonik_core.gateway",
+                "armonik_core.polling_agent",
+                "armonik_core.services.backends",
+                "armonik_core.control_plane.server",
+                "armonik_core.control_plane.auth.authenticator",
+            ),
+        ),
     ],
-    ids=["gateway-not-control-plane", "services-below-both", "adapters-below-services"],
+    ids=[
+        "gateway-not-control-plane",
+        "services-below-both",
+        "adapters-below-services",
+        "ingress-over-the-api",
+    ],
 )
 def test_lower_layers_do_not_import_higher_ones(
     importers: tuple[str, ...], forbidden: tuple[str, ...]

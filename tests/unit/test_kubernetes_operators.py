@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from armonik_deploy.kubernetes import Rendered, render
 from armonik_deploy.kubernetes.context import Context, Credentials, RenderError
 from armonik_deploy.kubernetes.operators import operator_urls
 from armonik_deploy.parameters import load_versions, parameters_from_dict
-from tests.unit.kubernetes_render_support import containers, object_data
+from tests.unit.kubernetes_render_support import containers, object_data, pod_spec
 from tests.unit.quick_deploy import QUICK_DEPLOY
 
 BASE = {"compute_plane": {"default": {"worker": [{"image": "armonik-samples-worker"}]}}}
@@ -52,7 +55,26 @@ def test_the_whole_stack(tmp_path: Path) -> None:
         "location / ",
     ):
         assert route in conf
-    assert 'X-Certificate-Client-CN ""' in conf  # a browser cannot pass itself off as a trusted proxy
+    # nginx serves HTTPS with the armonik-ingress certificate, checks browsers' certificates against the
+    # client authorities, refuses requests without one, and passes the verified CN and fingerprint on
+    for directive in (
+        "listen 8080 ssl;",
+        "ssl_certificate /etc/nginx/certificates/tls.crt;",
+        "ssl_client_certificate /etc/nginx/certificates/ca.crt;",
+        "ssl_verify_client optional;",
+        "proxy_set_header X-Certificate-Client-CN $armonik_client_cn;",
+        "proxy_set_header X-Certificate-Client-Fingerprint $ssl_client_fingerprint;",
+    ):
+        assert directive in conf
+    assert conf.count("if ($ssl_client_verify != SUCCESS)") == 5  # every location but /healthz
+    server = rendered.get("Secret", "armonik-ingress")
+    assert server["type"] == "kubernetes.io/tls" and set(server["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    names = x509.load_pem_x509_certificate(base64.b64decode(server["data"]["tls.crt"])).extensions
+    dns = names.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert {"ingress", "ingress.armonik.svc.cluster.local", "localhost"} <= set(dns)
+    own = rendered.get("Secret", "armonik-ingress-client")["data"]
+    own_cert = x509.load_pem_x509_certificate(base64.b64decode(own["tls.crt"]))
+    assert own_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "armonik-ingress"
     static = object_data(rendered, "ConfigMap", "ingress-static")
     assert json.loads(static["environment.json"]) == {
         "name": "prod",
@@ -68,6 +90,11 @@ def test_the_whole_stack(tmp_path: Path) -> None:
     env = {e["name"]: e["value"] for e in grpc_web["env"]}
     assert env["ControlPlane__Endpoint"].startswith("https://control-plane.")
     assert env["ControlPlane__Tls__ClientCertificateFile"].endswith("tls.crt")
+    assert env["Ingress__TrustProxyIdentityHeaders"] == "true" and env["Ingress__Host"] == "127.0.0.1"
+    volumes = {v["name"]: v for v in pod_spec(rendered.get("Deployment", "ingress"))["volumes"]}
+    assert volumes["certificates"]["secret"]["secretName"] == "armonik-ingress-client"  # not the agents'
+    nginx = next(c for c in pod if c["name"] == "nginx")
+    assert nginx["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
     assert rendered.get("Service", "ingress")["spec"]["ports"][0]["port"] == 5000
 
     assert containers(rendered.get("Deployment", "admin-gui"))[0]["image"].startswith(
@@ -94,6 +121,16 @@ def test_the_whole_stack(tmp_path: Path) -> None:
         "grafana_url": None,
         "seq_web_url": "http://10.0.0.1:5000/seq/",
     }
+
+
+def test_without_tls_nginx_clears_the_identity_headers(tmp_path: Path) -> None:
+    rendered = rendered_with(tmp_path, ingress={"http_port": 5000})
+    conf = object_data(rendered, "ConfigMap", "ingress-nginx")["default.conf"]
+    assert "listen 8080;" in conf and "ssl" not in conf
+    assert 'X-Certificate-Client-CN ""' in conf  # a browser cannot pass itself off as a trusted proxy
+    assert not [m for m in rendered.manifests if m["kind"] == "Secret" and "ingress" in m["metadata"]["name"]]
+    grpc_web = next(c for c in containers(rendered.get("Deployment", "ingress")) if c["name"] == "grpc-web")
+    assert "Ingress__TrustProxyIdentityHeaders" not in {e["name"] for e in grpc_web["env"]}
 
 
 def test_fluent_bit_needs_seq(tmp_path: Path) -> None:

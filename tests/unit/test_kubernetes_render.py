@@ -251,7 +251,9 @@ def test_variant_authentication_reaches_the_control_plane_and_the_init_job(
     deployment = variant.get("Deployment", "control-plane")
     cp_env = mounted_env(variant, deployment, containers(deployment)[0], tmp_path)
     auth = auth_settings(ControlPlaneSettings.from_env(cp_env))
-    assert auth.require_authentication and auth.authorization and auth.trusted_common_names == {"ingress"}
+    assert auth.require_authentication and auth.authorization
+    # the parameters' proxy, and the deployment's ingress, which passes on the browsers' certificates
+    assert auth.trusted_common_names == {"ingress", "armonik-ingress"}
     init = container_env(variant, containers(variant.get("Job", "init"))[0])
     tables = tables_of(init[DATA], DATA)
     assert tables.users["admin"] == ["Admin"] and tables.users["deployment"] == ["Deployment"]

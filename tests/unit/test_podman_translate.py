@@ -194,3 +194,24 @@ def test_a_tcp_partition_s_agent_and_worker_meet_on_the_pod_s_localhost(tmp_path
     assert env_of(worker.args)["ComputePlane__AgentChannel__Address"].startswith("http://localhost:")
     assert option_values(pod.options, "--network") == ["net-x"]
     assert "--network" not in agent.args + worker.args
+
+
+def test_the_ingress_runs_when_its_nginx_image_is_here(tmp_path: Path) -> None:
+    """Nothing pulls upstream's nginx image here: the ingress pod is skipped, with a warning, unless an nginx
+    image is present; then it runs as rendered, nginx with its certificate Secret and the gRPC-Web container,
+    its Service's port published on the host."""
+    extra = "\ningress = { tls = true, mtls = true, certificate_key_size = 2048, http_port = 5443 }\n"
+    rendered = rendered_for(tmp_path, extra)
+    skipped = translate(rendered.manifests, "ak", NETWORK, ours)
+    assert "Deployment/ingress" in skipped.skipped and "ingress" not in skipped.services
+    assert any("nginxinc/nginx-unprivileged" in w for w in skipped.warnings)
+
+    translation = translate(rendered.manifests, "ak", NETWORK, lambda image: ours(image) or "nginx" in image)
+    pod = next(p for p in translation.pods if p.name == "ak-ingress-0")
+    nginx, grpc_web = pod.containers
+    assert option_values(nginx.args, "--publish")[0] == "127.0.0.1:5443:8080"
+    assert translation.services["ingress"] == [5443]
+    assert any(m.endswith(":/etc/nginx/certificates:ro") for m in option_values(nginx.args, "--volume"))
+    env = env_of(grpc_web.args)
+    assert env["Ingress__TrustProxyIdentityHeaders"] == "true" and env["Ingress__Host"] == "127.0.0.1"
+    assert any(m.endswith(":/certificates:ro") for m in option_values(grpc_web.args, "--volume"))

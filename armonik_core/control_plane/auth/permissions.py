@@ -17,35 +17,10 @@ which grant nothing here.
 
 from __future__ import annotations
 
-from types import ModuleType
-
-from armonik.protogen.client import (
-    applications_service_pb2,
-    auth_service_pb2,
-    events_service_pb2,
-    health_checks_service_pb2,
-    partitions_service_pb2,
-    results_service_pb2,
-    sessions_service_pb2,
-    tasks_service_pb2,
-    versions_service_pb2,
-)
+from armonik_core.services.client_api import CLIENT_SERVICES
 
 IMPERSONATE = "General:Impersonate"
 GET_CURRENT_USER = "/armonik.api.grpc.v1.auth.Authentication/GetCurrentUser"
-
-#: The proto modules of the client services, and the name upstream gives each service in permissions.
-SERVICE_MODULES: tuple[tuple[ModuleType, str], ...] = (
-    (sessions_service_pb2, "Sessions"),
-    (tasks_service_pb2, "Tasks"),
-    (results_service_pb2, "Results"),
-    (applications_service_pb2, "Applications"),
-    (events_service_pb2, "Events"),
-    (auth_service_pb2, "Authentication"),
-    (partitions_service_pb2, "Partitions"),
-    (versions_service_pb2, "Versions"),
-    (health_checks_service_pb2, "HealthChecks"),
-)
 
 #: Methods an authenticated caller may call without a permission.
 NO_PERMISSION = frozenset({GET_CURRENT_USER})
@@ -53,7 +28,7 @@ NO_PERMISSION = frozenset({GET_CURRENT_USER})
 
 def _catalogue() -> dict[str, str | None]:
     methods: dict[str, str | None] = {}
-    for module, name in SERVICE_MODULES:
+    for module, name in CLIENT_SERVICES:
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 path = f"/{service.full_name}/{method.name}"
