@@ -88,7 +88,16 @@ async def test_ids_of_any_form_come_back_as_published() -> None:
     clock = Clock()
     queue = MemoryQueue(clock)
     canonical = new_id()
-    odd = ["t1", canonical.upper(), "{" + canonical[1:] + "}", canonical.replace("-", ""), "x" * 36, ""]
+    odd = [
+        "t1",
+        canonical.upper(),
+        "{" + canonical[1:] + "}",
+        canonical.replace("-", ""),
+        "x" * 36,
+        "",
+        "+" + canonical[1:],  # what `int(..., 16)` would read, and must not
+        canonical[:9] + "_" + canonical[10:],
+    ]
     published = [QueueMessage(i, f"session-{n % 2}", "p", 1) for n, i in enumerate([canonical, *odd])]
     await queue.publish(published)
     await queue.publish(published)  # queued once
