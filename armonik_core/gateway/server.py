@@ -9,7 +9,6 @@ its session's results read. An outcome names only what its run produced (`outcom
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -129,12 +128,12 @@ class ComputeGateway:
         scope = RunScope(task.task_id, task.session_id, frozenset(task.expected_output_ids))
         self._held[lease.message.task_id] = _Holding(agent, lease, time.monotonic(), nonce, scope)
         return {
-            "task": codec.task_to_json(task),
-            "session_options": codec.options_to_json(outcome.session.options),
+            "task": codec.task_to_wire(task),
+            "session_options": codec.options_to_wire(outcome.session.options),
             "session_partitions": outcome.session.partition_ids,
             "lease": handle,
             "object_prefix": nonce,
-            "inputs": [codec.result_to_json(r) for r in outcome.inputs],
+            "inputs": [codec.result_to_wire(r) for r in outcome.inputs],
         }
 
     async def start(self, request: dict[str, Any], partition: str) -> bool:
@@ -185,7 +184,7 @@ class ComputeGateway:
                 handle.agent_id,
             )
             return None
-        outcome = codec.outcome_from_json(request["outcome"])
+        outcome = codec.outcome_from_wire(request["outcome"])
         if outcome.created_results or outcome.completions or outcome.subtasks:
             check_outcome(handle, holding.scope if holding else await self._scope(handle), outcome)
         lease = holding.lease if holding is not None else handle.lease
@@ -267,7 +266,7 @@ class ComputeGateway:
                 len(found) - len(mine),
                 handle.session_id,
             )
-        return [codec.result_to_json(r) for r in mine]
+        return [codec.result_to_wire(r) for r in mine]
 
     async def exchange_stream(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -326,8 +325,8 @@ def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNAUTHENTICATED, str(exc)
     if isinstance(exc, PermissionDenied):
         return grpc.StatusCode.PERMISSION_DENIED, str(exc)
-    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
-        return grpc.StatusCode.INVALID_ARGUMENT, f"The request is not JSON: {exc}"
+    if isinstance(exc, codec.UndecodableMessage):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, KeyError):
         return grpc.StatusCode.INVALID_ARGUMENT, f"The request has no field {exc}"
     return status_for(exc)
@@ -338,7 +337,7 @@ async def _answer(
 ) -> bytes:
     """The handler's reply to `request`, encoded; a failure aborts the call with the status it maps to."""
     try:
-        return codec.dumps(await handler(codec.loads(request), partition))
+        return codec.dumps(await handler(codec.loads_map(request), partition))
     except asyncio.CancelledError:
         raise
     except Exception as exc:

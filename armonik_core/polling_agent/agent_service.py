@@ -108,18 +108,24 @@ def _handler(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
             return await fn(self, request, context)
         except grpc.aio.AbortError:
             raise
-        except _NoTask:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, NO_TASK)
         except Exception as exc:
-            code, message = status_for(exc)
-            if code is grpc.StatusCode.INTERNAL:
-                log.exception("unhandled error in Agent.%s", fn.__name__)
-            else:
-                log.info("Agent.%s refused: %s (%s)", fn.__name__, message, code.name)
-            await context.abort(code, message)
+            await context.abort(*refusal(fn.__name__, exc))
         raise AssertionError("unreachable: abort raises")
 
     return handler
+
+
+def refusal(method: str, exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status a failed Agent call answers with: UNAVAILABLE when no task is bound, the domain error's
+    status otherwise; an unexpected error is logged and answered INTERNAL."""
+    if isinstance(exc, _NoTask):
+        return grpc.StatusCode.UNAVAILABLE, NO_TASK
+    code, message = status_for(exc)
+    if code is grpc.StatusCode.INTERNAL:
+        log.error("unhandled error in Agent.%s", method, exc_info=exc)
+    else:
+        log.info("Agent.%s refused: %s (%s)", method, message, code.name)
+    return code, message
 
 
 def _metadata(result: Result) -> pb.ResultMetaData:
@@ -221,6 +227,12 @@ class AgentService(AgentServicer):
     async def CreateResultsMetaData(
         self, request: pb.CreateResultsMetaDataRequest, context: Ctx
     ) -> pb.CreateResultsMetaDataResponse:
+        return self.create_results_metadata(request)
+
+    def create_results_metadata(
+        self, request: pb.CreateResultsMetaDataRequest
+    ) -> pb.CreateResultsMetaDataResponse:
+        """CreateResultsMetaData's work, which awaits nothing (see `notify_result_data`)."""
         run = self._check(request.communication_token)
         self._check_session(run, request.session_id)
         results = self._new_results(run, (item.name for item in request.results))
@@ -252,6 +264,13 @@ class AgentService(AgentServicer):
     async def NotifyResultData(
         self, request: pb.NotifyResultDataRequest, context: Ctx
     ) -> pb.NotifyResultDataResponse:
+        return self.notify_result_data(request)
+
+    def notify_result_data(self, request: pb.NotifyResultDataRequest) -> pb.NotifyResultDataResponse:
+        """NotifyResultData's work: checks and bookkeeping on the bound run, nothing awaited. An in-process
+        worker calls it straight from its thread (see `inprocess.InProcessAgentStub`): no round trip through
+        the event loop for the call every task makes. The run's records are only read or changed by the
+        worker's own calls while it runs, one at a time, and the agent reads them once the worker returned."""
         run = self._check(request.communication_token)
         ids: list[str] = []
         for item in request.ids:

@@ -151,7 +151,7 @@ class GatewayBackend(ComputeBackend):
         return {
             "lease": acquired.lease,
             "agent_id": self._agent_id,
-            "outcome": codec.outcome_to_json(outcome),
+            "outcome": codec.outcome_to_wire(outcome),
         }
 
     async def start(
@@ -176,7 +176,7 @@ class GatewayBackend(ComputeBackend):
 
     async def get_results(self, result_ids: Sequence[str], acquired: AcquiredTask) -> list[Result]:
         request = {"result_ids": list(result_ids), "lease": acquired.lease, "agent_id": self._agent_id}
-        return [codec.result_from_json(r) for r in await self._call("GetResults", request)]
+        return [codec.result_from_wire(r) for r in await self._call("GetResults", request)]
 
     async def close(self) -> None:
         if self._stream is not None:
@@ -198,11 +198,11 @@ def _acquired(reply: dict[str, Any] | None) -> AcquiredTask | None:
     if reply is None:
         return None
     return AcquiredTask(
-        task=codec.task_from_json(reply["task"]),
-        session_options=codec.options_from_json(reply["session_options"]),
+        task=codec.task_from_wire(reply["task"]),
+        session_options=codec.options_from_wire(reply["session_options"]),
         session_partitions=list(reply["session_partitions"]),
         lease=reply["lease"],
-        inputs=[codec.result_from_json(r) for r in reply.get("inputs", [])],
+        inputs=[codec.result_from_wire(r) for r in reply.get("inputs", [])],
         object_prefix=reply.get("object_prefix", ""),
     )
 

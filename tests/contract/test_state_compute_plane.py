@@ -202,6 +202,30 @@ async def test_success_without_the_output_is_an_error_that_cascades(store: State
     assert await result_status(store, final) == ResultStatus.ABORTED
 
 
+async def test_every_output_is_checked_when_only_some_were_produced(store: StateStore) -> None:
+    """A run that produced one of its outputs and neither produced nor delegated the other fails, naming the
+    other only; one that produced all of them completes (the store then skips looking the owners up), and a
+    result nobody waits on releases nothing."""
+    (payload,) = await results(store, "payload", completed=True)
+    made, missed, both_a, both_b = await results(store, "made", "missed", "a", "b")
+    partial, whole = task([made, missed], payload), task([both_a, both_b], payload)
+    await running(store, partial)
+    await running(store, whole)
+
+    half = TaskOutcome(OutcomeKind.SUCCESS, completions=[DataCompletion(made, 1, b"obj-made")])
+    assert await store.finish_task(partial.task_id, "agent-1", half) == []
+    failed = await store.get_task(partial.task_id)
+    assert failed.status == TaskStatus.ERROR and missed in failed.error and made not in failed.error
+
+    done = [DataCompletion(both_a, 1, b"obj-a"), DataCompletion(both_b, 2, b"obj-b")]
+    assert (
+        await store.finish_task(whole.task_id, "agent-1", TaskOutcome(OutcomeKind.SUCCESS, completions=done))
+        == []
+    )
+    assert await status_of(store, whole.task_id) == TaskStatus.COMPLETED
+    assert {await result_status(store, rid) for rid in (both_a, both_b)} == {ResultStatus.COMPLETED}
+
+
 @pytest.mark.parametrize(
     ("kind", "status"), [(OutcomeKind.ERROR, TaskStatus.ERROR), (OutcomeKind.TIMEOUT, TaskStatus.TIMEOUT)]
 )

@@ -9,11 +9,18 @@ import asyncio
 import time
 from pathlib import Path
 
+import grpc
 import pytest
+from armonik.protogen.common import agent_common_pb2 as a
 
 from armonik_core.config import ConfigurationError
+from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.outcomes import OutcomeKind
-from armonik_core.polling_agent.inprocess import RESTART_EXIT_CODE, load_processor
+from armonik_core.domain.records import Task
+from armonik_core.domain.statuses import TaskStatus
+from armonik_core.polling_agent.agent_service import NO_TASK, AgentService, TaskRun
+from armonik_core.polling_agent.backend import AcquiredTask
+from armonik_core.polling_agent.inprocess import RESTART_EXIT_CODE, InProcessAgentStub, load_processor
 from tests.integration.agent_harness import Sockets, agent_settings, start_agent
 from tests.integration.agent_worker import process
 from tests.support import run_module
@@ -103,3 +110,58 @@ async def test_a_processor_that_returns_after_its_timeout_lets_the_agent_go_on(t
         assert not running.agent.restart_requested
     finally:
         await running.stop()
+
+
+def test_notify_and_metadata_calls_are_answered_in_the_callers_thread(tmp_path: Path) -> None:
+    """NotifyResultData and CreateResultsMetaData await nothing: the in-process stub runs them in the
+    processor's thread, with the same checks and statuses, without waiting for the agent's event loop (here
+    a loop that never runs: a call that needed it would never return)."""
+    options = TaskOptions(max_duration=10, max_retries=1, priority=1, partition_id="default")
+    task = Task(
+        task_id="t1",
+        session_id="s1",
+        status=TaskStatus.PROCESSING,
+        options=options,
+        payload_id="p1",
+        created_at=time.time(),
+        expected_output_ids=["out"],
+    )
+    service = AgentService(backend=None, objects=None)  # type: ignore[arg-type]  # neither is used
+    run = TaskRun(AcquiredTask(task, options, ["default"], lease="l1"), "token", tmp_path)
+    service.bind(run)
+    idle_loop = asyncio.new_event_loop()
+    stub = InProcessAgentStub(service, idle_loop)
+
+    def notify(result_id: str, token: str = "token") -> a.NotifyResultDataResponse:
+        ids = [a.NotifyResultDataRequest.ResultIdentifier(session_id="s1", result_id=result_id)]
+        return stub.NotifyResultData(a.NotifyResultDataRequest(ids=ids, communication_token=token))
+
+    try:
+        (tmp_path / "out").write_bytes(b"done")
+        assert list(notify("out").result_ids) == ["out"]
+        assert list(run.notified) == ["out"]
+        created = stub.CreateResultsMetaData(
+            a.CreateResultsMetaDataRequest(
+                results=[a.CreateResultsMetaDataRequest.ResultCreate(name="extra")],
+                session_id="s1",
+                communication_token="token",
+            )
+        )
+        assert [r.name for r in created.results] == ["extra"]
+        assert created.results[0].result_id in run.created
+        refusals = {
+            "unknown result": (lambda: notify("elsewhere"), grpc.StatusCode.INVALID_ARGUMENT, "neither"),
+            "wrong token": (lambda: notify("out", "other"), grpc.StatusCode.INVALID_ARGUMENT, "token"),
+        }
+        for what, (call, code, words) in refusals.items():
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            assert refused.value.code() is code, what
+            assert words in (refused.value.details() or ""), what
+        service.unbind()
+        with pytest.raises(grpc.RpcError) as unbound:
+            notify("out")
+        assert unbound.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert unbound.value.details() == NO_TASK
+    finally:
+        idle_loop.close()

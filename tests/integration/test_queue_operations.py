@@ -217,7 +217,7 @@ async def test_the_outcomes_of_an_exchange_are_acknowledged_in_one_call(store: S
     taken = await gateway.exchange({"acquire": {**acquire, "max_tasks": 3}}, "default")
     assert len(taken) == 3
 
-    failed = codec.outcome_to_json(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
+    failed = codec.outcome_to_wire(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
     finished = [{"lease": item["lease"], "agent_id": "agent", "outcome": failed} for item in taken]
     assert await gateway.exchange({"finished": finished}, "default") == []
     assert queue.acks == [3], "one acknowledgement for the three outcomes"

@@ -14,7 +14,6 @@ agent holds (with its id and a made-up lease), and read another session's result
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from armonik.common import ResultStatus, TaskDefinition, TaskOptions, TaskStatus
 
 from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
 from armonik_core.domain.outcomes import DataCompletion, OutcomeKind, TaskOutcome
+from armonik_core.gateway import codec
 from armonik_core.polling_agent.gateway_backend import GatewayBackend
 from tests.conftest import ROOT, ControlPlaneProcess
 from tests.support import free_port, render_file
@@ -95,17 +95,15 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     found.plane.kill()
 
 
-# -- the attacker's tools: a plain channel and JSON bodies ------------------------------------------------------
+# -- the attacker's tools: a plain channel and MessagePack bodies ------------------------------------------------------
 def metadata(partition: str, credential: str) -> list[tuple[str, str]]:
     return [("x-armonik-partition", partition), ("x-armonik-agent-credential", credential)]
 
 
 def call(target: str, method: str, body: Any, meta: list[tuple[str, str]] | None = None) -> Any:
     with grpc.insecure_channel(target) as channel:
-        reply = channel.unary_unary(f"{SERVICE}/{method}")(
-            json.dumps(body).encode(), metadata=meta, timeout=30
-        )
-    return json.loads(reply)
+        reply = channel.unary_unary(f"{SERVICE}/{method}")(codec.dumps(body), metadata=meta, timeout=30)
+    return codec.loads(reply)
 
 
 def refused(code: grpc.StatusCode, target: str, method: str, body: Any, meta: Any = None) -> str:
@@ -194,9 +192,25 @@ def test_no_credential_or_a_wrong_one_is_unauthenticated(target: Target) -> None
     with grpc.insecure_channel(target.gateway) as channel:
         stream = channel.stream_stream(f"{SERVICE}/ExchangeStream")
         with pytest.raises(grpc.RpcError) as caught:
-            list(stream(iter([json.dumps({"acquire": acquire_body(wait=0)}).encode()]), timeout=30))
+            list(stream(iter([codec.dumps({"acquire": acquire_body(wait=0)})]), timeout=30))
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert TaskStatus(task_of(target.plane, work.task).status) == TaskStatus.SUBMITTED  # nobody took it
+
+
+def test_a_body_that_is_not_a_messagepack_map_is_an_invalid_argument(target: Target) -> None:
+    """A malformed body from a caller with a valid credential is its mistake, said as such (never INTERNAL)."""
+    meta = metadata("default", target.credentials["default"])
+    bodies = {
+        b'{"leases": []}': "not MessagePack",  # JSON, as agents of earlier versions spoke
+        b"\xc1": "not MessagePack",  # a byte MessagePack never uses
+        codec.dumps([1, 2]): "not a map",
+    }
+    with grpc.insecure_channel(target.gateway) as channel:
+        for body, words in bodies.items():
+            with pytest.raises(grpc.RpcError) as caught:
+                channel.unary_unary(f"{SERVICE}/Heartbeat")(body, metadata=meta, timeout=30)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+            assert words in (caught.value.details() or "")
 
 
 def test_another_partitions_credential_cannot_take_the_task(target: Target) -> None:
@@ -227,7 +241,7 @@ def test_an_outcome_naming_another_sessions_object_is_refused(target: Target) ->
         taken[reply["task"]["session_id"]] = reply
     stolen = next(r["opaque_id"] for r in taken[other.session]["inputs"] if r["result_id"] == other.payload)
     held = taken[mine.session]
-    own_key = base64.b64encode((held["object_prefix"] + "f" * 32).encode()).decode()
+    own_key = (held["object_prefix"] + "f" * 32).encode()
     forged = [
         success([[mine.output, 18, stolen]]),  # B's object as A's output
         success([[other.payload, 4, own_key]]),  # a result of session B completed by A's task
@@ -274,7 +288,7 @@ def test_finishing_a_task_another_agent_holds_is_refused_and_its_result_stands(t
     owner = task_of(target.plane, work.task).owner_pod_id  # what the attacker reads through ListTasks
     assert owner == "real-agent"
     lease = json.dumps([f"{work.task}:{owner}", work.task, work.session, "default", 1, 1])
-    forged_output = success([[work.output, 6, base64.b64encode(b"forged").decode()]])
+    forged_output = success([[work.output, 6, b"forged"]])
     made_up = [
         f"{'0' * 16}.{'0' * 64}.{lease}",
         lease,

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from armonik_core.adapters.state.sqlite_engine import MAX_GROUP, SqliteEngine, WriteUnit
+from armonik_core.adapters.state.sqlite_engine import (
+    CHECKPOINTER_CACHE_KIB,
+    MAX_GROUP,
+    READER_CACHE_KIB,
+    WRITER_CACHE_KIB,
+    SqliteEngine,
+    WriteUnit,
+)
 from armonik_core.domain.changes import Change
 from armonik_core.domain.statuses import EventType
 
@@ -205,3 +212,18 @@ async def test_the_checkpointer_copies_the_log_into_the_database_in_the_backgrou
         assert len(await db.read(values)) == 1800
     finally:
         db.close()
+
+
+async def test_page_caches_are_bounded_per_connection(inline: Engine) -> None:
+    """A connection's cache stays full once it has read that much: with a million tasks, the sizes the
+    writer, a reader and the checkpointer keep add up to what the control plane's memory holds for SQLite."""
+    engine = inline.engine
+
+    def cache_size(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA cache_size").fetchone()[0])
+
+    assert await engine.write(lambda conn, changes: cache_size(conn)) == -WRITER_CACHE_KIB
+    assert await engine.read(cache_size) == -READER_CACHE_KIB
+    assert engine._checkpointer is not None
+    assert cache_size(engine._checkpointer._conn) == -CHECKPOINTER_CACHE_KIB
+    assert WRITER_CACHE_KIB + 2 * READER_CACHE_KIB + CHECKPOINTER_CACHE_KIB <= 48 * 1024

@@ -58,7 +58,19 @@ class StateConnection(sqlite3.Connection):
     outbox: bool = True
 
 
-def connect(path: Path, synchronous: str, outbox: bool = True) -> StateConnection:
+#: Page cache of each connection, in KiB. SQLite keeps a connection's cache full once it has read that much, and
+#: a control plane with a million tasks reads that much: at 64 MiB for each of the four connections the caches
+#: were half of its memory. The writer's pages are the ends of the tables and indexes (ids are time-ordered,
+#: see `armonik_core.ids`) and the few a transaction touches; a reader's are what one query reads; the
+#: checkpointer copies the log into the database without going through its cache.
+WRITER_CACHE_KIB = 16384
+READER_CACHE_KIB = 8192
+CHECKPOINTER_CACHE_KIB = 1024
+
+
+def connect(
+    path: Path, synchronous: str, outbox: bool = True, cache_kib: int = READER_CACHE_KIB
+) -> StateConnection:
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=30.0, factory=StateConnection
     )
@@ -67,7 +79,7 @@ def connect(path: Path, synchronous: str, outbox: bool = True) -> StateConnectio
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
 
@@ -95,7 +107,7 @@ class SqliteEngine:
         self._synchronous = synchronous
         self._on_commit = on_commit
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
-        self._writer_conn = connect(path, synchronous, outbox)
+        self._writer_conn = connect(path, synchronous, outbox, WRITER_CACHE_KIB)
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._reader_local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -327,7 +339,7 @@ class _Checkpointer:
         generation: Callable[[], int],
         interval: float,
     ) -> None:
-        self._conn = connect(path, synchronous)
+        self._conn = connect(path, synchronous, cache_kib=CHECKPOINTER_CACHE_KIB)
         self._generation = generation
         self._interval = interval
         self._stop = threading.Event()

@@ -62,15 +62,17 @@ def _apply_success(
         session = _load_session(conn, task.session_id)
         messages += _insert_tasks(conn, changes, session, outcome.subtasks, task.task_id, now)
     messages += _resolve_dependents(conn, changes, produced, now)
-    owners = {
-        r["result_id"]: r["owner_task_id"]
-        for r in _select_in(
-            conn,
-            "SELECT result_id, owner_task_id FROM results WHERE result_id IN ({marks})",
-            task.expected_output_ids,
-        )
-    }
-    unfinished = common.unfinished_outputs(task, owners, produced)
+    unfinished = None
+    if not set(task.expected_output_ids) <= set(produced):  # else all are produced: whoever owns them now
+        owners = {
+            r["result_id"]: r["owner_task_id"]
+            for r in _select_in(
+                conn,
+                "SELECT result_id, owner_task_id FROM results WHERE result_id IN ({marks})",
+                task.expected_output_ids,
+            )
+        }
+        unfinished = common.unfinished_outputs(task, owners, produced)
     if unfinished is not None:
         _record_start(conn, task.task_id, start)
         _fail(conn, changes, task, TaskStatus.ERROR, unfinished, now)

@@ -156,6 +156,8 @@ def _resolve_dependents(
         "(SELECT task_id FROM task_waits WHERE result_id IN ({marks}))",
         completed,
     )
+    if not rows:  # nothing waits on these results (the usual end of a graph's branch): nothing to delete
+        return []
     remaining: dict[str, set[str]] = {}
     for row in rows:
         remaining.setdefault(row["task_id"], set()).add(row["result_id"])
