@@ -45,9 +45,10 @@ from redis.backoff import ConstantBackoff
 
 from armonik_core.config import ConfigurationError, Environment
 
-from .base import ObjectNotFound, ObjectStorage
+from .base import ObjectNotFound
 from .errors import ObjectStorageError, ObjectStorageUnavailable
 from .parts import Piece, fixed_size_parts
+from .server import ServerObjectStorage
 
 _MIB = 1 << 20
 #: Keys handed to one script call or one pipeline by `delete` and `put_many`.
@@ -182,12 +183,13 @@ def _connect(settings: RedisSettings) -> Redis:
     )
 
 
-class RedisObjectStorage(ObjectStorage):
+class RedisObjectStorage(ServerObjectStorage[RedisSettings]):
     """ObjectStorage in Redis (see the module docstring)."""
 
+    backend = "Redis"
+
     def __init__(self, settings: RedisSettings | None = None) -> None:
-        self._settings = settings or RedisSettings()
-        self._settings.validate()
+        super().__init__(settings or RedisSettings())
         self._redis = _connect(self._settings)
         prefix = self._settings.instance_name.encode()
         self._head_prefix = prefix + b":object:"
@@ -199,10 +201,6 @@ class RedisObjectStorage(ObjectStorage):
     @classmethod
     def from_env(cls, env: Environment | None = None) -> RedisObjectStorage:
         return cls(RedisSettings.from_env(env or Environment()))
-
-    @property
-    def settings(self) -> RedisSettings:
-        return self._settings
 
     @property
     def redis(self) -> Redis:
@@ -227,11 +225,6 @@ class RedisObjectStorage(ObjectStorage):
             raise self._error(kind, action, key, _reason(error)) from error
         except redis_errors.RedisError as error:
             raise self._error(ObjectStorageError, action, key, _reason(error)) from error
-
-    def _error(
-        self, kind: type[ObjectStorageError], action: str, key: str | None, reason: str
-    ) -> ObjectStorageError:
-        return kind("Redis", self._settings.endpoint_url, action, key, reason)
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         writer = _VersionWriter(self, key)
