@@ -28,7 +28,6 @@ Not for Redis Cluster: the scripts reach chunk keys they build themselves, which
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 import uuid
@@ -47,7 +46,7 @@ from armonik_core.config import ConfigurationError, Environment
 
 from .base import ObjectNotFound
 from .errors import ObjectStorageError, ObjectStorageUnavailable
-from .parts import Piece, fixed_size_parts
+from .parts import Piece, write_in_parts
 from .server import ServerObjectStorage
 
 _MIB = 1 << 20
@@ -228,22 +227,16 @@ class RedisObjectStorage(ServerObjectStorage[RedisSettings]):
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         writer = _VersionWriter(self, key)
-        size = 0
-        try:
-            async with contextlib.aclosing(fixed_size_parts(chunks, self._settings.chunk_size)) as parts:
-                async for part, last in parts:
-                    size += len(part)
-                    if last and not writer.count:
-                        await writer.commit(size, part)  # small enough to live in the head
-                    else:
-                        await writer.write(part)
-                    del part  # before the next part is gathered (see fixed_size_parts)
-            if writer.count:
+
+        async def write(part: Piece, last: bool, size: int) -> None:
+            if last and not writer.count:
+                await writer.commit(size, part)  # small enough to live in the head
+                return
+            await writer.write(part)
+            if last:
                 await writer.commit(size, b"")
-        except BaseException:
-            await asyncio.shield(writer.discard())
-            raise
-        return size
+
+        return await write_in_parts(chunks, self._settings.chunk_size, write, writer.discard)
 
     async def put_many(self, objects: Mapping[str, bytes]) -> None:
         """Inline objects committed in pipelines of `_BATCH` (a large one is written as `put` does)."""

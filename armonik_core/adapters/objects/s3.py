@@ -36,7 +36,6 @@ threads), which also bounds the concurrency of `put_many` and `delete`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import ssl
@@ -61,7 +60,7 @@ from armonik_core.config import ConfigurationError, Environment
 from .base import ObjectNotFound
 from .errors import ObjectStorageError, ObjectStorageUnavailable
 from .filesystem import object_file_name
-from .parts import Piece, fixed_size_parts
+from .parts import Piece, write_in_parts
 from .server import ServerObjectStorage
 
 _LOG = logging.getLogger(__name__)
@@ -321,17 +320,11 @@ class S3ObjectStorage(ServerObjectStorage[S3Settings]):
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         await self.ensure_bucket("writing", key)
         upload = _Upload(self, key)
-        size = 0
-        try:
-            async with contextlib.aclosing(fixed_size_parts(chunks, self._settings.part_size)) as parts:
-                async for part, last in parts:
-                    size += len(part)
-                    await (upload.finish(part) if last else upload.send(part))
-                    del part  # before the next part is gathered (see fixed_size_parts)
-        except BaseException:
-            await asyncio.shield(upload.abort())
-            raise
-        return size
+
+        async def write(part: Piece, last: bool, size: int) -> None:
+            await (upload.finish(part) if last else upload.send(part))
+
+        return await write_in_parts(chunks, self._settings.part_size, write, upload.abort)
 
     async def put_many(self, objects: Mapping[str, bytes]) -> None:
         """One PUT per object, `S3__DegreeOfParallelism` at a time (S3 has no batched write). Every write
