@@ -190,16 +190,7 @@ class Supervisor:
             self.layout.logs.mkdir(parents=True, exist_ok=True)
             attempt = f" (restart {child.restarts})" if child.restarts else ""
             self.note(spec.name, f"starting {spec.name}{attempt}: {' '.join(spec.args)}")
-            with open(self.layout.log_of(spec.name), "ab") as log:
-                child.popen = subprocess.Popen(
-                    spec.args,
-                    env=child_environment(spec.env),
-                    cwd=spec.cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,
-                )
+            child.popen = self._spawn(spec)
         except OSError as exc:
             child.popen = None
             child.last_error = f"cannot start: {exc}"
@@ -213,6 +204,20 @@ class Supervisor:
         child.started_mono = time.monotonic()
         child.last_error = None
         self.log(f"{spec.name}: started, pid {child.popen.pid}")
+
+    def _spawn(self, spec: ProcessSpec | JobSpec) -> subprocess.Popen[bytes]:
+        """Start a service or a job the same way: its output appended to its log, no stdin, and a session of its
+        own, so that stopping it signals its whole process group and not the supervisor's."""
+        with open(self.layout.log_of(spec.name), "ab") as log:
+            return subprocess.Popen(
+                spec.args,
+                env=child_environment(spec.env),
+                cwd=spec.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
 
     def schedule_restart(self, child: Child, now: float) -> None:
         if now - child.started_mono >= STABLE_AFTER:
@@ -311,16 +316,7 @@ class Supervisor:
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         self.note(job.name, f"running job {job.name}: {' '.join(job.args)}")
         try:
-            with open(self.layout.log_of(job.name), "ab") as log:
-                popen = subprocess.Popen(
-                    job.args,
-                    env=child_environment(job.env),
-                    cwd=job.cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,
-                )
+            popen = self._spawn(job)
         except OSError as exc:
             self.note(job.name, f"cannot start: {exc}")
             return 127

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mongomock
 import pytest
@@ -44,6 +44,7 @@ def _collect() -> tuple[
 
 
 QUEUE_BACKENDS, STORAGE_BACKENDS = _collect()
+Backend = TypeVar("Backend", QueueBackend, StorageBackend)
 
 
 async def _close_all(clients: Iterable[TaskQueue | ObjectStorage | StateStore]) -> None:
@@ -52,23 +53,26 @@ async def _close_all(clients: Iterable[TaskQueue | ObjectStorage | StateStore]) 
         await client.close()
 
 
-@pytest.fixture(params=sorted(QUEUE_BACKENDS))
-async def queue_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueBackend]:
-    backend = QUEUE_BACKENDS[request.param](tmp_path)
-    yield backend
-    await _close_all(backend.clients)
+def _backend_fixture(name: str, backends: dict[str, Callable[[Path], Backend]]) -> Any:
+    """A fixture running its test once per backend of one kind, each in the test's own folder, and closing
+    what the test opened on it afterwards: queues and object storages are set up alike."""
+
+    @pytest.fixture(name=name, params=sorted(backends))
+    async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+        made = backends[request.param](tmp_path)
+        yield made
+        await _close_all(made.clients)
+
+    return backend
+
+
+queue_backend = _backend_fixture("queue_backend", QUEUE_BACKENDS)
+storage_backend = _backend_fixture("storage_backend", STORAGE_BACKENDS)
 
 
 @pytest.fixture
 def queue(queue_backend: QueueBackend) -> TaskQueue:
     return queue_backend.open()
-
-
-@pytest.fixture(params=sorted(STORAGE_BACKENDS))
-async def storage_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
-    backend = STORAGE_BACKENDS[request.param](tmp_path)
-    yield backend
-    await _close_all(backend.clients)
 
 
 @pytest.fixture

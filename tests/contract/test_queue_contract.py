@@ -70,6 +70,18 @@ async def depth_once_settled(queue: TaskQueue, partition: str, expected: int, ti
     return depth
 
 
+async def held_then_acked_for_good(
+    queue: TaskQueue, backend: QueueBackend, partition: str, lease: Lease, other_agent: str
+) -> None:
+    """The lease still holds its message (no other agent gets it, the depth does not count it), and acking it
+    removes the message for good: it does not come back once leases expire."""
+    assert await queue.pull(partition, 1, backend.lease_seconds, other_agent) == []
+    assert await depth_once_settled(queue, partition, 0) == 0
+    await queue.ack([lease])
+    await backend.expire_leases()
+    assert await queue.pull(partition, 1, backend.lease_seconds, other_agent) == []
+
+
 async def test_publish_pull_ack(queue: TaskQueue, queue_backend: QueueBackend, partition: str) -> None:
     sent = [msg(partition, f"t{i}", session=f"s{i}") for i in range(3)]
     await queue.publish(sent)
@@ -194,11 +206,7 @@ async def test_renew_keeps_message_leased_past_original_expiry(
     await queue.renew([lease], lease_seconds)
     await queue_backend.advance(lease_seconds * 0.6)  # past the original expiry, within the renewed one
 
-    assert await queue.pull(partition, 1, lease_seconds, "other-agent") == []
-    assert await depth_once_settled(queue, partition, 0) == 0
-    await queue.ack([lease])
-    await queue_backend.expire_leases()
-    assert await queue.pull(partition, 1, lease_seconds, "other-agent") == []
+    await held_then_acked_for_good(queue, queue_backend, partition, lease, "other-agent")
 
 
 async def test_renewed_lease_still_expires_eventually(
@@ -234,9 +242,7 @@ async def test_stale_handle_cannot_ack_renew_or_release_after_redelivery(
     (third,) = await queue.pull(partition, 1, lease_seconds, "third-agent")
     assert (third.message.task_id, third.deliveries) == ("t1", 3)
     # The handle of the live lease does work.
-    await queue.ack([third])
-    await queue_backend.expire_leases()
-    assert await queue.pull(partition, 1, lease_seconds, "third-agent") == []
+    await held_then_acked_for_good(queue, queue_backend, partition, third, "fourth-agent")
 
 
 async def test_depth_counts_available_messages_only(

@@ -78,6 +78,18 @@ async def acquired_by_agent_1(store: StateStore) -> tuple[Task, str]:
     return t, out
 
 
+async def running_with_dependent(store: StateStore, retries: int = 1) -> tuple[Task, Task, str, str]:
+    """A task started by agent-1 and a submitted task waiting on its output: (the running task, the waiting
+    one, the running task's output, the waiting one's)."""
+    (payload,) = await results(store, "payload", completed=True)
+    out, final = await results(store, "out", "final")
+    first = task([out], payload, retries=retries)
+    later = task([final], payload, deps=[out])
+    await running(store, first)
+    await store.submit_tasks(SID, [later])
+    return first, later, out, final
+
+
 async def status_of(store: StateStore, task_id: str) -> TaskStatus:
     return (await store.get_task(task_id)).status
 
@@ -134,12 +146,7 @@ async def test_a_start_reported_late_records_the_agents_own_times(store: StateSt
 
 
 async def test_success_completes_outputs_and_releases_dependents(store: StateStore) -> None:
-    (payload,) = await results(store, "payload", completed=True)
-    out, final = await results(store, "out", "final")
-    first = task([out], payload)
-    second = task([final], payload, deps=[out])
-    await running(store, first)
-    await store.submit_tasks(SID, [second])
+    first, second, out, _ = await running_with_dependent(store)
     assert await status_of(store, second.task_id) == TaskStatus.PENDING
 
     outcome = TaskOutcome(OutcomeKind.SUCCESS, completions=[DataCompletion(out, 3, b"obj-1")])
@@ -186,12 +193,7 @@ async def test_subtasks_take_over_the_parent_output(store: StateStore) -> None:
 
 
 async def test_success_without_the_output_is_an_error_that_cascades(store: StateStore) -> None:
-    (payload,) = await results(store, "payload", completed=True)
-    out, final = await results(store, "out", "final")
-    first = task([out], payload)
-    later = task([final], payload, deps=[out])
-    await running(store, first)
-    await store.submit_tasks(SID, [later])
+    first, later, out, final = await running_with_dependent(store)
 
     await store.finish_task(first.task_id, "agent-1", TaskOutcome(OutcomeKind.SUCCESS))
 
@@ -232,12 +234,7 @@ async def test_every_output_is_checked_when_only_some_were_produced(store: State
 async def test_error_and_timeout_fail_for_good(
     store: StateStore, kind: OutcomeKind, status: TaskStatus
 ) -> None:
-    (payload,) = await results(store, "payload", completed=True)
-    out, final = await results(store, "out", "final")
-    first = task([out], payload, retries=5)
-    later = task([final], payload, deps=[out])
-    await running(store, first)
-    await store.submit_tasks(SID, [later])
+    first, later, out, final = await running_with_dependent(store, retries=5)
 
     assert await store.finish_task(first.task_id, "agent-1", TaskOutcome(kind, message="boom")) == []
 

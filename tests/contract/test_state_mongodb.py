@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from armonik_core.adapters.state import mongodb_schema
+from armonik_core.adapters.state.base import StateStore
 from armonik_core.adapters.state.mongodb import MongoSettings, MongoStateStore
 from armonik_core.config import ConfigurationError, Environment
 from armonik_core.domain.outcomes import DataCompletion, OutcomeKind, TaskOutcome
-from armonik_core.domain.records import Partition
+from armonik_core.domain.records import Partition, Task
 from armonik_core.domain.statuses import ResultStatus, TaskStatus
 from tests.contract.conftest import StateBackend
 from tests.contract.state_store_support import SID, ids, results, session, status_of, task
@@ -83,14 +84,23 @@ async def race(backend: StateBackend, first: Awaitable[Any], second: Awaitable[A
     return [await first, await second]
 
 
-async def test_two_stores_never_give_a_task_to_two_agents(mongo_backend: StateBackend) -> None:
-    first, second = mongo_backend.open(), mongo_backend.open()
+async def two_stores_with_tasks(
+    backend: StateBackend, count: int
+) -> tuple[StateStore, StateStore, list[Task]]:
+    """Two stores on one database, as two control planes see it, and `count` ready tasks submitted through
+    the first: what the races below are run on."""
+    first, second = backend.open(), backend.open()
     await first.upsert_partitions([Partition("default")])
     await first.create_session(session(SID, ("default",)))
     (payload,) = await results(first, "payload", completed=True)
-    outs = await results(first, *(f"o{i}" for i in range(20)))
+    outs = await results(first, *(f"o{i}" for i in range(count)))
     tasks = [task([out], payload) for out in outs]
     await first.submit_tasks(SID, tasks)
+    return first, second, tasks
+
+
+async def test_two_stores_never_give_a_task_to_two_agents(mongo_backend: StateBackend) -> None:
+    first, second, tasks = await two_stores_with_tasks(mongo_backend, 20)
 
     for i, t in enumerate(tasks):  # the same message delivered to two agents, through two control planes
         a, b = await race(
@@ -113,13 +123,7 @@ async def test_two_stores_never_give_a_task_to_two_agents(mongo_backend: StateBa
 
 
 async def test_a_finish_and_a_recovery_never_both_apply(mongo_backend: StateBackend) -> None:
-    first, second = mongo_backend.open(), mongo_backend.open()
-    await first.upsert_partitions([Partition("default")])
-    await first.create_session(session(SID, ("default",)))
-    (payload,) = await results(first, "payload", completed=True)
-    outs = await results(first, *(f"o{i}" for i in range(10)))
-    tasks = [task([out], payload) for out in outs]
-    await first.submit_tasks(SID, tasks)
+    first, second, tasks = await two_stores_with_tasks(mongo_backend, 10)
     for i, t in enumerate(tasks):
         await first.acquire_task(t.task_id, "agent-a", "a")
         await first.start_task(t.task_id, "agent-a")

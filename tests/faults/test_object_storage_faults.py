@@ -17,33 +17,25 @@ from armonik_core.config import ConfigurationError, Environment
 
 
 @pytest.mark.parametrize(
-    ("variables", "named"),
+    ("settings", "variables", "named"),
     [
-        ({"S3__EndpointUrl": "ftp://127.0.0.1:9000"}, "S3__EndpointUrl"),
-        ({"S3__EndpointUrl": "http://127.0.0.1:9000/bucket"}, "S3__EndpointUrl"),
-        ({"S3__CaPath": "/nonexistent/ca.pem"}, "S3__CaPath"),
-        ({"S3__MustForcePathStyle": "maybe"}, "S3__MustForcePathStyle"),
-        ({"S3__DegreeOfParallelism": "0"}, "S3__DegreeOfParallelism"),
+        (S3Settings, {"S3__EndpointUrl": "ftp://127.0.0.1:9000"}, "S3__EndpointUrl"),
+        (S3Settings, {"S3__EndpointUrl": "http://127.0.0.1:9000/bucket"}, "S3__EndpointUrl"),
+        (S3Settings, {"S3__CaPath": "/nonexistent/ca.pem"}, "S3__CaPath"),
+        (S3Settings, {"S3__MustForcePathStyle": "maybe"}, "S3__MustForcePathStyle"),
+        (S3Settings, {"S3__DegreeOfParallelism": "0"}, "S3__DegreeOfParallelism"),
+        (RedisSettings, {"Redis__EndpointUrl": "127.0.0.1:port"}, "Redis__EndpointUrl"),
+        (RedisSettings, {"Redis__EndpointUrl": "http://127.0.0.1:6379"}, "Redis__EndpointUrl"),
+        (RedisSettings, {"Redis__Timeout": "30s"}, "Redis__Timeout"),
+        (RedisSettings, {"Redis__CaPath": "/nonexistent/chain.pem"}, "Redis__CaPath"),
+        (RedisSettings, {"Redis__Ssl": "yes please"}, "Redis__Ssl"),
     ],
 )
-def test_bad_s3_settings_name_the_variable(variables: dict[str, str], named: str) -> None:
+def test_bad_settings_name_the_variable(
+    settings: type[S3Settings] | type[RedisSettings], variables: dict[str, str], named: str
+) -> None:
     with pytest.raises(ConfigurationError, match=named):
-        S3Settings.from_env(Environment(variables))
-
-
-@pytest.mark.parametrize(
-    ("variables", "named"),
-    [
-        ({"Redis__EndpointUrl": "127.0.0.1:port"}, "Redis__EndpointUrl"),
-        ({"Redis__EndpointUrl": "http://127.0.0.1:6379"}, "Redis__EndpointUrl"),
-        ({"Redis__Timeout": "30s"}, "Redis__Timeout"),
-        ({"Redis__CaPath": "/nonexistent/chain.pem"}, "Redis__CaPath"),
-        ({"Redis__Ssl": "yes please"}, "Redis__Ssl"),
-    ],
-)
-def test_bad_redis_settings_name_the_variable(variables: dict[str, str], named: str) -> None:
-    with pytest.raises(ConfigurationError, match=named):
-        RedisSettings.from_env(Environment(variables))
+        settings.from_env(Environment(variables))
 
 
 def test_settings_use_upstream_names_case_insensitively() -> None:

@@ -115,8 +115,7 @@ def restart_broker() -> None:
 async def test_broker_restart_keeps_messages_requeues_leases_and_stales_handles(
     broker_control: None, settings: RabbitMQSettings, partition: str
 ) -> None:
-    queue = RabbitMQQueue(settings)
-    try:
+    async with RabbitMQQueue(settings) as queue:
         await queue.publish([msg(partition, f"t{i:02d}") for i in range(20)])
         held = await queue.pull(partition, 5, LONG_LEASE, "agent")
         assert task_ids(held) == [f"t{i:02d}" for i in range(5)]
@@ -143,8 +142,6 @@ async def test_broker_restart_keeps_messages_requeues_leases_and_stales_handles(
         assert sorted(task_ids(everything)) == [f"t{i:02d}" for i in range(20)]
         await queue.ack(everything)
         assert await queue.depth(partition) == 0
-    finally:
-        await queue.close()
 
 
 # -- a consumer killed between take and ack ---------------------------------------------------------------
@@ -204,8 +201,7 @@ async def test_consumer_killed_between_take_and_ack_gives_messages_to_another_cl
 @pytest.mark.timeout(30)
 async def test_unreachable_broker_fails_with_a_named_error_after_bounded_retries(partition: str) -> None:
     port = free_port()  # nothing listens there
-    queue = RabbitMQQueue(RabbitMQSettings(port=port, max_retries=3), retry_delay=0.1)
-    try:
+    async with RabbitMQQueue(RabbitMQSettings(port=port, max_retries=3), retry_delay=0.1) as queue:
         start = time.monotonic()
         with pytest.raises(
             RabbitMQUnavailableError, match=rf"RabbitMQ at 127\.0\.0\.1:{port} is unreachable \(3 attempts\)"
@@ -214,24 +210,19 @@ async def test_unreachable_broker_fails_with_a_named_error_after_bounded_retries
         assert time.monotonic() - start < 10
         with pytest.raises(RabbitMQUnavailableError):
             await queue.depth(partition)
-    finally:
-        await queue.close()
 
 
 @pytest.mark.timeout(30)
 async def test_wrong_password_is_reported_without_retrying(
     settings: RabbitMQSettings, partition: str
 ) -> None:
-    queue = RabbitMQQueue(
+    async with RabbitMQQueue(
         dataclasses.replace(settings, password="not-the-password", max_retries=5), retry_delay=2
-    )
-    try:
+    ) as queue:
         start = time.monotonic()
         with pytest.raises(RabbitMQUnavailableError, match=f"rejected user '{settings.user}'"):
             await queue.depth(partition)
         assert time.monotonic() - start < 2  # no retry delay was waited
-    finally:
-        await queue.close()
 
 
 @pytest.mark.timeout(30)
@@ -239,12 +230,9 @@ async def test_tls_to_a_plain_port_fails_with_a_named_error(
     settings: RabbitMQSettings, partition: str
 ) -> None:
     tls = dataclasses.replace(settings, scheme="AMQPS", allow_insecure_tls=True, max_retries=1)
-    queue = RabbitMQQueue(tls)
-    try:
+    async with RabbitMQQueue(tls) as queue:
         with pytest.raises(RabbitMQUnavailableError, match=rf"RabbitMQ at {settings.host}:{settings.port}"):
             await queue.publish([msg(partition, "t1")])
-    finally:
-        await queue.close()
 
 
 @pytest.mark.timeout(30)
@@ -252,9 +240,10 @@ async def test_queue_declared_with_other_arguments_is_refused_and_held_leases_su
     settings: RabbitMQSettings, partition: str
 ) -> None:
     other = f"{partition}-other"
-    elsewhere = RabbitMQQueue(dataclasses.replace(settings, max_priority=3))
-    queue = RabbitMQQueue(settings)
-    try:
+    async with (
+        RabbitMQQueue(dataclasses.replace(settings, max_priority=3)) as elsewhere,
+        RabbitMQQueue(settings) as queue,
+    ):
         await elsewhere.publish([msg(other, "theirs")])
         await queue.publish([msg(partition, "mine")])
         (lease,) = await queue.pull(partition, 1, LONG_LEASE, "agent")
@@ -271,9 +260,6 @@ async def test_queue_declared_with_other_arguments_is_refused_and_held_leases_su
         await queue.release([lease])  # stale once acked
         assert await queue.depth(partition) == 0
         assert await elsewhere.depth(other) == 1
-    finally:
-        await queue.close()
-        await elsewhere.close()
 
 
 # -- TLS (AMQPS) --------------------------------------------------------------------------------------------
@@ -332,16 +318,13 @@ async def test_amqps_verifies_the_broker_against_amqp_ca_path(
         "Amqp__Prefix": settings.prefix,
     }
     tls = dataclasses.replace(RabbitMQSettings.from_env(Environment(variables)), queue_expires_seconds=60)
-    queue = RabbitMQQueue(tls)
-    try:
+    async with RabbitMQQueue(tls) as queue:
         await queue.publish([msg(partition, "over-tls")])
         (lease,) = await queue.pull(partition, 1, LONG_LEASE, "agent")
         await queue.ack([lease])
         assert lease.message.task_id == "over-tls"
         assert await queue.depth(partition) == 0
         assert tls_terminator.handshakes == 1
-    finally:
-        await queue.close()
 
 
 @pytest.mark.timeout(30)
@@ -351,20 +334,17 @@ async def test_amqps_refuses_a_broker_certificate_it_cannot_verify(
     untrusted = RabbitMQSettings(
         port=tls_terminator.port, scheme="AMQPS", prefix=settings.prefix, max_retries=1
     )
-    queue = RabbitMQQueue(untrusted)  # the system's authorities do not know the terminator's CA
-    insecure = RabbitMQQueue(
-        dataclasses.replace(untrusted, allow_insecure_tls=True, queue_expires_seconds=60)
-    )
-    try:
+    insecure = dataclasses.replace(untrusted, allow_insecure_tls=True, queue_expires_seconds=60)
+    async with (
+        RabbitMQQueue(untrusted) as queue,  # the system's authorities do not know the terminator's CA
+        RabbitMQQueue(insecure) as insecure_queue,
+    ):
         with pytest.raises(
             RabbitMQUnavailableError,
             match=rf"RabbitMQ at 127\.0\.0\.1:{tls_terminator.port}.*CERTIFICATE_VERIFY_FAILED",
         ):
             await queue.depth(partition)
-        assert await insecure.depth(partition) == 0  # Amqp__AllowInsecureTls skips the verification
-    finally:
-        await queue.close()
-        await insecure.close()
+        assert await insecure_queue.depth(partition) == 0  # Amqp__AllowInsecureTls skips the verification
 
 
 def test_settings_from_environment() -> None:

@@ -6,6 +6,7 @@ submission put them (SUBMITTED when ready, PENDING while waiting on data), and e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -107,6 +108,18 @@ def start_exporter(data_dir: Path, **env: str) -> Exporter:
     raise TimeoutError(f"exporter not ready: {exporter.logs()}")
 
 
+@contextlib.contextmanager
+def running_exporter(data_dir: Path, **env: str) -> Iterator[Exporter]:
+    """An exporter for the time of a block, killed after it unless the block stopped it itself."""
+    started = start_exporter(data_dir, **env)
+    try:
+        yield started
+    finally:
+        if started.process.poll() is None:
+            started.process.kill()
+            started.process.wait(10)
+
+
 @pytest.fixture
 def control_plane(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
     """A control plane on the file queue, whose depth another process (the exporter) can read."""
@@ -118,11 +131,14 @@ def control_plane(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
 
 @pytest.fixture
 def exporter(control_plane: ControlPlaneProcess) -> Iterator[Exporter]:
-    started = start_exporter(control_plane.data_dir, Components__QueueStorage="embedded")
-    yield started
-    if started.process.poll() is None:
-        started.process.kill()
-        started.process.wait(10)
+    with running_exporter(control_plane.data_dir, Components__QueueStorage="embedded") as started:
+        yield started
+
+
+def assert_tasks(values: dict[str, float], partition: str, **expected: int) -> None:
+    """The named task counts of one partition ("": of all of them), compared in one assertion."""
+    prefix = f"armonik_{partition}_tasks_" if partition else "armonik_tasks_"
+    assert {status: values[prefix + status] for status in expected} == expected, partition
 
 
 def options(partition: str) -> TaskOptions:
@@ -162,43 +178,28 @@ def test_counts_follow_submissions_and_cancellations(
     _, default_ready = submit(channel, "default", ready=3, waiting=2)
     submit(channel, "pymonik", ready=4, waiting=0)
     values = exporter.scrape()
-    assert values["armonik_tasks_submitted"] == 7
-    assert values["armonik_tasks_pending"] == 2
-    assert values["armonik_default_tasks_submitted"] == 3
-    assert values["armonik_default_tasks_pending"] == 2
-    assert values["armonik_pymonik_tasks_submitted"] == 4
-    assert values["armonik_pymonik_tasks_pending"] == 0
-    assert values["armonik_default_tasks_queued"] == 3
-    assert values["armonik_pymonik_tasks_queued"] == 4
-    assert values["armonik_tasks_queued"] == 7
-    assert values["armonik_default_queue_depth"] == 3
-    assert values["armonik_pymonik_queue_depth"] == 4
-    assert values["armonik_queue_depth"] == 7
-    for status in ("completed", "error", "cancelled", "dispatched", "processing"):
-        assert values[f"armonik_tasks_{status}"] == 0
+    assert_tasks(values, "", submitted=7, pending=2, queued=7)
+    assert_tasks(values, "default", submitted=3, pending=2, queued=3)
+    assert_tasks(values, "pymonik", submitted=4, pending=0, queued=4)
+    depths = ("armonik_default_queue_depth", "armonik_pymonik_queue_depth", "armonik_queue_depth")
+    assert [values[name] for name in depths] == [3, 4, 7]
+    assert_tasks(values, "", completed=0, error=0, cancelled=0, dispatched=0, processing=0)
 
     ArmoniKTasks(channel).cancel_tasks(default_ready[:2])
     values = exporter.scrape()
-    assert values["armonik_default_tasks_cancelled"] == 2
-    assert values["armonik_default_tasks_submitted"] == 1
-    assert values["armonik_default_tasks_queued"] == 1
-    assert values["armonik_tasks_cancelled"] == 2
-    assert values["armonik_tasks_submitted"] == 5
-    assert values["armonik_pymonik_tasks_submitted"] == 4
+    assert_tasks(values, "default", cancelled=2, submitted=1, queued=1)
+    assert_tasks(values, "", cancelled=2, submitted=5)
+    assert_tasks(values, "pymonik", submitted=4)
 
 
 def test_scrapes_within_the_cache_validity_share_one_collection(
     control_plane: ControlPlaneProcess, channel: grpc.Channel
 ) -> None:
-    exporter = start_exporter(control_plane.data_dir, MetricsExporter__CacheValidity="00:01:00")
-    try:
+    with running_exporter(control_plane.data_dir, MetricsExporter__CacheValidity="00:01:00") as exporter:
         before = parse_text(exporter.get("/metrics")[1])
         submit(channel, "default", ready=2, waiting=0)
         after = parse_text(exporter.get("/metrics")[1])
         assert before["armonik_default_tasks_submitted"] == after["armonik_default_tasks_submitted"] == 0
-    finally:
-        exporter.process.kill()
-        exporter.process.wait(10)
 
 
 def test_partition_names_are_sanitised(tmp_path: Path) -> None:
@@ -210,19 +211,14 @@ def test_partition_names_are_sanitised(tmp_path: Path) -> None:
         },
     )
     plane.start()
-    exporter = start_exporter(plane.data_dir)
     try:
-        with grpc.insecure_channel(plane.endpoint) as channel:
+        with running_exporter(plane.data_dir) as exporter, grpc.insecure_channel(plane.endpoint) as channel:
             submit(channel, "gpu-large", ready=2, waiting=1)
-        values = exporter.scrape()
-        assert values["armonik_gpu_large_tasks_submitted"] == 2
-        assert values["armonik_gpu_large_tasks_pending"] == 1
-        assert values["armonik_gpu_large_tasks_queued"] == 2
-        assert values["armonik_cpu_small_tasks_queued"] == 0
+            values = exporter.scrape()
+        assert_tasks(values, "gpu_large", submitted=2, pending=1, queued=2)
+        assert_tasks(values, "cpu_small", queued=0)
         assert not any(name.startswith("armonik_default_") for name in values)
     finally:
-        exporter.process.kill()
-        exporter.process.wait(10)
         plane.kill()
 
 

@@ -95,6 +95,12 @@ class Graph:
         return self.tasks.get_task(task_id).status
 
 
+@pytest.fixture
+def graph(sessions: ArmoniKSessions, results: ArmoniKResults, tasks: ArmoniKTasks) -> Graph:
+    """A fresh session with the default options, to build tasks and results in."""
+    return Graph(sessions, results, tasks, sessions.create_session(options()))
+
+
 # -- creation and lookup --------------------------------------------------------------------------------------
 
 
@@ -324,11 +330,10 @@ def test_purge_drops_data_and_delete_drops_everything(
 
 
 def test_stop_submission_and_closed_session_refuse_new_work(
-    sessions: ArmoniKSessions, results: ArmoniKResults, tasks: ArmoniKTasks
+    graph: Graph, sessions: ArmoniKSessions, results: ArmoniKResults, tasks: ArmoniKTasks
 ) -> None:
     precondition = grpc.StatusCode.FAILED_PRECONDITION
-    sid = sessions.create_session(options())
-    graph = Graph(sessions, results, tasks, sid)
+    sid = graph.sid
     payload, output = graph.payload(), graph.empty()[0]
 
     stopped = sessions.stop_submission_session(sid, client=True, worker=False)
@@ -366,10 +371,9 @@ def test_stop_submission_and_closed_session_refuse_new_work(
 
 
 def test_pause_holds_ready_tasks_and_resume_releases_them(
-    sessions: ArmoniKSessions, results: ArmoniKResults, tasks: ArmoniKTasks
+    graph: Graph, sessions: ArmoniKSessions, results: ArmoniKResults, tasks: ArmoniKTasks
 ) -> None:
-    sid = sessions.create_session(options())
-    graph = Graph(sessions, results, tasks, sid)
+    sid = graph.sid
     ready, _ = graph.task()
     missing = graph.empty()[0]
     waiting, _ = graph.task(deps=[missing])
@@ -400,10 +404,9 @@ def test_pause_holds_ready_tasks_and_resume_releases_them(
 
 
 def test_cancel_session_cancels_tasks_and_aborts_created_results(
-    sessions: ArmoniKSessions, results: ArmoniKResults, tasks: ArmoniKTasks
+    graph: Graph, sessions: ArmoniKSessions, results: ArmoniKResults, tasks: ArmoniKTasks
 ) -> None:
-    sid = sessions.create_session(options())
-    graph = Graph(sessions, results, tasks, sid)
+    sid = graph.sid
     ready, ready_output = graph.task()
     missing, done = graph.empty(2)
     results.upload_result_data(done, sid, b"done")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -35,10 +36,14 @@ from armonik_samples.local import LocalCluster, TaskFailed
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-class Sessions:
-    def __init__(self, world: World) -> None:
-        self.world = world
+@dataclass
+class StandIn:
+    """One SDK client's stand-in: its calls act on the world it is part of."""
 
+    world: World
+
+
+class Sessions(StandIn):
     def create_session(
         self, default_task_options: TaskOptions, partition_ids: list[str] | None = None
     ) -> str:
@@ -62,10 +67,7 @@ class Sessions:
         self.world.actions.append("resume")
 
 
-class Results:
-    def __init__(self, world: World) -> None:
-        self.world = world
-
+class Results(StandIn):
     def create_results_metadata(self, result_names: list[str], session_id: str, batch_size: int = 100) -> Any:
         ids = self.world.cluster.create_results_metadata(list(result_names))
         return {name: Result(session_id=session_id, name=name, result_id=rid) for name, rid in ids.items()}
@@ -81,10 +83,7 @@ class Results:
         return self.world.cluster.result(result_id)
 
 
-class Tasks:
-    def __init__(self, world: World) -> None:
-        self.world = world
-
+class Tasks(StandIn):
     def submit_tasks(
         self,
         session_id: str,
@@ -132,10 +131,7 @@ class Tasks:
         return n, tasks[:page_size]
 
 
-class Events:
-    def __init__(self, world: World) -> None:
-        self.world = world
-
+class Events(StandIn):
     def get_events(
         self,
         session_id: str,

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 
 Piece = bytes | bytearray | memoryview
 
@@ -37,3 +39,25 @@ async def fixed_size_parts(
                 pending += view[:taken]
             view = view[taken:]
     yield pending, True
+
+
+async def write_in_parts(
+    chunks: AsyncIterable[bytes],
+    size: int,
+    write: Callable[[Piece, bool, int], Awaitable[None]],
+    abort: Callable[[], Awaitable[None]],
+) -> int:
+    """Hand the stream to `write` as `(part, is_last, bytes so far)` in parts of `size` (`fixed_size_parts`)
+    and return the object's size. Whatever ends the write early (a failure of the backend or of `chunks`,
+    a cancellation) runs `abort`, shielded, so that no partial object is left behind."""
+    written = 0
+    try:
+        async with contextlib.aclosing(fixed_size_parts(chunks, size)) as parts:
+            async for part, last in parts:
+                written += len(part)
+                await write(part, last, written)
+                del part  # before the next part is gathered
+    except BaseException:
+        await asyncio.shield(abort())
+        raise
+    return written

@@ -28,7 +28,6 @@ Not for Redis Cluster: the scripts reach chunk keys they build themselves, which
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 import uuid
@@ -45,9 +44,10 @@ from redis.backoff import ConstantBackoff
 
 from armonik_core.config import ConfigurationError, Environment
 
-from .base import ObjectNotFound, ObjectStorage
+from .base import ObjectNotFound
 from .errors import ObjectStorageError, ObjectStorageUnavailable
-from .parts import Piece, fixed_size_parts
+from .parts import Piece, write_in_parts
+from .server import ServerObjectStorage
 
 _MIB = 1 << 20
 #: Keys handed to one script call or one pipeline by `delete` and `put_many`.
@@ -182,12 +182,13 @@ def _connect(settings: RedisSettings) -> Redis:
     )
 
 
-class RedisObjectStorage(ObjectStorage):
+class RedisObjectStorage(ServerObjectStorage[RedisSettings]):
     """ObjectStorage in Redis (see the module docstring)."""
 
+    backend = "Redis"
+
     def __init__(self, settings: RedisSettings | None = None) -> None:
-        self._settings = settings or RedisSettings()
-        self._settings.validate()
+        super().__init__(settings or RedisSettings())
         self._redis = _connect(self._settings)
         prefix = self._settings.instance_name.encode()
         self._head_prefix = prefix + b":object:"
@@ -199,10 +200,6 @@ class RedisObjectStorage(ObjectStorage):
     @classmethod
     def from_env(cls, env: Environment | None = None) -> RedisObjectStorage:
         return cls(RedisSettings.from_env(env or Environment()))
-
-    @property
-    def settings(self) -> RedisSettings:
-        return self._settings
 
     @property
     def redis(self) -> Redis:
@@ -228,29 +225,18 @@ class RedisObjectStorage(ObjectStorage):
         except redis_errors.RedisError as error:
             raise self._error(ObjectStorageError, action, key, _reason(error)) from error
 
-    def _error(
-        self, kind: type[ObjectStorageError], action: str, key: str | None, reason: str
-    ) -> ObjectStorageError:
-        return kind("Redis", self._settings.endpoint_url, action, key, reason)
-
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         writer = _VersionWriter(self, key)
-        size = 0
-        try:
-            async with contextlib.aclosing(fixed_size_parts(chunks, self._settings.chunk_size)) as parts:
-                async for part, last in parts:
-                    size += len(part)
-                    if last and not writer.count:
-                        await writer.commit(size, part)  # small enough to live in the head
-                    else:
-                        await writer.write(part)
-                    del part  # before the next part is gathered (see fixed_size_parts)
-            if writer.count:
+
+        async def write(part: Piece, last: bool, size: int) -> None:
+            if last and not writer.count:
+                await writer.commit(size, part)  # small enough to live in the head
+                return
+            await writer.write(part)
+            if last:
                 await writer.commit(size, b"")
-        except BaseException:
-            await asyncio.shield(writer.discard())
-            raise
-        return size
+
+        return await write_in_parts(chunks, self._settings.chunk_size, write, writer.discard)
 
     async def put_many(self, objects: Mapping[str, bytes]) -> None:
         """Inline objects committed in pipelines of `_BATCH` (a large one is written as `put` does)."""

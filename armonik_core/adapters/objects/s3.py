@@ -36,7 +36,6 @@ threads), which also bounds the concurrency of `put_many` and `delete`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import ssl
@@ -58,10 +57,11 @@ from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, SSL
 
 from armonik_core.config import ConfigurationError, Environment
 
-from .base import ObjectNotFound, ObjectStorage
+from .base import ObjectNotFound
 from .errors import ObjectStorageError, ObjectStorageUnavailable
 from .filesystem import object_file_name
-from .parts import Piece, fixed_size_parts
+from .parts import Piece, write_in_parts
+from .server import ServerObjectStorage
 
 _LOG = logging.getLogger(__name__)
 _MIB = 1 << 20
@@ -275,12 +275,13 @@ class _Download:
             self._response.release_conn()
 
 
-class S3ObjectStorage(ObjectStorage):
+class S3ObjectStorage(ServerObjectStorage[S3Settings]):
     """ObjectStorage in one bucket of an S3 server (see the module docstring)."""
 
+    backend = "S3"
+
     def __init__(self, settings: S3Settings | None = None) -> None:
-        self._settings = settings or S3Settings()
-        self._settings.validate()
+        super().__init__(settings or S3Settings())
         client, self._http = _make_client(self._settings)
         self._requests = _Requests(client, self._settings.bucket_name, self._settings.region)
         self._pool = ThreadPoolExecutor(self._settings.degree_of_parallelism, thread_name_prefix="s3-storage")
@@ -289,10 +290,6 @@ class S3ObjectStorage(ObjectStorage):
     @classmethod
     def from_env(cls, env: Environment | None = None) -> S3ObjectStorage:
         return cls(S3Settings.from_env(env or Environment()))
-
-    @property
-    def settings(self) -> S3Settings:
-        return self._settings
 
     async def _call(self, action: str, key: str | None, function: Callable[..., _T], *args: object) -> _T:
         """Run a blocking request in the pool; a failure of the server or of the network becomes an
@@ -306,11 +303,6 @@ class S3ObjectStorage(ObjectStorage):
         except (HTTPError, OSError) as error:
             kind = ObjectStorageError if _is_tls_refusal(error) else ObjectStorageUnavailable
             raise self._error(kind, action, key, _network_reason(error)) from error
-
-    def _error(
-        self, kind: type[ObjectStorageError], action: str, key: str | None, reason: str
-    ) -> ObjectStorageError:
-        return kind("S3", self._settings.endpoint_url, action, key, reason)
 
     async def ensure_bucket(self, action: str = "checking", key: str | None = None) -> None:
         """Create the bucket unless it exists (done once per client, before its first request). A failure
@@ -328,17 +320,11 @@ class S3ObjectStorage(ObjectStorage):
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         await self.ensure_bucket("writing", key)
         upload = _Upload(self, key)
-        size = 0
-        try:
-            async with contextlib.aclosing(fixed_size_parts(chunks, self._settings.part_size)) as parts:
-                async for part, last in parts:
-                    size += len(part)
-                    await (upload.finish(part) if last else upload.send(part))
-                    del part  # before the next part is gathered (see fixed_size_parts)
-        except BaseException:
-            await asyncio.shield(upload.abort())
-            raise
-        return size
+
+        async def write(part: Piece, last: bool, size: int) -> None:
+            await (upload.finish(part) if last else upload.send(part))
+
+        return await write_in_parts(chunks, self._settings.part_size, write, upload.abort)
 
     async def put_many(self, objects: Mapping[str, bytes]) -> None:
         """One PUT per object, `S3__DegreeOfParallelism` at a time (S3 has no batched write). Every write

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,9 @@ class Lease:
     handle: str
     message: QueueMessage
     deliveries: int = 1
+
+
+_Queue = TypeVar("_Queue", bound="TaskQueue")
 
 
 class TaskQueue(ABC):
@@ -61,3 +65,10 @@ class TaskQueue(ABC):
 
     async def close(self) -> None:
         """Release connections."""
+
+    async def __aenter__(self: _Queue) -> _Queue:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """A queue opened for one block (a tool, a test) has its connections released however it ends."""
+        await self.close()

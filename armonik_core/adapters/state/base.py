@@ -11,9 +11,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.domain.changes import Change
+from armonik_core.domain.errors import NotFound
 from armonik_core.domain.filters import Filter, ListQuery
 from armonik_core.domain.outcomes import DataCompletion, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
@@ -108,12 +110,7 @@ class StateStore(ABC):
         """The results that exist, in no particular order."""
 
     async def get_result(self, result_id: str) -> Result:
-        from armonik_core.domain.errors import NotFound
-
-        found = await self.get_results([result_id])
-        if not found:
-            raise NotFound(f"Result not found: {result_id}")
-        return found[0]
+        return _only(await self.get_results([result_id]), "Result", result_id)
 
     @abstractmethod
     async def list_results(self, query: ListQuery) -> tuple[int, list[Result]]: ...
@@ -144,12 +141,7 @@ class StateStore(ABC):
     async def get_tasks(self, task_ids: Sequence[str]) -> list[Task]: ...
 
     async def get_task(self, task_id: str) -> Task:
-        from armonik_core.domain.errors import NotFound
-
-        found = await self.get_tasks([task_id])
-        if not found:
-            raise NotFound(f"Task not found: {task_id}")
-        return found[0]
+        return _only(await self.get_tasks([task_id]), "Task", task_id)
 
     @abstractmethod
     async def list_tasks(self, query: ListQuery) -> tuple[int, list[Task]]: ...
@@ -203,3 +195,13 @@ class StateStore(ABC):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+_Record = TypeVar("_Record")
+
+
+def _only(found: Sequence[_Record], kind: str, wanted: str) -> _Record:
+    """The record a lookup by one id found: none means the caller named one that does not exist."""
+    if not found:
+        raise NotFound(f"{kind} not found: {wanted}")
+    return found[0]

@@ -1,18 +1,34 @@
 # The objects of the module as data: locals only, no resource, so that they can be evaluated (and compared
 # with the renderer's) without a cluster or a provider; main.tf applies them.
 locals {
-  armonik  = var.user != null
-  own_keys = ["config_maps", "secrets", "ports", "resources"]
+  armonik = var.user != null
+  name    = var.name != null ? var.name : var.service.name
+  labels  = var.labels != null ? var.labels : { app = "armonik", service = var.service.name }
+  # A storage service's container: named, pulled and sized from the service, its credentials first in its env
+  # (try: with no service, nothing; a conditional would need both sides of one type).
+  given = [for c in var.containers : merge(
+    try({ name = var.service.name, image = var.service.image, imagePullPolicy = "IfNotPresent" }, {}),
+    c,
+    try({
+      resources = { limits = var.service.block.limits, requests = var.service.block.requests }
+      env = concat([for pair in var.credentials : {
+        name      = pair[0]
+        valueFrom = { secretKeyRef = { name = var.service.block.credentials_secret, key = pair[1] } }
+      }], try(c.env, []))
+    }, {}),
+  )]
+  given_pod = merge(try({ nodeSelector = var.service.block.node_selector }, {}), var.pod)
+  own_keys  = ["config_maps", "secrets", "ports", "resources"]
   # A container's limits and requests without their empty maps (none at all: no `resources`), and the pod
   # without an empty nodeSelector or tolerations, as the renderer writes them: callers pass their variables as
   # they are, empty or not.
-  resources = [for c in var.containers : { for kind, values in try(c.resources, {}) : kind => values if length(values) > 0 }]
+  resources = [for c in local.given : { for kind, values in try(c.resources, {}) : kind => values if length(values) > 0 }]
   prunable  = ["nodeSelector", "tolerations"]
   mounts = concat(
     [for v in var.volumes : { name = v.name, mountPath = v.mount_path }],
     [for s in var.secret_volumes : { name = s.name, mountPath = s.mount_path, readOnly = true }],
   )
-  containers = [for i, c in var.containers : merge(
+  containers = [for i, c in local.given : merge(
     local.armonik ? { imagePullPolicy = "IfNotPresent" } : {},
     local.armonik ? { securityContext = { allowPrivilegeEscalation = false, capabilities = { drop = ["ALL"] } } } : {},
     { for key, value in c : key => value if !contains(local.own_keys, key) },
@@ -27,13 +43,13 @@ locals {
     } : {},
   )]
   volumes = concat(
-    try(var.pod.volumes, []),
+    try(local.given_pod.volumes, []),
     [for v in var.volumes : merge({ name = v.name }, v.source)],
     [for s in var.secret_volumes : { name = s.name, secret = { secretName = s.secret, defaultMode = s.mode } }],
   )
   pod = merge(
     local.armonik ? { securityContext = { runAsUser = var.user, runAsGroup = var.user, fsGroup = var.user, runAsNonRoot = var.user != 0 } } : {},
-    { for key, value in var.pod : key => value if !contains(local.prunable, key) || try(length(value) > 0, true) },
+    { for key, value in local.given_pod : key => value if !contains(local.prunable, key) || try(length(value) > 0, true) },
     { containers = local.containers },
     length(local.volumes) > 0 ? { volumes = local.volumes } : {},
   )
@@ -41,14 +57,14 @@ locals {
   workload = {
     apiVersion = "apps/v1"
     kind       = var.stateful == null ? "Deployment" : "StatefulSet"
-    metadata   = { name = var.name, namespace = var.namespace, labels = var.labels }
+    metadata   = { name = local.name, namespace = var.namespace, labels = local.labels }
     spec = merge(
       var.stateful == null ? {} : { serviceName = var.stateful.service_name },
       var.stateful == null ? {} : { volumeClaimTemplates = var.stateful.claims },
       {
         replicas = var.replicas
-        selector = { matchLabels = var.labels }
-        template = { metadata = { labels = var.labels }, spec = local.pod }
+        selector = { matchLabels = local.labels }
+        template = { metadata = { labels = local.labels }, spec = local.pod }
       },
     )
   }
@@ -56,10 +72,10 @@ locals {
     for s in var.services : s.name => {
       apiVersion = "v1"
       kind       = "Service"
-      metadata   = { name = s.name, namespace = var.namespace, labels = var.labels }
+      metadata   = { name = s.name, namespace = var.namespace, labels = local.labels }
       spec = merge({
         type     = s.type
-        selector = var.labels
+        selector = local.labels
         ports    = [for name, port in s.ports : { name = name, port = port, targetPort = name, protocol = "TCP" }]
       }, s.headless ? { clusterIP = "None" } : {})
     }

@@ -1,5 +1,5 @@
 output "name" {
-  value = var.name
+  value = local.name
 }
 output "manifests" {
   description = "The objects applied: the workload and its Services by name"

@@ -1,11 +1,31 @@
 variable "namespace" { type = string }
 variable "name" {
-  description = "Name of the Deployment (or StatefulSet)"
+  description = "Name of the Deployment (or StatefulSet); null: the service's"
   type        = string
+  default     = null
 }
 variable "labels" {
-  description = "Labels of the workload, of its pods (its selector) and of its Services"
+  description = "Labels of the workload, of its pods (its selector) and of its Services; null: the service's"
   type        = map(string)
+  default     = null
+}
+variable "service" {
+  description = <<-EOT
+    A storage service run from its vendor's image (null: one of ArmoniK's own workloads). Its `name` names the
+    workload and its one container and labels them (app = armonik, service = name), as the renderer does; its
+    parameters' `block` gives the container's limits and requests and the pod's nodeSelector. The storage
+    modules thereby pass only what sets their service apart.
+  EOT
+  type        = object({ name = string, image = string, block = any })
+  default     = null
+}
+variable "credentials" {
+  description = <<-EOT
+    A storage service's environment variables read from keys of its block's credentials_secret, as
+    [variable, key] in the order the renderer writes them; they come before the container's own `env`.
+  EOT
+  type        = list(tuple([string, string]))
+  default     = []
 }
 variable "replicas" {
   type    = number
