@@ -202,6 +202,9 @@ def test_starts_every_process_with_its_environment_and_sigterm_stops_them_all(
     sup = run(plan)
     processes = sup.wait_running(["control-plane", "w-grandchild", "w-stubborn"])
     wait_for(lambda: len(records(folder, "control-plane")) == 1)
+    # the stubborn one ignores SIGTERM only once it has written its record: stopping it earlier would not show
+    # the grace period running out
+    wait_for(lambda: len(records(folder, "w-stubborn")) == 1)
     assert records(folder, "control-plane")[0]["env"]["Section__Key"] == "cp"
     assert records(folder, "control-plane")[0]["pid"] == processes["control-plane"]["pid"]
     grandchild_pid = folder / "records" / "w-grandchild-grandchild.pid"
