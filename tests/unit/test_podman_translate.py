@@ -244,6 +244,8 @@ def test_the_projects_nginx_stands_in_for_upstreams_when_that_is_absent(tmp_path
     assert "@files/configmap-ingress-nginx:/etc/nginx/conf.d:ro" in mounts
     assert "@files/configmap-ingress-static:/static:ro" in mounts
     assert option_values(nginx.args, "--user") == ["5000:5000"]
+    assert option_values(nginx.args, "--cap-drop") == ["ALL"]
+    assert option_values(nginx.args, "--security-opt") == ["no-new-privileges"]
     assert [w for w in translation.warnings if stand_in in w] == [
         f"Deployment/ingress: image nginxinc/nginx-unprivileged:1.29.5-alpine-slim is not here, "
         f"{stand_in} runs in its place"
