@@ -6,7 +6,7 @@
     armonik-deploy render  DIR [--parameters FILE] [--versions FILE]   # Kubernetes manifests, one per file
     armonik-deploy status  [--generated DIR] [--target local|podman]
     armonik-deploy destroy [--generated DIR] [--target local|kubernetes]
-    armonik-deploy images build [--base IMAGE] [--push REGISTRY]   # the five container images
+    armonik-deploy images build [--base IMAGE] [--push REGISTRY]   # the six container images
     armonik-deploy images base                                      # a Python base without any registry
 
 `deploy` again after editing the parameters applies the change (new partitions, other replica counts) without

@@ -1,4 +1,4 @@
-"""Building the five images of infrastructure/images/Dockerfile, named and tagged as versions.tfvars.json says.
+"""Building the six images of infrastructure/images/Dockerfile, named and tagged as versions.tfvars.json says.
 
 The targets are built one after the other: they share the wheel stage and the runtime stage, which the engine
 builds once and takes from its cache for the next ones (and across runs: podman's storage persists on the
@@ -30,7 +30,11 @@ TARGETS = {
     "metrics-exporter": "armonik-metrics-exporter",
     "samples-worker": "armonik-samples-worker",
     "pymonik-worker": "armonik-pymonik-worker",
+    "ingress-nginx": "armonik-ingress-nginx",
 }
+#: Upstream images that the project builds a stand-in for (upstream name -> image name of TARGETS): the podman
+#: target runs the stand-in where the pinned image is not on the machine (no registry is assumed there).
+STAND_INS = {"nginxinc/nginx-unprivileged": "armonik-ingress-nginx"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,7 @@ class Built:
 
 
 def images_of(versions: Versions) -> list[Image]:
-    """The five images, with the tag of `armonik_versions.armonik_py`; a name versions.tfvars.json does not list
+    """The six images, with the tag of `armonik_versions.armonik_py`; a name versions.tfvars.json does not list
     is an error, so that what is built is what the deployments will ask for."""
     listed = versions.armonik_images.get(COMPONENT, [])
     missing = [name for name in TARGETS.values() if name not in listed]
@@ -127,3 +131,9 @@ def build(
 
 def missing(engine: Engine, images: list[Image]) -> list[Image]:
     return [image for image in images if not engine.image_exists(image.reference)]
+
+
+def stand_ins(images: list[Image]) -> dict[str, str]:
+    """Upstream image name -> the local reference of the stand-in among `images` (see `STAND_INS`)."""
+    by_name = {image.name: image.reference for image in images}
+    return {upstream: by_name[name] for upstream, name in STAND_INS.items() if name in by_name}

@@ -29,7 +29,7 @@ def build_command(
     push: str | None = typer.Option(None, "--push", help="Also push each image to this registry."),
     target: list[str] = typer.Option([], "--target", help="Only this Dockerfile target (repeatable)."),
 ) -> None:
-    """Build the five images, tagged as versions.tfvars.json says, and print each one's size."""
+    """Build the six images, tagged as versions.tfvars.json says, and print each one's size."""
     try:
         images = [i for i in images_of(load_versions(versions)) if not target or i.target in target]
         built = build(find_engine(), images, base=base, push=push, progress=console.print)

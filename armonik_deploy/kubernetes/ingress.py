@@ -205,6 +205,8 @@ def manifests(ctx: Context, settings: Settings, routes: list[tuple[str, str]]) -
         "ports": objects.container_ports(**{port_name: NGINX_PORT}),
         "volumeMounts": nginx_mounts,
         "readinessProbe": probe,
+        # unprivileged (port 8080, files under /tmp): no capability needed, as upstream's image
+        "securityContext": objects.container_security(),
     }
     pod_labels = objects.labels("ingress")
     pod = {"containers": [nginx, grpc_web], "volumes": volumes, "securityContext": objects.pod_security()}

@@ -284,10 +284,12 @@ def operators(ctx: Context, settings: Settings) -> list[Manifest]:
 
 
 def operator_urls(ctx: Context, ingress_url: str) -> dict[str, str | None]:
-    """The outputs' URLs of the stack, given where the ingress Service is reached (`http(s)://host:port`)."""
+    """The outputs' URLs of the stack, given where the ingress Service is reached (`http(s)://host:port`).
+    `/admin/` always answers: the GUI's pod when `admin_gui` is deployed, else the gRPC-Web container, which
+    sends it to the project's console (as the local target's ingress does)."""
     base = ingress_url.rstrip("/")
     return {
-        "admin_app_url": f"{base}/admin/" if ctx.params.admin_gui is not None else None,
+        "admin_app_url": f"{base}/admin/",
         "grafana_url": f"{base}/grafana/" if grafana_enabled(ctx) else None,
         "seq_web_url": f"{base}/seq/" if ctx.params.seq is not None else None,
     }

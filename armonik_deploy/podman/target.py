@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from armonik_deploy.images.build import build, images_of, missing
+from armonik_deploy.images.build import build, images_of, missing, stand_ins
 from armonik_deploy.images.engine import Engine, EngineError, find_engine
 from armonik_deploy.kubernetes.apply import Endpoint, make_certificates, write_kubernetes_outputs
 from armonik_deploy.kubernetes.context import CONTROL_PLANE_IMAGE, Context, Credentials
@@ -109,7 +109,7 @@ def deploy(
     ours = images_of(the_versions)
     built = build(engine, missing(engine, ours), base=base or os.environ.get("ARMONIK_BASE_IMAGE") or None)
     network = Network(prefix, gateway, params.local.host)
-    translation = translate(rendered.manifests, prefix, network, _ours(engine))
+    translation = translate(rendered.manifests, prefix, network, _ours(engine), stand_ins(ours))
     if forwards:
         relay_image = next(i.reference for i in ours if i.name == CONTROL_PLANE_IMAGE)
         translation.relays.append(relay_pod(prefix, relay_image, gateway, forwards))

@@ -14,7 +14,8 @@ those that the NetworkPolicies open only to other pods (`armonik_deploy.podman.p
 Not translated: probes, resource limits (cgroup controllers are often not delegated on such machines),
 preStop hooks (containers are stopped agent first), and objects of other kinds (ScaledObject, charts):
 `Translation.skipped` names them. A Deployment whose image is neither one of ours nor present locally is
-skipped with a warning (no registry is assumed), so an observability Deployment does not block the rest.
+skipped with a warning (no registry is assumed), so an observability Deployment does not block the rest, unless
+the project builds a stand-in for it (`stand_ins`: the ingress' nginx), which then runs in its place.
 """
 
 from __future__ import annotations
@@ -120,13 +121,27 @@ def local_image(image: str) -> str:
     return f"localhost/{image}"
 
 
+def repository(image: str) -> str:
+    """`image` without its tag (a registry's port, `host:5000/name`, is not a tag)."""
+    name, colon, tag = image.rpartition(":")
+    return name if colon and "/" not in tag else image
+
+
 class _Translator:
     def __init__(
-        self, manifests: Sequence[Manifest], prefix: str, network: Network, ours: Callable[[str], bool]
+        self,
+        manifests: Sequence[Manifest],
+        prefix: str,
+        network: Network,
+        ours: Callable[[str], bool],
+        stand_ins: Mapping[str, str],
     ):
         self.prefix = prefix
         self.network = network
         self.ours = ours
+        self.stand_ins = stand_ins
+        #: Image named by a container -> the image podman runs (its local name, or a stand-in's).
+        self.runs: dict[str, str] = {}
         self.configmaps = {
             m["metadata"]["name"]: dict(m.get("data") or {}) for m in _kind(manifests, "ConfigMap")
         }
@@ -233,7 +248,7 @@ class _Translator:
         if container.get("command"):
             args += ["--entrypoint", json.dumps(container["command"])]
         return Container(
-            container["name"], local_image(container["image"]), [*args, "@image", *container.get("args", [])]
+            container["name"], self.runs[container["image"]], [*args, "@image", *container.get("args", [])]
         )
 
     def _network(self) -> list[str]:
@@ -280,7 +295,7 @@ class _Translator:
         spec = manifest["spec"]
         pod_spec = spec["template"]["spec"]
         images = [c["image"] for c in pod_spec.get("initContainers", []) + pod_spec["containers"]]
-        absent = [i for i in images if not self.ours(i)]
+        absent = [i for i in images if not self._resolve(i, f"{manifest['kind']}/{name}")]
         if absent:
             self.out.warnings.append(
                 f"{manifest['kind']}/{name} not run: image {', '.join(absent)} is not here"
@@ -304,16 +319,35 @@ class _Translator:
             empty = [f"{pod_name}-{v['name']}" for v in pod_spec.get("volumes") or [] if "emptyDir" in v]
             self.out.pods.append(Pod(pod_name, "Deployment", containers, empty, options))
 
+    def _resolve(self, image: str, workload: str) -> bool:
+        """Whether `image`, or its stand-in, is here (and which one runs: `self.runs`)."""
+        if image in self.runs:
+            return True
+        if self.ours(image):
+            self.runs[image] = local_image(image)
+            return True
+        stand_in = self.stand_ins.get(repository(image))
+        if stand_in is None or not self.ours(stand_in):
+            return False
+        self.runs[image] = stand_in
+        self.out.warnings.append(f"{workload}: image {image} is not here, {stand_in} runs in its place")
+        return True
+
 
 def _kind(manifests: Sequence[Manifest], kind: str) -> list[Manifest]:
     return [m for m in manifests if m["kind"] == kind]
 
 
 def translate(
-    manifests: Sequence[Manifest], prefix: str, network: Network, ours: Callable[[str], bool]
+    manifests: Sequence[Manifest],
+    prefix: str,
+    network: Network,
+    ours: Callable[[str], bool],
+    stand_ins: Mapping[str, str] | None = None,
 ) -> Translation:
-    """The podman objects of `manifests`; `ours(image)` says whether an image can run here."""
-    translator = _Translator(manifests, prefix, network, ours)
+    """The podman objects of `manifests`; `ours(image)` says whether an image can run here, `stand_ins` maps
+    an upstream image's name (without tag) to the image that runs in its place when it cannot."""
+    translator = _Translator(manifests, prefix, network, ours, stand_ins or {})
     for manifest in manifests:
         if manifest["kind"] in ("Deployment", "Job"):
             translator.workload(manifest)

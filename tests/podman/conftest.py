@@ -1,11 +1,11 @@
 """A real deployment of the podman target for the suites of this folder: images built, then
 `armonik-deploy deploy --target podman` with a parameters file of its own.
 
-The session fixture `images` builds the registry-free base (`armonik-deploy images base`) and the five images
+The session fixture `images` builds the registry-free base (`armonik-deploy images base`) and the six images
 on it (`armonik-deploy images build --base`), timing both; `deployment` deploys the parameters of the local
 end-to-end suite (free ports, partition `default` with 2 pairs of the samples worker, `pymonik` with 1 pair of
-the PymoniK worker) with the images named, once without TLS and once with `ingress = { tls = true, mtls = true }`
-(`mtls_deployment`), and destroys it at the end, checking that no container of it is left; `deployed` makes
+the PymoniK worker) with the images named and the ingress on a free port, once without TLS and once with
+`ingress = { tls = true, mtls = true }` (`mtls_deployment`), and destroys it at the end, checking that no container of it is left; `deployed` makes
 the other variants (`Variant`: the host's services as storage). podman and root are needed: without them the
 suite is skipped, except in CI (CI=true), where that is a failure.
 """
@@ -93,7 +93,8 @@ class Variant:
         return bool(self.ingress and self.ingress.get("mtls"))
 
 
-PLAIN = Variant("plain")
+#: Both run the ingress pod (nginx of the project's image and the gRPC-Web container), on a free port.
+PLAIN = Variant("plain", ingress={})
 MTLS = Variant("mtls", ingress={"tls": True, "mtls": True, "certificate_key_size": 2048})
 
 
@@ -113,7 +114,7 @@ def podman_parameters(control_port: int, metrics_port: int, variant: Variant = P
         partition["worker"] = [{"image": image, **({"module": module} if module else {})}]
     values["configurations"] = {"core": {"env": dict(LOCAL_ENV)}, "polling": {"env": dict(LOCAL_ENV)}}
     if variant.ingress is not None:
-        values["ingress"] = dict(variant.ingress)
+        values["ingress"] = {"http_port": free_ports(1)[0], **variant.ingress}
     return values
 
 

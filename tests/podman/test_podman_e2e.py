@@ -1,6 +1,7 @@
 """End to end on the podman target: the local suite's tests (tests/e2e) against the images run as the
-Kubernetes objects say, and what only containers show: the control plane's container killed mid-run, and every
-container stopping within 5 s.
+Kubernetes objects say, and what only containers show: the control plane's container killed mid-run, the
+ingress pod (the project's nginx image, gRPC-Web, /static/, /admin/ from the host), and every container, nginx's
+among them, stopping within 5 s.
 
 The shared tests are imported, so that each runs here on the `deployment` fixture of tests/podman/conftest.py;
 they run in the order of the imports below (the metrics test counts what the tests before it did)."""
@@ -42,6 +43,7 @@ from tests.e2e.test_local_deployment import (  # noqa: F401  (collected here)
     test_sample_clients,
     wait_results,
 )
+from tests.podman import ingress_checks
 from tests.podman.conftest import PodmanDeployment
 
 pytestmark = pytest.mark.podman
@@ -178,6 +180,18 @@ def test_a_redeploy_adds_then_removes_a_partition_keeping_the_sessions(
     assert not [c for c in deployment.containers() if "-compute-plane-extra-" in c["Names"][0]]
     assert len(deployment.agent_ids("default")) == 3
     assert clients.sessions.get_session(deployment.sessions["hello_world@extra"]).session_id
+
+
+def test_the_ingress_runs_the_projects_nginx(deployment: PodmanDeployment) -> None:
+    ingress_checks.check_runs_the_projects_nginx(deployment)
+
+
+def test_grpc_web_through_the_ingress_lists_a_session_the_test_made(deployment: PodmanDeployment) -> None:
+    ingress_checks.check_lists_a_session_through_grpc_web(deployment)
+
+
+def test_the_ingress_serves_static_files_and_sends_admin_to_the_console(deployment: PodmanDeployment) -> None:
+    ingress_checks.check_static_and_admin_pages(deployment)
 
 
 def test_every_container_stops_within_5_seconds(deployment: PodmanDeployment) -> None:

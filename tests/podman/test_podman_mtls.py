@@ -1,6 +1,6 @@
 """The podman target with `ingress = { tls = true, mtls = true }`: the SDK over TLS with the generated authority
-and client certificate (named by the generated AKCONFIG), refused without that certificate, and armonik-cli
-with the generated AKCONFIG."""
+and client certificate (named by the generated AKCONFIG), refused without that certificate, armonik-cli
+with the generated AKCONFIG, and the ingress pod over HTTPS, opened by that certificate only."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from armonik.client import ArmoniKSessions
 
 from tests.e2e.scenarios import Clients
 from tests.e2e.test_local_deployment import test_hello_world_with_the_sdk as hello_world
+from tests.podman import ingress_checks
 from tests.podman.conftest import PodmanDeployment
 
 pytestmark = pytest.mark.podman
@@ -72,3 +73,15 @@ def test_armonik_cli_over_mtls(mtls_deployment: PodmanDeployment, clients: Clien
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert [t["Status"] for t in json.loads(done.stdout)] == ["Completed"]
+
+
+def test_the_ingress_serves_https_to_a_browser_with_the_user_certificate(
+    mtls_deployment: PodmanDeployment,
+) -> None:
+    ingress_checks.check_runs_the_projects_nginx(mtls_deployment)
+    ingress_checks.check_lists_a_session_through_grpc_web(mtls_deployment)
+    ingress_checks.check_static_and_admin_pages(mtls_deployment)
+
+
+def test_the_ingress_refuses_a_browser_without_a_certificate(mtls_deployment: PodmanDeployment) -> None:
+    ingress_checks.check_refuses_a_browser_without_a_certificate(mtls_deployment)

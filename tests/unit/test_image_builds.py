@@ -19,10 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = ROOT / "infrastructure" / "quick-deploy" / "localhost" / "versions.tfvars.json"
 
 
-def test_the_five_images_are_named_and_tagged_as_the_versions_file_says() -> None:
+def test_the_six_images_are_named_and_tagged_as_the_versions_file_says() -> None:
     images = build.images_of(load_versions(VERSIONS))
     assert [i.target for i in images] == list(build.TARGETS)
     assert {i.reference for i in images} == {f"localhost/{name}:0.1.0" for name in build.TARGETS.values()}
+    assert build.stand_ins(images) == {"nginxinc/nginx-unprivileged": "localhost/armonik-ingress-nginx:0.1.0"}
+    assert build.stand_ins(images[:1]) == {}
 
 
 def test_a_versions_file_without_an_image_is_refused(tmp_path: Path) -> None:

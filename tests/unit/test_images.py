@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from armonik_deploy.kubernetes.ingress import NGINX_PORT
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "infrastructure" / "images" / "Dockerfile"
 VERSIONS = ROOT / "infrastructure" / "quick-deploy" / "localhost" / "versions.tfvars.json"
@@ -40,7 +42,11 @@ EXPECTED = {
     "samples-worker": ("armonik-samples-worker", set()),
     "pymonik-worker": ("armonik-pymonik-worker", set()),
 }
-#: The stage every target builds on, and the throw-away stage that compiles the wheels.
+#: The ingress pod's nginx (no Python of ours): target -> (image name, port), built on the base image itself.
+NGINX_TARGET, NGINX_IMAGE = "ingress-nginx", "armonik-ingress-nginx"
+NGINX_FILES = ROOT / "infrastructure" / "images" / "nginx"
+#: The stage every target builds on (the Python ones through `runtime`), and the one that compiles the wheels.
+SHARED_STAGE = "armonik-base"
 BASE_STAGE = "runtime"
 WHEEL_STAGE = "wheels"
 
@@ -159,12 +165,13 @@ def test_the_targets_are_the_expected_images_on_one_base() -> None:
     stages = parse_stages(DOCKERFILE.read_text())
     names = [s.name for s in stages]
     assert len(names) == len(set(names)), f"stage names repeat: {names}"
-    assert set(names) == set(EXPECTED) | {BASE_STAGE, WHEEL_STAGE}
+    assert set(names) == set(EXPECTED) | {SHARED_STAGE, BASE_STAGE, WHEEL_STAGE, NGINX_TARGET}
     targets = [s for s in stages if s.name in EXPECTED]
     assert {s.parent for s in targets} == {BASE_STAGE}, "every image builds on the shared stage"
     assert not any(s.copies for s in targets if s.name != "pymonik-worker"), "only the wheel stage copies"
     by_name = {s.name: s for s in stages}
-    assert by_name[WHEEL_STAGE].parent == by_name[BASE_STAGE].parent == "${BASE_IMAGE}"
+    assert by_name[WHEEL_STAGE].parent == by_name[SHARED_STAGE].parent == "${BASE_IMAGE}"
+    assert by_name[BASE_STAGE].parent == by_name[NGINX_TARGET].parent == SHARED_STAGE
     compiler = " ".join(by_name[WHEEL_STAGE].runs)
     assert "gcc" in compiler
     assert not any("gcc" in run for s in stages if s.name != WHEEL_STAGE for run in s.runs)
@@ -242,13 +249,36 @@ def test_versions_list_every_image_with_the_project_version() -> None:
     versions = json.loads(VERSIONS.read_text())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert versions["armonik_versions"]["armonik_py"] == project
-    assert sorted(versions["armonik_images"]["armonik_py"]) == sorted(name for name, _ in EXPECTED.values())
+    listed = sorted(versions["armonik_images"]["armonik_py"])
+    assert listed == sorted([NGINX_IMAGE, *(name for name, _ in EXPECTED.values())])
 
 
 def test_dockerignore_keeps_the_context_to_the_project() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in lines
     assert {"!pyproject.toml", "!README.md", *(f"!{package}/" for package in PACKAGES)} <= set(lines)
+    assert f"!{NGINX_FILES.relative_to(ROOT)}/" in lines
+
+
+def test_the_ingress_nginx_image_keeps_the_contract_of_upstreams_unprivileged_nginx() -> None:
+    """What the rendered ingress Deployment expects of its nginx image (upstream's nginx-unprivileged): the
+    Service's port, a non-root user, the server blocks read from the ConfigMap mounted on /etc/nginx/conf.d, and
+    every file nginx writes (pid, temporary files) where that user may write; nginx in the foreground as PID 1."""
+    built = image(NGINX_TARGET)
+    assert built.base == "${BASE_IMAGE}" and built.user == "5000" and built.expose == {NGINX_PORT}
+    assert built.entrypoint == ["nginx", "-e", "stderr", "-g", "daemon off;"]
+    assert any("nginx-light" in run and "gcc" not in run for run in built.runs)
+    assert any("/etc/nginx/sites-enabled" in run for run in built.runs), "Debian's site listens on port 80"
+    copied = {copy.split()[-1]: copy.split()[0] for copy in built.copies}
+    assert copied == {
+        "/etc/nginx/nginx.conf": "infrastructure/images/nginx/nginx.conf",
+        "/etc/nginx/conf.d/default.conf": "infrastructure/images/nginx/default.conf",
+    }
+    main = (NGINX_FILES / "nginx.conf").read_text()
+    assert "include /etc/nginx/conf.d/*.conf;" in main and "pid /tmp/nginx.pid;" in main
+    written = [line.split()[1].rstrip(";") for line in main.splitlines() if "_temp_path" in line]
+    assert written and all(path.startswith("/tmp/") for path in written)
+    assert f"listen {NGINX_PORT};" in (NGINX_FILES / "default.conf").read_text()
 
 
 def test_parser_joins_continuations_and_follows_stages() -> None:

@@ -121,6 +121,10 @@ def test_the_whole_stack(tmp_path: Path) -> None:
         "grafana_url": None,
         "seq_web_url": "http://10.0.0.1:5000/seq/",
     }
+    # without a GUI, /admin/ reaches the gRPC-Web container, which sends it to the console
+    without_gui = Context(parameters_from_dict(BASE), ctx.versions, tmp_path / "p", Credentials(), tmp_path)
+    urls = operator_urls(without_gui, "http://10.0.0.1:5000")
+    assert urls["admin_app_url"] == "http://10.0.0.1:5000/admin/"
 
 
 def test_without_tls_nginx_clears_the_identity_headers(tmp_path: Path) -> None:

@@ -16,7 +16,14 @@ import pytest
 
 from armonik_deploy.kubernetes import Rendered, render
 from armonik_deploy.parameters import load_parameters, load_versions
-from armonik_deploy.podman.translate import Network, Translation, TranslationError, local_image, translate
+from armonik_deploy.podman.translate import (
+    Network,
+    Translation,
+    TranslationError,
+    local_image,
+    repository,
+    translate,
+)
 from tests.unit.quick_deploy import PYMONIK_PROCESSOR, in_process_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,9 +216,47 @@ def test_the_ingress_runs_when_its_nginx_image_is_here(tmp_path: Path) -> None:
     translation = translate(rendered.manifests, "ak", NETWORK, lambda image: ours(image) or "nginx" in image)
     pod = next(p for p in translation.pods if p.name == "ak-ingress-0")
     nginx, grpc_web = pod.containers
-    assert option_values(nginx.args, "--publish")[0] == "127.0.0.1:5443:8080"
+    assert option_values(pod.options, "--publish")[0] == "127.0.0.1:5443:8080"
     assert translation.services["ingress"] == [5443]
     assert any(m.endswith(":/etc/nginx/certificates:ro") for m in option_values(nginx.args, "--volume"))
     env = env_of(grpc_web.args)
     assert env["Ingress__TrustProxyIdentityHeaders"] == "true" and env["Ingress__Host"] == "127.0.0.1"
     assert any(m.endswith(":/certificates:ro") for m in option_values(grpc_web.args, "--volume"))
+
+
+def test_the_projects_nginx_stands_in_for_upstreams_when_that_is_absent(tmp_path: Path) -> None:
+    """Upstream's nginx is not on the machine, the project's stand-in is: the ingress pod runs the stand-in,
+    with the rendered mounts (the ConfigMap's server block on /etc/nginx/conf.d, /static), and says so."""
+    rendered = rendered_for(tmp_path, "\ningress = { http_port = 5080 }\n")
+    stand_in = "localhost/armonik-ingress-nginx:0.1.0"
+
+    def here(image: str) -> bool:
+        return ours(image) or image == stand_in
+
+    translation = translate(
+        rendered.manifests, "ak", NETWORK, here, {"nginxinc/nginx-unprivileged": stand_in}
+    )
+    assert "Deployment/ingress" not in translation.skipped
+    pod = next(p for p in translation.pods if p.name == "ak-ingress-0")
+    nginx, grpc_web = pod.containers
+    assert nginx.image == stand_in and grpc_web.image == "localhost/armonik-control-plane:0.1.0"
+    mounts = option_values(nginx.args, "--volume")
+    assert "@files/configmap-ingress-nginx:/etc/nginx/conf.d:ro" in mounts
+    assert "@files/configmap-ingress-static:/static:ro" in mounts
+    assert option_values(nginx.args, "--user") == ["5000:5000"]
+    assert option_values(nginx.args, "--cap-drop") == ["ALL"]
+    assert option_values(nginx.args, "--security-opt") == ["no-new-privileges"]
+    assert [w for w in translation.warnings if stand_in in w] == [
+        f"Deployment/ingress: image nginxinc/nginx-unprivileged:1.29.5-alpine-slim is not here, "
+        f"{stand_in} runs in its place"
+    ]
+    # absent too: skipped as before
+    absent = translate(rendered.manifests, "ak", NETWORK, ours, {"nginxinc/nginx-unprivileged": stand_in})
+    assert "Deployment/ingress" in absent.skipped
+
+
+def test_an_images_repository_is_its_name_without_the_tag() -> None:
+    assert repository("nginxinc/nginx-unprivileged:1.29") == "nginxinc/nginx-unprivileged"
+    assert repository("registry:5000/nginx") == "registry:5000/nginx"
+    assert repository("registry:5000/nginx:1") == "registry:5000/nginx"
+    assert repository("nginx") == "nginx"
