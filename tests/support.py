@@ -83,6 +83,17 @@ def deploy_cli(generated: Path, *args: str, timeout: float = 120.0) -> subproces
 
 
 @contextmanager
+def short_folder(prefix: str) -> Iterator[Path]:
+    """A folder of its own right under /tmp (`prefix`...), removed afterwards: unix socket paths under it stay
+    within the hundred-odd bytes they are allowed."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
 def local_deployment(parameters: dict[str, Any], prefix: str) -> Iterator[Path]:
     """A local deployment of `parameters` in a folder of its own under /tmp (`prefix`...): its generated
     folder while it runs; destroyed and removed afterwards."""
