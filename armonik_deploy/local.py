@@ -24,7 +24,7 @@ from typing import Any
 from armonik_deploy import procs
 from armonik_deploy.certificates import CertificateError
 from armonik_deploy.gateway_secret import prepare_gateway_files
-from armonik_deploy.memory import MemoryFolderError, prepare_memory_root, remove_memory_root
+from armonik_deploy.memory import MemoryFolderError, memory_root, prepare_memory_root, remove_memory_root
 from armonik_deploy.plan import Plan
 from armonik_deploy.supervisor import Layout, write_json_atomic
 from armonik_deploy.tls import TlsPlan, channel_credentials, prepare_certificates
@@ -241,6 +241,8 @@ def destroy(layout: Layout, timeout: float | None = None) -> list[str]:
         stopped = ["supervisor", *names]
     stopped += _stop_leftovers(layout, grace=10.0)
     layout.state.unlink(missing_ok=True)
+    # Its name follows from the generated folder: removed even when the last plan no longer kept data there.
+    remove_memory_root(memory_root(layout.generated))
     if plan is not None and plan.memory_root is not None:
         remove_memory_root(Path(plan.memory_root))
     return stopped

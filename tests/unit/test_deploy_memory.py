@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from armonik_deploy.local import destroy
 from armonik_deploy.memory import MemoryFolderError, memory_root, prepare_memory_root, remove_memory_root
 from armonik_deploy.parameters import ParametersError, parameters_from_dict
 from armonik_deploy.plan import Plan, build_plan
+from armonik_deploy.supervisor import Layout
 from tests.support import short_folder
 
 WORKER = {"command": ["{python}", "worker.py"]}
@@ -145,3 +147,16 @@ def test_a_link_in_place_of_the_memory_folder_is_refused_and_not_followed(tmp_pa
 def test_no_memory_file_system_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MemoryFolderError, match="no memory file system"):
         prepare_memory_root(memory_root(tmp_path, base=tmp_path / "missing"))
+
+
+def test_destroy_removes_the_memory_folder_even_when_the_last_plan_kept_nothing_there(tmp_path: Path) -> None:
+    generated = tmp_path / "generated"
+    Layout(generated).deploy.mkdir(parents=True)
+    root = memory_root(generated)
+    prepare_memory_root(root)  # an earlier deploy kept data in memory; the last plan (none here) does not
+    (root / "objects").mkdir()
+    try:
+        destroy(Layout(generated))
+        assert not root.exists()
+    finally:
+        remove_memory_root(root)
