@@ -4,7 +4,8 @@
 running the samples' processor in its polling agent. The tasks' payloads and outputs must be files under the
 deployment's memory folder (private to this user) and none under the data directory on disk; the control plane
 and the agent are then killed (SIGKILL) and restarted by the supervisor, and every result must still download
-as it was; `destroy` removes the memory folder.
+as it was. A memory folder opened to others stops the supervisor from starting a process there until it is
+private again; `destroy` removes the memory folder.
 """
 
 from __future__ import annotations
@@ -38,6 +39,18 @@ def running_pid(generated: Path, name: str, other_than: int | None = None, timeo
                 return int(process["pid"])
         time.sleep(0.1)
     raise TimeoutError(f"{name} is not running after {timeout:g} s")
+
+
+def wait_for_error(generated: Path, name: str, timeout: float = 30.0) -> str:
+    """The reason the supervisor last gave for not starting `name`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = json.loads((generated / "deploy" / "state.json").read_text())
+        for process in state["processes"]:
+            if process["name"] == name and process.get("last_error"):
+                return str(process["last_error"])
+        time.sleep(0.1)
+    raise TimeoutError(f"no error reported for {name} after {timeout:g} s")
 
 
 def object_files(folder: Path) -> list[Path]:
@@ -119,4 +132,13 @@ def test_objects_and_data_folders_in_memory_survive_a_crash_of_every_process() -
             ArmoniKEvents(channel).wait_for_result_availability(list(more), session_id)
             assert {rid: results.download_result_data(rid, session_id) for rid in more} == more
         assert len(object_files(root / "objects")) >= 4 * TASKS
+
+        # A memory folder others may enter is no place for data: no process is started until it is private.
+        os.chmod(root, 0o755)
+        agent = running_pid(generated, "default-0-polling-agent")
+        os.killpg(agent, signal.SIGKILL)
+        refused = wait_for_error(generated, "default-0-polling-agent")
+        assert "closed to others" in refused, refused
+        os.chmod(root, 0o700)
+        running_pid(generated, "default-0-polling-agent", other_than=agent)
     assert not root.exists(), "destroy removes the memory folder"
