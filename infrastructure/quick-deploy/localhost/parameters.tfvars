@@ -44,6 +44,7 @@ compute_plane = {
   default = {
     replicas                         = 1
     termination_grace_period_seconds = 30
+    # cache_config = { memory = true } # its data folders in memory (/dev/shm), see docs/deployment.md
     polling_agent = {
       limits = {
         cpu    = "2000m"
