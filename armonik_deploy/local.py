@@ -24,6 +24,7 @@ from typing import Any
 from armonik_deploy import procs
 from armonik_deploy.certificates import CertificateError
 from armonik_deploy.gateway_secret import prepare_gateway_files
+from armonik_deploy.memory import MemoryFolderError, memory_root, prepare_memory_root, remove_memory_root
 from armonik_deploy.plan import Plan
 from armonik_deploy.supervisor import Layout, write_json_atomic
 from armonik_deploy.tls import TlsPlan, channel_credentials, prepare_certificates
@@ -162,7 +163,9 @@ def apply_plan(
     try:
         prepare_certificates(plan)  # before the plan is written: it records the certificates' digest
         prepare_gateway_files(plan)
-    except CertificateError as exc:
+        if plan.memory_root is not None:  # before any process creates a folder in it
+            prepare_memory_root(Path(plan.memory_root))
+    except (CertificateError, MemoryFolderError) as exc:
         raise DeployError(str(exc)) from None
     write_json_atomic(layout.plan, json.loads(plan.to_json()))
     pid = supervisor_pid(layout)
@@ -215,14 +218,15 @@ def wait_healthy(endpoint: str, timeout: float, log: Path | None = None, tls: Tl
 
 
 def destroy(layout: Layout, timeout: float | None = None) -> list[str]:
-    """Stop the supervisor (which stops every process it started) and anything it left behind."""
+    """Stop the supervisor (which stops every process it started) and anything it left behind, then remove the
+    deployment's data kept in memory."""
     stopped: list[str] = []
+    plan = _read_plan(layout)
     pid = supervisor_pid(layout)
     if pid is not None and _is_supervisor(pid):
         state = read_state(layout) or {}
         names = [str(p.get("name")) for p in state.get("processes", []) if p.get("pid")]
         if timeout is None:
-            plan = _read_plan(layout)
             graces = [p.grace for p in plan.processes] if plan else []
             # two waves (compute plane, then control plane), each up to its longest grace, plus a margin
             timeout = 2 * max(graces, default=10.0) + 15.0
@@ -237,6 +241,10 @@ def destroy(layout: Layout, timeout: float | None = None) -> list[str]:
         stopped = ["supervisor", *names]
     stopped += _stop_leftovers(layout, grace=10.0)
     layout.state.unlink(missing_ok=True)
+    # Its name follows from the generated folder: removed even when the last plan no longer kept data there.
+    remove_memory_root(memory_root(layout.generated))
+    if plan is not None and plan.memory_root is not None:
+        remove_memory_root(Path(plan.memory_root))
     return stopped
 
 

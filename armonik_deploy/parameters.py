@@ -190,6 +190,9 @@ class Worker:
 
 @dataclass(slots=True)
 class CacheConfig:
+    """The shared cache folder of a partition's pods: in memory (tmpfs) with `memory`; `size_limit` bounds it
+    on Kubernetes (the emptyDir's sizeLimit), not locally, where the memory file system's own size does."""
+
     memory: bool = False
     size_limit: str | int | None = None
 
@@ -285,9 +288,20 @@ class MetricsExporter:
 
 # -- local target -----------------------------------------------------------------------------------------
 @dataclass(slots=True)
+class LocalObjectStorage:
+    """The embedded filesystem object storage (upstream's LocalStorage adapter): in memory (tmpfs) with
+    `memory`, else in `path` (`LocalStorage__Path`; relative to the generated folder), else under the data
+    directory."""
+
+    memory: bool = False
+    path: str | None = field(default=None, metadata=constraint(non_empty=True))
+
+
+@dataclass(slots=True)
 class Local:
     host: str = "127.0.0.1"
     data_directory: str = "data"
+    object_storage: LocalObjectStorage = field(default_factory=LocalObjectStorage)
     working_directory: str | None = None
     python: str | None = None
     env: EnvMap = field(default_factory=dict)

@@ -39,6 +39,7 @@ from typing import Any
 
 from armonik_deploy.gateway_secret import credential_file, secret_file
 from armonik_deploy.ingress import admin_gui_image, http_port, ingress_env, ingress_urls
+from armonik_deploy.memory import memory_root
 from armonik_deploy.parameters import (
     ComputePartition,
     Parameters,
@@ -120,6 +121,8 @@ class Plan:
     log_files_kept: int = 3
     #: TLS of the client endpoint (`ingress.tls`); None: plain HTTP/2.
     tls: TlsPlan | None = None
+    #: The deployment's folder on a memory file system (armonik_deploy.memory), when some data is kept there.
+    memory_root: str | None = None
 
     @property
     def control_plane_url(self) -> str:
@@ -245,6 +248,23 @@ def _check_workers(file: Path, name: str, partition: ComputePartition) -> None:
             )
 
 
+def _object_storage_env(params: Parameters, file: Path, generated: Path, memory: Path) -> dict[str, str]:
+    """`LocalStorage__Path` for `local.object_storage`: the embedded filesystem storage in memory or elsewhere."""
+    chosen = params.local.object_storage
+    if not chosen.memory and chosen.path is None:
+        return {}
+    where = "local.object_storage"
+    if chosen.memory and chosen.path is not None:
+        raise ParametersError(file, f"{where}.path", "set either memory = true or a path, not both")
+    other = next((name for name in ("redis", "minio") if getattr(params, name) is not None), None)
+    if other is not None:
+        raise ParametersError(
+            file, where, f"configures the embedded filesystem object storage, but {other} is the one chosen"
+        )
+    path = memory / "objects" if chosen.memory else generated / str(chosen.path)
+    return {"LocalStorage__Path": str(path)}
+
+
 def _in_process_env(partition: ComputePartition, worker_env: dict[str, str]) -> dict[str, str]:
     """An in-process worker's settings, for its polling agent: the module, and the environment the worker
     process would have had (configurations.worker, worker.env), since the user's code runs there."""
@@ -330,6 +350,10 @@ def build_plan(
     data = str(data_dir if data_dir.is_absolute() else generated / data_dir)
     cache = generated / "cache"
     shared = cache / "shared"
+    memory = memory_root(generated)
+    in_memory = params.local.object_storage.memory or any(
+        p.cache_config is not None and p.cache_config.memory for p in params.compute_plane.values()
+    )
     python = local.python or sys.executable
     host = local.host
     endpoint = f"{connect_host(host)}:{cp.port}"
@@ -337,7 +361,11 @@ def build_plan(
     common = {**env_strings(local.env), "Serilog__MinimumLevel": params.logging_level}
     log_env = fragment_env(configs.log)
     # The storage services the parameters name reach every process as upstream's `core` configuration does.
-    core_env = {**storage_env(params, file), **fragment_env(configs.core)}
+    core_env = {
+        **storage_env(params, file),
+        **_object_storage_env(params, file, generated, memory),
+        **fragment_env(configs.core),
+    }
     placeholders = {"python": python, "generated": str(generated)}
     warnings: list[str] = []
     tls, tls_warnings = tls_plan(params, file, generated, connect_host(host))
@@ -390,6 +418,13 @@ def build_plan(
             warnings.append(
                 f"compute_plane.{name}.replicas = 0: no worker will run the tasks of partition {name}"
             )
+        cache_config = partition.cache_config
+        partition_shared = memory / "shared" if cache_config is not None and cache_config.memory else shared
+        if cache_config is not None and cache_config.memory and cache_config.size_limit is not None:
+            warnings.append(
+                f"compute_plane.{name}.cache_config.size_limit: not enforced locally (the size of "
+                f"{memory.parent} bounds the cache folder)"
+            )
         for replica in range(partition.replicas):
             pair = f"{name}-{replica}"
             folder = cache / pair
@@ -415,7 +450,7 @@ def build_plan(
                 **compute_env,
                 # upstream's layout, `<SharedCacheFolder>/<communication token>`: a default that
                 # configurations.polling and the partition's polling_agent.env may change
-                "Pollster__SharedCacheFolder": str(shared),
+                "Pollster__SharedCacheFolder": str(partition_shared),
                 **fragment_env(configs.polling),
                 **env_strings(agent.env),
                 **(_in_process_env(partition, fragment_env(configs.worker)) if in_process else {}),
@@ -535,4 +570,5 @@ def build_plan(
         admin_gui_image=gui_image,
         warnings=warnings,
         tls=tls,
+        memory_root=str(memory) if in_memory else None,
     )

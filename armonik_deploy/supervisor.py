@@ -36,6 +36,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from armonik_deploy import logrotate, procs
+from armonik_deploy.memory import MemoryFolderError, prepare_memory_root
 from armonik_deploy.paths import Below
 from armonik_deploy.plan import PARTITIONS_PREFIX, JobSpec, Plan, ProcessSpec
 
@@ -185,13 +186,16 @@ class Supervisor:
         child.next_start = None
         child.stopping = False
         try:
+            if self.plan is not None and self.plan.memory_root is not None:
+                # made again, private, should it have gone (a process's folders may be in it)
+                prepare_memory_root(Path(self.plan.memory_root))
             for folder in spec.folders:
                 Path(folder).mkdir(parents=True, exist_ok=True)
             self.layout.logs.mkdir(parents=True, exist_ok=True)
             attempt = f" (restart {child.restarts})" if child.restarts else ""
             self.note(spec.name, f"starting {spec.name}{attempt}: {' '.join(spec.args)}")
             child.popen = self._spawn(spec)
-        except OSError as exc:
+        except (OSError, MemoryFolderError) as exc:
             child.popen = None
             child.last_error = f"cannot start: {exc}"
             child.last_exit = 127

@@ -14,8 +14,9 @@ summary compares; a table gives every run's tasks/s, its ratios to dask and Ray,
 
 `--backends` runs step 1 on other storage, selected in the deployment's parameters file as a user would: a
 comma-separated list of `<queue>+<objects>` with queue `memory` (embedded, the default), `rabbitmq` or
-`activemq`, and objects `filesystem`, `redis` or `s3` (a moto S3 server the script starts); `embedded` is
-`memory+filesystem`. RabbitMQ (127.0.0.1:5672), ActiveMQ (127.0.0.1:5673) and Redis (127.0.0.1:6379) must run.
+`activemq`, and objects `filesystem`, `shm` (the same, with the objects and the partition's data folders in
+memory: `local.object_storage.memory` and `cache_config.memory`), `redis` or `s3` (a moto S3 server the script
+starts); `embedded` is `memory+filesystem`, `embedded-memory` is `memory+shm`. RabbitMQ (127.0.0.1:5672), ActiveMQ (127.0.0.1:5673) and Redis (127.0.0.1:6379) must run.
 `+mongodb` adds MongoDB state at `MONGODB_URI`. The first combination is the one compared with the references.
 
 Figures are printed as a table and as a final JSON line; compare ratios within one run, as the machine's
@@ -65,14 +66,15 @@ BUDGET_ROWS = (
 )
 
 QUEUES = ("memory", "rabbitmq", "activemq")
-OBJECTS = ("filesystem", "redis", "s3")
+OBJECTS = ("filesystem", "shm", "redis", "s3")
+ALIASES = {"embedded": ("memory", "filesystem"), "embedded-memory": ("memory", "shm")}
 
 
 def parse_backends(text: str) -> list[tuple[str, ...]]:
     """`embedded,rabbitmq+redis` -> [("memory", "filesystem"), ("rabbitmq", "redis")]."""
     combos = []
     for item in filter(None, (part.strip() for part in text.split(","))):
-        parts = ("memory", "filesystem") if item == "embedded" else tuple(item.split("+"))
+        parts = ALIASES.get(item) or tuple(item.split("+"))
         queue, objects, *state = parts + (("filesystem",) if len(parts) == 1 else ())
         if queue not in QUEUES or objects not in OBJECTS or state not in ([], ["mongodb"]):
             raise SystemExit(
@@ -110,7 +112,7 @@ def storage_blocks(combo: tuple[str, ...], s3_endpoint: str | None) -> dict[str,
 
 
 def describe(combo: tuple[str, ...]) -> str:
-    return "embedded" if combo == ("memory", "filesystem") else "+".join(combo)
+    return next((name for name, parts in ALIASES.items() if parts == combo), "+".join(combo))
 
 
 #: How the deployment runs the no-op processor: worker processes, or in the polling agents (`Worker__Module`).
@@ -129,21 +131,27 @@ def parse_workers(text: str) -> list[str]:
 
 
 def deploy(
-    generated: Path, pairs: int, storage: dict[str, Any] | None = None, worker: str = "separate"
+    generated: Path,
+    pairs: int,
+    storage: dict[str, Any] | None = None,
+    worker: str = "separate",
+    memory: bool = False,
 ) -> tuple[str, Path]:
+    """Deploy `pairs` agents running the no-op processor; with `memory`, objects and data folders on /dev/shm."""
     port = free_port()
     parameters = generated / "parameters.tfvars.json"
     parameters.write_text(
         json.dumps(
             {
                 **(storage or {}),
-                "local": {"host": "127.0.0.1"},
+                "local": {"host": "127.0.0.1", "object_storage": {"memory": memory}},
                 "control_plane": {"port": port},
                 "metrics_exporter": None,
                 "compute_plane": {
                     "default": {
                         "replicas": pairs,
                         "worker": [WORKERS[worker]],
+                        "cache_config": {"memory": memory},
                     }
                 },
             }
@@ -287,24 +295,28 @@ def run_deployments(
         s3 = S3Server().start()
     runs: dict[str, tuple[Rate, list[float], dict[str, float]]] = {}
     try:
-        for worker in workers:
-            for combo in combos:
-                with tempfile.TemporaryDirectory(prefix="ak-throughput-") as tmp:
-                    generated = Path(tmp)
-                    label = f"{worker} / {describe(combo)}"
-                    console.print(f"deploying {args.pairs} agents ({label}) ...")
-                    blocks = storage_blocks(combo, s3.endpoint if s3 else None)
-                    endpoint, _ = deploy(generated, args.pairs, blocks, worker)
-                    try:
-                        runs[label] = armonik_run(
-                            endpoint,
-                            args.tasks,
-                            args.round_trips,
-                            not args.no_progress,
-                            deployment_pids(generated),
-                        )
-                    finally:
-                        destroy(generated)
+        for worker, combo, round_ in (
+            (worker, combo, round_)
+            for round_ in range(1, args.repeat + 1)
+            for worker in workers
+            for combo in combos
+        ):
+            with tempfile.TemporaryDirectory(prefix="ak-throughput-") as tmp:
+                generated = Path(tmp)
+                label = f"{worker} / {describe(combo)}" + (f" #{round_}" if args.repeat > 1 else "")
+                console.print(f"deploying {args.pairs} agents ({label}) ...")
+                blocks = storage_blocks(combo, s3.endpoint if s3 else None)
+                endpoint, _ = deploy(generated, args.pairs, blocks, worker, memory=combo[1] == "shm")
+                try:
+                    runs[label] = armonik_run(
+                        endpoint,
+                        args.tasks,
+                        args.round_trips,
+                        not args.no_progress,
+                        deployment_pids(generated),
+                    )
+                finally:
+                    destroy(generated)
     finally:
         if s3 is not None:
             s3.stop()
@@ -332,12 +344,19 @@ def main() -> None:
     parser.add_argument("--no-ceiling", action="store_true", help="skip the worker protocol ceiling")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every worker mode and backend combination this many times, alternating (labels #1, #2, ...)",
+    )
+    parser.add_argument(
         "--backends", default="embedded", help="comma-separated <queue>+<objects>[+mongodb] (see above)"
     )
     args = parser.parse_args()
     combos = parse_backends(args.backends)
     workers = parse_workers(args.worker)
 
+    load_at_start = os.getloadavg()
     runs = run_deployments(args, combos, workers)
     armonik, latencies, milestones = next(iter(runs.values()))
 
@@ -366,6 +385,7 @@ def main() -> None:
     figures: dict[str, Any] = {
         "tasks": args.tasks,
         "pairs": args.pairs,
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "armonik_tasks_per_second": round(armonik.per_second, 1),
         "armonik_round_trip": rounded(summary(latencies)),

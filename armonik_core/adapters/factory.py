@@ -84,4 +84,7 @@ def open_object_storage(env: Environment, kind: str, data_directory: Path, durab
         return S3ObjectStorage.from_env(env)
     from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
 
-    return FilesystemObjectStorage(data_directory / "objects", fsync=durable)
+    # Upstream's LocalStorage adapter setting; a deployment points it at a memory file system (/dev/shm) to
+    # keep objects off the disk, as Ray keeps its object store.
+    path = env.get("LocalStorage__Path", "")
+    return FilesystemObjectStorage(Path(path) if path else data_directory / "objects", fsync=durable)

@@ -3,7 +3,8 @@
 The session-scoped `deployment` fixture writes a `parameters.tfvars.json` into a temporary folder (free ports
 for the control plane and the metrics exporter; partition `default` with 2 pairs of the bundled generic worker,
 partition `pymonik` with 1 pair of the PymoniK worker, and `inprocess` and `pymonik-inprocess` with 1 polling
-agent each running the same processors in its own process (`Worker__Module`); the PymoniK partitions' data
+agent each running the same processors in its own process (`Worker__Module`), `inprocess` with its data folders
+in memory (`cache_config.memory`); the PymoniK partitions' data
 folders under /cache/shared, where PymoniK looks for the resources it fetches; a 3 s lease and 1 s heartbeats so that a lost agent is
 noticed quickly), deploys it from the repository root (the working directory of every process), and destroys
 it at the end, checking that no process of it is left. The suite runs once per storage variant
@@ -102,6 +103,8 @@ def parameters(
             "inprocess": {
                 "replicas": 1,
                 "termination_grace_period_seconds": 5,
+                # its data folders in memory, the objects elsewhere: outputs are copied, not renamed
+                "cache_config": {"memory": True},
                 "worker": [{"module": SAMPLES_PROCESSOR}],
             },
             "pymonik": {

@@ -63,6 +63,32 @@ def test_throughput_reports_rates_round_trips_and_cpu_per_task() -> None:
     assert "A round trip, step by step (medians)" in done.stdout
 
 
+def memory_folders() -> set[Path]:
+    return set(Path("/dev/shm").glob(f"armonik-{os.getuid()}-*"))
+
+
+def test_throughput_compares_data_on_disk_and_in_memory_alternately() -> None:
+    before = memory_folders()
+    done, figures = run_benchmark(
+        "throughput.py",
+        *("--tasks", "40", "--round-trips", "3", "--no-dask", "--no-ray", "--no-ceiling"),
+        *("--worker", "inprocess", "--backends", "embedded,embedded-memory", "--repeat", "2"),
+    )
+    # alternated: disk, memory, disk, memory, each run on a deployment of its own
+    assert list(figures["runs"]) == [
+        "inprocess / embedded #1",
+        "inprocess / embedded-memory #1",
+        "inprocess / embedded #2",
+        "inprocess / embedded-memory #2",
+    ]
+    for run in figures["runs"].values():
+        assert run["tasks_per_second"] > 0
+        assert set(run["cpu_ms_per_task"]) == {"control-plane", "polling-agent", "client"}
+    assert len(figures["load_average_at_start"]) == 3 and len(figures["load_average"]) == 3
+    assert "By run" in done.stdout
+    assert memory_folders() <= before, "every deployment's memory folder is removed when it is destroyed"
+
+
 def test_listing_reads_every_task_of_a_session_page_by_page() -> None:
     done, figures = run_benchmark("listing.py", "--tasks", "2500", "--page-size", "500")
     assert figures["tasks"] == 2500 and figures["page_size"] == 500

@@ -35,6 +35,18 @@ def test_embedded_backends_by_default() -> None:
 
 
 @pytest.mark.parametrize(
+    ("variables", "folder"),
+    [({}, "data/objects"), ({"LocalStorage__Path": "{tmp}/in-memory"}, "in-memory")],
+)
+def test_filesystem_objects_go_to_upstreams_local_storage_path(
+    tmp_path: Path, variables: dict[str, str], folder: str
+) -> None:
+    env = Environment({key: value.replace("{tmp}", str(tmp_path)) for key, value in variables.items()})
+    storage = factory.open_object_storage(env, "filesystem", tmp_path / "data", durable=False)
+    assert storage.path_of("a-key").is_relative_to(tmp_path / folder)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
     ("variables", "expected"),
     [
         ({"Components__TableStorage": "MongoDB"}, ("mongodb", "memory", "filesystem")),

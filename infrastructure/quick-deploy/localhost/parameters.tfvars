@@ -16,6 +16,7 @@ local = {
   # python            = "/usr/bin/python3" # interpreter for "{python}" (default: the project's .venv)
   # working_directory = "."                # cwd of every process (default: where armonik-deploy runs)
   # env               = { Embedded__SqliteSynchronous = "FULL" } # extra environment of every process
+  # object_storage    = { memory = true }  # objects on /dev/shm (kept across process crashes, not reboots)
   # restart_delay     = 1                  # seconds before restarting a process that died (doubles up to...)
   # max_restart_delay = 30
   # stop_grace_period = 10                 # SIGTERM -> SIGKILL delay of the control plane and metrics exporter
@@ -43,6 +44,7 @@ compute_plane = {
   default = {
     replicas                         = 1
     termination_grace_period_seconds = 30
+    # cache_config = { memory = true } # its data folders in memory (/dev/shm), see docs/deployment.md
     polling_agent = {
       limits = {
         cpu    = "2000m"
