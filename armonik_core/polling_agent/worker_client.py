@@ -126,6 +126,9 @@ class WorkerClient:
             if stop is not None and stop.is_set():
                 return False
             if await self.check(timeout):
+                # An early check under way was started before this answer, maybe while the worker was dying
+                # (the end of the call it died in starts one): it would speak for the worker that was.
+                self._drop_early()
                 return True
             if attempt == retries:
                 break
@@ -146,8 +149,11 @@ class WorkerClient:
         self._answered_at = time.monotonic()
         return reply
 
-    async def close(self) -> None:
+    def _drop_early(self) -> None:
         if self._early is not None:
             self._early.cancel()
             self._early = None
+
+    async def close(self) -> None:
+        self._drop_early()
         await self._channel.close()
