@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import pytest
@@ -53,6 +53,19 @@ def internal_errors(logs: str) -> list[str]:
         for line in logs.splitlines()
         if line.startswith("{") and "unhandled error" in line
     ]
+
+
+def in_ci() -> bool:
+    """CI runs with CI=true: there every tool and service the tests use must be present."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(reason: str, in_ci_message: str | None = None) -> NoReturn:
+    """Skip the calling test on a machine that lacks what it needs (`reason`); fail it in CI, which must have
+    everything (`in_ci_message`, else `reason`)."""
+    if in_ci():
+        pytest.fail(in_ci_message or reason)
+    pytest.skip(reason)
 
 
 def free_port() -> int:

@@ -12,9 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import pytest
-
-from tests.contract.backends.service import in_ci
+from tests.support import unavailable
 
 MIB = 1 << 20
 
@@ -47,10 +45,7 @@ def redis_server(port: int, *arguments: str) -> Iterator[subprocess.Popen[bytes]
     `arguments` tell it to listen on, with `--port` or `--tls-port`)."""
     binary = shutil.which("redis-server")
     if binary is None:
-        message = "redis-server is not installed"
-        if in_ci():
-            pytest.fail(f"{message}; CI must have it")
-        pytest.skip(message)
+        unavailable("redis-server is not installed", "redis-server is not installed; CI must have it")
     command = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *arguments]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -21,8 +21,8 @@ import pytest
 from armonik.client import ArmoniKEvents, ArmoniKResults, ArmoniKSessions, ArmoniKTasks
 from armonik.common import Task, TaskDefinition, TaskStatus
 
-from tests.contract.backends.service import in_ci, require_service
-from tests.support import free_port, local_deployment, sample_options, two_pairs_parameters
+from tests.contract.backends.service import require_service
+from tests.support import free_port, local_deployment, sample_options, two_pairs_parameters, unavailable
 
 TASKS = 24
 TASK_SECONDS = 0.4
@@ -39,10 +39,7 @@ def deployment() -> Iterator[str]:
     require_service("RabbitMQ", "127.0.0.1", 5672)
     require_service("Redis", "127.0.0.1", 6379)
     if shutil.which("rabbitmqctl") is None:
-        message = "rabbitmqctl is not installed: the broker cannot be restarted"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("rabbitmqctl is not installed: the broker cannot be restarted")
     run, port = uuid.uuid4().hex[:8], free_port()
     parameters = two_pairs_parameters(
         port,

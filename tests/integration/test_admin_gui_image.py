@@ -8,7 +8,6 @@ give leaves a warning and the console.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from armonik_core.ingress.app import build_app
 from armonik_core.ingress.settings import IngressSettings
 from armonik_deploy.admin_gui import prepare_admin_gui
 from armonik_deploy.images.engine import Engine, find_engine
+from tests.support import unavailable
 from tests.unit.test_deploy_plan import by_name, parameters, plan_of
 
 IMAGE = "localhost/armonik-test-admin-app"
@@ -30,9 +30,7 @@ TAG = "0.0.1-test"
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     if not shutil.which("podman"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("podman missing: .ci/run installs it")
-        pytest.skip("podman not installed")
+        unavailable("podman not installed", "podman missing: .ci/run installs it")
     folder = tmp_path_factory.mktemp("gui-image")
     engine = find_engine(folder / "conf")
     build = folder / "context" / "browser"

@@ -5,7 +5,6 @@ page. A screenshot is kept with the test's files.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import grpc
 import pytest
 from armonik.client import ArmoniKSessions
 
+from tests.graph.browser import chromium
 from tests.ingress_support import IngressProcess
 from tests.support import options
 
@@ -20,14 +20,6 @@ try:
     from tests.conftest import ControlPlaneProcess
 except ModuleNotFoundError:
     from conftest import ControlPlaneProcess  # type: ignore[no-redef]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-pytestmark = pytest.mark.skipif(
-    not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-)
 
 
 @pytest.fixture
@@ -40,19 +32,7 @@ def ingress(control_plane: ControlPlaneProcess, tmp_path: Path) -> Iterator[Ingr
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chrome = webdriver.ChromeOptions()
-    chrome.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        chrome.add_argument(argument)
-    chrome.add_argument(f"--user-data-dir={tmp_path / 'chromium'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=chrome)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from chromium(tmp_path / "chromium")
 
 
 def test_console_lists_the_sessions(

@@ -36,7 +36,7 @@ from armonik_deploy.parameters import load_versions, parameters_from_dict
 from tests.grpcweb_client import GrpcWebClient
 from tests.ingress_support import IngressProcess, client_context
 from tests.security.conftest import AuthPki, start_auth_plane
-from tests.support import free_port, internal_errors, options
+from tests.support import free_port, internal_errors, options, unavailable
 from tests.unit.test_kubernetes_render import QUICK_DEPLOY
 
 NGINX = "/usr/sbin/nginx"
@@ -47,9 +47,9 @@ LIST_SESSIONS = "/armonik.api.grpc.v1.sessions.Sessions/ListSessions"
 
 def nginx_or_skip() -> None:
     if not shutil.which(NGINX):
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx missing: .ci/run installs nginx-light")
-        pytest.skip("nginx not installed (Debian's nginx-light)")
+        unavailable(
+            "nginx not installed (Debian's nginx-light)", "nginx missing: .ci/run installs nginx-light"
+        )
 
 
 @dataclass

@@ -21,7 +21,7 @@ from kubernetes import client as k8s
 from armonik_deploy.kubernetes import apply
 from armonik_deploy.parameters import ParametersError
 from armonik_deploy.tls import IngressTls
-from tests.contract.backends.service import in_ci
+from tests.support import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = ROOT / "infrastructure" / "quick-deploy" / "localhost" / "versions.tfvars.json"
@@ -347,9 +347,7 @@ def test_outputs_name_the_real_endpoint_the_authority_and_the_client_certificate
 # -- the real CLI, offline -------------------------------------------------------------------------------------
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("terraform") is None:
-        if in_ci():
-            pytest.fail("terraform is not on PATH; CI must have it")
-        pytest.skip("terraform is not on PATH")
+        unavailable("terraform is not on PATH", "terraform is not on PATH; CI must have it")
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "armonik_deploy", *args], capture_output=True, text=True, env=env, timeout=120
