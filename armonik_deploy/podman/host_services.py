@@ -98,14 +98,8 @@ def reach_host(params: Parameters, file: Path, gateway: str) -> tuple[Parameters
         for name in ADDRESS_KEYS
         if names_running_service(name, block := getattr(params, name))
     }
-    rewritten = dataclasses.replace(
-        params,
-        mongodb=changed.get("mongodb", params.mongodb),
-        rabbitmq=changed.get("rabbitmq", params.rabbitmq),
-        activemq=changed.get("activemq", params.activemq),
-        redis=changed.get("redis", params.redis),
-        minio=changed.get("minio", params.minio),
-    )
+    # the keys are storage block names (ADDRESS_KEYS), each a dict field: beyond what mypy follows through **
+    rewritten = dataclasses.replace(params, **changed)  # type: ignore[arg-type]
     return rewritten, sorted(rewriter.forwards.values(), key=lambda f: f.port)
 
 
