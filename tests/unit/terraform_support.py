@@ -8,28 +8,43 @@ and what it computes is read back, to be compared with what the renderer makes f
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import hcl2
-import pytest
 
 import armonik_core.tls
 from armonik_deploy.kubernetes import Rendered, render
 from armonik_deploy.kubernetes.apply import make_certificates, terraform_variables
 from armonik_deploy.parameters import Versions, load_parameters
 from armonik_deploy.tls import read_ingress_tls
+from tests.support import unavailable
 from tests.unit.quick_deploy import QUICK_DEPLOY, ROOT
 
 INFRA = ROOT / "infrastructure"
 
 TERRAFORM = shutil.which("terraform")
+P = ParamSpec("P")
+R = TypeVar("R")
 
-needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not on PATH")
+
+def needs_terraform(test: Callable[P, R]) -> Callable[P, R]:
+    """For a test that runs terraform: skipped where terraform is not on PATH, failed in CI, which has it."""
+
+    @functools.wraps(test)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        if TERRAFORM is None:
+            unavailable("terraform is not on PATH", "terraform is not on PATH; CI must have it")
+        return test(*args, **kwargs)
+
+    return checked
+
 
 #: The TLS settings the processes read (armonik_core.tls names each one in a constant).
 TLS_SETTINGS = {
