@@ -62,6 +62,8 @@ class TaskExchange:
         self._unreported: list[tuple[AcquiredTask, TaskOutcome]] = []
         self._sending: list[AcquiredTask] = []
         self._flight: asyncio.Task[int] | None = None
+        #: The call in flight only waits for tasks (it carries no outcome): a stop may cancel it.
+        self._flight_only_acquires = False
         #: Exchanges failed in a row: the next one waits longer (a backend that refuses every call, such as
         #: a gateway refusing this agent's credential, is not called in a tight loop).
         self._failures = 0
@@ -95,11 +97,13 @@ class TaskExchange:
                 return task
             if long_polled:
                 return None
-            flight = self._flight
+            flight = self._in_flight()
             if flight is None:
+                if self._stopped:
+                    return None
                 flight = self._send(wait=True)
                 long_polled = True
-            await asyncio.shield(flight)
+            await self._outlast(flight)
 
     def report(self, acquired: AcquiredTask, outcome: TaskOutcome, take_next: bool = True) -> None:
         """Queue an outcome for the backend: sent now when the agent has nothing queued, else batched.
@@ -128,8 +132,14 @@ class TaskExchange:
             self._send(wait=False)
 
     def stop_acquiring(self) -> None:
-        """Take no more tasks: the agent is stopping, and outcomes reported from now on do not wait for one."""
+        """Take no more tasks: the agent is stopping, and outcomes reported from now on do not wait for one.
+
+        A call that only waits for tasks is cancelled rather than waited for (up to the acquisition's wait):
+        the agent stops at once. The backend sees the call go; should it have handed tasks to this agent in
+        that instant, their leases run out and they go to another agent, as for an agent that died."""
         self._stopped = True
+        if self._flight is not None and self._flight_only_acquires:
+            self._flight.cancel()
 
     async def close(self, message: str) -> None:
         """Give back the tasks not run, report what is left and wait for the last call."""
@@ -138,10 +148,28 @@ class TaskExchange:
         while True:
             # A call in flight may still bring tasks: they are given back too, not left to their leases.
             self._give_back_queued(message)
-            if self._flight is None and not self._unreported:
+            flight = self._in_flight()
+            if flight is None and not self._unreported:
                 return
-            flight = self._flight or self._send(wait=False)
+            flight = flight or self._send(wait=False)
+            await self._outlast(flight)
+
+    def _in_flight(self) -> asyncio.Task[int] | None:
+        """The call in flight, if any (one cancelled before it ran never cleared itself)."""
+        if self._flight is not None and self._flight.done():
+            self._flight = None
+        return self._flight
+
+    @staticmethod
+    async def _outlast(flight: asyncio.Task[int]) -> None:
+        """Wait for `flight` to end, whether it completes or is cancelled by `stop_acquiring`; a cancellation
+        of the waiting task itself goes through."""
+        try:
             await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python 3.11+
+            if not flight.cancelled() or (cancelling is not None and cancelling()):
+                raise
 
     def _give_back_queued(self, message: str) -> None:
         while self._queue:
@@ -159,8 +187,9 @@ class TaskExchange:
     def _send(self, wait: bool) -> asyncio.Task[int]:
         """Start a call with every unreported outcome and, when the queue is low, an acquisition. A call
         already in flight is returned instead: what accumulates leaves when it ends."""
-        if self._flight is not None:
-            return self._flight
+        flight = self._in_flight()
+        if flight is not None:
+            return flight
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
@@ -173,6 +202,7 @@ class TaskExchange:
             wanted = max(wanted, 1)
         flight = asyncio.get_running_loop().create_task(self._call(finished, wanted, wait))
         self._flight = flight
+        self._flight_only_acquires = not finished
         return flight
 
     async def _call(
@@ -192,8 +222,9 @@ class TaskExchange:
         else:
             self._failures = 0
         finally:
-            self._sending = []
-            self._flight = None
+            if self._flight is asyncio.current_task():
+                self._sending = []
+                self._flight = None
         if wanted:
             self._drained = len(got) < wanted
         self._queue.extend(got)

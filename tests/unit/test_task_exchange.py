@@ -253,3 +253,32 @@ async def test_exchanges_failing_in_a_row_wait_longer_and_longer() -> None:
         assert await exchange.next_task(ahead=0) is None
     # 0.1 + 0.2 + 0.4 + 0.8 s of waits: five calls in 1.6 s, where a tight loop would make thousands
     assert 3 <= len(backend.calls) <= 6, len(backend.calls)
+
+
+async def test_a_stop_cancels_the_wait_for_tasks_and_the_close_returns_at_once() -> None:
+    backend = RecordingBackend()
+    exchange = TaskExchange(backend, AcquireRequest("default", "agent-1", "host", wait_seconds=30), batch=8)
+    waiting = asyncio.ensure_future(exchange.next_task(ahead=7))
+    await settle()
+    assert backend.calls == [Call([], 8, 30)], "the idle agent waits for tasks"
+    started = time.monotonic()
+    exchange.stop_acquiring()
+    assert await asyncio.wait_for(waiting, 1) is None
+    await asyncio.wait_for(exchange.close("stopping"), 1)
+    assert time.monotonic() - started < 0.5, "a stop does not wait out the acquisition's 30 s"
+    assert len(backend.calls) == 1, "nothing else is sent: there was nothing to report"
+    backend.add(acquired(1))
+    assert backend.queued, "the task that arrives after the stop stays in the queue for other agents"
+
+
+async def test_a_stop_waits_for_a_call_that_carries_outcomes() -> None:
+    backend, exchange, first = await one_task_taken()
+    exchange.report(first, SUCCESS)  # the outcome travels with the wait for the next task
+    await settle()
+    exchange.stop_acquiring()
+    await settle()
+    closing = asyncio.ensure_future(exchange.close("stopping"))
+    backend.add(acquired(2))  # the call returns, with t2, which the close gives back
+    await asyncio.wait_for(closing, 2)
+    assert backend.calls[1].reported == ["t1"], "the outcome was not dropped by the stop"
+    assert any("t2" in c.reported for c in backend.calls[2:])
