@@ -17,8 +17,8 @@ Variables (case-insensitive names; defaults in brackets):
 - `Components__ObjectStorage` [filesystem]: `redis` or `s3` (with their `Redis__*`, `S3__*` settings).
 - `Pollster__ReportDelay` [0.01 s]: how long an outcome may wait to be reported with the next ones, while the
   agent has more tasks queued (with none queued it is reported at once).
-- `Pollster__AcquireWait` [2 s]: how long one acquisition waits for a task (also bounds the time a stop
-  request waits for an idle agent).
+- `Pollster__AcquireWait` [2 s]: how long one acquisition waits for a task (a stop cancels that wait: an idle
+  agent stops at once).
 - `Pollster__StagingParallelism` [8]: input files copied into a data folder at the same time.
 - `ComputePlane__WorkerChannel__Address` [/cache/armonik_worker.sock], `…__SocketType`
   [UnixDomainSocket | Tcp]: where the worker listens; a tcp address is `host:port` (an `http://` prefix, as
