@@ -116,7 +116,7 @@ class PollingAgent:
         if self._processor is not None:
             # Nothing to serve: the worker calls the Agent API directly (see `inprocess`).
             worker = InProcessWorker(
-                self._processor, self.service, self.settings.worker_module or "processor"
+                self._processor, self.service, self._objects, self.settings.worker_module or "processor"
             )
             self.serving.set()
         else:

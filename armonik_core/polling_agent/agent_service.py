@@ -16,7 +16,8 @@ The one write that does happen at once is the data of `CreateResults`, which goe
 soon as it arrives (the request holds it in memory); objects of a run that does not succeed are deleted.
 
 `GetResourceData` looks the result up through the backend, except for data already in the folder (the
-task's own inputs and notified outputs) or created by this task with `CreateResults`.
+task's own inputs and notified outputs), the task's inputs, and data this task stored (`CreateResults`, or
+an in-process worker's `send_results`, see `direct_data`); it makes the data folder if there is none yet.
 
 `GetCommonData`, `GetDirectData` (not implemented upstream either) and the legacy `CreateTask` stream
 answer UNIMPLEMENTED.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from pathlib import Path
@@ -89,6 +91,34 @@ class TaskRun:
         self.subtasks: list[Task] = []
         #: Outputs promised by a subtask (a result has one producer).
         self.claimed: dict[str, str] = {}
+        #: Results an in-process worker sent as bytes (`direct_data`): their objects are in `stored`.
+        self.sent: set[str] = set()
+        #: The object key of every input, once the runner checked them (their files are named by result id).
+        self.input_keys: dict[str, str] = {}
+        #: Small inputs read ahead for an in-process worker, when its object storage is behind a network.
+        self.prefetched: dict[str, bytes] = {}
+        #: Why an input an in-process worker read was missing from object storage (the run is then an ERROR).
+        self.lost_input = ""
+        #: The data folder exists: made before a separate worker's call, on first use for an in-process one.
+        self.folder_made = False
+        self._folder_closed = False
+        self._folder_lock = threading.Lock()
+
+    def ensure_folder(self) -> Path:
+        """The data folder, made now if it is not yet. Called from the agent's loop (GetResourceData) or an
+        in-process worker's thread (`direct_data`); never makes it once the run is over (`close_folder`), when
+        nobody would remove it: a worker whose call was abandoned may run on."""
+        if not self.folder_made:
+            with self._folder_lock:
+                if not self.folder_made and not self._folder_closed:
+                    self.data_folder.mkdir(parents=True, exist_ok=True)
+                    self.folder_made = True
+        return self.data_folder
+
+    def close_folder(self) -> None:
+        """The run is over: its folder, if any, is about to be removed, and must not be made again."""
+        with self._folder_lock:
+            self._folder_closed = True
 
     @property
     def session_id(self) -> str:
@@ -276,24 +306,47 @@ class AgentService(AgentServicer):
         for item in request.ids:
             result_id = item.result_id
             path = data_file(run.data_folder, result_id)
-            if item.session_id and item.session_id != run.session_id:
-                raise InvalidArgument(f"Result {result_id} is not in session {run.session_id}")
-            if result_id not in run.outputs and result_id not in run.created:
-                raise InvalidArgument(
-                    f"Result {result_id} is neither an expected output of task {run.task.task_id} "
-                    "nor a result it created"
-                )
-            if result_id in run.stored:
-                raise InvalidArgument(f"Result {result_id} already received its data through CreateResults")
-            if result_id in run.claimed:
-                raise InvalidArgument(
-                    f"Result {result_id} was handed over to subtask {run.claimed[result_id]}"
-                )
+            self._check_output(run, result_id, item.session_id, resend=False)
             if not path.is_file():
                 raise InvalidArgument(f"Data file of result {result_id} not found: {path}")
             ids.append(result_id)
         run.notified.update(dict.fromkeys(ids))
         return pb.NotifyResultDataResponse(result_ids=ids)
+
+    @staticmethod
+    def _check_output(run: TaskRun, result_id: str, session_id: str, resend: bool) -> None:
+        """What a worker may give data to: an expected output of its task or a result it created, in its
+        session, with no data yet (`resend`: or data it sent as bytes before), not handed to a subtask."""
+        if session_id and session_id != run.session_id:
+            raise InvalidArgument(f"Result {result_id} is not in session {run.session_id}")
+        if result_id not in run.outputs and result_id not in run.created:
+            raise InvalidArgument(
+                f"Result {result_id} is neither an expected output of task {run.task.task_id} "
+                "nor a result it created"
+            )
+        if result_id in run.stored and not (resend and result_id in run.sent):
+            how = "TaskHandler.send_results" if result_id in run.sent else "CreateResults"
+            raise InvalidArgument(f"Result {result_id} already received its data through {how}")
+        if result_id in run.claimed:
+            raise InvalidArgument(f"Result {result_id} was handed over to subtask {run.claimed[result_id]}")
+
+    def check_sent(self, token: str, session_id: str, result_ids: Iterable[str]) -> TaskRun:
+        """The checks of NotifyResultData for results an in-process worker sends as bytes, before they are
+        stored (see `direct_data`); sending one again replaces its data, as rewriting its file would."""
+        run = self._check(token)
+        for result_id in result_ids:
+            self._check_output(run, result_id, session_id, resend=True)
+        return run
+
+    def record_sent(self, run: TaskRun, completions: Iterable[DataCompletion]) -> None:
+        """Objects stored for results an in-process worker sent: completed with the outcome, deleted with a
+        run that fails. Recorded first, then the run checked: a run over meanwhile raises, and its objects
+        are the caller's to delete (whether or not the runner saw them)."""
+        for completion in completions:
+            run.stored[completion.result_id] = completion
+            run.sent.add(completion.result_id)
+            run.notified.pop(completion.result_id, None)
+        self._still(run)
 
     # -- tasks -------------------------------------------------------------------------------------------
     @_handler
@@ -368,6 +421,8 @@ class AgentService(AgentServicer):
             key = run.stored[result_id].opaque_id.decode()
         elif (result_id in run.notified or result_id in run.inputs) and path.is_file():
             return pb.DataResponse(result_id=result_id)  # already in the folder
+        elif result_id in run.input_keys:  # an input not staged (an in-process worker's, see `direct_data`)
+            key = run.input_keys[result_id]
         else:
             found = await self._backend.get_results([result_id], run.acquired)
             self._still(run)
@@ -377,6 +432,7 @@ class AgentService(AgentServicer):
             if result.status != ResultStatus.COMPLETED:
                 raise FailedPrecondition(f"Result {result_id} is {result.status.name}: it has no data yet")
             key = result.opaque_id.decode(errors="replace")
+        run.ensure_folder()
         try:
             await self._objects.export_to_file(key, path)
         except ObjectNotFound:

@@ -4,10 +4,11 @@ A separate worker costs every task two gRPC calls between processes (`Worker.Pro
 calls back into the Agent API) and the worker SDK's server around them. With `Worker__Module` set to
 `package.module:processor`, the agent imports that processor -- a function written for the official worker
 SDK (`armonik.worker`), taking a `TaskHandler` and returning an `Output`, plain or decorated with
-`armonik_worker()` -- and calls it in a thread of its own process. The SDK's own `TaskHandler` is used
-unchanged; its agent stub is `InProcessAgentStub`, whose methods take the same request protobufs and return
-the same responses as the gRPC stub, by direct calls into the agent's `AgentService` on the agent's event
-loop. What the user's code sees is the same API, and what the agent records is the same outcome:
+`armonik_worker()` -- and calls it in a thread of its own process. Its `TaskHandler` is the SDK's, whose data
+goes between the processor and object storage with no files (`direct_data.DirectTaskHandler`), and whose
+agent stub is `InProcessAgentStub`: its methods take the same request protobufs and return the same responses
+as the gRPC stub, by direct calls into the agent's `AgentService` on the agent's event loop. What the user's
+code sees is the same API, and what the agent records is the same outcome:
 
 - `Output` with an error -> ERROR; `Output()` -> SUCCESS with what the task produced;
 - an exception -> CRASH, retried while retries remain (the SDK's server turns it into a failed call too);
@@ -38,8 +39,10 @@ import grpc
 from armonik.protogen.common.worker_common_pb2 import ProcessReply, ProcessRequest
 from armonik.worker import TaskHandler
 
+from armonik_core.adapters.objects.base import ObjectStorage
 from armonik_core.config import ConfigurationError
-from armonik_core.polling_agent.agent_service import AgentService, refusal
+from armonik_core.polling_agent.agent_service import AgentService
+from armonik_core.polling_agent.direct_data import DirectTaskHandler, ObjectAccess, answered, rpc_error
 
 log = logging.getLogger("armonik.polling_agent")
 
@@ -71,16 +74,11 @@ def load_processor(spec: str) -> Processor:
     return target  # type: ignore[no-any-return]
 
 
-def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    """The error a gRPC call with this status raises (an `grpc.RpcError` with `code()` and `details()`)."""
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
-
-
 class _DirectContext:
     """The servicer context of a direct call: what `AgentService` uses of it is `abort`."""
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
-        raise _rpc_error(code, details)
+        raise rpc_error(code, details)
 
 
 _CONTEXT = _DirectContext()
@@ -116,19 +114,13 @@ class InProcessAgentStub:
 
         return asyncio.run_coroutine_threadsafe(direct(), self._loop).result()
 
-    def _now(self, name: str, method: Callable[[Any], Any], request: Any) -> Any:
-        """A call whose work awaits nothing, run in the caller's thread: two thread switches less than
-        `_call` (to the event loop and back), which cost a no-op task more than the call itself."""
-        try:
-            return method(request)
-        except Exception as exc:
-            raise _rpc_error(*refusal(name, exc)) from None
-
+    # Calls whose work awaits nothing run in the caller's thread (`answered`): two thread switches less than
+    # `_call` (to the event loop and back), which cost a no-op task more than the call itself.
     def CreateResultsMetaData(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._now("CreateResultsMetaData", self._service.create_results_metadata, request)
+        return answered("CreateResultsMetaData", self._service.create_results_metadata, request)
 
     def NotifyResultData(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._now("NotifyResultData", self._service.notify_result_data, request)
+        return answered("NotifyResultData", self._service.notify_result_data, request)
 
     CreateResults = _direct("CreateResults")
     SubmitTasks = _direct("SubmitTasks")
@@ -141,9 +133,12 @@ class InProcessWorker:
     """A worker-SDK processor run in a thread of the agent, behind the agent's worker interface
     (`WorkerClient`: health checks and `process`)."""
 
-    def __init__(self, processor: Processor, service: AgentService, name: str = "processor") -> None:
+    def __init__(
+        self, processor: Processor, service: AgentService, objects: ObjectStorage, name: str = "processor"
+    ) -> None:
         self._processor = processor
         self._service = service
+        self._objects = objects
         self._name = name
         self._jobs: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
         #: Set while the thread runs a call; a call abandoned by the agent keeps it set until it returns.
@@ -157,6 +152,11 @@ class InProcessWorker:
     @property
     def target(self) -> str:
         return f"in-process {self._name}"
+
+    @property
+    def direct_data(self) -> bool:
+        """Inputs and outputs go between the processor and object storage: none is staged as a file."""
+        return True
 
     @property
     def stuck(self) -> bool:
@@ -207,6 +207,9 @@ class InProcessWorker:
         reply: asyncio.Future[ProcessReply] = loop.create_future()
         free = self._free = asyncio.Event()
         stub = InProcessAgentStub(self._service, loop)
+        run = self._service.current
+        assert run is not None, "the runner binds the run before calling the worker"
+        objects = ObjectAccess(self._objects, loop)
 
         def settle(value: ProcessReply | None, error: BaseException | None) -> None:
             free.set()
@@ -221,12 +224,12 @@ class InProcessWorker:
             value: ProcessReply | None = None
             error: BaseException | None = None
             try:
-                output = self._processor(TaskHandler(request, stub))
+                output = self._processor(DirectTaskHandler(request, stub, self._service, run, objects))
                 value = ProcessReply(output=output.to_message())
             except Exception as exc:
                 log.warning("task %s: the processor raised %r", request.task_id, exc, exc_info=True)
                 # INTERNAL, as the SDK's server answers a processor that raised (its message says more).
-                error = _rpc_error(
+                error = rpc_error(
                     grpc.StatusCode.INTERNAL, f"Exception calling application: {type(exc).__name__}: {exc}"
                 )
             finally:
@@ -241,7 +244,7 @@ class InProcessWorker:
         try:
             return await asyncio.wait_for(reply, timeout)
         except asyncio.TimeoutError:
-            raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
 
     async def close(self) -> None:
         """Let the thread end after its current call (not waited for: it may be stuck)."""

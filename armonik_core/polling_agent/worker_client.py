@@ -34,6 +34,11 @@ class Worker(Protocol):
     @property
     def target(self) -> str: ...
 
+    @property
+    def direct_data(self) -> bool:
+        """True when the worker reads its inputs and stores its outputs itself (no files staged)."""
+        ...
+
     async def check(self, timeout: float = 5.0) -> bool: ...
 
     def check_early(self, timeout: float = 5.0) -> None: ...
@@ -77,6 +82,11 @@ class WorkerClient:
     @property
     def target(self) -> str:
         return self._target
+
+    @property
+    def direct_data(self) -> bool:
+        """A separate process reads and writes files in the task's data folder."""
+        return False
 
     async def check(self, timeout: float = 5.0) -> bool:
         """One health check: SERVING is healthy; so is UNIMPLEMENTED (a worker without health checks)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import stat
@@ -295,3 +296,28 @@ async def test_an_output_file_the_worker_kept_private_is_stored_readable(
     assert await storage.get_bytes(f"{ns}/private") == b"secret-ish"
     if isinstance(storage, FilesystemObjectStorage):
         assert stat.S_IMODE(storage.path_of(f"{ns}/private").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("size", [0, 5, 64 * 1024 + 1, 3 * 1024 * 1024 + 17])
+async def test_blocking_reads_and_writes_from_another_thread(
+    storage: ObjectStorage, ns: str, size: int
+) -> None:
+    """How an in-process worker's thread reads its inputs and stores its outputs when the storage allows it
+    (`blocking_io`): the same objects as the streaming calls see, replaced whole, readable by anyone."""
+    if not storage.blocking_io:
+        with pytest.raises(NotImplementedError):
+            storage.read_blocking(f"{ns}/any")
+        return
+    data = os.urandom(size)
+    assert await asyncio.to_thread(storage.write_blocking, f"{ns}/b", b"an older object") == 15
+    assert await asyncio.to_thread(storage.write_blocking, f"{ns}/b", data) == size
+    assert await storage.get_bytes(f"{ns}/b") == data
+    assert await asyncio.to_thread(storage.read_blocking, f"{ns}/b") == data
+    await storage.put_bytes(f"{ns}/streamed", data)
+    assert await asyncio.to_thread(storage.read_blocking, f"{ns}/streamed") == data
+    with pytest.raises(ObjectNotFound):
+        await asyncio.to_thread(storage.read_blocking, f"{ns}/missing")
+    if isinstance(storage, FilesystemObjectStorage):
+        path = storage.path_of(f"{ns}/b")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".tmp-")] == []

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import tests.integration.agent_worker as agent_worker
+from armonik_core.adapters.objects.base import ObjectStorage
 from armonik_core.adapters.objects.filesystem import FilesystemObjectStorage
 from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
@@ -40,7 +41,7 @@ def session_options(**options: str) -> TaskOptions:
 class FakeBackend(ComputeBackend):
     """Tasks from a queue; records what the agent reports; results in a dict, data in real object storage."""
 
-    def __init__(self, objects: FilesystemObjectStorage) -> None:
+    def __init__(self, objects: ObjectStorage) -> None:
         self.objects = objects
         self.queue: asyncio.Queue[AcquiredTask] = asyncio.Queue()
         self.results: dict[str, Result] = {}
@@ -242,9 +243,12 @@ class Running:
         await asyncio.wait_for(self.job, timeout)
 
 
-async def start_agent(settings: AgentSettings, processor: Any = None) -> Running:
-    """An agent calling the worker process, or with `processor` the processor itself (in-process)."""
-    objects = FilesystemObjectStorage(settings.objects_directory, fsync=False)
+async def start_agent(
+    settings: AgentSettings, processor: Any = None, objects: ObjectStorage | None = None
+) -> Running:
+    """An agent calling the worker process, or with `processor` the processor itself (in-process); its
+    objects in files, or in `objects`."""
+    objects = objects or FilesystemObjectStorage(settings.objects_directory, fsync=False)
     backend = FakeBackend(objects)
     agent = PollingAgent(settings, backend, objects, processor)
     job = asyncio.create_task(agent.run())

@@ -33,8 +33,10 @@ async def test_inputs_are_staged_and_notified_outputs_become_objects(running: Ru
     assert [c.result_id for c in outcome.completions] == task.expected_output_ids
     report = json.loads(await backend.data(outcome, task.expected_output_ids[0]))
 
-    # Every input was a file named by its result id before Process was called.
-    assert report["files"] == sorted([task.payload_id, *task.data_dependencies])
+    # Every input was a file named by its result id before Process was called; an in-process worker reads
+    # them from object storage (its folder made when it listed it: see `test_inprocess_data`).
+    staged = [] if running.in_process else sorted([task.payload_id, *task.data_dependencies])
+    assert report["files"] == staged
     assert report["deps"] == dict(zip(task.data_dependencies, ["first input", "second input"], strict=True))
     # Every field of the ProcessRequest.
     assert report["task_id"] == task.task_id
@@ -62,6 +64,8 @@ async def test_inputs_are_staged_and_notified_outputs_become_objects(running: Ru
 async def test_the_files_of_a_task_become_the_input_files_of_the_next(running: Running) -> None:
     """Emptied and kept, not unlinked: see `SpareFiles`. The next task reads its own data, and nothing of
     the longer data the same files held before."""
+    if running.in_process:
+        pytest.skip("an in-process worker's inputs are not staged as files")
     backend = running.backend
     first = await backend.submit({"action": "inspect"}, deps=[b"a long first input" * 100, b"second input"])
     assert (await backend.outcome(first)).kind is OutcomeKind.SUCCESS

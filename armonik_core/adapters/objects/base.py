@@ -24,6 +24,19 @@ class ObjectStorage(ABC):
     """Stores immutable blobs by key. Writes are streamed so that no object is ever held whole in memory;
     a write is visible only once complete (readers never see a partial object)."""
 
+    #: True when `read_blocking` and `write_blocking` may be called from any thread, with no event loop (local
+    #: files): an in-process worker's thread then reads and writes its objects itself, where a storage behind
+    #: a network client bound to the agent's loop is reached through that loop.
+    blocking_io = False
+
+    def read_blocking(self, key: str) -> bytes:
+        """A whole object, read in the calling thread (see `blocking_io`). Raises ObjectNotFound."""
+        raise NotImplementedError(f"{type(self).__name__} is not read from other threads")
+
+    def write_blocking(self, key: str, data: bytes) -> int:
+        """Store a whole object from the calling thread (see `blocking_io`), as atomically as `put`."""
+        raise NotImplementedError(f"{type(self).__name__} is not written from other threads")
+
     @abstractmethod
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         """Store the concatenated chunks under `key` (replacing any previous object); return the size."""

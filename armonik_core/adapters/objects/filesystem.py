@@ -23,6 +23,7 @@ Temporary files of writers that were killed are not swept here, since another pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -62,6 +63,24 @@ def _read_at_most(path: str | Path, limit: int) -> bytes:
                 break
             data += more
         return data
+    finally:
+        os.close(fd)
+
+
+def _read_whole(path: str) -> bytes:
+    """A whole object's file, with plain system calls (see `_read_at_most`), sized once by `fstat`: objects
+    never change once written, so a read that reached that size reached the end."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        if len(data) == size:
+            return data
+        parts, remaining = [data], size - len(data)
+        while remaining > 0 and (more := os.read(fd, remaining)):  # a read is capped near 2 GiB
+            parts.append(more)
+            remaining -= len(more)
+        return b"".join(parts)
     finally:
         os.close(fd)
 
@@ -249,6 +268,50 @@ class FilesystemObjectStorage(ObjectStorage):
                     yield block[start : start + chunk_size]
         finally:
             await asyncio.shield(asyncio.to_thread(file.close))
+
+    blocking_io = True
+
+    def read_blocking(self, key: str) -> bytes:
+        try:
+            return _read_whole(self._file_of(key))
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    def write_blocking(self, key: str, data: bytes) -> int:
+        """The object's file written under a temporary name and renamed onto its own, as `put` does, with plain
+        system calls: for an in-process worker's output, this is the whole cost of storing it."""
+        target = self._file_of(key)
+        directory, name = target.rsplit("/", 1)
+        temporary = f"{directory}/{_TEMP_PREFIX}{name}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(temporary, flags, _OBJECT_MODE)
+            except FileNotFoundError:  # the first object of its shard
+                os.makedirs(directory, exist_ok=True)
+                fd = os.open(temporary, flags, _OBJECT_MODE)
+        except FileExistsError:  # another writer of the same key at this very moment
+            self._write_many({key: data})
+            return len(data)
+        try:
+            os.fchmod(fd, _OBJECT_MODE)  # whatever the umask: objects are read by other users' processes
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self._fsync:
+                os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(temporary, target)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        if self._fsync:
+            _fsync_directory(Path(directory))
+        return len(data)
 
     def _export(self, key: str, path: Path) -> int:
         try:
