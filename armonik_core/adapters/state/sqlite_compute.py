@@ -36,8 +36,11 @@ class SqliteComputePlane(SqliteUnits):
 
     async def acquire_tasks(self, requests: Sequence[AcquireRequest]) -> list[TaskAcquisition | Exception]:
         """The batch in one unit of work, set-wise (`sqlite_batches`); should that unit fail, each request
-        in a unit of its own, so that the failure stays with its request."""
+        in a unit of its own, so that the failure stays with its request. A single request takes the single
+        call's shorter path."""
         now, batch = self._clock(), list(requests)
+        if len(batch) < 2:
+            return await super().acquire_tasks(batch)
         try:
             given = await self._engine.write(lambda conn, changes: _acquire_batch(conn, changes, batch, now))
         except Exception as exc:
@@ -67,8 +70,11 @@ class SqliteComputePlane(SqliteUnits):
 
     async def finish_tasks(self, requests: Sequence[FinishRequest]) -> list[list[QueueMessage] | Exception]:
         """The batch in one unit of work, set-wise (`sqlite_batches`); should that unit fail (an outcome the
-        store refuses), each request in a unit of its own, so that the failure stays with its request."""
+        store refuses), each request in a unit of its own, so that the failure stays with its request. A
+        single request takes the single call's shorter path."""
         now, batch = self._clock(), list(requests)
+        if len(batch) < 2:
+            return await super().finish_tasks(batch)
         try:
             recorded = await self._engine.write(
                 lambda conn, changes: _finish_batch(conn, changes, batch, now)
