@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
-from armonik_core.adapters.queue.base import Lease
+from armonik_core.adapters.queue.base import Lease, QueueMessage
+from armonik_core.adapters.state.base import TaskAcquisition
 from armonik_core.domain.errors import InvalidArgument
+from armonik_core.domain.outcomes import TaskOutcome
+from armonik_core.domain.records import Result, Session, Task
 from armonik_core.gateway import codec
 from armonik_core.gateway.auth import GatewayKeys, Handle, PermissionDenied, Unauthenticated
 from armonik_core.gateway.outcomes import RunScope, check_outcome
@@ -37,7 +40,6 @@ RECHECK_SECONDS = 1.0
 
 #: A handler: the decoded request and the partition of the agent that called.
 Handler = Callable[[Any, str], Awaitable[Any]]
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -114,27 +116,69 @@ class ComputeGateway:
         acquired = await self._acquire_many({**request, "max_tasks": 1}, partition)
         return acquired[0] if acquired else None
 
-    async def _take(self, lease: Lease, agent: str, hostname: str) -> dict[str, Any] | None:
-        if await self._still_held(lease):
-            return None
-        outcome = await self._b.state.acquire_task(lease.message.task_id, agent, hostname)
-        await self._b.dispatcher.publish(outcome.to_enqueue)
-        if outcome.task is None or outcome.session is None:
-            self._held.pop(lease.message.task_id, None)
-            await self._b.queue.ack([lease])
-            return None
-        task = outcome.task
+    async def _take(
+        self, leases: list[Lease], agent: str, hostname: str
+    ) -> list[dict[str, Any] | None | Exception]:
+        """Hand the tasks of `leases` to the agent, in one call to the state store: for each lease, what the
+        agent gets, None when its task is not to run (its message is spent and acknowledged), or the exception
+        that lease's acquisition raised (its lease runs out and the task goes to another agent)."""
+        answers: list[dict[str, Any] | None | Exception] = [None] * len(leases)
+        wanted: list[int] = []
+        for i, lease in enumerate(leases):
+            try:
+                if not await self._still_held(lease):
+                    wanted.append(i)
+            except Exception as exc:
+                answers[i] = exc
+        requests = [(leases[i].message.task_id, agent, hostname) for i in wanted]
+        outcomes = await self._b.state.acquire_tasks(requests) if requests else []
+        failed = await self._publish(
+            [o.to_enqueue if isinstance(o, TaskAcquisition) else [] for o in outcomes]
+        )
+        spent: list[int] = []
+        for i, outcome in zip(wanted, outcomes, strict=True):
+            if isinstance(outcome, Exception) or (failed is not None and outcome.to_enqueue):
+                answers[i] = outcome if isinstance(outcome, Exception) else failed
+            elif outcome.task is None or outcome.session is None:
+                self._held.pop(leases[i].message.task_id, None)
+                spent.append(i)
+            else:
+                answers[i] = self._hand_over(leases[i], agent, outcome.task, outcome.session, outcome.inputs)
+        if spent:
+            try:
+                await self._b.queue.ack([leases[i] for i in spent])
+            except Exception as exc:
+                for i in spent:
+                    answers[i] = exc
+        return answers
+
+    def _hand_over(
+        self, lease: Lease, agent: str, task: Task, session: Session, inputs: list[Result]
+    ) -> dict[str, Any]:
+        """What the agent gets for a task it acquired, with the lease handle issued for the run."""
         handle, nonce = self.keys.issue(lease, agent)
         scope = RunScope(task.task_id, task.session_id, frozenset(task.expected_output_ids))
         self._held[lease.message.task_id] = _Holding(agent, lease, time.monotonic(), nonce, scope)
         return {
             "task": codec.task_to_wire(task),
-            "session_options": codec.options_to_wire(outcome.session.options),
-            "session_partitions": outcome.session.partition_ids,
+            "session_options": codec.options_to_wire(session.options),
+            "session_partitions": session.partition_ids,
             "lease": handle,
             "object_prefix": nonce,
-            "inputs": [codec.result_to_wire(r) for r in outcome.inputs],
+            "inputs": [codec.result_to_wire(r) for r in inputs],
         }
+
+    async def _publish(self, produced: list[list[QueueMessage]]) -> Exception | None:
+        """Publish the messages state changes produced, in one call; the exception when that fails (those
+        of the changes that produced messages then fail with it, as each would have alone)."""
+        messages = [message for some in produced for message in some]
+        if not messages:
+            return None
+        try:
+            await self._b.dispatcher.publish(messages)
+        except Exception as exc:
+            return exc
+        return None
 
     async def start(self, request: dict[str, Any], partition: str) -> bool:
         handle = self.keys.check(request.get("lease"), request.get("agent_id"), partition)
@@ -167,12 +211,42 @@ class ComputeGateway:
         return sorted(await self._b.state.cancelled_tasks([lease.message.task_id for lease in leases]))
 
     async def finish(self, request: dict[str, Any], partition: str) -> None:
-        lease = await self._record(request, partition)
+        [lease] = await self._record([request], partition)
+        if isinstance(lease, Exception):
+            raise lease
         if lease is not None:
             await self._b.queue.ack([lease])
 
-    async def _record(self, request: dict[str, Any], partition: str) -> Lease | None:
-        """Record an agent's outcome; returns the lease to acknowledge (None: a stale handle, ignored)."""
+    async def _record(self, items: list[dict[str, Any]], partition: str) -> list[Lease | None | Exception]:
+        """Record agents' outcomes, in one call to the state store: for each, the lease to acknowledge, None
+        for a stale handle (ignored), or the exception that outcome raised."""
+        answers: list[Lease | None | Exception] = [None] * len(items)
+        runs: list[tuple[int, Handle, _Holding | None, TaskOutcome]] = []
+        for i, item in enumerate(items):
+            try:
+                run = await self._check(item, partition)
+            except Exception as exc:
+                answers[i] = exc
+                continue
+            if run is not None:
+                runs.append((i, *run))
+        requests = [(handle.task_id, handle.agent_id, outcome) for _, handle, _, outcome in runs]
+        recorded = await self._b.state.finish_tasks(requests) if requests else []
+        failed = await self._publish([[] if isinstance(r, Exception) else r for r in recorded])
+        for (i, handle, holding, _), messages in zip(runs, recorded, strict=True):
+            if isinstance(messages, Exception) or (failed is not None and messages):
+                answers[i] = messages if isinstance(messages, Exception) else failed
+                continue
+            if holding is not None:
+                self._held.pop(handle.task_id, None)
+            answers[i] = holding.lease if holding is not None else handle.lease
+        return answers
+
+    async def _check(
+        self, request: dict[str, Any], partition: str
+    ) -> tuple[Handle, _Holding | None, TaskOutcome] | None:
+        """An agent's outcome checked against its lease handle: the handle, the run's holding (None when
+        the gateway does not hold it in memory) and the outcome, or None when the handle is stale."""
         handle = self.keys.check(request.get("lease"), request.get("agent_id"), partition)
         holding = self._holding(handle)
         if holding is None and self._stale(handle):
@@ -187,12 +261,7 @@ class ComputeGateway:
         outcome = codec.outcome_from_wire(request["outcome"])
         if outcome.created_results or outcome.completions or outcome.subtasks:
             check_outcome(handle, holding.scope if holding else await self._scope(handle), outcome)
-        lease = holding.lease if holding is not None else handle.lease
-        messages = await self._b.state.finish_task(handle.task_id, handle.agent_id, outcome)
-        await self._b.dispatcher.publish(messages)
-        if holding is not None:
-            self._held.pop(handle.task_id, None)
-        return lease
+        return handle, holding, outcome
 
     async def _scope(self, handle: Handle) -> RunScope:
         """The scope of a run the gateway does not hold in memory (taken before a restart)."""
@@ -202,13 +271,13 @@ class ComputeGateway:
         return RunScope(task.task_id, task.session_id, frozenset(task.expected_output_ids))
 
     async def exchange(self, request: dict[str, Any], partition: str) -> list[dict[str, Any]]:
-        """An agent's outcomes and its next tasks in one round trip. The outcomes are applied side by side,
-        so the state store commits them together, and their leases acknowledged in one call (one broker
-        operation, not one per task); one that fails is logged and does not hold back the rest (its task's
-        lease runs out and another agent retries it)."""
+        """An agent's outcomes and its next tasks in one round trip. The outcomes are recorded in one call
+        to the state store, and their leases acknowledged in one call (one broker operation, not one per
+        task); one that fails is logged and does not hold back the rest (its task's lease runs out and
+        another agent retries it)."""
         finished = request.get("finished") or []
         if finished:
-            done = await _side_by_side([self._record(item, partition) for item in finished])
+            done = await self._record(finished, partition)
             recorded = [lease for lease in done if isinstance(lease, Lease)]
             for item, failure in zip(finished, done, strict=True):
                 if isinstance(failure, PermissionDenied):
@@ -239,7 +308,7 @@ class ComputeGateway:
             seen = self._b.dispatcher.publications(partition)
             leases = await self._b.queue.pull(partition, limit, self._lease_seconds, agent)
             if leases:
-                taken = await _side_by_side([self._take(lease, agent, hostname) for lease in leases])
+                taken = await self._take(leases, agent, hostname)
                 acquired = [item for item in taken if isinstance(item, dict)]
                 failures = [item for item in taken if isinstance(item, BaseException)]
                 if failures and not acquired:
@@ -307,17 +376,6 @@ class ComputeGateway:
             "Exchange": self.exchange,  # the unary form, as agents of earlier versions call it
             "GetResults": self.get_results,
         }
-
-
-async def _side_by_side(jobs: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
-    """`asyncio.gather(*jobs, return_exceptions=True)`, awaited directly when there is one job (an agent
-    taking tasks one at a time): a task and two turns of the loop less on the round trip."""
-    if len(jobs) == 1:
-        try:
-            return [await jobs[0]]
-        except Exception as exc:
-            return [exc]
-    return await asyncio.gather(*jobs, return_exceptions=True)
 
 
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:

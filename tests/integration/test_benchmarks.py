@@ -12,10 +12,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_benchmark(script: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """Run a benchmark script as a user does; its figures are the JSON of its last line."""
+def run_benchmark(
+    script: str, *args: str, progress: bool = True
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run a benchmark script as a user does (without its progress bar, when it has one); its figures are the
+    JSON of its last line."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--no-progress"],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, *(["--no-progress"] if progress else [])],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -96,3 +99,14 @@ def test_listing_reads_every_task_of_a_session_page_by_page() -> None:
     assert 0 < figures["first_page_ms"] and 0 < figures["median_page_ms"] and figures["read_seconds"] > 0
     assert figures["control_plane_cpu_seconds"] is not None and figures["analytics_seconds"] > 0
     assert "Reading a session of 2,500 tasks" in done.stdout
+
+
+def test_state_store_measures_both_ways_of_acquiring_and_finishing() -> None:
+    _, figures = run_benchmark(
+        "state_store.py", "--tasks", "40", "--batch", "8", "--repeats", "2", progress=False
+    )
+    assert (figures["tasks"], figures["batch"]) == (40, 8)
+    per_task = figures["cpu_us_per_task"]
+    assert set(per_task) == {"call by call", "batch"}
+    assert all(len(values) == 2 and all(us > 0 for us in values) for values in per_task.values())
+    assert figures["median_ratio"] > 0

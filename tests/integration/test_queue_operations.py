@@ -17,11 +17,12 @@ import pytest
 
 from armonik_core.adapters.queue.base import Lease, QueueMessage
 from armonik_core.adapters.queue.memory import MemoryQueue
+from armonik_core.adapters.state.base import AcquireRequest, FinishRequest, TaskAcquisition
 from armonik_core.adapters.state.sqlite import SqliteStateStore
 from armonik_core.control_plane.context import Backends
 from armonik_core.control_plane.dispatch import TaskDispatcher
 from armonik_core.domain.options import TaskOptions
-from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
+from armonik_core.domain.outcomes import DataCompletion, OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Partition, Result, Session, Task
 from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
 from armonik_core.gateway import codec
@@ -225,3 +226,55 @@ async def test_the_outcomes_of_an_exchange_are_acknowledged_in_one_call(store: S
     for item in taken:
         assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.ERROR
     await dispatcher.close()
+
+
+class CountingStore(SqliteStateStore):
+    """The embedded store, keeping the size of every batch of acquisitions and outcomes it was given."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, synchronous="NORMAL")
+        self.acquired: list[int] = []
+        self.finished: list[int] = []
+
+    async def acquire_tasks(self, requests: Sequence[AcquireRequest]) -> list[TaskAcquisition | Exception]:
+        self.acquired.append(len(requests))
+        return await super().acquire_tasks(requests)
+
+    async def finish_tasks(self, requests: Sequence[FinishRequest]) -> list[list[QueueMessage] | Exception]:
+        self.finished.append(len(requests))
+        return await super().finish_tasks(requests)
+
+
+async def test_an_exchange_calls_the_state_store_once_and_a_refused_outcome_holds_back_no_other(
+    tmp_path: Path,
+) -> None:
+    """An exchange's acquisitions are one call to the state store, its outcomes another; an outcome the
+    gateway refuses (it names a result outside its run) is left out, and the others are recorded and
+    acknowledged."""
+    store = CountingStore(tmp_path / "state.db")
+    await prepare(store)
+    queue = GatedQueue()
+    dispatcher = TaskDispatcher(store, queue)
+    backends = Backends(store, None, queue, dispatcher, None)  # type: ignore[arg-type]
+    gateway = ComputeGateway(backends, GatewayKeys(b"secret"))
+    try:
+        await dispatcher.publish(await ready_tasks(store, 3))
+        acquire = {"partition_id": "default", "agent_id": "agent", "hostname": "host", "wait_seconds": 2.0}
+        taken = await gateway.exchange({"acquire": {**acquire, "max_tasks": 3}}, "default")
+        assert len(taken) == 3 and store.acquired == [3]
+
+        failed = codec.outcome_to_wire(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
+        stray = TaskOutcome(OutcomeKind.SUCCESS, completions=[DataCompletion(new_id(), 1, b"elsewhere")])
+        outcomes = [failed, codec.outcome_to_wire(stray), failed]
+        finished = [
+            {"lease": item["lease"], "agent_id": "agent", "outcome": outcome}
+            for item, outcome in zip(taken, outcomes, strict=True)
+        ]
+        assert await gateway.exchange({"finished": finished}, "default") == []
+        assert store.finished == [2], "the refused outcome never reaches the store"
+        assert queue.acks == [2]
+        statuses = [(await store.get_task(item["task"]["task_id"])).status for item in taken]
+        assert statuses == [TaskStatus.ERROR, TaskStatus.DISPATCHED, TaskStatus.ERROR]
+    finally:
+        await dispatcher.close()
+        await store.close()

@@ -8,10 +8,11 @@ between commit and publish loses nothing (`pending_outbox` replays them at start
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.domain.changes import Change
@@ -49,6 +50,12 @@ class TaskAcquisition:
     to_enqueue: list[QueueMessage] = field(default_factory=list)
     #: The task's payload and data dependencies, read in the same transaction.
     inputs: list[Result] = field(default_factory=list)
+
+
+#: An agent's request for a task whose message it received: (task id, agent id, agent's hostname).
+AcquireRequest = tuple[str, str, str]
+#: An agent's report of how a run ended: (task id, agent id, outcome).
+FinishRequest = tuple[str, str, TaskOutcome]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +170,14 @@ class StateStore(ABC):
 
         A task left running by an agent whose lease expired is retried instead (its attempt crashed)."""
 
+    async def acquire_tasks(self, requests: Sequence[AcquireRequest]) -> list[TaskAcquisition | Exception]:
+        """`acquire_task` of each (task id, agent id, hostname), one answer per request in order: the
+        acquisition, or the exception that request raised (a request that fails holds back no other).
+
+        An agent's exchange takes several tasks at once; a store that can give them in one unit of work
+        (fewer statements, one transaction) overrides this, which makes one call per request."""
+        return await _side_by_side([self.acquire_task(*request) for request in requests])
+
     @abstractmethod
     async def start_task(
         self, task_id: str, agent_id: str, fetched_at: float | None = None, started_at: float | None = None
@@ -176,6 +191,14 @@ class StateStore(ABC):
         """Apply what came of a run in one transaction: results, subtasks, ownership, status, retry, cascade.
 
         An outcome from an agent that no longer owns the task is ignored (returns nothing)."""
+
+    async def finish_tasks(self, requests: Sequence[FinishRequest]) -> list[list[QueueMessage] | Exception]:
+        """`finish_task` of each (task id, agent id, outcome), one answer per request in order: the messages
+        to publish, or the exception that request raised (a request that fails holds back no other).
+
+        An agent's exchange reports several outcomes at once; a store that can record them in one unit of
+        work overrides this, which makes one call per request."""
+        return await _side_by_side([self.finish_task(*request) for request in requests])
 
     @abstractmethod
     async def tasks_in_flight(self) -> tuple[list[QueueMessage], list[tuple[QueueMessage, str]]]:
@@ -198,6 +221,23 @@ class StateStore(ABC):
 
 
 _Record = TypeVar("_Record")
+_Answer = TypeVar("_Answer")
+
+
+async def _side_by_side(jobs: Sequence[Awaitable[_Answer]]) -> list[_Answer | Exception]:
+    """Await the jobs together, each answer in order: its value, or the exception it raised. One job is
+    awaited directly (an agent taking tasks one at a time): a task and two turns of the loop less than
+    `asyncio.gather`."""
+    if len(jobs) == 1:
+        try:
+            return [await jobs[0]]
+        except Exception as exc:
+            return [exc]
+    answers = await asyncio.gather(*jobs, return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+            raise answer  # a cancellation, not a request's failure
+    return cast("list[_Answer | Exception]", answers)
 
 
 def _only(found: Sequence[_Record], kind: str, wanted: str) -> _Record:

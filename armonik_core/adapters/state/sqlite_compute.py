@@ -3,36 +3,27 @@ tasks in flight the queue is rebuilt from, and the outbox."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.adapters.state import common
-from armonik_core.adapters.state import sqlite_schema as schema
-from armonik_core.adapters.state.base import TaskAcquisition
-from armonik_core.adapters.state.sqlite_outcomes import (
-    _apply_success,
-    _cancel_running,
-    _fail,
-    _record_start,
-    _release,
-    _retry_or_fail,
+from armonik_core.adapters.state.base import AcquireRequest, FinishRequest, TaskAcquisition
+from armonik_core.adapters.state.sqlite_batches import (
+    _acquire_batch,
+    _acquire_one,
+    _finish_batch,
+    _finish_one,
 )
-from armonik_core.adapters.state.sqlite_sql import (
-    _columns,
-    _select_in,
-)
+from armonik_core.adapters.state.sqlite_sql import _select_in
 from armonik_core.adapters.state.sqlite_units import SqliteUnits
-from armonik_core.adapters.state.sqlite_writes import (
-    _load_session,
-    _load_tasks,
-    _set_task_status,
-)
-from armonik_core.domain import graph
+from armonik_core.adapters.state.sqlite_writes import _load_tasks, _set_task_status
 from armonik_core.domain.changes import Change
-from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
-from armonik_core.domain.statuses import SessionStatus, TaskStatus
-from armonik_core.domain.tasks import Acquisition, decide_acquisition
+from armonik_core.domain.outcomes import TaskOutcome
+from armonik_core.domain.statuses import TaskStatus
+
+log = logging.getLogger("armonik.state")
 
 
 class SqliteComputePlane(SqliteUnits):
@@ -40,46 +31,22 @@ class SqliteComputePlane(SqliteUnits):
     operations because they follow their own rules (outcomes of a run) and change for their own reasons."""
 
     async def acquire_task(self, task_id: str, agent_id: str, hostname: str) -> TaskAcquisition:
-        now = self._clock()
+        now, request = self._clock(), (task_id, agent_id, hostname)
+        return await self._engine.write(lambda conn, changes: _acquire_one(conn, changes, request, now))
 
-        def unit(conn: sqlite3.Connection, changes: list[Change]) -> TaskAcquisition:
-            task = _load_tasks(conn, [task_id]).get(task_id)
-            if task is None:
-                return TaskAcquisition()
-            decision = decide_acquisition(task, agent_id)
-            if decision is Acquisition.CANCEL:
-                _cancel_running(conn, changes, task, now)
-                return TaskAcquisition()
-            if decision is Acquisition.RECOVER_CRASH:
-                return TaskAcquisition(
-                    to_enqueue=_retry_or_fail(conn, changes, task, common.crash_message(task), now)
-                )
-            if decision is Acquisition.SKIP:
-                return TaskAcquisition()
-            session = _load_session(conn, task.session_id)
-            if session.status == SessionStatus.PAUSED:
-                _set_task_status(conn, changes, [task], TaskStatus.PAUSED)
-                return TaskAcquisition()
-            _set_task_status(
-                conn,
-                changes,
-                [task],
-                TaskStatus.DISPATCHED,
-                owner_pod_id=agent_id,
-                pod_hostname=hostname,
-                received_at=task.received_at or now,
-                acquired_at=now,
-            )
-            # Whatever of the inputs exists: a missing one is the agent's to report, as the task's error.
-            rows = _select_in(
-                conn,
-                f"SELECT {_columns(schema.RESULT_COLUMNS)} FROM results WHERE result_id IN ({{marks}})",
-                sorted(graph.task_inputs(task)),
-            )
-            inputs = [schema.result_from_row(r) for r in rows]
-            return TaskAcquisition(task=task, session=session, inputs=inputs)
-
-        return await self._engine.write(unit)
+    async def acquire_tasks(self, requests: Sequence[AcquireRequest]) -> list[TaskAcquisition | Exception]:
+        """The batch in one unit of work, set-wise (`sqlite_batches`); should that unit fail, each request
+        in a unit of its own, so that the failure stays with its request. A single request takes the single
+        call's shorter path."""
+        now, batch = self._clock(), list(requests)
+        if len(batch) < 2:
+            return await super().acquire_tasks(batch)
+        try:
+            given = await self._engine.write(lambda conn, changes: _acquire_batch(conn, changes, batch, now))
+        except Exception as exc:
+            log.debug("acquiring %d tasks one by one: %s", len(batch), exc)
+            return await super().acquire_tasks(batch)
+        return list(given)
 
     async def start_task(
         self, task_id: str, agent_id: str, fetched_at: float | None = None, started_at: float | None = None
@@ -98,30 +65,24 @@ class SqliteComputePlane(SqliteUnits):
         return await self._engine.write(unit)
 
     async def finish_task(self, task_id: str, agent_id: str, outcome: TaskOutcome) -> list[QueueMessage]:
-        now = self._clock()
+        now, request = self._clock(), (task_id, agent_id, outcome)
+        return await self._engine.write(lambda conn, changes: _finish_one(conn, changes, request, now))
 
-        def unit(conn: sqlite3.Connection, changes: list[Change]) -> list[QueueMessage]:
-            task = _load_tasks(conn, [task_id]).get(task_id)
-            if task is None or task.owner_pod_id != agent_id or task.status not in common.RUNNING_STATUSES:
-                return []
-            start = common.reported_start(task, outcome)
-            if start is not None:
-                task.fetched_at, task.started_at = start
-            if outcome.kind is OutcomeKind.SUCCESS and task.status != TaskStatus.CANCELLING:
-                return _apply_success(conn, changes, task, outcome, now, start)
-            _record_start(conn, task_id, start)
-            if task.status == TaskStatus.CANCELLING or outcome.kind is OutcomeKind.CANCELLED:
-                _cancel_running(conn, changes, task, now)
-                return []
-            if outcome.kind is OutcomeKind.RELEASED:
-                return _release(conn, changes, task)
-            if outcome.kind is OutcomeKind.CRASH:
-                return _retry_or_fail(conn, changes, task, outcome.message, now)
-            # ERROR or TIMEOUT
-            _fail(conn, changes, task, common.failure_status(outcome.kind), outcome.message, now)
-            return []
-
-        return await self._engine.write(unit)
+    async def finish_tasks(self, requests: Sequence[FinishRequest]) -> list[list[QueueMessage] | Exception]:
+        """The batch in one unit of work, set-wise (`sqlite_batches`); should that unit fail (an outcome the
+        store refuses), each request in a unit of its own, so that the failure stays with its request. A
+        single request takes the single call's shorter path."""
+        now, batch = self._clock(), list(requests)
+        if len(batch) < 2:
+            return await super().finish_tasks(batch)
+        try:
+            recorded = await self._engine.write(
+                lambda conn, changes: _finish_batch(conn, changes, batch, now)
+            )
+        except Exception as exc:
+            log.debug("recording %d outcomes one by one: %s", len(batch), exc)
+            return await super().finish_tasks(batch)
+        return list(recorded)
 
     async def tasks_in_flight(self) -> tuple[list[QueueMessage], list[tuple[QueueMessage, str]]]:
         statuses = (int(TaskStatus.SUBMITTED), int(TaskStatus.DISPATCHED), int(TaskStatus.PROCESSING))

@@ -4,6 +4,7 @@ COMPLETED), failure, retry, release and cancellation."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.adapters.state import common
@@ -19,13 +20,19 @@ from armonik_core.adapters.state.sqlite_writes import (
     _insert_tasks,
     _load_session,
     _resolve_dependents,
+    _resolve_dependents_of,
     _set_task_status,
+    _status_rows,
+    _status_update,
 )
 from armonik_core.domain.changes import Change
-from armonik_core.domain.outcomes import TaskOutcome
+from armonik_core.domain.outcomes import OutcomeKind, TaskOutcome
 from armonik_core.domain.records import Task
 from armonik_core.domain.statuses import ResultStatus, SessionStatus, TaskStatus
 from armonik_core.domain.tasks import can_retry, make_retry
+
+#: A successful run to record: its task (its reported start applied), its outcome and that start.
+Success = tuple[Task, TaskOutcome, tuple[float, float] | None]
 
 
 def _record_start(conn: sqlite3.Connection, task_id: str, start: tuple[float, float] | None) -> None:
@@ -44,19 +51,7 @@ def _apply_success(
 ) -> list[QueueMessage]:
     """A successful run: its new results, its data, its subtasks, then the task itself COMPLETED, its reported
     start included in that one update (a statement less per task than writing the start on its own)."""
-    created = outcome.created_results
-    if created:
-        conn.executemany(_INSERT_RESULT, [schema.result_to_row(r) for r in created])
-        changes.extend(common.new_result_changes(created))
-    produced = common.produced_results(task, outcome)
-    conn.executemany(
-        "UPDATE results SET status = ?, size = ?, opaque_id = ?, completed_at = ? WHERE result_id = ? AND status = ?",
-        [
-            (int(ResultStatus.COMPLETED), c.size, c.opaque_id, now, c.result_id, int(ResultStatus.CREATED))
-            for c in outcome.completions
-        ],
-    )
-    changes.extend(common.result_status_changes(task.session_id, produced, ResultStatus.COMPLETED))
+    [produced] = _record_data(conn, [changes], [(task, outcome)], now)
     messages: list[QueueMessage] = []
     if outcome.subtasks:
         session = _load_session(conn, task.session_id)
@@ -77,12 +72,75 @@ def _apply_success(
         _record_start(conn, task.task_id, start)
         _fail(conn, changes, task, TaskStatus.ERROR, unfinished, now)
         return messages
-    started = {} if start is None else {"fetched_at": start[0], "started_at": start[1]}
-    processed = common.processed_time(task, outcome, now)
-    _set_task_status(
-        conn, changes, [task], TaskStatus.COMPLETED, processed_at=processed, ended_at=now, error="", **started
-    )
+    _complete(conn, [changes], [(task, outcome, start)], now)
     return messages
+
+
+def _plain_success(task: Task, outcome: TaskOutcome) -> bool:
+    """A success that submits nothing and produced every output of its task: what `_apply_successes` takes."""
+    return (
+        outcome.kind is OutcomeKind.SUCCESS
+        and task.status != TaskStatus.CANCELLING
+        and not outcome.subtasks
+        and set(task.expected_output_ids) <= {c.result_id for c in outcome.completions}
+    )
+
+
+def _apply_successes(
+    conn: sqlite3.Connection, changes_of: Sequence[list[Change]], runs: Sequence[Success], now: float
+) -> list[list[QueueMessage]]:
+    """`_apply_success` of several plain successes (`_plain_success`) at once, a statement per step for all
+    of them: the same records, and for each the changes and messages it would have had on its own."""
+    produced = _record_data(conn, changes_of, [(task, outcome) for task, outcome, _ in runs], now)
+    released = _resolve_dependents_of(conn, changes_of, produced, now)
+    _complete(conn, changes_of, runs, now)
+    return released
+
+
+def _record_data(
+    conn: sqlite3.Connection,
+    changes_of: Sequence[list[Change]],
+    runs: Sequence[tuple[Task, TaskOutcome]],
+    now: float,
+) -> list[list[str]]:
+    """The results successful runs created and the data they sent, one statement each for all the runs;
+    returns what each run produced."""
+    created = [result for _, outcome in runs for result in outcome.created_results]
+    if created:
+        conn.executemany(_INSERT_RESULT, [schema.result_to_row(r) for r in created])
+    produced = [common.produced_results(task, outcome) for task, outcome in runs]
+    conn.executemany(
+        "UPDATE results SET status = ?, size = ?, opaque_id = ?, completed_at = ? WHERE result_id = ? AND status = ?",
+        [
+            (int(ResultStatus.COMPLETED), c.size, c.opaque_id, now, c.result_id, int(ResultStatus.CREATED))
+            for _, outcome in runs
+            for c in outcome.completions
+        ],
+    )
+    for changes, (task, outcome), mine in zip(changes_of, runs, produced, strict=True):
+        changes.extend(common.new_result_changes(outcome.created_results))
+        changes.extend(common.result_status_changes(task.session_id, mine, ResultStatus.COMPLETED))
+    return produced
+
+
+def _complete(
+    conn: sqlite3.Connection, changes_of: Sequence[list[Change]], runs: Sequence[Success], now: float
+) -> None:
+    """The runs' tasks COMPLETED, each with its reported start in the same update; one statement for all
+    the tasks that set the same columns."""
+    groups: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
+    for changes, (task, outcome, start) in zip(changes_of, runs, strict=True):
+        columns: dict[str, float | str] = {
+            "processed_at": common.processed_time(task, outcome, now),
+            "ended_at": now,
+            "error": "",
+        }
+        if start is not None:
+            columns.update(fetched_at=start[0], started_at=start[1])
+        rows = groups.setdefault(tuple(columns), [])
+        rows += _status_rows(changes, [task], TaskStatus.COMPLETED, columns)
+    for names, rows in groups.items():
+        conn.executemany(_status_update(names), rows)
 
 
 def _fail(

@@ -122,7 +122,7 @@ def _enqueue(conn: sqlite3.Connection, tasks: Iterable[Task]) -> list[QueueMessa
     return _enqueue_messages(conn, [common.queue_message(t) for t in tasks])
 
 
-def _status_assignments(columns: Mapping[str, float | str]) -> str:
+def _status_assignments(columns: Iterable[str]) -> str:
     """The SET clause of a status move: the status, then each column, as parameters in that order."""
     return ", ".join(["status = ?", *(f"{name} = ?" for name in columns)])
 
@@ -135,21 +135,48 @@ def _set_task_status(
     **columns: float | str,
 ) -> None:
     """Move the tasks to `status`, setting the other `columns` (timestamps, owner...) in the same statement."""
-    assignments = _status_assignments(columns)
-    rows = []
+    conn.executemany(_status_update(columns), _status_rows(changes, tasks, status, columns))
+
+
+def _status_update(columns: Iterable[str]) -> str:
+    """The UPDATE of a status move setting `columns` too, its parameters as `_status_rows` gives them."""
+    return f"UPDATE tasks SET {_status_assignments(columns)} WHERE task_id = ?"
+
+
+def _status_rows(
+    changes: list[Change], tasks: Iterable[Task], status: TaskStatus, columns: Mapping[str, float | str]
+) -> list[tuple[object, ...]]:
+    """A status move, up to its statement: the tasks moved in memory, their changes appended, and one row of
+    parameters each for `_status_update`. Rows of several moves setting the same columns (each task with its
+    own values, its changes in its own list) then go to the database in one statement."""
+    rows: list[tuple[object, ...]] = []
     for task in tasks:
         task.status = status
         for name, value in columns.items():
             setattr(task, name, value)
         rows.append((int(status), *columns.values(), task.task_id))
         changes.append(Change(EventType.TASK_STATUS_UPDATE, task.session_id, task.task_id, int(status)))
-    conn.executemany(f"UPDATE tasks SET {assignments} WHERE task_id = ?", rows)
+    return rows
 
 
 def _resolve_dependents(
     conn: sqlite3.Connection, changes: list[Change], completed: Sequence[str], now: float
 ) -> list[QueueMessage]:
     """Drop the completed inputs from every waiting task and queue the tasks that now have them all."""
+    return _resolve_dependents_of(conn, [changes], [completed], now)[0]
+
+
+def _resolve_dependents_of(
+    conn: sqlite3.Connection,
+    changes_of: Sequence[list[Change]],
+    completed_by: Sequence[Sequence[str]],
+    now: float,
+) -> list[list[QueueMessage]]:
+    """`_resolve_dependents` for several completions at once, with what each releases as if they had been
+    applied one after the other: a task waiting on results of several is released by the last of those, its
+    changes appended to that one's list of `changes_of` and its message among that one's messages."""
+    released: list[list[QueueMessage]] = [[] for _ in completed_by]
+    completed = [rid for group in completed_by for rid in group]
     rows = _select_in(
         conn,
         "SELECT task_id, result_id FROM task_waits WHERE task_id IN "
@@ -157,19 +184,30 @@ def _resolve_dependents(
         completed,
     )
     if not rows:  # nothing waits on these results (the usual end of a graph's branch): nothing to delete
-        return []
+        return released
     remaining: dict[str, set[str]] = {}
     for row in rows:
         remaining.setdefault(row["task_id"], set()).add(row["result_id"])
-    conn.executemany("DELETE FROM task_waits WHERE result_id = ?", [(rid,) for rid in completed])
+    conn.executemany(
+        "DELETE FROM task_waits WHERE result_id = ?", [(rid,) for rid in dict.fromkeys(completed)]
+    )
     ready_ids = graph.ready_after_completion(remaining, completed)
     if not ready_ids:
-        return []
+        return released
+    last = {rid: index for index, group in enumerate(completed_by) for rid in group}
     ready = [t for t in _load_tasks(conn, ready_ids).values() if t.status == TaskStatus.PENDING]
-    paused, runnable = common.split_paused(ready, _paused_sessions(conn, {t.session_id for t in ready}))
-    _set_task_status(conn, changes, paused, TaskStatus.PAUSED, submitted_at=now)
-    _set_task_status(conn, changes, runnable, TaskStatus.SUBMITTED, submitted_at=now)
-    return _enqueue(conn, runnable)
+    paused_sessions = _paused_sessions(conn, {t.session_id for t in ready})
+    paused_rows: list[tuple[object, ...]] = []
+    queued_rows: list[tuple[object, ...]] = []
+    for index, changes in enumerate(changes_of):
+        mine = [t for t in ready if max(last[rid] for rid in remaining[t.task_id]) == index]
+        paused, runnable = common.split_paused(mine, paused_sessions)
+        paused_rows += _status_rows(changes, paused, TaskStatus.PAUSED, {"submitted_at": now})
+        queued_rows += _status_rows(changes, runnable, TaskStatus.SUBMITTED, {"submitted_at": now})
+        released[index] = [common.queue_message(t) for t in runnable]
+    conn.executemany(_status_update({"submitted_at": now}), paused_rows + queued_rows)
+    _enqueue_messages(conn, [message for messages in released for message in messages])
+    return released
 
 
 def _paused_sessions(conn: sqlite3.Connection, session_ids: set[str]) -> set[str]:
