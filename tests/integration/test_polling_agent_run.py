@@ -61,11 +61,10 @@ async def test_inputs_are_staged_and_notified_outputs_become_objects(running: Ru
     assert not outcome.created_results and not outcome.subtasks
 
 
+@pytest.mark.parametrize("running", ["worker"], indirect=True)  # an in-process run stages no files
 async def test_the_files_of_a_task_become_the_input_files_of_the_next(running: Running) -> None:
     """Emptied and kept, not unlinked: see `SpareFiles`. The next task reads its own data, and nothing of
     the longer data the same files held before."""
-    if running.in_process:
-        pytest.skip("an in-process worker's inputs are not staged as files")
     backend = running.backend
     first = await backend.submit({"action": "inspect"}, deps=[b"a long first input" * 100, b"second input"])
     assert (await backend.outcome(first)).kind is OutcomeKind.SUCCESS
