@@ -198,7 +198,7 @@ def options_from_values(values: Sequence[Any]) -> TaskOptions:
         application_namespace=namespace,
         application_service=service,
         engine_type=engine,
-        options=json.loads(options),
+        options={} if options == "{}" else json.loads(options),  # most tasks have none: no decode per row
     )
 
 
