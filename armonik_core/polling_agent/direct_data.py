@@ -147,7 +147,7 @@ class DirectTaskHandler(TaskHandler):
         self.expected_results: list[str] = list(task.expected_output_ids)
         self.configuration: Configuration = Configuration(data_chunk_max_size=chunk_size)
         self.payload_id: str = task.payload_id
-        self._folder = str(run.data_folder)
+        self._folder = run.folder_name
         self._service = service
         self._objects = objects
         self._payload: bytes | None = None

@@ -220,8 +220,7 @@ class TaskRunner:
         With `report=False` the outcome is the caller's to report (the agent batches them), except when the
         run is torn down from outside: the task is then given back here."""
         token = new_id()
-        folder = self._settings.shared_cache_folder / token
-        run = TaskRun(self.acquired, token, folder)
+        run = TaskRun(self.acquired, token, os.path.join(self._settings.shared_cache_folder, token))
         started = time.monotonic()
         outcome = TaskOutcome(OutcomeKind.CRASH, "The agent failed before the task ran")
         torn_down = False

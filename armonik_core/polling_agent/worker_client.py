@@ -73,7 +73,7 @@ def process_request(run: TaskRun, chunk_size: int) -> ProcessRequest:
         expected_output_keys=task.expected_output_ids,
         payload_id=task.payload_id,
         data_dependencies=task.data_dependencies,
-        data_folder=str(run.data_folder),
+        data_folder=run.folder_name,
         configuration=Configuration(data_chunk_max_size=chunk_size),
     )
 
