@@ -22,6 +22,8 @@ def new_ids(count: int) -> list[str]:
 
     Built from string slices rather than integer arithmetic per id: this runs for every task and result.
     """
+    if count == 1:
+        return [new_id()]
     if count > _COUNTER_LIMIT:
         raise ValueError(f"at most {_COUNTER_LIMIT} ids per call")
     millis = f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}"
@@ -35,8 +37,22 @@ def new_ids(count: int) -> list[str]:
     return ids
 
 
+#: The start of the ids of the last millisecond `new_id` saw, with that millisecond (one tuple: one assignment).
+_head: tuple[int, str] = (-1, "")
+
+
 def new_id() -> str:
-    return new_ids(1)[0]
+    """One id: the first of a batch of its millisecond (`new_ids`), its start reused within the millisecond.
+
+    Every task costs an agent two (its communication token, its output's object key)."""
+    global _head
+    millis = int(time.time() * 1000) & 0xFFFFFFFFFFFF
+    last, head = _head
+    if millis != last:
+        text = f"{millis:012x}"
+        head = f"{text[:8]}-{text[8:]}-7000-8000-0"
+        _head = (millis, head)
+    return head + os.urandom(6).hex()[1:]
 
 
 #: How much of an id a message or a log line shows: a UUID whole, a longer string cut with its length said.

@@ -74,11 +74,13 @@ def data_file(folder: Path, result_id: str) -> Path:
 class TaskRun:
     """The task being processed, as the Agent API sees it, and what the worker produced so far."""
 
-    def __init__(self, acquired: AcquiredTask, token: str, data_folder: Path) -> None:
+    def __init__(self, acquired: AcquiredTask, token: str, data_folder: Path | str) -> None:
         self.acquired = acquired
         self.task: Task = acquired.task
         self.token = token
-        self.data_folder = data_folder
+        #: The data folder's path as text (what the worker is given); `data_folder` is its `Path`.
+        self.folder_name = str(data_folder)
+        self._data_folder = data_folder if isinstance(data_folder, Path) else None
         self.outputs = frozenset(acquired.task.expected_output_ids)
         self.inputs = frozenset([acquired.task.payload_id, *acquired.task.data_dependencies]) - {""}
         #: Results whose files the worker wrote and notified, in notification order.
@@ -103,6 +105,15 @@ class TaskRun:
         self.folder_made = False
         self._folder_closed = False
         self._folder_lock = threading.Lock()
+
+    @property
+    def data_folder(self) -> Path:
+        """The data folder's `Path`, made when first asked for: a run whose folder nothing uses (an in-process
+        worker's, as a rule) does without."""
+        folder = self._data_folder
+        if folder is None:
+            folder = self._data_folder = Path(self.folder_name)
+        return folder
 
     def ensure_folder(self) -> Path:
         """The data folder, made now if it is not yet. Called from the agent's loop (GetResourceData) or an

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.outcomes import TaskOutcome
@@ -43,7 +43,8 @@ class AcquireRequest:
     max_tasks: int = 1
 
     def with_limits(self, max_tasks: int, wait_seconds: float) -> AcquireRequest:
-        return replace(self, max_tasks=max_tasks, wait_seconds=wait_seconds)
+        # Spelled out: `dataclasses.replace` costs several times more, once per exchange.
+        return AcquireRequest(self.partition_id, self.agent_id, self.hostname, wait_seconds, max_tasks)
 
 
 class ComputeBackend(ABC):

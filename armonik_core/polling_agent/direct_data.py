@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import grpc
-from armonik.protogen.common.worker_common_pb2 import ProcessRequest
+from armonik.common import TaskOptions as SdkTaskOptions
+from armonik.protogen.common.objects_pb2 import Configuration
 from armonik.worker import TaskHandler
 from armonik.worker.taskhandler import LazyLoadDict
 
 from armonik_core.adapters.objects.base import ObjectNotFound, ObjectStorage
+from armonik_core.domain.options import TaskOptions
 from armonik_core.domain.outcomes import DataCompletion
 from armonik_core.polling_agent.agent_service import AgentService, TaskRun, new_object_keys, refusal
 
@@ -99,32 +102,62 @@ class _Inputs(LazyLoadDict):
         return data
 
 
+def sdk_options(options: TaskOptions) -> SdkTaskOptions:
+    """The SDK's `TaskOptions` of `options`, equal in every field and type to what the SDK's `TaskHandler`
+    parses back from the ProcessRequest a separate worker gets (`TaskOptions.from_message`): the duration
+    goes through the same integer seconds and nanoseconds, truncated to microseconds toward zero."""
+    seconds = int(options.max_duration)
+    nanos = int(round((options.max_duration - seconds) * 1e9))
+    micros = nanos // 1000 if nanos >= 0 else -(-nanos // 1000)
+    return SdkTaskOptions(
+        max_duration=timedelta(seconds=seconds, microseconds=micros),
+        max_retries=options.max_retries,
+        priority=options.priority,
+        partition_id=options.partition_id,
+        application_name=options.application_name,
+        application_version=options.application_version,
+        application_namespace=options.application_namespace,
+        application_service=options.application_service,
+        engine_type=options.engine_type,
+        options=dict(options.options),
+    )
+
+
 class DirectTaskHandler(TaskHandler):
-    """The SDK's `TaskHandler`, its data read from and written to object storage (see the module)."""
+    """The SDK's `TaskHandler`, its data read from and written to object storage (see the module).
+
+    Its attributes are set from the run itself, to the values the SDK's `__init__` would read from the
+    task's ProcessRequest: that request, built for the processor only to be parsed back at once, cost a no-op
+    task more than a tenth of the agent's work on it."""
 
     def __init__(
         self,
-        request: ProcessRequest,
+        run: TaskRun,
         agent_client: Any,
         service: AgentService,
-        run: TaskRun,
         objects: ObjectAccess,
+        chunk_size: int,
     ) -> None:
-        # The base class reads `data_folder` as it builds its file-based `data_dependencies`: no run yet, so
-        # that this does not make the folder.
-        self._run: TaskRun | None = None
-        super().__init__(request, agent_client)
+        task = run.task
+        self._client = agent_client
+        self.session_id: str = task.session_id
+        self.task_id: str = task.task_id
+        self.task_options: SdkTaskOptions = sdk_options(task.options)
+        self.token: str = run.token
+        self.expected_results: list[str] = list(task.expected_output_ids)
+        self.configuration: Configuration = Configuration(data_chunk_max_size=chunk_size)
+        self.payload_id: str = task.payload_id
+        self._folder = run.folder_name
         self._service = service
         self._objects = objects
         self._payload: bytes | None = None
-        self.data_dependencies: Mapping[str, bytes] = _Inputs(list(request.data_dependencies), self._input)
+        self.data_dependencies: Mapping[str, bytes] = _Inputs(list(task.data_dependencies), self._input)
         self._run = run
 
     @property  # type: ignore[override]
     def data_folder(self) -> str:
         """The task's data folder, made when first asked for (a processor that uses none costs none)."""
-        if self._run is not None:
-            self._run.ensure_folder()
+        self._run.ensure_folder()
         return self._folder
 
     @data_folder.setter
@@ -139,7 +172,6 @@ class DirectTaskHandler(TaskHandler):
 
     def _input(self, result_id: str) -> bytes:
         run = self._run
-        assert run is not None
         prefetched = run.prefetched.pop(result_id, None)
         if prefetched is not None:
             return prefetched

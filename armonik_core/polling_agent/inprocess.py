@@ -36,12 +36,12 @@ from queue import SimpleQueue
 from typing import Any
 
 import grpc
-from armonik.protogen.common.worker_common_pb2 import ProcessReply, ProcessRequest
+from armonik.protogen.common.worker_common_pb2 import ProcessReply
 from armonik.worker import TaskHandler
 
 from armonik_core.adapters.objects.base import ObjectStorage
 from armonik_core.config import ConfigurationError
-from armonik_core.polling_agent.agent_service import AgentService
+from armonik_core.polling_agent.agent_service import AgentService, TaskRun
 from armonik_core.polling_agent.direct_data import DirectTaskHandler, ObjectAccess, answered, rpc_error
 
 log = logging.getLogger("armonik.polling_agent")
@@ -82,6 +82,12 @@ class _DirectContext:
 
 
 _CONTEXT = _DirectContext()
+
+
+def _expire(reply: asyncio.Future[ProcessReply]) -> None:
+    """The call ran past its deadline: it fails as a gRPC call would (its thread runs on, abandoned)."""
+    if not reply.done():
+        reply.set_exception(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
 
 def _direct(name: str) -> Callable[..., Any]:
@@ -141,10 +147,14 @@ class InProcessWorker:
         self._objects = objects
         self._name = name
         self._jobs: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
-        #: Set while the thread runs a call; a call abandoned by the agent keeps it set until it returns.
-        self._busy = threading.Event()
+        #: True while the thread runs a call; a call abandoned by the agent keeps it True until it returns.
+        #: A plain flag: nothing waits on it (the loop waits on `_free`), and an Event's lock costs more.
+        self._busy = False
         #: Set by the thread when it is free again (the loop's side of `_busy`).
         self._free: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stub: InProcessAgentStub | None = None
+        self._access: ObjectAccess | None = None
         # A daemon thread: a stuck processor must not keep the process from exiting once the agent stopped.
         self._thread = threading.Thread(target=self._serve, name="in-process-worker", daemon=True)
         self._thread.start()
@@ -161,7 +171,7 @@ class InProcessWorker:
     @property
     def stuck(self) -> bool:
         """True while a call the agent abandoned (timed out, cancelled) is still running."""
-        return self._busy.is_set()
+        return self._busy
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -169,22 +179,22 @@ class InProcessWorker:
 
     # -- the worker interface ----------------------------------------------------------------------------
     async def check(self, timeout: float = 5.0) -> bool:
-        return not self._busy.is_set()
+        return not self._busy
 
     def check_early(self, timeout: float = 5.0) -> None:
         """Nothing to start: the answer is known at once."""
 
     def check_needed(self) -> bool:
-        return self._busy.is_set()
+        return self._busy
 
     async def check_before_task(self, timeout: float = 5.0) -> bool:
-        return not self._busy.is_set()
+        return not self._busy
 
     async def wait_healthy(
         self, retries: int, delay: float, timeout: float = 5.0, stop: asyncio.Event | None = None
     ) -> bool:
         """Wait for an abandoned call to return, up to the time `retries` checks would take."""
-        if not self._busy.is_set():
+        if not self._busy:
             return True
         free = self._free
         if free is None:
@@ -198,18 +208,15 @@ class InProcessWorker:
         finally:
             for waiting in waits:
                 waiting.cancel()
-        return not self._busy.is_set()
+        return not self._busy
 
-    async def process(self, request: ProcessRequest, timeout: float | None) -> ProcessReply:
-        """Call the processor with a `TaskHandler` for `request`; raises `grpc.aio.AioRpcError` as a gRPC
-        call would: DEADLINE_EXCEEDED past `timeout`, INTERNAL when the processor raised."""
+    async def process(self, run: TaskRun, chunk_size: int, timeout: float | None) -> ProcessReply:
+        """Call the processor with a `TaskHandler` for `run`; raises `grpc.aio.AioRpcError` as a gRPC call
+        would: DEADLINE_EXCEEDED past `timeout`, INTERNAL when the processor raised."""
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[ProcessReply] = loop.create_future()
         free = self._free = asyncio.Event()
-        stub = InProcessAgentStub(self._service, loop)
-        run = self._service.current
-        assert run is not None, "the runner binds the run before calling the worker"
-        objects = ObjectAccess(self._objects, loop)
+        stub, objects = self._bridges(loop)
 
         def settle(value: ProcessReply | None, error: BaseException | None) -> None:
             free.set()
@@ -224,27 +231,40 @@ class InProcessWorker:
             value: ProcessReply | None = None
             error: BaseException | None = None
             try:
-                output = self._processor(DirectTaskHandler(request, stub, self._service, run, objects))
+                output = self._processor(DirectTaskHandler(run, stub, self._service, objects, chunk_size))
                 value = ProcessReply(output=output.to_message())
             except Exception as exc:
-                log.warning("task %s: the processor raised %r", request.task_id, exc, exc_info=True)
+                log.warning("task %s: the processor raised %r", run.task.task_id, exc, exc_info=True)
                 # INTERNAL, as the SDK's server answers a processor that raised (its message says more).
                 error = rpc_error(
                     grpc.StatusCode.INTERNAL, f"Exception calling application: {type(exc).__name__}: {exc}"
                 )
             finally:
-                self._busy.clear()
+                self._busy = False
             try:
                 loop.call_soon_threadsafe(settle, value, error)
             except RuntimeError:  # the loop is closed: the agent is gone
                 pass
 
-        self._busy.set()
+        self._busy = True
         self._jobs.put(job)
+        if timeout is None:
+            return await reply
+        # A timer rather than `asyncio.wait_for`, which costs a waiter future and two callbacks more per call.
+        deadline = loop.call_later(timeout, _expire, reply)
         try:
-            return await asyncio.wait_for(reply, timeout)
-        except asyncio.TimeoutError:
-            raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            return await reply
+        finally:
+            deadline.cancel()
+
+    def _bridges(self, loop: asyncio.AbstractEventLoop) -> tuple[InProcessAgentStub, ObjectAccess]:
+        """The Agent stub and object access of the processor's calls, made once per event loop."""
+        if self._loop is not loop:
+            self._loop = loop
+            self._stub = InProcessAgentStub(self._service, loop)
+            self._access = ObjectAccess(self._objects, loop)
+        assert self._stub is not None and self._access is not None
+        return self._stub, self._access
 
     async def close(self) -> None:
         """Let the thread end after its current call (not waited for: it may be stuck)."""

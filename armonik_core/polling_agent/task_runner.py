@@ -55,11 +55,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from armonik.protogen.common.objects_pb2 import Configuration
-from armonik.protogen.common.worker_common_pb2 import ProcessReply, ProcessRequest
+from armonik.protogen.common.worker_common_pb2 import ProcessReply
 
 from armonik_core.adapters.objects.base import INLINE_SIZE, ObjectNotFound, ObjectStorage
-from armonik_core.control_plane.convert import options_to_proto
 from armonik_core.domain.outcomes import DataCompletion, OutcomeKind, TaskOutcome
 from armonik_core.domain.statuses import ResultStatus
 from armonik_core.ids import new_id
@@ -143,8 +141,8 @@ def _empty_folder(path: Path, spares: SpareFiles | None = None) -> None:
 
 async def _bounded(limit: int, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
     """Run the jobs at most `limit` at a time; the first failure is raised once all have stopped."""
-    if len(jobs) == 1:  # the usual case (a payload, one output): no tasks to schedule
-        return [await jobs[0]()]
+    if len(jobs) <= 1:  # the usual cases (a payload, one output; none for an in-process worker): no tasks
+        return [await jobs[0]()] if jobs else []
     semaphore = asyncio.Semaphore(limit)
 
     async def one(job: Callable[[], Awaitable[T]]) -> T:
@@ -222,8 +220,7 @@ class TaskRunner:
         With `report=False` the outcome is the caller's to report (the agent batches them), except when the
         run is torn down from outside: the task is then given back here."""
         token = new_id()
-        folder = self._settings.shared_cache_folder / token
-        run = TaskRun(self.acquired, token, folder)
+        run = TaskRun(self.acquired, token, os.path.join(self._settings.shared_cache_folder, token))
         started = time.monotonic()
         outcome = TaskOutcome(OutcomeKind.CRASH, "The agent failed before the task ran")
         torn_down = False
@@ -252,13 +249,17 @@ class TaskRunner:
             # A worker whose call was abandoned may still use its files: those are not kept for other tasks.
             spares = None if outcome.kind in ABANDONED else self._spares
             run.close_folder()
-            _empty_folder(run.data_folder, spares=spares)
+            if run.folder_made:  # an in-process worker's is made only when used
+                _empty_folder(run.data_folder, spares=spares)
             if report and self.report is not None:
                 await self.report
         # One line per task at thousands of tasks per second is noise and a measurable cost: successes are
-        # logged at debug level, everything else at info.
+        # logged at debug level, everything else at info (its fields built only when the line is written).
+        level = logging.DEBUG if outcome.kind is OutcomeKind.SUCCESS else logging.INFO
+        if not log.isEnabledFor(level):
+            return outcome
         log.log(
-            logging.DEBUG if outcome.kind is OutcomeKind.SUCCESS else logging.INFO,
+            level,
             "task %s: %s",
             self.task_id,
             outcome.kind.value,
@@ -358,24 +359,13 @@ class TaskRunner:
         if isinstance(staged, BaseException):
             raise staged
         self._fetched_at = time.time()
-        request = ProcessRequest(
-            communication_token=run.token,
-            session_id=task.session_id,
-            task_id=task.task_id,
-            task_options=options_to_proto(task.options),
-            expected_output_keys=task.expected_output_ids,
-            payload_id=task.payload_id,
-            data_dependencies=task.data_dependencies,
-            data_folder=str(run.data_folder),
-            configuration=Configuration(data_chunk_max_size=self._settings.data_chunk_max_size),
-        )
         timeout = task.options.max_duration or None
         self._service.bind(run)
         self._started_at = time.time()
         if self._start_due:
             self._report_start()
         try:
-            reply = await self._worker.process(request, timeout)
+            reply = await self._worker.process(run, self._settings.data_chunk_max_size, timeout)
             self._processed_at = time.time()
             return reply
         except grpc.aio.AioRpcError as exc:
@@ -494,6 +484,8 @@ class TaskRunner:
             return TaskOutcome(OutcomeKind.ERROR, reply.output.error.details)
         if kind != "ok":
             return TaskOutcome(OutcomeKind.CRASH, "Worker returned an output that is neither ok nor an error")
+        if not run.notified:  # an in-process worker's outputs are stored already (`direct_data`)
+            return self._success(run, [])
         notified = list(run.notified)
         keys = new_object_keys(len(notified), run.acquired.object_prefix)
 
@@ -517,6 +509,11 @@ class TaskRunner:
             return TaskOutcome(
                 OutcomeKind.CRASH, f"Agent error: could not store the task's results: {_describe(exc)}"
             )
+        return self._success(run, completions)
+
+    @staticmethod
+    def _success(run: TaskRun, completions: list[DataCompletion]) -> TaskOutcome:
+        """SUCCESS, with what the run produced: `completions` of its notified files, and everything else."""
         return TaskOutcome(
             OutcomeKind.SUCCESS,
             created_results=list(run.created.values()),

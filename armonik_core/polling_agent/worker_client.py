@@ -8,10 +8,12 @@ import time
 from typing import Protocol
 
 import grpc
-from armonik.protogen.common.objects_pb2 import Empty
+from armonik.protogen.common.objects_pb2 import Configuration, Empty
 from armonik.protogen.common.worker_common_pb2 import HealthCheckReply, ProcessReply, ProcessRequest
 from armonik.protogen.worker.worker_service_pb2_grpc import WorkerStub
 
+from armonik_core.control_plane.convert import options_to_proto
+from armonik_core.polling_agent.agent_service import TaskRun
 from armonik_core.polling_agent.settings import ChannelSettings
 
 log = logging.getLogger("armonik.polling_agent")
@@ -51,9 +53,29 @@ class Worker(Protocol):
         self, retries: int, delay: float, timeout: float = 5.0, stop: asyncio.Event | None = None
     ) -> bool: ...
 
-    async def process(self, request: ProcessRequest, timeout: float | None) -> ProcessReply: ...
+    async def process(self, run: TaskRun, chunk_size: int, timeout: float | None) -> ProcessReply:
+        """Process the task of `run` (bound to the Agent API), `chunk_size` being the
+        `Configuration.data_chunk_max_size` its worker gets; raises `grpc.aio.AioRpcError` as Worker.Process
+        does (DEADLINE_EXCEEDED past `timeout`, ...)."""
+        ...
 
     async def close(self) -> None: ...
+
+
+def process_request(run: TaskRun, chunk_size: int) -> ProcessRequest:
+    """The Worker.Process request of `run`, as upstream's agent fills it."""
+    task = run.task
+    return ProcessRequest(
+        communication_token=run.token,
+        session_id=task.session_id,
+        task_id=task.task_id,
+        task_options=options_to_proto(task.options),
+        expected_output_keys=task.expected_output_ids,
+        payload_id=task.payload_id,
+        data_dependencies=task.data_dependencies,
+        data_folder=run.folder_name,
+        configuration=Configuration(data_chunk_max_size=chunk_size),
+    )
 
 
 class WorkerClient:
@@ -153,9 +175,9 @@ class WorkerClient:
                     pass
         return False
 
-    async def process(self, request: ProcessRequest, timeout: float | None) -> ProcessReply:
+    async def process(self, run: TaskRun, chunk_size: int, timeout: float | None) -> ProcessReply:
         """Worker.Process; raises `grpc.aio.AioRpcError` (DEADLINE_EXCEEDED past `timeout`, ...)."""
-        reply: ProcessReply = await self._stub.Process(request, timeout=timeout)
+        reply: ProcessReply = await self._stub.Process(process_request(run, chunk_size), timeout=timeout)
         self._answered_at = time.monotonic()
         return reply
 

@@ -28,3 +28,15 @@ def test_later_batches_sort_after_earlier_ones() -> None:
     first = new_ids(10)
     time.sleep(0.002)
     assert max(first) < min(new_ids(10))
+
+
+def test_single_ids_are_distinct_version_7_uuids_carrying_their_millisecond() -> None:
+    before = int(time.time() * 1000)
+    ids = [new_id() for _ in range(20_000)]  # many share a millisecond, and so the start `new_id` reuses
+    after = int(time.time() * 1000)
+    assert len(set(ids)) == len(ids)
+    for text in ids[::500]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= int(text.replace("-", "")[:12], 16) <= after
+    assert new_ids(1)[0] != new_ids(1)[0]
