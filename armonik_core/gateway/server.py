@@ -112,17 +112,17 @@ class ComputeGateway:
         await self._b.queue.ack([previous])
         return True
 
-    async def acquire(self, request: dict[str, Any], partition: str) -> dict[str, Any] | None:
+    async def acquire(self, request: dict[str, Any], partition: str) -> codec.Handover | None:
         acquired = await self._acquire_many({**request, "max_tasks": 1}, partition)
         return acquired[0] if acquired else None
 
     async def _take(
         self, leases: list[Lease], agent: str, hostname: str
-    ) -> list[dict[str, Any] | None | Exception]:
+    ) -> list[codec.Handover | None | Exception]:
         """Hand the tasks of `leases` to the agent, in one call to the state store: for each lease, what the
         agent gets, None when its task is not to run (its message is spent and acknowledged), or the exception
         that lease's acquisition raised (its lease runs out and the task goes to another agent)."""
-        answers: list[dict[str, Any] | None | Exception] = [None] * len(leases)
+        answers: list[codec.Handover | None | Exception] = [None] * len(leases)
         wanted: list[int] = []
         for i, lease in enumerate(leases):
             try:
@@ -154,19 +154,12 @@ class ComputeGateway:
 
     def _hand_over(
         self, lease: Lease, agent: str, task: Task, session: Session, inputs: list[Result]
-    ) -> dict[str, Any]:
+    ) -> codec.Handover:
         """What the agent gets for a task it acquired, with the lease handle issued for the run."""
         handle, nonce = self.keys.issue(lease, agent)
         scope = RunScope(task.task_id, task.session_id, frozenset(task.expected_output_ids))
         self._held[lease.message.task_id] = _Holding(agent, lease, time.monotonic(), nonce, scope)
-        return {
-            "task": codec.task_to_wire(task),
-            "session_options": codec.options_to_wire(session.options),
-            "session_partitions": session.partition_ids,
-            "lease": handle,
-            "object_prefix": nonce,
-            "inputs": [codec.result_to_wire(r) for r in inputs],
-        }
+        return codec.Handover(task, session.options, session.partition_ids, handle, inputs, nonce)
 
     async def _publish(self, produced: list[list[QueueMessage]]) -> Exception | None:
         """Publish the messages state changes produced, in one call; the exception when that fails (those
@@ -270,7 +263,7 @@ class ComputeGateway:
             raise PermissionDenied(f"Task {handle.task_id} is not in session {handle.session_id}")
         return RunScope(task.task_id, task.session_id, frozenset(task.expected_output_ids))
 
-    async def exchange(self, request: dict[str, Any], partition: str) -> list[dict[str, Any]]:
+    async def exchange(self, request: dict[str, Any], partition: str) -> list[codec.Handover]:
         """An agent's outcomes and its next tasks in one round trip. The outcomes are recorded in one call
         to the state store, and their leases acknowledged in one call (one broker operation, not one per
         task); one that fails is logged and does not hold back the rest (its task's lease runs out and
@@ -294,7 +287,7 @@ class ComputeGateway:
             return []
         return await self._acquire_many(wanted, partition)
 
-    async def _acquire_many(self, request: dict[str, Any], caller: str) -> list[dict[str, Any]]:
+    async def _acquire_many(self, request: dict[str, Any], caller: str) -> list[codec.Handover]:
         partition, agent, hostname = request["partition_id"], request["agent_id"], request["hostname"]
         if partition != caller:
             raise PermissionDenied(
@@ -309,7 +302,7 @@ class ComputeGateway:
             leases = await self._b.queue.pull(partition, limit, self._lease_seconds, agent)
             if leases:
                 taken = await self._take(leases, agent, hostname)
-                acquired = [item for item in taken if isinstance(item, dict)]
+                acquired = [item for item in taken if isinstance(item, codec.Handover)]
                 failures = [item for item in taken if isinstance(item, BaseException)]
                 if failures and not acquired:
                     raise failures[0]
@@ -323,7 +316,7 @@ class ComputeGateway:
                 return []
             await self._b.dispatcher.wait_for_publication(partition, min(remaining, RECHECK_SECONDS), seen)
 
-    async def get_results(self, request: dict[str, Any], partition: str) -> list[dict[str, Any]]:
+    async def get_results(self, request: dict[str, Any], partition: str) -> list[Result]:
         """Result records for a run: those of its task's session only (others are left out, as unknown)."""
         handle = self.keys.check(request.get("lease"), request.get("agent_id"), partition)
         found = await self._b.state.get_results(request["result_ids"])
@@ -335,7 +328,7 @@ class ComputeGateway:
                 len(found) - len(mine),
                 handle.session_id,
             )
-        return [codec.result_to_wire(r) for r in mine]
+        return mine
 
     async def exchange_stream(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext

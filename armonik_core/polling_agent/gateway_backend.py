@@ -151,7 +151,7 @@ class GatewayBackend(ComputeBackend):
         return {
             "lease": acquired.lease,
             "agent_id": self._agent_id,
-            "outcome": codec.outcome_to_wire(outcome),
+            "outcome": outcome,
         }
 
     async def start(
@@ -194,17 +194,10 @@ def _acquire_request(partition_id: str, agent_id: str, hostname: str, wait_secon
     }
 
 
-def _acquired(reply: dict[str, Any] | None) -> AcquiredTask | None:
+def _acquired(reply: list[Any] | None) -> AcquiredTask | None:
     if reply is None:
         return None
-    return AcquiredTask(
-        task=codec.task_from_wire(reply["task"]),
-        session_options=codec.options_from_wire(reply["session_options"]),
-        session_partitions=list(reply["session_partitions"]),
-        lease=reply["lease"],
-        inputs=[codec.result_from_wire(r) for r in reply.get("inputs", [])],
-        object_prefix=reply.get("object_prefix", ""),
-    )
+    return AcquiredTask(*codec.handover_from_wire(reply))
 
 
 def connect_gateway_backend(settings: AgentSettings) -> ComputeBackend:

@@ -218,13 +218,13 @@ async def test_the_outcomes_of_an_exchange_are_acknowledged_in_one_call(store: S
     taken = await gateway.exchange({"acquire": {**acquire, "max_tasks": 3}}, "default")
     assert len(taken) == 3
 
-    failed = codec.outcome_to_wire(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
-    finished = [{"lease": item["lease"], "agent_id": "agent", "outcome": failed} for item in taken]
+    failed = codec.to_wire(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
+    finished = [{"lease": item.lease, "agent_id": "agent", "outcome": failed} for item in taken]
     assert await gateway.exchange({"finished": finished}, "default") == []
     assert queue.acks == [3], "one acknowledgement for the three outcomes"
     assert await queue.depth("default") == 0
     for item in taken:
-        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.ERROR
+        assert (await store.get_task(item.task.task_id)).status is TaskStatus.ERROR
     await dispatcher.close()
 
 
@@ -263,17 +263,17 @@ async def test_an_exchange_calls_the_state_store_once_and_a_refused_outcome_hold
         taken = await gateway.exchange({"acquire": {**acquire, "max_tasks": 3}}, "default")
         assert len(taken) == 3 and store.acquired == [3]
 
-        failed = codec.outcome_to_wire(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
+        failed = codec.to_wire(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
         stray = TaskOutcome(OutcomeKind.SUCCESS, completions=[DataCompletion(new_id(), 1, b"elsewhere")])
-        outcomes = [failed, codec.outcome_to_wire(stray), failed]
+        outcomes = [failed, codec.to_wire(stray), failed]
         finished = [
-            {"lease": item["lease"], "agent_id": "agent", "outcome": outcome}
+            {"lease": item.lease, "agent_id": "agent", "outcome": outcome}
             for item, outcome in zip(taken, outcomes, strict=True)
         ]
         assert await gateway.exchange({"finished": finished}, "default") == []
         assert store.finished == [2], "the refused outcome never reaches the store"
         assert queue.acks == [2]
-        statuses = [(await store.get_task(item["task"]["task_id"])).status for item in taken]
+        statuses = [(await store.get_task(item.task.task_id)).status for item in taken]
         assert statuses == [TaskStatus.ERROR, TaskStatus.DISPATCHED, TaskStatus.ERROR]
     finally:
         await dispatcher.close()

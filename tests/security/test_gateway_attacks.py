@@ -1,4 +1,4 @@
-"""The attacks on the agents' compute gateway, replayed as an attacker would: a plain gRPC client sending JSON
+"""The attacks on the agents' compute gateway, replayed as an attacker would: a plain gRPC client sending MessagePack
 bodies to `armonik_py.ComputeGateway/*`, against a real control plane process.
 
 Each test runs twice: on the local target's settings (the gateway on its unix socket under the data folder)
@@ -14,6 +14,7 @@ agent holds (with its id and a made-up lease), and read another session's result
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -118,6 +119,11 @@ def acquire_body(partition: str = "default", agent: str = "thief", wait: float =
     return {"partition_id": partition, "agent_id": agent, "hostname": "attacker", "wait_seconds": wait}
 
 
+def take(target: str, meta: list[tuple[str, str]], agent: str = "thief") -> codec.Handover:
+    """A task acquired through the gateway, as the agents read it."""
+    return codec.handover_from_wire(call(target, "Acquire", acquire_body(agent=agent), meta))
+
+
 # -- what a user submits ---------------------------------------------------------------------------------------
 @dataclass
 class Submitted:
@@ -152,15 +158,8 @@ def download(plane: ControlPlaneProcess, result_id: str, session: str) -> bytes:
         return bytes(ArmoniKResults(channel).download_result_data(result_id, session))
 
 
-def success(completions: list[list[Any]], **extra: Any) -> dict[str, Any]:
-    return {
-        "kind": "success",
-        "message": "",
-        "created_results": [],
-        "completions": completions,
-        "subtasks": [],
-        **extra,
-    }
+def success(completions: list[tuple[str, int, bytes]], **extra: Any) -> TaskOutcome:
+    return TaskOutcome(OutcomeKind.SUCCESS, completions=[DataCompletion(*c) for c in completions], **extra)
 
 
 # -- the attacks -----------------------------------------------------------------------------------------------
@@ -213,6 +212,28 @@ def test_a_body_that_is_not_a_messagepack_map_is_an_invalid_argument(target: Tar
             assert words in (caught.value.details() or "")
 
 
+def test_a_malformed_outcome_is_an_invalid_argument_and_records_nothing(target: Target) -> None:
+    """An outcome that is not the array the gateway decodes (the map form of earlier versions, a field
+    missing, a status or an object key of the wrong type) is refused as such, and the task stays as it was."""
+    meta = metadata("default", target.credentials["default"])
+    work = submit(target.plane, b"work")
+    held = take(target.gateway, meta)
+    good = codec.to_wire(success([(work.output, 4, (held.object_prefix + "0" * 32).encode())]))
+    malformed = {
+        "not an array": {"kind": "success", "completions": []},
+        "not an array of 8 fields": good[:5],
+        "no such status or kind": ["finished", *good[1:]],
+        "data completion is not bytes": [*good[:3], [[work.output, 4, "key"]], *good[4:]],
+        "outcome is malformed": [*good[:4], 12, *good[5:]],
+    }
+    for words, outcome in malformed.items():
+        body = {"lease": held.lease, "agent_id": "thief", "outcome": outcome}
+        message = refused(grpc.StatusCode.INVALID_ARGUMENT, target.gateway, "Finish", body, meta)
+        assert words in message, message
+        call(target.gateway, "Exchange", {"finished": [body], "acquire": None}, meta)  # logged, not recorded
+    assert TaskStatus(task_of(target.plane, work.task).status) == TaskStatus.DISPATCHED
+
+
 def test_another_partitions_credential_cannot_take_the_task(target: Target) -> None:
     work = submit(target.plane, b"work", partition="default")
     pymonik = metadata("pymonik", target.credentials["pymonik"])
@@ -223,10 +244,8 @@ def test_another_partitions_credential_cannot_take_the_task(target: Target) -> N
     assert call(target.gateway, "Acquire", acquire_body("pymonik", wait=0), pymonik) is None
     assert TaskStatus(task_of(target.plane, work.task).status) == TaskStatus.SUBMITTED
     # the partition's own credential takes it (so the refusal above was about the partition)
-    taken = call(
-        target.gateway, "Acquire", acquire_body(), metadata("default", target.credentials["default"])
-    )
-    assert taken["task"]["task_id"] == work.task
+    taken = take(target.gateway, metadata("default", target.credentials["default"]))
+    assert taken.task.task_id == work.task
 
 
 def test_an_outcome_naming_another_sessions_object_is_refused(target: Target) -> None:
@@ -237,24 +256,20 @@ def test_an_outcome_naming_another_sessions_object_is_refused(target: Target) ->
     mine = submit(target.plane, b"session A's input")
     taken = {}
     for _ in range(2):
-        reply = call(target.gateway, "Acquire", acquire_body(), meta)
-        taken[reply["task"]["session_id"]] = reply
-    stolen = next(r["opaque_id"] for r in taken[other.session]["inputs"] if r["result_id"] == other.payload)
+        reply = take(target.gateway, meta)
+        taken[reply.task.session_id] = reply
+    stolen = next(r.opaque_id for r in taken[other.session].inputs if r.result_id == other.payload)
     held = taken[mine.session]
-    own_key = (held["object_prefix"] + "f" * 32).encode()
+    own_key = (held.object_prefix + "f" * 32).encode()
+    planted = dataclasses.replace(taken[other.session].inputs[0], result_id="planted", created_by=mine.task)
     forged = [
-        success([[mine.output, 18, stolen]]),  # B's object as A's output
-        success([[other.payload, 4, own_key]]),  # a result of session B completed by A's task
-        success([[other.output, 4, own_key]]),  # the output of B's task, from A's
-        success(
-            [],
-            created_results=[
-                {**taken[other.session]["inputs"][0], "result_id": "planted", "created_by": mine.task}
-            ],
-        ),  # a result created in session B
+        success([(mine.output, 18, stolen)]),  # B's object as A's output
+        success([(other.payload, 4, own_key)]),  # a result of session B completed by A's task
+        success([(other.output, 4, own_key)]),  # the output of B's task, from A's
+        success([], created_results=[planted]),  # a result created in session B
     ]
     for outcome in forged:
-        body = {"lease": held["lease"], "agent_id": "thief", "outcome": outcome}
+        body = {"lease": held.lease, "agent_id": "thief", "outcome": outcome}
         refused(grpc.StatusCode.PERMISSION_DENIED, target.gateway, "Finish", body, meta)
         # the same through the agents' batched exchange: not recorded either
         call(target.gateway, "Exchange", {"finished": [body], "acquire": None}, meta)
@@ -288,7 +303,7 @@ def test_finishing_a_task_another_agent_holds_is_refused_and_its_result_stands(t
     owner = task_of(target.plane, work.task).owner_pod_id  # what the attacker reads through ListTasks
     assert owner == "real-agent"
     lease = json.dumps([f"{work.task}:{owner}", work.task, work.session, "default", 1, 1])
-    forged_output = success([[work.output, 6, b"forged"]])
+    forged_output = success([(work.output, 6, b"forged")])
     made_up = [
         f"{'0' * 16}.{'0' * 64}.{lease}",
         lease,
@@ -306,9 +321,9 @@ def test_finishing_a_task_another_agent_holds_is_refused_and_its_result_stands(t
             meta,
         )
     # the thief's own genuine handle (of another task) under the real agent's id
-    own = call(target.gateway, "Acquire", acquire_body(), meta)
-    assert own["task"]["task_id"] == decoy.task
-    body = {"lease": own["lease"], "agent_id": owner, "outcome": forged_output}
+    own = take(target.gateway, meta)
+    assert own.task.task_id == decoy.task
+    body = {"lease": own.lease, "agent_id": owner, "outcome": forged_output}
     refused(grpc.StatusCode.PERMISSION_DENIED, target.gateway, "Finish", body, meta)
     # the real handle under another agent's id
     body = {"lease": acquired.lease, "agent_id": "thief", "outcome": forged_output}
@@ -339,15 +354,15 @@ def test_result_records_of_another_session_are_not_given(target: Target) -> None
     meta = metadata("default", target.credentials["default"])
     mine = submit(target.plane, b"mine")
     other = submit(target.plane, b"someone else's", partition="pymonik")
-    held = call(target.gateway, "Acquire", acquire_body(), meta)
-    assert held["task"]["task_id"] == mine.task
+    held = take(target.gateway, meta)
+    assert held.task.task_id == mine.task
     asked = {
         "result_ids": [mine.payload, other.payload, other.output],
-        "lease": held["lease"],
+        "lease": held.lease,
         "agent_id": "thief",
     }
     records = call(target.gateway, "GetResults", asked, meta)
-    assert [r["result_id"] for r in records] == [mine.payload]
+    assert [codec.result_from_wire(r).result_id for r in records] == [mine.payload]
     refused(
         grpc.StatusCode.PERMISSION_DENIED, target.gateway, "GetResults", {"result_ids": [other.payload]}, meta
     )
@@ -359,13 +374,13 @@ def test_a_lease_handle_survives_a_restart_of_the_control_plane(target: Target) 
     """Agents keep running their tasks across a restart: the handle is checked by its MAC, not a table."""
     meta = metadata("default", target.credentials["default"])
     work = submit(target.plane, b"input")
-    held = call(target.gateway, "Acquire", acquire_body(agent="steady"), meta)
+    held = take(target.gateway, meta, agent="steady")
     target.plane.kill()
     target.plane.start()
-    renewed = {"leases": [held["lease"]], "agent_id": "steady"}
+    renewed = {"leases": [held.lease], "agent_id": "steady"}
     assert call(target.gateway, "Heartbeat", renewed, meta) == []
     forged = {**renewed, "agent_id": "thief"}
     refused(grpc.StatusCode.PERMISSION_DENIED, target.gateway, "Heartbeat", forged, meta)
-    released = {"kind": "released", "message": "", "created_results": [], "completions": [], "subtasks": []}
-    call(target.gateway, "Finish", {"lease": held["lease"], "agent_id": "steady", "outcome": released}, meta)
+    released = TaskOutcome(OutcomeKind.RELEASED)
+    call(target.gateway, "Finish", {"lease": held.lease, "agent_id": "steady", "outcome": released}, meta)
     assert TaskStatus(task_of(target.plane, work.task).status) == TaskStatus.SUBMITTED  # given back, as asked
