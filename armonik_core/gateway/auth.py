@@ -14,7 +14,11 @@ tokens need, and it is the well-kept primitive for it):
   partition, queue delivery) in clear, a fresh random nonce for this acquisition, and
   HMAC(lease key, agent id | nonce | lease), the lease key itself derived from the secret. Nobody without the
   secret can make one, and one handle names exactly one run of one task by one agent; the gateway needs no
-  table to check it, so handles issued before a restart of the control plane stay good after it.
+  table to check it, so handles issued before a restart of the control plane stay good after it. While the
+  gateway holds a run in memory it keeps the handle it issued for it, and a handle that is exactly that one
+  (same text, compared in constant time, from the same agent) is the run's without its MAC recomputed nor its
+  lease decoded again (`Issued`): the MAC is computed once per run, and it is the same proof, since only the
+  handle issued carries that nonce with a good MAC.
 - **object prefix**: the nonce. The agent stores the run's outputs under keys that begin with it, and an
   outcome naming an object outside that prefix is refused (`armonik_core.gateway.outcomes`): a run can only
   complete results with data it stored itself.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from armonik_core.adapters.queue.base import Lease
@@ -80,6 +85,14 @@ class Handle:
         return self.lease.message.partition_id
 
 
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A handle the gateway issued, as it issued it: its text and the run it names."""
+
+    text: str
+    handle: Handle
+
+
 class GatewayKeys:
     """The keys derived from the deployment secret, with the checks that use them."""
 
@@ -121,19 +134,33 @@ class GatewayKeys:
         text = codec.lease_to_json(lease)
         return f"{nonce}.{_mac(self._lease_key, agent_id, nonce, text)}.{text}", nonce
 
-    def check(self, handle: object, agent_id: object, partition: str) -> Handle:
+    def check(
+        self, handle: object, agent_id: object, partition: str, issued: Mapping[str, Issued] | None = None
+    ) -> Handle:
         """The run `handle` names, when the gateway issued it to `agent_id` for a task of `partition`;
-        PermissionDenied otherwise."""
+        PermissionDenied otherwise. `issued`: the handles of the runs held in memory, by nonce; one of them
+        sent back as it was issued is checked by comparison (see the module's docstring)."""
         if not isinstance(handle, str) or not isinstance(agent_id, str):
             raise PermissionDenied("A lease handle and an agent id are required")
         nonce, _, rest = handle.partition(".")
+        known = issued.get(nonce) if issued else None
+        if (
+            known is not None
+            and known.handle.agent_id == agent_id
+            and hmac.compare_digest(known.text, handle)
+        ):
+            return _in_partition(known.handle, partition)
         mac, _, text = rest.partition(".")
         if not text or not hmac.compare_digest(_mac(self._lease_key, agent_id, nonce, text), mac):
             raise PermissionDenied(f"Lease handle not issued to agent {agent_id[:80]!r}")
-        lease = codec.lease_from_json(text)
-        if lease.message.partition_id != partition:
-            raise PermissionDenied(
-                f"Task {lease.message.task_id} belongs to partition {lease.message.partition_id!r}, "
-                f"not to the caller's partition {partition!r}"
-            )
-        return Handle(lease, agent_id, nonce)
+        return _in_partition(Handle(codec.lease_from_json(text), agent_id, nonce), partition)
+
+
+def _in_partition(handle: Handle, partition: str) -> Handle:
+    """The handle, when its task is one of the caller's partition; PermissionDenied otherwise."""
+    if handle.partition_id != partition:
+        raise PermissionDenied(
+            f"Task {handle.task_id} belongs to partition {handle.partition_id!r}, "
+            f"not to the caller's partition {partition!r}"
+        )
+    return handle

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -23,7 +23,7 @@ from armonik_core.domain.errors import InvalidArgument
 from armonik_core.domain.outcomes import TaskOutcome
 from armonik_core.domain.records import Result, Session, Task
 from armonik_core.gateway import codec
-from armonik_core.gateway.auth import GatewayKeys, Handle, PermissionDenied, Unauthenticated
+from armonik_core.gateway.auth import GatewayKeys, Handle, Issued, PermissionDenied, Unauthenticated
 from armonik_core.gateway.outcomes import RunScope, check_outcome
 from armonik_core.services.backends import Backends
 from armonik_core.services.errors import status_for
@@ -52,6 +52,35 @@ class _Holding:
     #: The run's nonce (from its lease handle): a handle of an earlier run of the task does not match.
     nonce: str
     scope: RunScope
+    #: The run's lease handle as issued: one sent back unchanged needs no MAC recomputed (`auth.Issued`).
+    issued: Issued
+
+
+#: Per outcome of an exchange: the lease to acknowledge, None (a stale handle, ignored), or its failure.
+_Answers = list[Lease | None | Exception]
+#: An outcome to record: its position in the exchange, its run's handle and holding, and the outcome.
+_Run = tuple[int, Handle, _Holding | None, TaskOutcome]
+_T = TypeVar("_T")
+
+
+def _asked(request: dict[str, Any], caller: str) -> tuple[str, str, str, int]:
+    """An acquisition's partition, agent id, hostname and number of tasks, when the caller may make it."""
+    partition, agent, hostname = request["partition_id"], request["agent_id"], request["hostname"]
+    if partition != caller:
+        raise PermissionDenied(
+            f"An agent of partition {caller!r} cannot take tasks of partition {partition!r}"
+        )
+    if not isinstance(agent, str) or not agent:
+        raise InvalidArgument("agent_id must be a non-empty string")
+    return partition, agent, hostname, max(1, int(request.get("max_tasks", 1)))
+
+
+async def _settled(work: Awaitable[_T]) -> _T | Exception:
+    """What `work` returns, or the exception it raises."""
+    try:
+        return await work
+    except Exception as exc:
+        return exc
 
 
 class ComputeGateway:
@@ -65,6 +94,8 @@ class ComputeGateway:
         self.keys = keys
         self._lease_seconds = lease_seconds
         self._held: dict[str, _Holding] = {}
+        #: The handles of the runs in `_held`, by nonce.
+        self._issued: dict[str, Issued] = {}
         self._renewals: set[asyncio.Future[None]] = set()
         #: Exchange streams waiting for their agent's next request (ended at once on shutdown).
         self._idle_streams: set[asyncio.Task[Any]] = set()
@@ -83,6 +114,20 @@ class ComputeGateway:
         self._renewals.discard(renewal)
         if not renewal.cancelled() and renewal.exception() is not None:
             log.warning("could not renew leases: %s", renewal.exception())
+
+    def _hold(self, task_id: str, holding: _Holding) -> None:
+        self._drop(task_id)
+        self._held[task_id] = holding
+        self._issued[holding.nonce] = holding.issued
+
+    def _drop(self, task_id: str) -> None:
+        holding = self._held.pop(task_id, None)
+        if holding is not None:
+            self._issued.pop(holding.nonce, None)
+
+    def _checked(self, handle: object, agent_id: object, partition: str) -> Handle:
+        """The run a lease handle names (`GatewayKeys.check`, with the handles of the runs held)."""
+        return self.keys.check(handle, agent_id, partition, self._issued)
 
     def _holding(self, handle: Handle) -> _Holding | None:
         """The task's holding when the handle's run holds it (None: a late agent, or the control plane
@@ -140,7 +185,7 @@ class ComputeGateway:
             if isinstance(outcome, Exception) or (failed is not None and outcome.to_enqueue):
                 answers[i] = outcome if isinstance(outcome, Exception) else failed
             elif outcome.task is None or outcome.session is None:
-                self._held.pop(leases[i].message.task_id, None)
+                self._drop(leases[i].message.task_id)
                 spent.append(i)
             else:
                 answers[i] = self._hand_over(leases[i], agent, outcome.task, outcome.session, outcome.inputs)
@@ -158,7 +203,8 @@ class ComputeGateway:
         """What the agent gets for a task it acquired, with the lease handle issued for the run."""
         handle, nonce = self.keys.issue(lease, agent)
         scope = RunScope(task.task_id, task.session_id, frozenset(task.expected_output_ids))
-        self._held[lease.message.task_id] = _Holding(agent, lease, time.monotonic(), nonce, scope)
+        issued = Issued(handle, Handle(lease, agent, nonce))
+        self._hold(lease.message.task_id, _Holding(agent, lease, time.monotonic(), nonce, scope, issued))
         return codec.Handover(task, session.options, session.partition_ids, handle, inputs, nonce)
 
     async def _publish(self, produced: list[list[QueueMessage]]) -> Exception | None:
@@ -174,7 +220,7 @@ class ComputeGateway:
         return None
 
     async def start(self, request: dict[str, Any], partition: str) -> bool:
-        handle = self.keys.check(request.get("lease"), request.get("agent_id"), partition)
+        handle = self._checked(request.get("lease"), request.get("agent_id"), partition)
         if self._stale(handle):
             log.info(
                 "start of task %s by agent %s ignored: a later run holds it", handle.task_id, handle.agent_id
@@ -187,7 +233,7 @@ class ComputeGateway:
     async def heartbeat(self, request: dict[str, Any], partition: str) -> list[str]:
         agent, now = request.get("agent_id"), time.monotonic()
         leases = []
-        for handle in [self.keys.check(text, agent, partition) for text in request["leases"]]:
+        for handle in [self._checked(text, agent, partition) for text in request["leases"]]:
             lease = handle.lease
             holding = self._holding(handle)
             if holding is not None:
@@ -213,8 +259,13 @@ class ComputeGateway:
     async def _record(self, items: list[dict[str, Any]], partition: str) -> list[Lease | None | Exception]:
         """Record agents' outcomes, in one call to the state store: for each, the lease to acknowledge, None
         for a stale handle (ignored), or the exception that outcome raised."""
-        answers: list[Lease | None | Exception] = [None] * len(items)
-        runs: list[tuple[int, Handle, _Holding | None, TaskOutcome]] = []
+        return await self._apply(*await self._check_all(items, partition))
+
+    async def _check_all(self, items: list[dict[str, Any]], partition: str) -> tuple[_Answers, list[_Run]]:
+        """The outcomes checked (`_check`): an answer per item (an exception for one refused), and the runs
+        to record, with their items' positions."""
+        answers: _Answers = [None] * len(items)
+        runs: list[_Run] = []
         for i, item in enumerate(items):
             try:
                 run = await self._check(item, partition)
@@ -223,6 +274,10 @@ class ComputeGateway:
                 continue
             if run is not None:
                 runs.append((i, *run))
+        return answers, runs
+
+    async def _apply(self, answers: _Answers, runs: list[_Run]) -> _Answers:
+        """The checked runs' outcomes recorded in one call to the state store (see `_record`)."""
         requests = [(handle.task_id, handle.agent_id, outcome) for _, handle, _, outcome in runs]
         recorded = await self._b.state.finish_tasks(requests) if requests else []
         failed = await self._publish([[] if isinstance(r, Exception) else r for r in recorded])
@@ -231,7 +286,7 @@ class ComputeGateway:
                 answers[i] = messages if isinstance(messages, Exception) else failed
                 continue
             if holding is not None:
-                self._held.pop(handle.task_id, None)
+                self._drop(handle.task_id)
             answers[i] = holding.lease if holding is not None else handle.lease
         return answers
 
@@ -240,7 +295,7 @@ class ComputeGateway:
     ) -> tuple[Handle, _Holding | None, TaskOutcome] | None:
         """An agent's outcome checked against its lease handle: the handle, the run's holding (None when
         the gateway does not hold it in memory) and the outcome, or None when the handle is stale."""
-        handle = self.keys.check(request.get("lease"), request.get("agent_id"), partition)
+        handle = self._checked(request.get("lease"), request.get("agent_id"), partition)
         holding = self._holding(handle)
         if holding is None and self._stale(handle):
             # A late agent: the task was taken again since (by another agent, or by this one anew). Its
@@ -267,47 +322,95 @@ class ComputeGateway:
         """An agent's outcomes and its next tasks in one round trip. The outcomes are recorded in one call
         to the state store, and their leases acknowledged in one call (one broker operation, not one per
         task); one that fails is logged and does not hold back the rest (its task's lease runs out and
-        another agent retries it)."""
+        another agent retries it). When tasks wait in the queue, they are taken alongside (`_finish_and_take`)."""
         finished = request.get("finished") or []
-        if finished:
-            done = await self._record(finished, partition)
-            recorded = [lease for lease in done if isinstance(lease, Lease)]
-            for item, failure in zip(finished, done, strict=True):
-                if isinstance(failure, PermissionDenied):
-                    log.warning("outcome of agent %.80s refused: %s", item.get("agent_id"), failure)
-                elif isinstance(failure, BaseException):
-                    log.error("could not apply an outcome of agent %s: %s", item.get("agent_id"), failure)
-            if recorded:
-                try:
-                    await self._b.queue.ack(recorded)
-                except Exception as exc:  # the outcomes are recorded: a message back in the queue is skipped
-                    log.warning("could not acknowledge %d finished tasks: %s", len(recorded), exc)
         wanted = request.get("acquire")
+        if finished:
+            acquired = await self._finish_and_take(finished, wanted, partition)
+            if acquired:
+                return acquired
         if not wanted:
             return []
         return await self._acquire_many(wanted, partition)
 
+    async def _finish_and_take(
+        self, finished: list[dict[str, Any]], wanted: dict[str, Any] | None, partition: str
+    ) -> list[codec.Handover] | None:
+        """Record the outcomes; and when the agent also asks for tasks and some wait in the queue, take them
+        in the same turn of the event loop, so that the outcomes and the acquisitions go to the state store
+        together (one transaction, one commit, instead of one each). Each part stays apart: its own unit of
+        work, its failure its own (outcomes that could not be recorded are logged, tasks taken are handed
+        over all the same). The tasks taken (None: none, the caller goes on as without outcomes)."""
+        answers, runs = await self._check_all(finished, partition)
+        leases = await self._ready(wanted, partition) if runs else []
+        if not leases:
+            await self._acknowledge(finished, await self._apply(answers, runs))
+            return None
+        assert wanted is not None
+        agent = wanted["agent_id"]
+        if {lease.message.task_id for lease in leases} & {handle.task_id for _, handle, _, _ in runs}:
+            # A task finished in this exchange was delivered again: its outcome is recorded first.
+            recorded = await _settled(self._apply(answers, runs))
+            taken = await _settled(self._take(leases, agent, wanted["hostname"]))
+        else:
+            # The acquisitions run beside: the outcomes' unit of work is submitted first (this coroutine runs
+            # until it waits for its commit), the acquisitions' next, in the same turn of the loop.
+            take = asyncio.ensure_future(self._take(leases, agent, wanted["hostname"]))
+            try:
+                recorded = await _settled(self._apply(answers, runs))
+            except asyncio.CancelledError:
+                take.cancel()
+                raise
+            taken = await _settled(take)
+        if isinstance(recorded, Exception):
+            log.error("could not record %d outcomes: %s", len(runs), recorded)
+        else:
+            await self._acknowledge(finished, recorded)
+        if isinstance(taken, Exception):
+            raise taken
+        return self._acquired(taken, agent)
+
+    async def _ready(self, wanted: dict[str, Any] | None, partition: str) -> list[Lease]:
+        """The leases of the tasks waiting for the agent's partition, pulled without waiting; none for an
+        acquisition the agent may not make (`_acquire_many` refuses it, after the outcomes are recorded)."""
+        try:
+            partition, agent, _, limit = _asked(wanted, partition) if wanted else ("", "", "", 0)
+        except Exception:
+            return []
+        return await self._b.queue.pull(partition, limit, self._lease_seconds, agent) if limit else []
+
+    async def _acknowledge(self, finished: list[dict[str, Any]], done: _Answers) -> None:
+        """Log the outcomes refused or not recorded; acknowledge the leases of those recorded, in one call."""
+        recorded = [lease for lease in done if isinstance(lease, Lease)]
+        for item, failure in zip(finished, done, strict=True):
+            if isinstance(failure, PermissionDenied):
+                log.warning("outcome of agent %.80s refused: %s", item.get("agent_id"), failure)
+            elif isinstance(failure, BaseException):
+                log.error("could not apply an outcome of agent %s: %s", item.get("agent_id"), failure)
+        if recorded:
+            try:
+                await self._b.queue.ack(recorded)
+            except Exception as exc:  # the outcomes are recorded: a message back in the queue is skipped
+                log.warning("could not acknowledge %d finished tasks: %s", len(recorded), exc)
+
+    def _acquired(self, taken: list[codec.Handover | None | Exception], agent: str) -> list[codec.Handover]:
+        """What `_take` handed over; its first failure when it handed over nothing but failed."""
+        acquired = [item for item in taken if isinstance(item, codec.Handover)]
+        failures = [item for item in taken if isinstance(item, BaseException)]
+        if failures and not acquired:
+            raise failures[0]
+        for failure in failures:  # its lease runs out and the task goes to another agent
+            log.error("could not hand a task to agent %s: %s", agent, failure)
+        return acquired
+
     async def _acquire_many(self, request: dict[str, Any], caller: str) -> list[codec.Handover]:
-        partition, agent, hostname = request["partition_id"], request["agent_id"], request["hostname"]
-        if partition != caller:
-            raise PermissionDenied(
-                f"An agent of partition {caller!r} cannot take tasks of partition {partition!r}"
-            )
-        if not isinstance(agent, str) or not agent:
-            raise InvalidArgument("agent_id must be a non-empty string")
-        limit = max(1, int(request.get("max_tasks", 1)))
+        partition, agent, hostname, limit = _asked(request, caller)
         deadline = time.monotonic() + float(request.get("wait_seconds", 0))
         while True:
             seen = self._b.dispatcher.publications(partition)
             leases = await self._b.queue.pull(partition, limit, self._lease_seconds, agent)
             if leases:
-                taken = await self._take(leases, agent, hostname)
-                acquired = [item for item in taken if isinstance(item, codec.Handover)]
-                failures = [item for item in taken if isinstance(item, BaseException)]
-                if failures and not acquired:
-                    raise failures[0]
-                for failure in failures:  # its lease runs out and the task goes to another agent
-                    log.error("could not hand a task to agent %s: %s", agent, failure)
+                acquired = self._acquired(await self._take(leases, agent, hostname), agent)
                 if acquired:
                     return acquired
                 continue
@@ -318,7 +421,7 @@ class ComputeGateway:
 
     async def get_results(self, request: dict[str, Any], partition: str) -> list[Result]:
         """Result records for a run: those of its task's session only (others are left out, as unknown)."""
-        handle = self.keys.check(request.get("lease"), request.get("agent_id"), partition)
+        handle = self._checked(request.get("lease"), request.get("agent_id"), partition)
         found = await self._b.state.get_results(request["result_ids"])
         mine = [r for r in found if r.session_id == handle.session_id]
         if len(mine) < len(found):

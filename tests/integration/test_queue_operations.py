@@ -278,3 +278,93 @@ async def test_an_exchange_calls_the_state_store_once_and_a_refused_outcome_hold
     finally:
         await dispatcher.close()
         await store.close()
+
+
+class FailingStore(CountingStore):
+    """The counting store, failing every batch of outcomes (`failing_finish`) or of acquisitions."""
+
+    failing_finish = False
+    failing_acquire = False
+
+    async def acquire_tasks(self, requests: Sequence[AcquireRequest]) -> list[TaskAcquisition | Exception]:
+        if self.failing_acquire:
+            raise OSError("disk I/O error")
+        return await super().acquire_tasks(requests)
+
+    async def finish_tasks(self, requests: Sequence[FinishRequest]) -> list[list[QueueMessage] | Exception]:
+        if self.failing_finish:
+            raise OSError("disk I/O error")
+        return await super().finish_tasks(requests)
+
+
+@pytest.fixture
+async def failing(tmp_path: Path) -> AsyncIterator[tuple[FailingStore, GatedQueue, ComputeGateway]]:
+    store = FailingStore(tmp_path / "state.db")
+    await prepare(store)
+    queue = GatedQueue()
+    dispatcher = TaskDispatcher(store, queue)
+    backends = Backends(store, None, queue, dispatcher, None)  # type: ignore[arg-type]
+    yield store, queue, ComputeGateway(backends, GatewayKeys(b"secret"))
+    await dispatcher.close()
+    await store.close()
+
+
+ACQUIRE = {"partition_id": "default", "agent_id": "agent", "hostname": "host", "wait_seconds": 0.0}
+FAILED = codec.outcome_to_wire(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
+
+
+async def _taken_then_more_waiting(
+    store: FailingStore, queue: GatedQueue, gateway: ComputeGateway
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Two tasks taken by the agent, their outcomes to report, and two more tasks waiting in the queue."""
+    await gateway._b.dispatcher.publish(await ready_tasks(store, 4))
+    await until(lambda: sum(queue.batches) == 4)
+    taken = await gateway.exchange({"acquire": {**ACQUIRE, "max_tasks": 2}}, "default")
+    assert len(taken) == 2
+    return taken, [{"lease": item["lease"], "agent_id": "agent", "outcome": FAILED} for item in taken]
+
+
+async def test_the_outcomes_and_the_acquisitions_of_an_exchange_share_one_transaction(
+    failing: tuple[FailingStore, GatedQueue, ComputeGateway],
+) -> None:
+    store, queue, gateway = failing
+    taken, finished = await _taken_then_more_waiting(store, queue, gateway)
+    before = store._engine.generation
+    again = await gateway.exchange({"finished": finished, "acquire": {**ACQUIRE, "max_tasks": 2}}, "default")
+    assert store._engine.generation - before == 2, "one transaction (the generation moves twice per commit)"
+    assert len(again) == 2 and store.finished == [2] and store.acquired == [2, 2]
+    assert queue.acks == [2]
+    for item in taken:
+        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.ERROR
+    for item in again:
+        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.DISPATCHED
+
+
+async def test_outcomes_that_cannot_be_recorded_do_not_lose_the_tasks_taken_with_them(
+    failing: tuple[FailingStore, GatedQueue, ComputeGateway],
+) -> None:
+    """The tasks taken are the agent's all the same; the outcomes' leases are not acknowledged (they run
+    out, and another agent runs those tasks again)."""
+    store, queue, gateway = failing
+    taken, finished = await _taken_then_more_waiting(store, queue, gateway)
+    store.failing_finish = True
+    again = await gateway.exchange({"finished": finished, "acquire": {**ACQUIRE, "max_tasks": 2}}, "default")
+    assert len(again) == 2 and queue.acks == []
+    for item in taken:
+        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.DISPATCHED
+    store.failing_finish = False
+    assert await gateway.exchange({"finished": finished}, "default") == []  # the same handles, still good
+    assert queue.acks == [2]
+
+
+async def test_acquisitions_that_fail_do_not_lose_the_outcomes_reported_with_them(
+    failing: tuple[FailingStore, GatedQueue, ComputeGateway],
+) -> None:
+    store, queue, gateway = failing
+    taken, finished = await _taken_then_more_waiting(store, queue, gateway)
+    store.failing_acquire = True
+    with pytest.raises(OSError):
+        await gateway.exchange({"finished": finished, "acquire": {**ACQUIRE, "max_tasks": 2}}, "default")
+    assert queue.acks == [2]
+    for item in taken:
+        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.ERROR

@@ -8,7 +8,14 @@ import pytest
 
 from armonik_core.adapters.queue.base import Lease, QueueMessage
 from armonik_core.config import ConfigurationError, ControlPlaneSettings, Environment
-from armonik_core.gateway.auth import GatewayKeys, PermissionDenied, Unauthenticated, agent_credential
+from armonik_core.gateway.auth import (
+    GatewayKeys,
+    Handle,
+    Issued,
+    PermissionDenied,
+    Unauthenticated,
+    agent_credential,
+)
 from armonik_core.gateway.settings import GatewaySettings
 from armonik_core.polling_agent.settings import AgentSettings
 
@@ -77,3 +84,24 @@ def test_credentials_and_handles() -> None:
             keys.check(text, agent, partition)
     with pytest.raises(PermissionDenied):
         GatewayKeys(b"another secret").check(handle, "agent", "gpu")
+
+
+def test_a_handle_the_gateway_holds_is_checked_as_strictly_as_by_its_mac() -> None:
+    """A handle sent back exactly as issued is the run's; one that differs in anything (its MAC, its lease,
+    its agent, its partition) is refused, as the MAC check refuses it."""
+    keys = GatewayKeys(b"secret")
+    lease = Lease("handle", QueueMessage("task", "session", "gpu", 1), 1)
+    text, nonce = keys.issue(lease, "agent")
+    issued = {nonce: Issued(text, Handle(lease, "agent", nonce))}
+    assert keys.check(text, "agent", "gpu", issued) is issued[nonce].handle
+    _, mac, clear = text.split(".", 2)
+    forged = f"{nonce}.{mac[:-1]}{'0' if mac[-1] != '0' else '1'}.{clear}"
+    other_lease = f"{nonce}.{mac}.{clear.replace('session', 'sessiom')}"
+    for candidate, agent, partition in (
+        (forged, "agent", "gpu"),
+        (other_lease, "agent", "gpu"),
+        (text, "other", "gpu"),
+        (text, "agent", "cpu"),
+    ):
+        with pytest.raises(PermissionDenied):
+            keys.check(candidate, agent, partition, issued)
