@@ -310,7 +310,7 @@ async def failing(tmp_path: Path) -> AsyncIterator[tuple[FailingStore, GatedQueu
 
 
 ACQUIRE = {"partition_id": "default", "agent_id": "agent", "hostname": "host", "wait_seconds": 0.0}
-FAILED = codec.outcome_to_wire(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
+FAILED = codec.to_wire(TaskOutcome(OutcomeKind.ERROR, "the worker said no"))
 
 
 async def _taken_then_more_waiting(
@@ -321,7 +321,7 @@ async def _taken_then_more_waiting(
     await until(lambda: sum(queue.batches) == 4)
     taken = await gateway.exchange({"acquire": {**ACQUIRE, "max_tasks": 2}}, "default")
     assert len(taken) == 2
-    return taken, [{"lease": item["lease"], "agent_id": "agent", "outcome": FAILED} for item in taken]
+    return taken, [{"lease": item.lease, "agent_id": "agent", "outcome": FAILED} for item in taken]
 
 
 async def test_the_outcomes_and_the_acquisitions_of_an_exchange_share_one_transaction(
@@ -335,9 +335,9 @@ async def test_the_outcomes_and_the_acquisitions_of_an_exchange_share_one_transa
     assert len(again) == 2 and store.finished == [2] and store.acquired == [2, 2]
     assert queue.acks == [2]
     for item in taken:
-        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.ERROR
+        assert (await store.get_task(item.task.task_id)).status is TaskStatus.ERROR
     for item in again:
-        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.DISPATCHED
+        assert (await store.get_task(item.task.task_id)).status is TaskStatus.DISPATCHED
 
 
 async def test_outcomes_that_cannot_be_recorded_do_not_lose_the_tasks_taken_with_them(
@@ -351,7 +351,7 @@ async def test_outcomes_that_cannot_be_recorded_do_not_lose_the_tasks_taken_with
     again = await gateway.exchange({"finished": finished, "acquire": {**ACQUIRE, "max_tasks": 2}}, "default")
     assert len(again) == 2 and queue.acks == []
     for item in taken:
-        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.DISPATCHED
+        assert (await store.get_task(item.task.task_id)).status is TaskStatus.DISPATCHED
     store.failing_finish = False
     assert await gateway.exchange({"finished": finished}, "default") == []  # the same handles, still good
     assert queue.acks == [2]
@@ -367,4 +367,4 @@ async def test_acquisitions_that_fail_do_not_lose_the_outcomes_reported_with_the
         await gateway.exchange({"finished": finished, "acquire": {**ACQUIRE, "max_tasks": 2}}, "default")
     assert queue.acks == [2]
     for item in taken:
-        assert (await store.get_task(item["task"]["task_id"])).status is TaskStatus.ERROR
+        assert (await store.get_task(item.task.task_id)).status is TaskStatus.ERROR
