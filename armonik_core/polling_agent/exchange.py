@@ -60,10 +60,9 @@ class TaskExchange:
         self._report_delay = report_delay
         self._queue: collections.deque[AcquiredTask] = collections.deque()
         self._unreported: list[tuple[AcquiredTask, TaskOutcome]] = []
+        #: The tasks whose outcomes the call in flight carries (none: it only waits for tasks).
         self._sending: list[AcquiredTask] = []
         self._flight: asyncio.Task[int] | None = None
-        #: The call in flight only waits for tasks (it carries no outcome): a stop may cancel it.
-        self._flight_only_acquires = False
         #: Exchanges failed in a row: the next one waits longer (a backend that refuses every call, such as
         #: a gateway refusing this agent's credential, is not called in a tight loop).
         self._failures = 0
@@ -138,8 +137,9 @@ class TaskExchange:
         the agent stops at once. The backend sees the call go; should it have handed tasks to this agent in
         that instant, their leases run out and they go to another agent, as for an agent that died."""
         self._stopped = True
-        if self._flight is not None and self._flight_only_acquires:
-            self._flight.cancel()
+        flight = self._in_flight()
+        if flight is not None and not self._sending:  # it carries no outcome: it only waits for tasks
+            flight.cancel()
 
     async def close(self, message: str) -> None:
         """Give back the tasks not run, report what is left and wait for the last call."""
@@ -202,7 +202,6 @@ class TaskExchange:
             wanted = max(wanted, 1)
         flight = asyncio.get_running_loop().create_task(self._call(finished, wanted, wait))
         self._flight = flight
-        self._flight_only_acquires = not finished
         return flight
 
     async def _call(
