@@ -52,8 +52,6 @@ class _Holding:
     #: The run's nonce (from its lease handle): a handle of an earlier run of the task does not match.
     nonce: str
     scope: RunScope
-    #: The run's lease handle as issued: one sent back unchanged needs no MAC recomputed (`auth.Issued`).
-    issued: Issued
 
 
 #: Per outcome of an exchange: the lease to acknowledge, None (a stale handle, ignored), or its failure.
@@ -115,10 +113,12 @@ class ComputeGateway:
         if not renewal.cancelled() and renewal.exception() is not None:
             log.warning("could not renew leases: %s", renewal.exception())
 
-    def _hold(self, task_id: str, holding: _Holding) -> None:
+    def _hold(self, task_id: str, holding: _Holding, handle: str) -> None:
+        """Hold a run, with the lease handle issued for it: sent back unchanged, it needs no MAC recomputed
+        (`auth.Issued`)."""
         self._drop(task_id)
         self._held[task_id] = holding
-        self._issued[holding.nonce] = holding.issued
+        self._issued[holding.nonce] = Issued(handle, Handle(holding.lease, holding.agent, holding.nonce))
 
     def _drop(self, task_id: str) -> None:
         holding = self._held.pop(task_id, None)
@@ -203,8 +203,7 @@ class ComputeGateway:
         """What the agent gets for a task it acquired, with the lease handle issued for the run."""
         handle, nonce = self.keys.issue(lease, agent)
         scope = RunScope(task.task_id, task.session_id, frozenset(task.expected_output_ids))
-        issued = Issued(handle, Handle(lease, agent, nonce))
-        self._hold(lease.message.task_id, _Holding(agent, lease, time.monotonic(), nonce, scope, issued))
+        self._hold(lease.message.task_id, _Holding(agent, lease, time.monotonic(), nonce, scope), handle)
         return codec.Handover(task, session.options, session.partition_ids, handle, inputs, nonce)
 
     async def _publish(self, produced: list[list[QueueMessage]]) -> Exception | None:
