@@ -85,13 +85,18 @@ def _read_whole(path: str) -> bytes:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (a write may take less than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _write_whole(path: str | Path, data: bytes) -> None:
     """Create or truncate `path` and write `data` into it, with plain system calls (see `_read_at_most`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
     finally:
         os.close(fd)
 
@@ -295,9 +300,7 @@ class FilesystemObjectStorage(ObjectStorage):
             return len(data)
         try:
             os.fchmod(fd, _OBJECT_MODE)  # whatever the umask: objects are read by other users' processes
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             if self._fsync:
                 os.fsync(fd)
             os.close(fd)
