@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from armonik_core.adapters.queue.base import QueueMessage
 from armonik_core.adapters.state import common
@@ -25,6 +26,9 @@ from armonik_core.domain.statuses import TaskStatus
 
 log = logging.getLogger("armonik.state")
 
+_Request = TypeVar("_Request", AcquireRequest, FinishRequest)
+_Answer = TypeVar("_Answer")
+
 
 class SqliteComputePlane(SqliteUnits):
     """The units of work of the compute plane, a layer of `SqliteStateStore`: apart from the clients'
@@ -35,18 +39,8 @@ class SqliteComputePlane(SqliteUnits):
         return await self._engine.write(lambda conn, changes: _acquire_one(conn, changes, request, now))
 
     async def acquire_tasks(self, requests: Sequence[AcquireRequest]) -> list[TaskAcquisition | Exception]:
-        """The batch in one unit of work, set-wise (`sqlite_batches`); should that unit fail, each request
-        in a unit of its own, so that the failure stays with its request. A single request takes the single
-        call's shorter path."""
-        now, batch = self._clock(), list(requests)
-        if len(batch) < 2:
-            return await super().acquire_tasks(batch)
-        try:
-            given = await self._engine.write(lambda conn, changes: _acquire_batch(conn, changes, batch, now))
-        except Exception as exc:
-            log.debug("acquiring %d tasks one by one: %s", len(batch), exc)
-            return await super().acquire_tasks(batch)
-        return list(given)
+        """The batch in one unit of work, set-wise (`sqlite_batches`), see `_in_one_unit`."""
+        return await self._in_one_unit(list(requests), _acquire_batch, super().acquire_tasks, "acquiring")
 
     async def start_task(
         self, task_id: str, agent_id: str, fetched_at: float | None = None, started_at: float | None = None
@@ -69,20 +63,28 @@ class SqliteComputePlane(SqliteUnits):
         return await self._engine.write(lambda conn, changes: _finish_one(conn, changes, request, now))
 
     async def finish_tasks(self, requests: Sequence[FinishRequest]) -> list[list[QueueMessage] | Exception]:
-        """The batch in one unit of work, set-wise (`sqlite_batches`); should that unit fail (an outcome the
-        store refuses), each request in a unit of its own, so that the failure stays with its request. A
-        single request takes the single call's shorter path."""
-        now, batch = self._clock(), list(requests)
+        """The batch in one unit of work, set-wise (`sqlite_batches`), see `_in_one_unit`."""
+        return await self._in_one_unit(list(requests), _finish_batch, super().finish_tasks, "finishing")
+
+    async def _in_one_unit(
+        self,
+        batch: list[_Request],
+        apply: Callable[[sqlite3.Connection, list[Change], Sequence[_Request], float], list[_Answer]],
+        one_by_one: Callable[[Sequence[_Request]], Awaitable[list[_Answer | Exception]]],
+        what: str,
+    ) -> list[_Answer | Exception]:
+        """`apply` to the whole batch in one unit of work; should that unit fail (a request the store refuses),
+        each request in a unit of its own (`one_by_one`), so that the failure stays with its request. A single
+        request takes the single call's shorter path."""
         if len(batch) < 2:
-            return await super().finish_tasks(batch)
+            return await one_by_one(batch)
+        now = self._clock()
         try:
-            recorded = await self._engine.write(
-                lambda conn, changes: _finish_batch(conn, changes, batch, now)
-            )
+            answers = await self._engine.write(lambda conn, changes: apply(conn, changes, batch, now))
         except Exception as exc:
-            log.debug("recording %d outcomes one by one: %s", len(batch), exc)
-            return await super().finish_tasks(batch)
-        return list(recorded)
+            log.debug("%s %d tasks one by one: %s", what, len(batch), exc)
+            return await one_by_one(batch)
+        return list(answers)
 
     async def tasks_in_flight(self) -> tuple[list[QueueMessage], list[tuple[QueueMessage, str]]]:
         statuses = (int(TaskStatus.SUBMITTED), int(TaskStatus.DISPATCHED), int(TaskStatus.PROCESSING))
